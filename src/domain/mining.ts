@@ -1,0 +1,82 @@
+import { Schema } from "effect"
+
+/** 0x-prefixed 32-byte hex (hashes). */
+export const Hex32 = Schema.String.check(Schema.isPattern(/^0x[0-9a-fA-F]{64}$/, { expected: "a 0x-prefixed 32-byte hex string" }))
+/** 0x-prefixed 20-byte hex (account and contract addresses). */
+export const Address = Schema.String.check(Schema.isPattern(/^0x[0-9a-fA-F]{40}$/, { expected: "a 0x-prefixed 20-byte address" }))
+/** An IPFS content identifier (CIDv0 `Qm…` or CIDv1 base32 `b…`). */
+export const Cid = Schema.String.check(Schema.isPattern(/^(Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{20,})$/, { expected: "an IPFS CID" }))
+
+export const RoundId = Schema.BigInt.check(Schema.isGreaterThanOrEqualToBigInt(0n))
+export const ChunkId = Schema.Int.check(Schema.isUint32())
+
+/** Who is mining where: the parts of the idempotency key and the PoW challenge that do not change per chunk. */
+export class MinerIdentity extends Schema.Class<MinerIdentity>("r3mes/MinerIdentity")({
+  chainId: Schema.Int,
+  registry: Address,
+  miner: Address
+}) {}
+
+/**
+ * A claimed chunk of an open round: everything needed to train on it and submit the result.
+ * `difficulty` is the round's on-chain floor; the miner works at max(round, configured).
+ */
+export class Task extends Schema.Class<Task>("r3mes/Task")({
+  roundId: RoundId,
+  chunkId: ChunkId,
+  modelCid: Schema.String,
+  /** The round's task spec, canonical JSON, as emitted by RoundOpened. */
+  spec: Schema.String,
+  difficulty: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 255 })),
+  /** Unix seconds. */
+  leaseExpiry: Schema.Number,
+  /** Unix seconds. */
+  deadline: Schema.Number
+}) {}
+
+/** What a training step produces: the encoded gradient envelope and what its header says about the run. */
+export class TrainingResult extends Schema.Class<TrainingResult>("r3mes/TrainingResult")({
+  envelope: Schema.Uint8Array,
+  gradientHash: Hex32,
+  lossBefore: Schema.Number,
+  lossAfter: Schema.Number,
+  steps: Schema.Int
+}) {}
+
+/** The inputs the proof of work binds together (DESIGN.md "Proof of work"). */
+export class PowInput extends Schema.Class<PowInput>("r3mes/PowInput")({
+  chainId: Schema.Int,
+  registry: Address,
+  miner: Address,
+  roundId: RoundId,
+  chunkId: ChunkId,
+  gradientHash: Hex32,
+  cid: Schema.String,
+  difficulty: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 64 }))
+}) {}
+
+export class PowSolution extends Schema.Class<PowSolution>("r3mes/PowSolution")({
+  nonce: Schema.BigInt,
+  powHash: Hex32,
+  /** Hashes computed to find it (for hashes/s figures). */
+  hashes: Schema.Number
+}) {}
+
+export class Submission extends Schema.Class<Submission>("r3mes/Submission")({
+  roundId: RoundId,
+  chunkId: ChunkId,
+  cid: Schema.String,
+  gradientHash: Hex32,
+  powNonce: Schema.BigInt
+}) {}
+
+export class SubmissionReceipt extends Schema.Class<SubmissionReceipt>("r3mes/SubmissionReceipt")({
+  txHash: Hex32,
+  blockNumber: Schema.BigInt,
+  /** True when the chain already held this exact submission from us (AlreadySubmitted for our own chunk and hash). */
+  alreadySubmitted: Schema.Boolean
+}) {}
+
+/** Idempotency key of a transaction: (chainId, registry, miner, roundId, chunkId). */
+export const transactionKey = (identity: MinerIdentity, task: { readonly roundId: bigint; readonly chunkId: number }): string =>
+  `${identity.chainId}:${identity.registry.toLowerCase()}:${identity.miner.toLowerCase()}:${task.roundId}:${task.chunkId}`

@@ -1,0 +1,32 @@
+import { Context, type Effect } from "effect"
+import type { MiningError } from "../domain/errors.ts"
+import type { TransactionRecord } from "../domain/TransactionRecord.ts"
+import type { TransactionState } from "../domain/TransactionState.ts"
+
+/** One entry of a transaction's history: every state change and notable step, with its time and cause. */
+export interface JournalEvent {
+  readonly transaction_id: string
+  readonly at: string
+  readonly state: TransactionState
+  readonly event: string
+  readonly detail: string | null
+}
+
+export interface TransactionQuery {
+  readonly state?: TransactionState | undefined
+  readonly limit?: number | undefined
+}
+
+/**
+ * Port: durable record of every transaction. Intents are written here before the side effect they announce
+ * (DESIGN.md "Durability"), so `save` must be durable when it returns.
+ */
+export class Journal extends Context.Service<Journal, {
+  /** Inserts or replaces the record and appends the event to its history, atomically. */
+  readonly save: (record: TransactionRecord, event: Omit<JournalEvent, "transaction_id">) => Effect.Effect<void, MiningError>
+  readonly get: (transactionId: string) => Effect.Effect<TransactionRecord | undefined, MiningError>
+  readonly findByKey: (key: string) => Effect.Effect<TransactionRecord | undefined, MiningError>
+  /** Newest first. */
+  readonly list: (query: TransactionQuery) => Effect.Effect<ReadonlyArray<TransactionRecord>, MiningError>
+  readonly events: (transactionId: string) => Effect.Effect<ReadonlyArray<JournalEvent>, MiningError>
+}>()("r3mes/services/Journal") {}

@@ -1,0 +1,8 @@
+import { Context, type Effect } from "effect"
+import type { MiningError } from "../domain/errors.ts"
+import type { Task, TrainingResult } from "../domain/mining.ts"
+
+/** Port: runs the deterministic local training step for a claimed chunk and returns the encoded gradient. */
+export class Trainer extends Context.Service<Trainer, {
+  readonly train: (task: Task) => Effect.Effect<TrainingResult, MiningError>
+}>()("r3mes/services/Trainer") {}
