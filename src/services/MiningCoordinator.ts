@@ -1,0 +1,540 @@
+import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Layer, Option, Scope } from "effect"
+import { CircuitBreaker } from "effect/persistence"
+import {
+  errorCategory,
+  isRetryable,
+  type MiningError,
+  NetworkError,
+  ResourceError,
+  TimeoutError,
+  ValidationError
+} from "../domain/errors.ts"
+import { maxGradientBytes } from "../domain/MinerConfig.ts"
+import { type MinerIdentity, PowInput, Submission, type SubmissionReceipt, type Task, transactionKey } from "../domain/mining.ts"
+import { retryDelays } from "../domain/retryPolicy.ts"
+import {
+  completeStep,
+  countAttempt,
+  newRecord,
+  type RollbackAction,
+  type TransactionRecord,
+  transition,
+  withAge
+} from "../domain/TransactionRecord.ts"
+import { isTerminal, type Step, type TransactionState } from "../domain/TransactionState.ts"
+import { Chain } from "./Chain.ts"
+import { GradientStore } from "./GradientStore.ts"
+import { Journal } from "./Journal.ts"
+import { MiningStats, type StatisticsSnapshot } from "./MiningStats.ts"
+import { PowSolver } from "./PowSolver.ts"
+import { Settings } from "./Settings.ts"
+import { TaskSource } from "./TaskSource.ts"
+import { Trainer } from "./Trainer.ts"
+
+export type BreakerState = "closed" | "open" | "half_open"
+
+export interface CoordinatorStatistics extends StatisticsSnapshot {
+  readonly circuit_breakers: { readonly chain: BreakerState; readonly ipfs: BreakerState }
+}
+
+/**
+ * Core service: the atomic mining transaction.
+ *
+ *   pending → training → ipfs_upload → blockchain_submit → task_complete → committed
+ *
+ * Each compensation is registered before the side effect it undoes and runs, in reverse order, when the
+ * transaction fails, times out or is interrupted. The chain submission is the commit point: once it is on chain
+ * nothing is undone, and a failure to mark the task complete leaves the transaction committed with
+ * `task_completed: false`.
+ */
+export class MiningCoordinator extends Context.Service<MiningCoordinator, {
+  /** Registers a pending transaction for the task. ResourceError when R3MES_MAX_ACTIVE_TRANSACTIONS are in flight. */
+  readonly createTransaction: (task: Task) => Effect.Effect<TransactionRecord, MiningError>
+  /**
+   * Runs a pending transaction to a final state and returns its final record (committed, failed or rolled_back:
+   * the cause is in the record). Fails only when the transaction cannot be run at all.
+   */
+  readonly executeAtomicMining: (transactionId: string) => Effect.Effect<TransactionRecord, MiningError>
+  /** createTransaction + executeAtomicMining. */
+  readonly mine: (task: Task) => Effect.Effect<TransactionRecord, MiningError>
+  readonly getTransactionStatus: (transactionId: string) => Effect.Effect<Option.Option<TransactionRecord>, MiningError>
+  readonly getStatistics: Effect.Effect<CoordinatorStatistics>
+  /** Rolls back in-flight transactions older than maxAge; returns their ids. */
+  readonly cleanupStaleTransactions: (maxAge: Duration.Input) => Effect.Effect<ReadonlyArray<string>, MiningError>
+  /** Rolls back one in-flight transaction; false when it is unknown or already final. */
+  readonly forceCleanupTransaction: (transactionId: string) => Effect.Effect<boolean, MiningError>
+  readonly activeCount: Effect.Effect<number>
+}>()("r3mes/services/MiningCoordinator") {
+  static readonly layer: Layer.Layer<
+    MiningCoordinator,
+    never,
+    Trainer | GradientStore | Chain | TaskSource | Journal | PowSolver | MiningStats | Settings
+  > = Layer.effect(MiningCoordinator, Effect.suspend(() => make)).pipe(
+    Layer.provide(CircuitBreaker.layerStoreMemory())
+  )
+}
+
+/** The mutable state of one in-flight transaction, owned by the fiber that runs it. */
+interface InFlight {
+  record: TransactionRecord
+  readonly task: Task
+  readonly startedAtMs: number
+  /** Set once the chain holds the submission: from then on nothing may be undone. */
+  submitted: boolean
+  running: boolean
+  /** Completed by a forced cleanup: the running pipeline loses the race and is rolled back. */
+  readonly cancelled: Deferred.Deferred<never, MiningError>
+  /** Completed once the final state is written. */
+  readonly finished: Deferred.Deferred<TransactionRecord>
+}
+
+const make = Effect.gen(function*() {
+  const config = yield* Settings
+  const trainer = yield* Trainer
+  const store = yield* GradientStore
+  const chain = yield* Chain
+  const tasks = yield* TaskSource
+  const journal = yield* Journal
+  const pow = yield* PowSolver
+  const stats = yield* MiningStats
+  const breakers = yield* CircuitBreaker.make({
+    tripPolicy: CircuitBreaker.consecutive(config.circuitBreakerThreshold),
+    openDuration: config.circuitBreakerReset
+  })
+
+  const inFlight = new Map<string, InFlight>()
+  const inFlightKeys = new Map<string, string>()
+  let identity: MinerIdentity | undefined
+
+  const minerIdentity = Effect.suspend(() =>
+    identity ? Effect.succeed(identity) : chain.identity.pipe(Effect.tap((id) => Effect.sync(() => (identity = id))))
+  )
+
+  /** Each attempt counts as one call for the breaker; only retryable failures count towards opening it. */
+  const guarded = <A>(service: "chain" | "ipfs", effect: Effect.Effect<A, MiningError>) =>
+    effect.pipe(
+      breakers.execute({
+        key: service,
+        classify: (exit: Exit.Exit<A, MiningError>) =>
+          Exit.isSuccess(exit)
+            ? CircuitBreaker.success
+            : Option.match(Cause.findErrorOption(exit.cause), {
+              onNone: () => CircuitBreaker.ignored,
+              onSome: (error) => (isRetryable(error) ? CircuitBreaker.failure() : CircuitBreaker.success)
+            })
+      }),
+      Effect.catchTag("CircuitBreakerError", (error) =>
+        Effect.fail(
+          new NetworkError({
+            message: `the ${service} circuit breaker is ${error.reason._tag === "CircuitHalfOpen" ? "half-open" : "open"}`,
+            service,
+            hint: `${config.circuitBreakerThreshold} consecutive ${service} failures; calls resume after ${
+              Duration.format(config.circuitBreakerReset)
+            }`
+          })
+        ))
+    )
+
+  /** Retries retryable failures of one step by the configured schedule, counting every attempt in the record. */
+  const withRetry = <A>(tx: InFlight, step: Step, effect: Effect.Effect<A, MiningError>) => {
+    const attempt = Effect.suspend(() => {
+      tx.record = countAttempt(tx.record, step)
+      return effect
+    })
+    return attempt.pipe(
+      Effect.retry({ schedule: retryDelays(config), times: config.maxRetries, while: isRetryable }),
+      Effect.ensuring(Effect.suspend(() => stats.retried(step, tx.record.attempts[step] - 1)))
+    )
+  }
+
+  const save = (tx: InFlight, event: string, detail: string | null = null) =>
+    journal.save(tx.record, { at: tx.record.updated_at, state: tx.record.state, event, detail })
+
+  const enter = Effect.fnUntraced(function*(tx: InFlight, to: TransactionState) {
+    const now = yield* Clock.currentTimeMillis
+    const from = tx.record.state
+    tx.record = yield* transition(tx.record, to, now)
+    yield* stats.stateChanged(from, to)
+    yield* Effect.logInfo(`transaction ${tx.record.transaction_id} ${from} → ${to}`)
+    yield* save(tx, "state_changed", `${from} → ${to}`)
+  })
+
+  /** Runs a step inside its own span and records its latency once it succeeded. */
+  const runStep = <A, R>(tx: InFlight, step: Step, body: Effect.Effect<A, MiningError, R>) =>
+    Effect.gen(function*() {
+      yield* enter(tx, step)
+      const started = yield* Clock.currentTimeMillis
+      const result = yield* body
+      const now = yield* Clock.currentTimeMillis
+      tx.record = completeStep(tx.record, step, now - started, now)
+      yield* stats.stepCompleted(step, now - started)
+      return result
+    }).pipe(
+      Effect.withSpan(`MiningCoordinator.${step}`, {
+        attributes: {
+          "r3mes.transaction_id": tx.record.transaction_id,
+          "r3mes.round_id": tx.record.round_id,
+          "r3mes.chunk_id": tx.record.chunk_id
+        }
+      })
+    )
+
+  /** Releases the pin of an upload the chain never received. Idempotent; its outcome goes into the record. */
+  const unpinCompensation = (tx: InFlight, cid: string) => (exit: Exit.Exit<unknown, unknown>) =>
+    Exit.isSuccess(exit) || tx.submitted
+      ? Effect.void
+      : Effect.gen(function*() {
+        yield* Effect.logWarning(`Rolling back transaction ${tx.record.transaction_id}: unpin ${cid}`)
+        const outcome = yield* store.unpin(cid).pipe(
+          Effect.retry({ schedule: retryDelays(config), times: config.maxRetries, while: isRetryable }),
+          Effect.exit
+        )
+        const at = new Date(yield* Clock.currentTimeMillis).toISOString()
+        const action: RollbackAction = Exit.isSuccess(outcome)
+          ? { action: "unpin", target: cid, status: "done", error: null, at }
+          : { action: "unpin", target: cid, status: "failed", error: Cause.pretty(outcome.cause), at }
+        if (action.status === "failed") {
+          yield* Effect.logError(`compensation failed for transaction ${tx.record.transaction_id}: ${action.error}`)
+        }
+        tx.record = { ...tx.record, rollback_actions: [...tx.record.rollback_actions, action] }
+      })
+
+  const train = (tx: InFlight) =>
+    runStep(tx, "training", withRetry(tx, "training", trainer.train(tx.task))).pipe(
+      Effect.tap((result) =>
+        Effect.sync(() => {
+          tx.record = { ...tx.record, gradient_hash: result.gradientHash }
+        })
+      )
+    )
+
+  const upload = (tx: InFlight, envelope: Uint8Array) =>
+    runStep(
+      tx,
+      "ipfs_upload",
+      Effect.gen(function*() {
+        const limit = maxGradientBytes(config)
+        if (envelope.byteLength > limit) {
+          return yield* new ResourceError({
+            message: `gradient of ${envelope.byteLength} bytes is over the ${config.maxGradientSizeMb} MB limit`,
+            resource: "gradient size",
+            hint: "raise R3MES_MAX_GRADIENT_SIZE_MB or use a smaller model"
+          })
+        }
+        const cid = yield* withRetry(tx, "ipfs_upload", guarded("ipfs", store.computeCid(envelope)))
+        // Intent before side effect: the CID is journaled, and its unpin registered, before anything is pinned.
+        tx.record = { ...tx.record, ipfs_hash: cid }
+        yield* save(tx, "pin_intent", cid)
+        yield* Effect.addFinalizer(unpinCompensation(tx, cid))
+        const added = yield* withRetry(tx, "ipfs_upload", guarded("ipfs", store.add(envelope)))
+        if (added !== cid) {
+          return yield* new ValidationError({
+            message: `the store pinned ${added} but the locally computed CID is ${cid}`,
+            hint: "the store's import options differ from the miner's"
+          })
+        }
+        return cid
+      })
+    )
+
+  const submit = (tx: InFlight, gradientHash: string, cid: string) =>
+    runStep(
+      tx,
+      "blockchain_submit",
+      Effect.gen(function*() {
+        const id = yield* minerIdentity
+        const difficulty = Math.max(tx.task.difficulty, config.powDifficulty)
+        const powStarted = yield* Clock.currentTimeMillis
+        const solution = yield* pow.solve(
+          new PowInput({
+            chainId: id.chainId,
+            registry: id.registry,
+            miner: id.miner,
+            roundId: tx.task.roundId,
+            chunkId: tx.task.chunkId,
+            gradientHash,
+            cid,
+            difficulty
+          })
+        )
+        yield* stats.powSolved(solution.hashes, (yield* Clock.currentTimeMillis) - powStarted)
+        tx.record = { ...tx.record, pow_nonce: solution.nonce.toString() }
+        yield* save(tx, "pow_solved", `difficulty ${difficulty}, ${solution.hashes} hashes`)
+        const receipt = yield* withRetry(
+          tx,
+          "blockchain_submit",
+          guarded(
+            "chain",
+            chain.submitGradient(
+              new Submission({
+                roundId: tx.task.roundId,
+                chunkId: tx.task.chunkId,
+                cid,
+                gradientHash,
+                powNonce: solution.nonce
+              })
+            )
+          )
+        )
+        tx.submitted = true
+        tx.record = {
+          ...tx.record,
+          blockchain_tx_hash: receipt.txHash,
+          block_number: Number(receipt.blockNumber)
+        }
+        yield* Effect.annotateCurrentSpan({ "r3mes.cid": cid, "r3mes.tx_hash": receipt.txHash })
+        return receipt
+      })
+    )
+
+  /** Non-critical: a false answer or an error still leaves the submission committed. */
+  const completeTask = (tx: InFlight, receipt: SubmissionReceipt) =>
+    runStep(
+      tx,
+      "task_complete",
+      withRetry(tx, "task_complete", tasks.complete(tx.task, receipt)).pipe(
+        Effect.catch((error) =>
+          Effect.gen(function*() {
+            yield* Effect.logWarning(
+              `task completion failed for transaction ${tx.record.transaction_id} (non-critical): ${error.message}`
+            )
+            tx.record = { ...tx.record, error_category: errorCategory(error), error_message: error.message }
+            return false
+          })
+        )
+      )
+    ).pipe(Effect.tap((completed) => Effect.sync(() => (tx.record = { ...tx.record, task_completed: completed }))))
+
+  const pipeline = (tx: InFlight) =>
+    Effect.gen(function*() {
+      const training = yield* train(tx)
+      const cid = yield* upload(tx, training.envelope)
+      const receipt = yield* submit(tx, training.gradientHash, cid)
+      yield* completeTask(tx, receipt)
+    })
+
+  const failureOf = (exit: Exit.Exit<void, MiningError>): MiningError =>
+    Exit.isSuccess(exit) ? new ValidationError({ message: "no failure" }) : Option.getOrElse(
+      Cause.findErrorOption(exit.cause),
+      () =>
+        Cause.hasInterrupts(exit.cause)
+          ? new TimeoutError({ message: "transaction interrupted", hint: "stopped by shutdown or forced cleanup" })
+          : new ValidationError({ message: `defect: ${Cause.pretty(exit.cause)}` })
+    )
+
+  /** Writes the final state. Runs uninterruptibly, after the compensations (the scope is already closed). */
+  const finalize = Effect.fnUntraced(function*(tx: InFlight, exit: Exit.Exit<void, MiningError>) {
+    const now = yield* Clock.currentTimeMillis
+    const from = tx.record.state
+    let final: TransactionState
+    if (Exit.isSuccess(exit) || tx.submitted) {
+      // On chain means committed, whatever happened after the submission.
+      final = "committed"
+      if (from !== "task_complete") {
+        tx.record = { ...tx.record, state: "task_complete" }
+      }
+    } else {
+      const error = failureOf(exit)
+      final = from === "pending" || from === "training" ? "failed" : "rolled_back"
+      tx.record = {
+        ...tx.record,
+        failed_step: from === "pending" ? null : from,
+        error_category: errorCategory(error),
+        error_message: error.message
+      }
+      yield* Effect.logError(
+        `transaction ${tx.record.transaction_id} ${final} at ${from}: [${error._tag}] ${error.message}`
+      )
+    }
+    tx.record = yield* transition(tx.record, final, now).pipe(
+      Effect.orElseSucceed(() => ({ ...tx.record, state: final, updated_at: new Date(now).toISOString() }))
+    )
+    yield* stats.stateChanged(from, final)
+    yield* Effect.logInfo(`transaction ${tx.record.transaction_id} ${from} → ${final}`)
+    yield* save(tx, "state_changed", `${from} → ${final}`).pipe(
+      Effect.catch((error) =>
+        Effect.logError(`could not journal the final state of ${tx.record.transaction_id}: ${error.message}`)
+      )
+    )
+    const compensations = tx.record.rollback_actions
+    yield* stats.transactionFinished({
+      state: final as "committed" | "failed" | "rolled_back",
+      durationMs: now - tx.startedAtMs,
+      errorCategory: final === "committed" ? null : (tx.record.error_category as ReturnType<typeof errorCategory>),
+      taskCompleted: tx.record.task_completed,
+      compensationsDone: compensations.filter((a) => a.status === "done").length,
+      compensationsFailed: compensations.filter((a) => a.status === "failed").length
+    })
+    inFlight.delete(tx.record.transaction_id)
+    inFlightKeys.delete(tx.record.key)
+    yield* Deferred.succeed(tx.finished, tx.record)
+    return tx.record
+  })
+
+  const createTransaction = Effect.fn("MiningCoordinator.createTransaction")(function*(task: Task) {
+    const id = yield* minerIdentity
+    const key = transactionKey(id, task)
+    const running = inFlightKeys.get(key)
+    if (running !== undefined) return inFlight.get(running)!.record
+    const previous = yield* journal.findByKey(key)
+    if (previous !== undefined && previous.state === "committed") return previous
+    if (inFlight.size >= config.maxActiveTransactions) {
+      return yield* new ResourceError({
+        message: `too many active transactions (${inFlight.size} of ${config.maxActiveTransactions})`,
+        resource: "active transactions",
+        hint: "wait for one to finish or raise R3MES_MAX_ACTIVE_TRANSACTIONS"
+      })
+    }
+    const now = yield* Clock.currentTimeMillis
+    const record = newRecord({
+      transactionId: `tx-${task.roundId}-${task.chunkId}-${crypto.randomUUID().slice(0, 8)}`,
+      key,
+      roundId: task.roundId,
+      chunkId: task.chunkId,
+      nowMs: now
+    })
+    const tx: InFlight = {
+      record,
+      task,
+      startedAtMs: now,
+      submitted: false,
+      running: false,
+      cancelled: yield* Deferred.make<never, MiningError>(),
+      finished: yield* Deferred.make<TransactionRecord>()
+    }
+    inFlight.set(record.transaction_id, tx)
+    inFlightKeys.set(key, record.transaction_id)
+    yield* stats.transactionCreated
+    yield* save(tx, "created", `round ${task.roundId} chunk ${task.chunkId}`).pipe(
+      Effect.tapError(() => finalize(tx, Exit.fail(new ResourceError({ message: "journal unavailable" }))))
+    )
+    yield* Effect.logInfo(`transaction ${record.transaction_id} created for round ${task.roundId} chunk ${task.chunkId}`)
+    return record
+  })
+
+  const executeAtomicMining = Effect.fn("MiningCoordinator.executeAtomicMining")(
+    function*(transactionId: string) {
+      const tx = inFlight.get(transactionId)
+      if (tx === undefined) {
+        const stored = yield* journal.get(transactionId)
+        if (stored !== undefined && isTerminal(stored.state)) return stored
+        return yield* new ValidationError({
+          message: `no pending transaction ${transactionId}`,
+          field: "transaction_id"
+        })
+      }
+      if (tx.running) {
+        return yield* new ValidationError({ message: `transaction ${transactionId} is already running` })
+      }
+      tx.running = true
+      yield* Effect.annotateCurrentSpan({
+        "r3mes.transaction_id": transactionId,
+        "r3mes.round_id": tx.record.round_id,
+        "r3mes.chunk_id": tx.record.chunk_id
+      })
+      return yield* Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function*() {
+          const scope = yield* Scope.make()
+          const exit = yield* restore(
+            Effect.raceFirst(
+              Scope.provide(pipeline(tx), scope).pipe(
+                Effect.timeoutOrElse({
+                  duration: config.transactionTimeout,
+                  orElse: () =>
+                    Effect.fail(
+                      new TimeoutError({
+                        message: `transaction exceeded ${Duration.format(config.transactionTimeout)}`,
+                        timeoutMs: Duration.toMillis(config.transactionTimeout),
+                        hint: "raise R3MES_TRANSACTION_TIMEOUT"
+                      })
+                    )
+                })
+              ),
+              Deferred.await(tx.cancelled)
+            )
+          ).pipe(Effect.exit)
+          // Compensations run here, in reverse order of registration, before the final state is written.
+          yield* Scope.close(scope, exit)
+          return yield* finalize(tx, exit)
+        })
+      )
+    }
+  )
+
+  const mine = Effect.fn("MiningCoordinator.mine")(function*(task: Task) {
+    const record = yield* createTransaction(task)
+    if (isTerminal(record.state)) return record
+    return yield* executeAtomicMining(record.transaction_id)
+  })
+
+  const getTransactionStatus = Effect.fn("MiningCoordinator.getTransactionStatus")(function*(transactionId: string) {
+    const now = yield* Clock.currentTimeMillis
+    const live = inFlight.get(transactionId)
+    if (live !== undefined) return Option.some(withAge(live.record, now))
+    const stored = yield* journal.get(transactionId)
+    return stored === undefined ? Option.none() : Option.some(withAge(stored, now))
+  })
+
+  const breakerState = (key: "chain" | "ipfs") =>
+    breakers.state(key).pipe(
+      Effect.map((state): BreakerState =>
+        state._tag === "Closed" ? "closed" : state._tag === "Open" ? "open" : "half_open"
+      ),
+      Effect.orElseSucceed((): BreakerState => "closed")
+    )
+
+  const getStatistics = Effect.gen(function*() {
+    const snapshot = yield* stats.snapshot
+    return {
+      ...snapshot,
+      circuit_breakers: { chain: yield* breakerState("chain"), ipfs: yield* breakerState("ipfs") }
+    } satisfies CoordinatorStatistics
+  })
+
+  /** A transaction not yet started is rolled back here; a running one is cancelled and waited for. */
+  const cleanup = Effect.fnUntraced(function*(tx: InFlight, reason: string) {
+    if (tx.running) {
+      yield* Deferred.fail(tx.cancelled, new ValidationError({ message: reason, hint: "stopped by an operator" }))
+      yield* Deferred.await(tx.finished)
+    } else {
+      tx.running = true
+      yield* finalize(tx, Exit.fail(new ValidationError({ message: reason })))
+    }
+  })
+
+  const forceCleanupTransaction = Effect.fn("MiningCoordinator.forceCleanupTransaction")(
+    function*(transactionId: string) {
+      const tx = inFlight.get(transactionId)
+      if (tx === undefined) return false
+      yield* Effect.logWarning(`force cleanup of transaction ${transactionId}`)
+      yield* cleanup(tx, "transaction force-cleaned")
+      return true
+    }
+  )
+
+  const cleanupStaleTransactions = Effect.fn("MiningCoordinator.cleanupStaleTransactions")(
+    function*(maxAge: Duration.Input) {
+      const now = yield* Clock.currentTimeMillis
+      const limit = Duration.toMillis(Duration.fromInputUnsafe(maxAge))
+      const stale = [...inFlight.values()].filter((tx) => now - tx.startedAtMs > limit)
+      yield* Effect.forEach(
+        stale,
+        (tx) => cleanup(tx, `stale: older than ${Duration.format(Duration.fromInputUnsafe(maxAge))}`),
+        { concurrency: "unbounded", discard: true }
+      )
+      return stale.map((tx) => tx.record.transaction_id)
+    }
+  )
+
+  return MiningCoordinator.of({
+    createTransaction,
+    executeAtomicMining,
+    mine,
+    getTransactionStatus,
+    getStatistics,
+    cleanupStaleTransactions,
+    forceCleanupTransaction,
+    activeCount: Effect.sync(() => inFlight.size)
+  })
+})
+
