@@ -23,6 +23,7 @@ import {
 } from "../domain/TransactionRecord.ts"
 import { isTerminal, type Step, type TransactionState } from "../domain/TransactionState.ts"
 import { Chain } from "./Chain.ts"
+import { registerCompensation } from "./compensation.ts"
 import { GradientStore } from "./GradientStore.ts"
 import { Journal } from "./Journal.ts"
 import { MiningStats, type StatisticsSnapshot } from "./MiningStats.ts"
@@ -135,14 +136,16 @@ const make = Effect.gen(function*() {
         ))
     )
 
+  const retrying = <A>(effect: Effect.Effect<A, MiningError>) =>
+    Effect.retry(effect, { schedule: retryDelays(config), times: config.maxRetries, while: isRetryable })
+
   /** Retries retryable failures of one step by the configured schedule, counting every attempt in the record. */
   const withRetry = <A>(tx: InFlight, step: Step, effect: Effect.Effect<A, MiningError>) => {
     const attempt = Effect.suspend(() => {
       tx.record = countAttempt(tx.record, step)
       return effect
     })
-    return attempt.pipe(
-      Effect.retry({ schedule: retryDelays(config), times: config.maxRetries, while: isRetryable }),
+    return retrying(attempt).pipe(
       Effect.ensuring(Effect.suspend(() => stats.retried(step, tx.record.attempts[step] - 1)))
     )
   }
@@ -179,25 +182,20 @@ const make = Effect.gen(function*() {
       })
     )
 
-  /** Releases the pin of an upload the chain never received. Idempotent; its outcome goes into the record. */
-  const unpinCompensation = (tx: InFlight, cid: string) => (exit: Exit.Exit<unknown, unknown>) =>
-    Exit.isSuccess(exit) || tx.submitted
-      ? Effect.void
-      : Effect.gen(function*() {
-        yield* Effect.logWarning(`Rolling back transaction ${tx.record.transaction_id}: unpin ${cid}`)
-        const outcome = yield* store.unpin(cid).pipe(
-          Effect.retry({ schedule: retryDelays(config), times: config.maxRetries, while: isRetryable }),
-          Effect.exit
+  /** Appends a compensation's outcome to the record (and the log: "Rolling back transaction" is an operator's grep). */
+  const recordRollback = (tx: InFlight) => (action: RollbackAction) =>
+    Effect.gen(function*() {
+      tx.record = { ...tx.record, rollback_actions: [...tx.record.rollback_actions, action] }
+      if (action.status === "done") {
+        yield* Effect.logWarning(
+          `Rolling back transaction ${tx.record.transaction_id}: ${action.action} ${action.target} done`
         )
-        const at = new Date(yield* Clock.currentTimeMillis).toISOString()
-        const action: RollbackAction = Exit.isSuccess(outcome)
-          ? { action: "unpin", target: cid, status: "done", error: null, at }
-          : { action: "unpin", target: cid, status: "failed", error: Cause.pretty(outcome.cause), at }
-        if (action.status === "failed") {
-          yield* Effect.logError(`compensation failed for transaction ${tx.record.transaction_id}: ${action.error}`)
-        }
-        tx.record = { ...tx.record, rollback_actions: [...tx.record.rollback_actions, action] }
-      })
+      } else {
+        yield* Effect.logError(
+          `Rolling back transaction ${tx.record.transaction_id}: ${action.action} ${action.target} FAILED: ${action.error}`
+        )
+      }
+    })
 
   const train = (tx: InFlight) =>
     runStep(tx, "training", withRetry(tx, "training", trainer.train(tx.task))).pipe(
@@ -221,11 +219,17 @@ const make = Effect.gen(function*() {
             hint: "raise R3MES_MAX_GRADIENT_SIZE_MB or use a smaller model"
           })
         }
-        const cid = yield* withRetry(tx, "ipfs_upload", guarded("ipfs", store.computeCid(envelope)))
+        const cid = yield* retrying(guarded("ipfs", store.computeCid(envelope)))
         // Intent before side effect: the CID is journaled, and its unpin registered, before anything is pinned.
         tx.record = { ...tx.record, ipfs_hash: cid }
         yield* save(tx, "pin_intent", cid)
-        yield* Effect.addFinalizer(unpinCompensation(tx, cid))
+        yield* registerCompensation({
+          action: "unpin",
+          target: cid,
+          undo: retrying(store.unpin(cid)),
+          keep: () => tx.submitted,
+          record: recordRollback(tx)
+        })
         const added = yield* withRetry(tx, "ipfs_upload", guarded("ipfs", store.add(envelope)))
         if (added !== cid) {
           return yield* new ValidationError({
