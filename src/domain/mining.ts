@@ -80,3 +80,40 @@ export class SubmissionReceipt extends Schema.Class<SubmissionReceipt>("r3mes/Su
 /** Idempotency key of a transaction: (chainId, registry, miner, roundId, chunkId). */
 export const transactionKey = (identity: MinerIdentity, task: { readonly roundId: bigint; readonly chunkId: number }): string =>
   `${identity.chainId}:${identity.registry.toLowerCase()}:${identity.miner.toLowerCase()}:${task.roundId}:${task.chunkId}`
+
+/** A round as the registry holds it, with its task spec (read from the RoundOpened event). */
+export class RoundInfo extends Schema.Class<RoundInfo>("r3mes/RoundInfo")({
+  roundId: RoundId,
+  modelCid: Schema.String,
+  /** Canonical JSON; sha256(spec) = specHash. */
+  spec: Schema.String,
+  specHash: Hex32,
+  chunkCount: Schema.Int,
+  difficulty: Schema.Int,
+  /** Unix seconds. */
+  deadline: Schema.Number,
+  /** Chunks below this index were claimed at least once. */
+  nextChunk: Schema.Int,
+  submittedCount: Schema.Int
+}) {}
+
+export class ChunkClaim extends Schema.Class<ChunkClaim>("r3mes/ChunkClaim")({
+  roundId: RoundId,
+  chunkId: ChunkId,
+  miner: Address,
+  /** Unix seconds. */
+  leaseExpiry: Schema.Number,
+  txHash: Hex32
+}) {}
+
+/** A submission as recorded on chain. */
+export class OnChainSubmission extends Schema.Class<OnChainSubmission>("r3mes/OnChainSubmission")({
+  roundId: RoundId,
+  chunkId: ChunkId,
+  miner: Address,
+  cid: Schema.String,
+  gradientHash: Hex32,
+  powNonce: Schema.BigInt,
+  blockNumber: Schema.BigInt,
+  completed: Schema.Boolean
+}) {}
