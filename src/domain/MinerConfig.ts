@@ -2,7 +2,7 @@ import type { Duration, Option, Redacted } from "effect"
 
 /**
  * The miner's validated configuration (DESIGN.md "Configuration"). Loaded from env vars and CLI flags by
- * `loadMinerConfig` (src/domain/MinerConfigSchema.ts); flags win over env.
+ * `minerConfig` (src/domain/MinerConfigSchema.ts, one descriptor per setting); flags win over env.
  */
 export interface MinerConfig {
   readonly transactionTimeout: Duration.Duration
