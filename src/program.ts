@@ -1,0 +1,28 @@
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { Effect } from "effect"
+import { CliError, CliOutput, Command } from "effect/cli"
+import packageJson from "../package.json" with { type: "json" }
+import { CliExit, ExitCode } from "./cli/exit.ts"
+import { mineCommand } from "./cli/mine.ts"
+
+/**
+ * The composition root: `r3mes-miner <subcommand>`. Each subcommand lives in src/cli/ and turns flags + env into a
+ * validated configuration, then into layers. Add a subcommand by writing src/cli/<name>.ts and listing it here.
+ */
+export const r3mesMiner = Command.make("r3mes-miner").pipe(
+  Command.withDescription(
+    "Miner of R3MES, a Proof-of-Useful-Work network: trains a model on an assigned data chunk, pins the gradient " +
+      "on IPFS and submits it on chain with a proof of work, atomically. Run `r3mes-miner mine --help` for every setting."
+  ),
+  Command.withSubcommands([mineCommand])
+)
+
+export const main = Command.run(r3mesMiner, { version: packageJson.version }).pipe(
+  // effect/cli has already printed usage errors (with the help); only the exit code is left to set.
+  Effect.catchIf(CliError.isCliError, () => Effect.fail(new CliExit({ code: ExitCode.usage }))),
+  // The global flags (--help, --version, --completions, --log-level…) in one line, so the miner's own flags stand out.
+  Effect.provide(CliOutput.layer(CliOutput.defaultFormatter({ globalFlags: "summary" }))),
+  Effect.provide(NodeServices.layer)
+)
+
+NodeRuntime.runMain(main)

@@ -1,0 +1,145 @@
+import { spawnSync } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { assert, describe, it } from "@effect/vitest"
+import { settingsTable } from "../src/domain/MinerConfigSchema.ts"
+
+const program = fileURLToPath(new URL("../src/program.ts", import.meta.url))
+
+/** The environment of the test run without any R3MES_* variable, plus `env`. */
+const cleanEnv = (env: Readonly<Record<string, string>>): NodeJS.ProcessEnv => {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("R3MES_")))
+  return { ...base, ...env, NO_COLOR: "1" }
+}
+
+/** Runs `node src/program.ts ...args` on the Node running the tests (Node 24 under npm). */
+const cli = (args: ReadonlyArray<string>, env: Readonly<Record<string, string>> = {}) => {
+  const result = spawnSync(process.execPath, [program, ...args], {
+    env: cleanEnv(env),
+    encoding: "utf8",
+    timeout: 20_000
+  })
+  if (result.error !== undefined) throw result.error
+  return {
+    status: result.status,
+    stdout: result.stdout,
+    stderr: result.stderr,
+    stderrLines: result.stderr.split("\n").filter((line) => line !== "")
+  }
+}
+
+const validKey = `0x${"5e".repeat(32)}`
+
+describe("r3mes-miner mine: invalid configuration", () => {
+  it("R3MES_POW_DIFFICULTY=12 stops with exit 2 and one line naming the variable and 16..32", () => {
+    const run = cli(["mine"], { R3MES_POW_DIFFICULTY: "12" })
+    assert.strictEqual(run.status, 2)
+    assert.strictEqual(
+      run.stderrLines[0],
+      "R3MES_POW_DIFFICULTY=12 is invalid: expected an integer from 16 to 32 (flag --difficulty)"
+    )
+    assert.strictEqual(run.stderrLines.length, 2, run.stderr)
+    assert.isTrue(run.stderrLines[1]!.startsWith("hint: "), run.stderr)
+    assert.strictEqual(run.stdout, "")
+  })
+
+  it("--difficulty 40 stops with exit 2 and one line naming the flag, the variable and 16..32", () => {
+    const run = cli(["mine", "--difficulty", "40"])
+    assert.strictEqual(run.status, 2)
+    assert.strictEqual(
+      run.stderrLines[0],
+      "--difficulty 40 is invalid: expected an integer from 16 to 32 (env R3MES_POW_DIFFICULTY)"
+    )
+    assert.strictEqual(run.stderrLines.length, 2, run.stderr)
+  })
+
+  it("a flag overrides a bad env var, and is itself checked", () => {
+    assert.strictEqual(cli(["mine", "--difficulty", "20"], { R3MES_POW_DIFFICULTY: "12" }).status, 3)
+    assert.strictEqual(cli(["mine", "--difficulty", "15"], { R3MES_POW_DIFFICULTY: "20" }).status, 2)
+  })
+
+  it("R3MES_MAX_RETRIES=-1 stops with exit 2", () => {
+    const run = cli(["mine"], { R3MES_MAX_RETRIES: "-1" })
+    assert.strictEqual(run.status, 2)
+    assert.strictEqual(
+      run.stderrLines[0],
+      "R3MES_MAX_RETRIES=-1 is invalid: expected an integer from 0 to 100 (flag --max-retries)"
+    )
+  })
+
+  it("a malformed private key is rejected without being shown", () => {
+    const badKey = `0x${"c0ffee".repeat(10)}`
+    for (const run of [cli(["mine"], { R3MES_PRIVATE_KEY: badKey }), cli(["mine", "--private-key", badKey])]) {
+      assert.strictEqual(run.status, 2)
+      assert.include(run.stderrLines[0], "R3MES_PRIVATE_KEY")
+      assert.include(run.stderrLines[0], "0x followed by 64 hex digits")
+      assert.notInclude(run.stderr + run.stdout, "c0ffee")
+    }
+  })
+
+  it("an unknown flag is a usage error (exit 2)", () => {
+    const run = cli(["mine", "--no-such-flag"])
+    assert.strictEqual(run.status, 2)
+    assert.include(run.stderr, "--no-such-flag")
+  })
+
+  it("--iterations must be at least 1", () => {
+    const run = cli(["mine", "--iterations", "0"])
+    assert.strictEqual(run.status, 2)
+    assert.include(run.stderrLines[0], "--iterations 0 is invalid")
+  })
+})
+
+describe("r3mes-miner mine: valid configuration", () => {
+  it("prints the resolved configuration with secrets redacted, names the missing adapters and exits 3", () => {
+    const run = cli(["mine", "--iterations", "2", "--stats-port", "9000"], {
+      R3MES_PRIVATE_KEY: validKey,
+      R3MES_ADMIN_TOKEN: "admin-token-value"
+    })
+    assert.strictEqual(run.status, 3, run.stderr)
+    assert.match(run.stdout, /R3MES_STATS_PORT\s+9000\s+flag\s+--stats-port/)
+    assert.match(run.stdout, /R3MES_PRIVATE_KEY\s+<redacted>\s+env/)
+    assert.match(run.stdout, /R3MES_POW_DIFFICULTY\s+20\s+default/)
+    assert.notInclude(run.stdout + run.stderr, validKey.slice(2))
+    assert.notInclude(run.stdout + run.stderr, "admin-token-value")
+    for (const adapter of ["chain", "ipfs", "trainer", "journal"]) assert.include(run.stderr, `- ${adapter} (`)
+    assert.include(run.stderr, "Nothing was mined")
+  })
+
+  it("--json prints the summary as JSON on stdout", () => {
+    const run = cli(["mine", "--json", "--private-key", validKey])
+    assert.strictEqual(run.status, 3, run.stderr)
+    const summary = JSON.parse(run.stdout) as {
+      status: string
+      mined: number
+      missing_adapters: Array<string>
+      config: Record<string, unknown>
+      sources: Record<string, string>
+    }
+    assert.strictEqual(summary.status, "adapters_not_wired")
+    assert.strictEqual(summary.mined, 0)
+    assert.deepStrictEqual(summary.missing_adapters, ["chain", "ipfs", "trainer", "journal"])
+    assert.strictEqual(summary.config["R3MES_PRIVATE_KEY"], "<redacted>")
+    assert.strictEqual(summary.config["R3MES_POW_DIFFICULTY"], 20)
+    assert.strictEqual(summary.sources["R3MES_PRIVATE_KEY"], "flag")
+    assert.notInclude(run.stdout, validKey.slice(2))
+  })
+})
+
+describe("r3mes-miner --help", () => {
+  it("mine --help exits 0 and lists every flag with its env var", () => {
+    const run = cli(["mine", "--help"])
+    assert.strictEqual(run.status, 0, run.stderr)
+    for (const setting of settingsTable) {
+      assert.match(run.stdout, new RegExp(`--${setting.flag} ${setting.metavar}\\s`), `--${setting.flag}`)
+      assert.include(run.stdout, setting.env)
+    }
+    assert.include(run.stdout, "--iterations N")
+    assert.include(run.stdout, "--json")
+  })
+
+  it("--help exits 0 and lists the mine subcommand", () => {
+    const run = cli(["--help"])
+    assert.strictEqual(run.status, 0, run.stderr)
+    assert.match(run.stdout, /SUBCOMMANDS\s+mine\s/)
+  })
+})
