@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, Option } from "effect"
+import { Duration, Effect, Fiber, Metric, Option } from "effect"
 import { TestClock } from "effect/testing"
 import { classify } from "../src/domain/classify.ts"
 import { AuthenticationError, ChainRevertError, NetworkError, ResourceError, ValidationError } from "../src/domain/errors.ts"
@@ -7,6 +7,7 @@ import { Task } from "../src/domain/mining.ts"
 import type { TransactionRecord } from "../src/domain/TransactionRecord.ts"
 import { Journal } from "../src/services/Journal.ts"
 import { MiningCoordinator } from "../src/services/MiningCoordinator.ts"
+import { activeTransactions, errorsTotal, stepDuration, transactionsTotal } from "../src/services/MiningStats.ts"
 import { InMemoryJournal } from "../src/testing/InMemoryJournal.ts"
 import { TestChain } from "../src/testing/TestChain.ts"
 import { TestGradientStore } from "../src/testing/TestGradientStore.ts"
@@ -464,6 +465,23 @@ describe("MiningCoordinator", () => {
       assert.isNotNull(stats.latency_ms.total.p99_ms)
       assert.strictEqual(stats.rollbacks.compensations_done, 2)
     }).pipe(Effect.provide(harness())))
+
+  it.effect("statistics are also exported as Effect metrics", () =>
+    Effect.gen(function*() {
+      const coordinator = yield* MiningCoordinator
+      yield* coordinator.mine(task(0))
+      yield* (yield* TestChain).setFaults({ submitGradient: { alwaysFail: new AuthenticationError({ message: "no" }) } })
+      yield* coordinator.mine(task(1))
+      const committed = yield* Metric.value(Metric.withAttributes(transactionsTotal, { state: "committed" }))
+      const rolledBack = yield* Metric.value(Metric.withAttributes(transactionsTotal, { state: "rolled_back" }))
+      assert.strictEqual(committed.count, 1)
+      assert.strictEqual(rolledBack.count, 1)
+      const auth = yield* Metric.value(Metric.withAttributes(errorsTotal, { category: "authentication" }))
+      assert.strictEqual(auth.count, 1)
+      const training = yield* Metric.value(Metric.withAttributes(stepDuration, { step: "training" }))
+      assert.strictEqual(training.count, 2)
+      assert.strictEqual((yield* Metric.value(activeTransactions)).value, 0)
+    }).pipe(Effect.provide(harness()), Effect.provideService(Metric.MetricRegistry, new Map())))
 
   it.effect("transactions per minute is counted over a sliding one-minute window", () =>
     Effect.gen(function*() {
