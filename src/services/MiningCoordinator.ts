@@ -198,7 +198,11 @@ const make = Effect.gen(function*() {
     })
 
   const train = (tx: InFlight) =>
-    runStep(tx, "training", withRetry(tx, "training", trainer.train(tx.task))).pipe(
+    runStep(
+      tx,
+      "training",
+      Effect.flatMap(minerIdentity, (id) => withRetry(tx, "training", trainer.train(tx.task, id.miner)))
+    ).pipe(
       Effect.tap((result) =>
         Effect.sync(() => {
           tx.record = { ...tx.record, gradient_hash: result.gradientHash }

@@ -2,7 +2,10 @@ import { Context, type Effect } from "effect"
 import type { MiningError } from "../domain/errors.ts"
 import type { Task, TrainingResult } from "../domain/mining.ts"
 
-/** Port: runs the deterministic local training step for a claimed chunk and returns the encoded gradient. */
+/**
+ * Port: runs the deterministic local training step for a claimed chunk and returns the encoded gradient envelope
+ * (its header names the miner, so the same chunk trained by two miners gives two different envelopes).
+ */
 export class Trainer extends Context.Service<Trainer, {
-  readonly train: (task: Task) => Effect.Effect<TrainingResult, MiningError>
+  readonly train: (task: Task, miner: string) => Effect.Effect<TrainingResult, MiningError>
 }>()("r3mes/services/Trainer") {}

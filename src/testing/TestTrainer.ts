@@ -57,7 +57,7 @@ export class TestTrainer extends Context.Service<TestTrainer, {
       const size = options.envelopeBytes ?? 1024
 
       const port = Trainer.of({
-        train: (task) =>
+        train: (task, _miner) =>
           faults.wrap(
             "train",
             Effect.sync(() => {
