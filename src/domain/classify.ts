@@ -61,7 +61,7 @@ export const classify = (u: unknown, context?: string): MiningError => {
   if (/out of memory|allocation failed|failed to allocate|bad_alloc/.test(text)) {
     return new ResourceError({ message, cause, resource: "memory" })
   }
-  if (/no space left|disk full/.test(text)) return new ResourceError({ message, cause, resource: "disk" })
+  if (/no space left|disk full|database or disk is full|sqlite_full/.test(text)) return new ResourceError({ message, cause, resource: "disk" })
   if (/too large|exceeds (the )?(size )?limit|over the size limit/.test(text)) {
     return new ResourceError({ message, cause, resource: "size" })
   }

@@ -1,0 +1,28 @@
+/**
+ * The journal's schema, one migration per version (PRAGMA user_version counts those applied). Append only: a
+ * released migration never changes.
+ */
+export const migrations: ReadonlyArray<string> = [
+  `CREATE TABLE transactions (
+     seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+     transaction_id TEXT NOT NULL UNIQUE,
+     key            TEXT NOT NULL,
+     state          TEXT NOT NULL,
+     created_at     TEXT NOT NULL,
+     updated_at     TEXT NOT NULL,
+     round_id       TEXT NOT NULL,
+     chunk_id       INTEGER NOT NULL,
+     record         TEXT NOT NULL
+   );
+   CREATE INDEX transactions_key ON transactions (key);
+   CREATE INDEX transactions_state ON transactions (state);
+   CREATE TABLE events (
+     id             INTEGER PRIMARY KEY AUTOINCREMENT,
+     transaction_id TEXT NOT NULL REFERENCES transactions (transaction_id),
+     at             TEXT NOT NULL,
+     state          TEXT NOT NULL,
+     event          TEXT NOT NULL,
+     detail         TEXT
+   );
+   CREATE INDEX events_transaction ON events (transaction_id, id);`
+]
