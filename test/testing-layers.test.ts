@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto"
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, Option, Schema } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, Option, Schema } from "effect"
 import { TestClock } from "effect/testing"
-import { NetworkError, ResourceError, RetryableError, TimeoutError } from "../src/domain/errors.ts"
+import { type MiningError, NetworkError, ResourceError, RetryableError, TimeoutError } from "../src/domain/errors.ts"
+import { solveReference } from "../src/domain/pow.ts"
 import { Cid, PowInput, Submission, SubmissionReceipt, Task } from "../src/domain/mining.ts"
 import { newRecord, type TransactionRecord } from "../src/domain/TransactionRecord.ts"
 import { Chain } from "../src/services/Chain.ts"
@@ -13,6 +14,7 @@ import { Settings } from "../src/services/Settings.ts"
 import { TaskSource } from "../src/services/TaskSource.ts"
 import { Trainer } from "../src/services/Trainer.ts"
 import {
+  defaultTestIdentity,
   InMemoryJournal,
   makeFaultInjector,
   rawCidV0,
@@ -45,6 +47,10 @@ const task = (chunkId: number) =>
   })
 
 const bytes = (text: string) => new TextEncoder().encode(text)
+
+/** A revert as [errorName, ...args]; any other failure as [tag]. */
+const reverted = (error: MiningError): ReadonlyArray<string> =>
+  error._tag === "ChainRevertError" ? [error.errorName, ...error.args] : [error._tag]
 
 /** Still running ⇔ no exit yet. */
 const isRunning = <A, E>(fiber: Fiber.Fiber<A, E>) => Effect.sync(() => fiber.pollUnsafe() === undefined)
@@ -324,6 +330,223 @@ describe("TestChain", () => {
         })
       )
     ))
+
+  it.effect("rounds, getRound and now: the default round, chain time from the Clock", () =>
+    Effect.gen(function*() {
+      const chain = yield* Chain
+      const [round, ...others] = yield* chain.rounds
+      assert.strictEqual(others.length, 0)
+      assert.strictEqual(round?.roundId, 1n)
+      assert.strictEqual(round?.chunkCount, 1000)
+      assert.strictEqual(round?.difficulty, 16)
+      assert.strictEqual(round?.spec, "{}")
+      assert.strictEqual(round?.specHash, `0x${createHash("sha256").update("{}").digest("hex")}`)
+      assert.strictEqual(round?.modelCid, rawCidV0(bytes("r3mes test model")))
+      assert.isAbove(round?.deadline ?? 0, 4_000_000_000)
+      assert.deepStrictEqual(yield* chain.getRound(1n), Option.some(round!))
+      assert.isTrue(Option.isNone(yield* chain.getRound(2n)))
+      assert.strictEqual(yield* chain.now, 0)
+      yield* TestClock.adjust("90500 millis")
+      assert.strictEqual(yield* chain.now, 90)
+    }).pipe(Effect.provide(TestChain.layer())))
+
+  it.effect("claimChunk: never-claimed chunks in order, then the lowest expired unsubmitted lease, else NoFreeChunk", () =>
+    Effect.gen(function*() {
+      const chain = yield* Chain
+      const control = yield* TestChain
+      const first = [yield* chain.claimChunk(1n), yield* chain.claimChunk(1n), yield* chain.claimChunk(1n)]
+      assert.deepStrictEqual(first.map((c) => [c.chunkId, c.leaseExpiry]), [[0, 100], [1, 100], [2, 100]])
+      assert.strictEqual(first[0]?.miner, defaultTestIdentity.miner)
+      assert.match(first[0]?.txHash ?? "", /^0x[0-9a-f]{64}$/)
+      assert.deepStrictEqual(reverted(yield* Effect.flip(chain.claimChunk(1n))), ["NoFreeChunk", "1"])
+
+      yield* chain.submitGradient(submission(0, hashA))
+      // A lease is still held at its expiry second; it is free once strictly past.
+      yield* TestClock.adjust("100 seconds")
+      assert.deepStrictEqual(reverted(yield* Effect.flip(chain.claimChunk(1n))), ["NoFreeChunk", "1"])
+      yield* TestClock.adjust("1 second")
+      const again = [yield* chain.claimChunk(1n), yield* chain.claimChunk(1n)]
+      assert.deepStrictEqual(again.map((c) => [c.chunkId, c.leaseExpiry]), [[1, 201], [2, 201]])
+      assert.deepStrictEqual(reverted(yield* Effect.flip(chain.claimChunk(1n))), ["NoFreeChunk", "1"])
+      assert.deepStrictEqual((yield* control.claims).map((c) => c.chunkId), [0, 1, 2, 1, 2])
+      assert.deepStrictEqual(
+        (yield* chain.getRound(1n)).pipe(Option.map((r) => [r.nextChunk, r.submittedCount])),
+        Option.some([3, 1])
+      )
+    }).pipe(
+      Effect.provide(
+        TestChain.layer({ rounds: [{ roundId: 1n, chunkCount: 3, difficulty: 16, deadline: 10_000 }], leaseSeconds: 100 })
+      )
+    ))
+
+  it.effect("claimChunk: RoundNotOpen for an unknown round, RoundExpired once past the deadline (not at it)", () =>
+    Effect.gen(function*() {
+      const chain = yield* Chain
+      assert.deepStrictEqual(reverted(yield* Effect.flip(chain.claimChunk(9n))), ["RoundNotOpen", "9"])
+      yield* TestClock.adjust("50 seconds")
+      assert.strictEqual((yield* chain.claimChunk(1n)).chunkId, 0)
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(reverted(yield* Effect.flip(chain.claimChunk(1n))), ["RoundExpired", "1", "50"])
+    }).pipe(Effect.provide(TestChain.layer({ rounds: [{ roundId: 1n, chunkCount: 3, difficulty: 16, deadline: 50 }] }))))
+
+  it.effect("submitGradient checks in the contract's order: round, AlreadySubmitted, deadline, claim, lease", () =>
+    Effect.gen(function*() {
+      const chain = yield* Chain
+      const submit = (roundId: bigint, chunkId: number, gradientHash = hashA) =>
+        chain.submitGradient(new Submission({ roundId, chunkId, cid: cidA, gradientHash, powNonce: 7n }))
+
+      assert.deepStrictEqual(reverted(yield* Effect.flip(submit(9n, 0))), ["RoundNotOpen", "9"])
+      assert.deepStrictEqual(reverted(yield* Effect.flip(submit(1n, 0))), ["ChunkNotClaimed", "1", "0"])
+      yield* chain.claimChunk(1n)
+      yield* chain.claimChunk(1n)
+      assert.deepStrictEqual(reverted(yield* Effect.flip(submit(1n, 3))), ["ChunkNotClaimed", "1", "3"])
+      const accepted = yield* submit(1n, 0)
+
+      yield* TestClock.adjust("101 seconds")
+      assert.deepStrictEqual(reverted(yield* Effect.flip(submit(1n, 1))), ["LeaseExpired", "1", "1", "100"])
+      yield* TestClock.adjust("1000 seconds")
+      // AlreadySubmitted is decided before the deadline: a retry after it still learns its submission landed.
+      const retry = yield* submit(1n, 0)
+      assert.isTrue(retry.alreadySubmitted)
+      assert.strictEqual(retry.txHash, accepted.txHash)
+      assert.deepStrictEqual(reverted(yield* Effect.flip(submit(1n, 0, hashB))), [
+        "AlreadySubmitted",
+        "1",
+        "0",
+        defaultTestIdentity.miner,
+        hashA
+      ])
+      assert.deepStrictEqual(reverted(yield* Effect.flip(submit(1n, 1))), ["RoundExpired", "1", "1000"])
+    }).pipe(
+      Effect.provide(
+        TestChain.layer({
+          rounds: [{ roundId: 1n, chunkCount: 3, difficulty: 16, deadline: 1000 }],
+          leaseSeconds: 100,
+          requireClaim: true
+        })
+      )
+    ))
+
+  it.effect("without requireClaim an unclaimed chunk may be submitted, but a claimed one keeps its lease rule", () =>
+    Effect.gen(function*() {
+      const chain = yield* Chain
+      assert.isFalse((yield* chain.submitGradient(submission(0, hashA))).alreadySubmitted)
+      // The submitted chunk is no longer free: the next claim skips it.
+      assert.strictEqual((yield* chain.claimChunk(1n)).chunkId, 1)
+      yield* TestClock.adjust("101 seconds")
+      assert.deepStrictEqual(reverted(yield* Effect.flip(chain.submitGradient(submission(1, hashA)))), [
+        "LeaseExpired",
+        "1",
+        "1",
+        "100"
+      ])
+      assert.deepStrictEqual(reverted(yield* Effect.flip(chain.submitGradient(submission(5, hashA)))), [
+        "ChunkNotClaimed",
+        "1",
+        "5"
+      ])
+    }).pipe(
+      Effect.provide(TestChain.layer({ rounds: [{ roundId: 1n, chunkCount: 3, difficulty: 16, deadline: 10_000 }], leaseSeconds: 100 }))
+    ))
+
+  it.effect("checkPow verifies the proof of work against the round's difficulty", () =>
+    Effect.gen(function*() {
+      const chain = yield* Chain
+      const identity = yield* chain.identity
+      const solution = yield* solveReference({
+        ...identity,
+        roundId: 1n,
+        chunkId: 0,
+        gradientHash: hashA,
+        cid: cidA,
+        difficulty: 8
+      })
+      assert.isAbove(Number(solution.nonce), 0, "the smallest valid nonce is not 0, so nonce - 1 is invalid")
+      const weak = yield* Effect.flip(
+        chain.submitGradient(
+          new Submission({ roundId: 1n, chunkId: 0, cid: cidA, gradientHash: hashA, powNonce: solution.nonce - 1n })
+        )
+      )
+      const [name, powHash, difficulty] = reverted(weak)
+      assert.deepStrictEqual([name, difficulty], ["InsufficientWork", "8"])
+      assert.match(powHash ?? "", /^0x[0-9a-f]{64}$/)
+      const receipt = yield* chain.submitGradient(
+        new Submission({ roundId: 1n, chunkId: 0, cid: cidA, gradientHash: hashA, powNonce: solution.nonce })
+      )
+      assert.isFalse(receipt.alreadySubmitted)
+    }).pipe(
+      Effect.provide(
+        TestChain.layer({ rounds: [{ roundId: 1n, chunkCount: 3, difficulty: 8, deadline: 10_000 }], checkPow: true })
+      )
+    ))
+
+  it.effect("completeChunk is idempotent and needs a submission; getSubmission shows the completion", () =>
+    Effect.gen(function*() {
+      const chain = yield* Chain
+      const control = yield* TestChain
+      assert.deepStrictEqual(reverted(yield* Effect.flip(chain.completeChunk(1n, 0))), ["ChunkNotClaimed", "1", "0"])
+      assert.isTrue(Option.isNone(yield* chain.getSubmission(1n, 0)))
+      const receipt = yield* chain.submitGradient(submission(0, hashA))
+      const before = yield* chain.getSubmission(1n, 0)
+      assert.isTrue(Option.isSome(before) && !before.value.completed)
+      assert.isTrue(yield* chain.completeChunk(1n, 0))
+      assert.isTrue(yield* chain.completeChunk(1n, 0))
+      assert.deepStrictEqual(yield* control.completedChunks, [{ roundId: 1n, chunkId: 0 }])
+      const after = yield* chain.getSubmission(1n, 0)
+      assert.isTrue(Option.isSome(after))
+      if (Option.isSome(after)) {
+        assert.deepStrictEqual(
+          [after.value.miner, after.value.cid, after.value.gradientHash, after.value.powNonce, after.value.blockNumber],
+          [defaultTestIdentity.miner, cidA, hashA, 7n, receipt.blockNumber]
+        )
+        assert.isTrue(after.value.completed)
+      }
+    }).pipe(Effect.provide(TestChain.layer())))
+
+  it.effect("openRound applies the contract's checks and the new round is claimable at once", () =>
+    Effect.gen(function*() {
+      const chain = yield* Chain
+      const control = yield* TestChain
+      yield* TestClock.adjust("100 seconds")
+      const open = (roundId: bigint, chunkCount: number, difficulty: number, deadline: number) =>
+        Effect.flip(control.openRound({ roundId, chunkCount, difficulty, deadline })).pipe(Effect.map(reverted))
+      assert.deepStrictEqual(yield* open(1n, 5, 16, 1000), ["RoundExists", "1"])
+      assert.deepStrictEqual(yield* open(2n, 5, 0, 1000), ["InvalidDifficulty", "0"])
+      assert.deepStrictEqual(yield* open(2n, 5, 65, 1000), ["InvalidDifficulty", "65"])
+      assert.deepStrictEqual(yield* open(2n, 0, 16, 1000), ["InvalidChunkCount", "0"])
+      assert.deepStrictEqual(yield* open(2n, 5, 16, 100), ["RoundExpired", "2", "100"])
+
+      const round = yield* control.openRound({ roundId: 2n, chunkCount: 5, difficulty: 20, deadline: 1000, spec: "{\"a\":1}" })
+      assert.strictEqual(round.specHash, `0x${createHash("sha256").update("{\"a\":1}").digest("hex")}`)
+      assert.deepStrictEqual((yield* chain.rounds).map((r) => r.roundId), [1n, 2n])
+      assert.deepStrictEqual(yield* chain.getRound(2n), Option.some(round))
+      assert.strictEqual((yield* chain.claimChunk(2n)).leaseExpiry, 700)
+    }).pipe(Effect.provide(TestChain.layer())))
+
+  it.effect("an invalid seeded round is a defect of the test", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(
+        Effect.provide(
+          Effect.gen(function*() {
+            yield* Chain
+          }),
+          TestChain.layer({ rounds: [{ roundId: 1n, chunkCount: 0, difficulty: 16, deadline: 1 }] })
+        )
+      )
+      assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause))
+    }))
+
+  it.effect("faults apply to every port method", () =>
+    Effect.gen(function*() {
+      const chain = yield* Chain
+      const control = yield* TestChain
+      const error = new NetworkError({ message: "refused" })
+      yield* control.setFaults({ claimChunk: { failFirst: { times: 1, error } }, now: { alwaysFail: error } })
+      assert.strictEqual(yield* Effect.flip(chain.claimChunk(1n)), error)
+      assert.strictEqual((yield* chain.claimChunk(1n)).chunkId, 0, "the failed call claimed nothing")
+      assert.strictEqual(yield* Effect.flip(chain.now), error)
+      assert.strictEqual(yield* control.calls("claimChunk"), 2)
+    }).pipe(Effect.provide(TestChain.layer())))
 })
 
 describe("TestTrainer", () => {
@@ -553,5 +776,14 @@ describe("testMinerConfig / testPortsLayer", () => {
       assert.strictEqual(yield* (yield* TestPowSolver).calls("solve"), 1)
       assert.strictEqual((yield* (yield* TestTaskSource).completed).length, 1)
       assert.deepStrictEqual(yield* (yield* InMemoryJournal).all, [])
-    }).pipe(Effect.provide(testPortsLayer({ trainer: { envelopeBytes: 64 }, taskSource: { roundId: 4n } }))))
+    }).pipe(
+      Effect.provide(
+        testPortsLayer({
+          trainer: { envelopeBytes: 64 },
+          taskSource: { roundId: 4n },
+          // The chain only accepts submissions to rounds it knows.
+          chain: { rounds: [{ roundId: 4n, chunkCount: 10, difficulty: 16, deadline: 4_102_444_800 }] }
+        })
+      )
+    ))
 })

@@ -1,0 +1,88 @@
+import { Duration, Effect, Layer, Option } from "effect"
+import type { ChainRevertError, MiningError } from "../../domain/errors.ts"
+import { type RoundInfo, type SubmissionReceipt, Task } from "../../domain/mining.ts"
+import { Chain } from "../../services/Chain.ts"
+import { TaskSource } from "../../services/TaskSource.ts"
+
+export interface ChainTaskSourceOptions {
+  /** How long to wait between two looks at the registry while no chunk is free. Default 2 s. */
+  readonly pollInterval?: Duration.Input
+}
+
+/**
+ * Reverts that mean "nothing to claim in this round": it filled up (NoFreeChunk), passed its deadline between our
+ * read and our claim (RoundExpired), or is unknown to the registry (RoundNotOpen). The next round may still have work.
+ */
+const roundHasNoWork = (error: ChainRevertError): boolean =>
+  error.errorName === "NoFreeChunk" || error.errorName === "RoundExpired" || error.errorName === "RoundNotOpen"
+
+/**
+ * The TaskSource on the MiningRegistry: `next` claims a chunk of the newest open round that has one, `complete`
+ * marks the submitted chunk complete on chain.
+ */
+export const make = Effect.fnUntraced(function*(options: ChainTaskSourceOptions = {}) {
+  const chain = yield* Chain
+  const pollInterval = Duration.fromInputUnsafe(options.pollInterval ?? "2 seconds")
+
+  const taskOf = (round: RoundInfo, chunkId: number, leaseExpiry: number) =>
+    new Task({
+      roundId: round.roundId,
+      chunkId,
+      modelCid: round.modelCid,
+      spec: round.spec,
+      difficulty: round.difficulty,
+      leaseExpiry,
+      deadline: round.deadline
+    })
+
+  /** One look at the registry: a claimed chunk of the newest open round with one free, or none. */
+  const claimAny = Effect.gen(function*() {
+    const now = yield* chain.now
+    const rounds = yield* chain.rounds
+    // Newest first: the network's coordinator opens a new round when the previous one fills up or expires.
+    const open = rounds.filter((round) => round.deadline > now && round.submittedCount < round.chunkCount).reverse()
+    for (const round of open) {
+      const claimed = yield* chain.claimChunk(round.roundId).pipe(
+        Effect.map(Option.some),
+        Effect.catchTag("ChainRevertError", (error) => roundHasNoWork(error) ? Effect.succeedNone : Effect.fail(error))
+      )
+      if (Option.isSome(claimed)) return Option.some(taskOf(round, claimed.value.chunkId, claimed.value.leaseExpiry))
+    }
+    return Option.none<Task>()
+  })
+
+  const next = Effect.fn("TaskSource.next")(function*(): Effect.fn.Return<Task, MiningError> {
+    let waiting = false
+    for (;;) {
+      const task = yield* claimAny
+      if (Option.isSome(task)) {
+        yield* Effect.annotateCurrentSpan({
+          "r3mes.round_id": task.value.roundId.toString(),
+          "r3mes.chunk_id": task.value.chunkId
+        })
+        if (waiting) yield* Effect.logInfo(`claimed chunk ${task.value.chunkId} of round ${task.value.roundId}`)
+        return task.value
+      }
+      if (!waiting) {
+        yield* Effect.logInfo("no free chunk; waiting").pipe(
+          Effect.annotateLogs({ poll_interval: Duration.format(pollInterval) })
+        )
+        waiting = true
+      }
+      yield* Effect.sleep(pollInterval)
+    }
+  })
+
+  const complete = Effect.fn("TaskSource.complete")(function*(task: Task, _receipt: SubmissionReceipt) {
+    yield* Effect.annotateCurrentSpan({ "r3mes.round_id": task.roundId.toString(), "r3mes.chunk_id": task.chunkId })
+    return yield* chain.completeChunk(task.roundId, task.chunkId)
+  })
+
+  return TaskSource.of({ next: next(), complete })
+})
+
+export const ChainTaskSource = {
+  /** Work from the chain: claims chunks through the Chain port, polling every `pollInterval` while none is free. */
+  layer: (options: ChainTaskSourceOptions = {}): Layer.Layer<TaskSource, never, Chain> =>
+    Layer.effect(TaskSource, make(options))
+} as const
