@@ -554,9 +554,9 @@ describe("TestTrainer", () => {
     Effect.gen(function*() {
       const trainer = yield* Trainer
       const control = yield* TestTrainer
-      const a = yield* trainer.train(task(0))
-      const a2 = yield* trainer.train(task(0))
-      const b = yield* trainer.train(task(1))
+      const a = yield* trainer.train(task(0), defaultTestIdentity.miner)
+      const a2 = yield* trainer.train(task(0), defaultTestIdentity.miner)
+      const b = yield* trainer.train(task(1), defaultTestIdentity.miner)
       assert.strictEqual(a.envelope.length, 300)
       assert.deepStrictEqual(a.envelope, a2.envelope)
       assert.notDeepEqual(a.envelope, b.envelope)
@@ -571,9 +571,9 @@ describe("TestTrainer", () => {
     Effect.gen(function*() {
       const trainer = yield* Trainer
       const control = yield* TestTrainer
-      const oom = yield* Effect.flip(trainer.train(task(0)))
+      const oom = yield* Effect.flip(trainer.train(task(0), defaultTestIdentity.miner))
       assert.strictEqual(oom._tag, "ResourceError")
-      assert.strictEqual((yield* trainer.train(task(0))).envelope.length, 1024)
+      assert.strictEqual((yield* trainer.train(task(0), defaultTestIdentity.miner)).envelope.length, 1024)
       assert.strictEqual((yield* control.trained).length, 1)
       assert.strictEqual(yield* control.calls("train"), 2)
     }).pipe(
@@ -756,7 +756,7 @@ describe("testMinerConfig / testPortsLayer", () => {
       const chain = yield* Chain
       const journal = yield* Journal
       const t = yield* source.next
-      const result = yield* trainer.train(t)
+      const result = yield* trainer.train(t, defaultTestIdentity.miner)
       const cid = yield* store.add(result.envelope)
       const identity = yield* chain.identity
       const pow = yield* solver.solve(

@@ -1,0 +1,27 @@
+/**
+ * r3mes-miner as a library: the domain values and errors, the ports and core services, and the adapters. The
+ * in-memory test layers are exported separately from "r3mes-miner/testing".
+ */
+export * from "./domain/classify.ts"
+export * from "./domain/errors.ts"
+export * from "./domain/MinerConfig.ts"
+export * from "./domain/mining.ts"
+export * from "./domain/retryPolicy.ts"
+export * from "./domain/TransactionRecord.ts"
+export * from "./domain/TransactionState.ts"
+export * as Pow from "./domain/pow.ts"
+
+export { Chain } from "./services/Chain.ts"
+export { GradientStore } from "./services/GradientStore.ts"
+export { Journal, type JournalEvent, type TransactionQuery } from "./services/Journal.ts"
+export { type BreakerState, type CoordinatorStatistics, MiningCoordinator } from "./services/MiningCoordinator.ts"
+export { type LoopOptions, type LoopSummary, MiningLoop } from "./services/MiningLoop.ts"
+export * as MiningMetrics from "./services/MiningStats.ts"
+export { MiningStats, type StatisticsSnapshot } from "./services/MiningStats.ts"
+export { PowSolver } from "./services/PowSolver.ts"
+export { Settings } from "./services/Settings.ts"
+export { TaskSource } from "./services/TaskSource.ts"
+export { Trainer } from "./services/Trainer.ts"
+
+export { miningRegistryAbi, miningRegistryBytecode } from "./layers/chain/MiningRegistryArtifact.ts"
+export { ViemChain, type ViemChainOptions } from "./layers/chain/ViemChain.ts"
