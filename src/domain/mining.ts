@@ -117,3 +117,14 @@ export class OnChainSubmission extends Schema.Class<OnChainSubmission>("r3mes/On
   blockNumber: Schema.BigInt,
   completed: Schema.Boolean
 }) {}
+
+/**
+ * A transaction signed locally with an explicit nonce, before it is broadcast: its hash is known (and journaled)
+ * before the chain sees it, and the same bytes can be re-sent after a crash.
+ */
+export class SignedTransaction extends Schema.Class<SignedTransaction>("r3mes/SignedTransaction")({
+  hash: Hex32,
+  /** 0x-prefixed serialized transaction. */
+  raw: Schema.String.check(Schema.isPattern(/^0x[0-9a-fA-F]*$/, { expected: "0x-prefixed hex" })),
+  nonce: Schema.Int
+}) {}

@@ -5,6 +5,7 @@ import type {
   MinerIdentity,
   OnChainSubmission,
   RoundInfo,
+  SignedTransaction,
   Submission,
   SubmissionReceipt
 } from "../domain/mining.ts"
@@ -22,7 +23,22 @@ export class Chain extends Context.Service<Chain, {
    * Submits CID + gradient hash + PoW nonce and waits for the receipt. AlreadySubmitted for our own chunk with the
    * same gradient hash is success (`alreadySubmitted: true`); any other revert is a ChainRevertError.
    */
-  readonly submitGradient: (submission: Submission) => Effect.Effect<SubmissionReceipt, MiningError>
+  readonly submitGradient: (
+    submission: Submission,
+    /**
+     * Runs after the transaction is signed and before it is broadcast (under the account's nonce lock): the place
+     * to journal the intent. If it fails, nothing is sent and the nonce is not consumed.
+     */
+    beforeBroadcast?: (signed: SignedTransaction) => Effect.Effect<void, MiningError>
+  ) => Effect.Effect<SubmissionReceipt, MiningError>
+  /**
+   * Finishes a submission signed before a crash: the receipt of its hash if mined, else the same raw bytes
+   * re-sent. Our own submission of the same chunk and gradient found on chain is success.
+   */
+  readonly resumeSubmission: (
+    submission: Submission,
+    signed: SignedTransaction
+  ) => Effect.Effect<SubmissionReceipt, MiningError>
   /** Marks our submitted chunk complete; true once it is (idempotent). */
   readonly completeChunk: (roundId: bigint, chunkId: number) => Effect.Effect<boolean, MiningError>
   readonly getSubmission: (

@@ -12,6 +12,7 @@ import {
 import { maxGradientBytes } from "../domain/MinerConfig.ts"
 import { type MinerIdentity, PowInput, Submission, type SubmissionReceipt, type Task, transactionKey } from "../domain/mining.ts"
 import { retryDelays } from "../domain/retryPolicy.ts"
+import { encodeSubmitIntent, PIN_INTENT, SUBMIT_INTENT } from "../domain/intents.ts"
 import {
   completeStep,
   countAttempt,
@@ -226,7 +227,7 @@ const make = Effect.gen(function*() {
         const cid = yield* retrying(guarded("ipfs", store.computeCid(envelope)))
         // Intent before side effect: the CID is journaled, and its unpin registered, before anything is pinned.
         tx.record = { ...tx.record, ipfs_hash: cid }
-        yield* save(tx, "pin_intent", cid)
+        yield* save(tx, PIN_INTENT, cid)
         yield* registerCompensation({
           action: "unpin",
           target: cid,
@@ -280,7 +281,13 @@ const make = Effect.gen(function*() {
                 cid,
                 gradientHash,
                 powNonce: solution.nonce
-              })
+              }),
+              // Intent before side effect: the signed transaction is journaled before it is broadcast.
+              (signed) =>
+                Effect.suspend(() => {
+                  tx.record = { ...tx.record, blockchain_tx_hash: signed.hash }
+                  return save(tx, SUBMIT_INTENT, encodeSubmitIntent(signed))
+                })
             )
           )
         )

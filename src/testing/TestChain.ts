@@ -6,6 +6,7 @@ import {
   MinerIdentity,
   OnChainSubmission,
   RoundInfo,
+  SignedTransaction,
   type Submission,
   SubmissionReceipt
 } from "../domain/mining.ts"
@@ -20,6 +21,7 @@ export type ChainMethod =
   | "getRound"
   | "claimChunk"
   | "submitGradient"
+  | "resumeSubmission"
   | "completeChunk"
   | "getSubmission"
   | "now"
@@ -271,6 +273,14 @@ export class TestChain extends Context.Service<TestChain, {
         return claim
       })
 
+      /** What the test chain "signs": the submission's fields as JSON, hashed like a real transaction hash would be. */
+      const signedOf = (s: Submission): SignedTransaction =>
+        new SignedTransaction({
+          hash: txHashOf(s),
+          raw: `0x${Buffer.from(JSON.stringify([s.roundId.toString(), s.chunkId, s.cid, s.gradientHash, s.powNonce.toString()])).toString("hex")}`,
+          nonce: 0
+        })
+
       const txHashOf = (s: Submission): string =>
         sha256Hex(
           [
@@ -385,7 +395,27 @@ export class TestChain extends Context.Service<TestChain, {
         getRound: (roundId) =>
           faults.wrap("getRound", Effect.sync(() => Option.map(Option.fromUndefinedOr(rounds.get(roundId)), roundInfo))),
         claimChunk: (roundId) => faults.wrap("claimChunk", claimChunk(roundId)),
-        submitGradient: (submission) => faults.wrap("submitGradient", submit(submission)),
+        submitGradient: (submission, beforeBroadcast) =>
+          faults.wrap(
+            "submitGradient",
+            Effect.gen(function*() {
+              const signed = signedOf(submission)
+              // A re-submission of what the chain holds answers without a new transaction, as the simulation would.
+              if (beforeBroadcast !== undefined && !byChunk.has(chunkKey(submission.roundId, submission.chunkId))) {
+                yield* beforeBroadcast(signed)
+              }
+              return yield* submit(submission)
+            })
+          ),
+        resumeSubmission: (submission, signed) =>
+          faults.wrap(
+            "resumeSubmission",
+            signed.hash === signedOf(submission).hash
+              ? submit(submission).pipe(Effect.map((receipt) => new SubmissionReceipt({ ...receipt })))
+              : Effect.fail(
+                new ValidationError({ message: `signed transaction ${signed.hash} does not carry this submission` })
+              )
+          ),
         completeChunk: (roundId, chunkId) => faults.wrap("completeChunk", complete(roundId, chunkId)),
         getSubmission: (roundId, chunkId) =>
           faults.wrap(

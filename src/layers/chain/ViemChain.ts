@@ -25,6 +25,7 @@ import {
   MinerIdentity,
   OnChainSubmission,
   RoundInfo,
+  SignedTransaction,
   type Submission,
   SubmissionReceipt
 } from "../../domain/mining.ts"
@@ -107,8 +108,19 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
   const nonceWriter = yield* Semaphore.make(1)
   let nextNonce: number | undefined
 
-  /** Simulates, then signs with an explicit nonce and broadcasts; returns the receipt. */
-  const write = (functionName: WriteFunction, args: ReadonlyArray<unknown>) =>
+  const waitForReceipt = (what: string, hash: Hex) =>
+    rpc(`waiting for the receipt of ${what} ${hash}`, () =>
+      client.waitForTransactionReceipt({ hash, timeout: receiptTimeoutMs, pollingInterval: pollingIntervalMs }))
+
+  /**
+   * Simulates, then signs with an explicit nonce, runs `beforeBroadcast` (the journal's intent) and broadcasts;
+   * returns the receipt.
+   */
+  const write = (
+    functionName: WriteFunction,
+    args: ReadonlyArray<unknown>,
+    beforeBroadcast?: (signed: SignedTransaction) => Effect.Effect<void, MiningError>
+  ) =>
     Effect.gen(function*() {
       const call = { address: registry, abi: miningRegistryAbi, functionName, args, account } as never
       const simulated = yield* rpc(`simulating ${functionName}`, () => client.simulateContract(call))
@@ -132,6 +144,7 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
             }))
           const raw = yield* rpc(`signing ${functionName}`, () => wallet.signTransaction(request as never))
           const hash = keccak256(raw)
+          if (beforeBroadcast !== undefined) yield* beforeBroadcast(new SignedTransaction({ hash, raw, nonce }))
           yield* rpc(`broadcasting ${functionName}`, () => client.sendRawTransaction({ serializedTransaction: raw })).pipe(
             Effect.tapError(() => Effect.sync(() => (nextNonce = undefined)))
           )
@@ -139,8 +152,7 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
           return hash
         })
       )
-      const receipt = yield* rpc(`waiting for the receipt of ${functionName} ${hash}`, () =>
-        client.waitForTransactionReceipt({ hash, timeout: receiptTimeoutMs, pollingInterval: pollingIntervalMs }))
+      const receipt = yield* waitForReceipt(functionName, hash)
       if (receipt.status !== "success") {
         // Mined but reverted (state changed between simulation and inclusion): replay it to learn why.
         const reason = yield* rpc(`replaying ${functionName}`, () => client.simulateContract(call)).pipe(
@@ -234,15 +246,9 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
   })
 
   /** Our earlier submission of the same chunk and gradient: success for an idempotent re-submission. */
-  const ourEarlierSubmission = (submission: Submission, revert: ChainRevertError) =>
+  /** The receipt of the transaction that put our submission of this chunk on chain (from its event). */
+  const receiptOfSubmission = (submission: Submission) =>
     Effect.gen(function*() {
-      const [, , miner, gradientHash] = revert.args
-      if (
-        miner?.toLowerCase() !== account.address.toLowerCase() ||
-        gradientHash?.toLowerCase() !== submission.gradientHash.toLowerCase()
-      ) {
-        return yield* Effect.fail(revert)
-      }
       const logs = yield* rpc("finding our earlier submission", () =>
         client.getContractEvents({
           address: registry,
@@ -253,15 +259,27 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
           strict: true
         }))
       const log = logs[0]
-      if (log === undefined) return yield* Effect.fail(revert)
-      return new SubmissionReceipt({
-        txHash: log.transactionHash,
-        blockNumber: log.blockNumber,
-        alreadySubmitted: true
-      })
+      if (log === undefined) {
+        return yield* new ValidationError({
+          message: `no GradientSubmitted event for round ${submission.roundId} chunk ${submission.chunkId}`
+        })
+      }
+      return new SubmissionReceipt({ txHash: log.transactionHash, blockNumber: log.blockNumber, alreadySubmitted: true })
     })
 
-  const submitGradient = Effect.fn("Chain.submitGradient")(function*(submission: Submission) {
+  /** AlreadySubmitted by us with the same gradient is success: the earlier transaction's receipt. */
+  const ourEarlierSubmission = (submission: Submission, revert: ChainRevertError) => {
+    const [, , miner, gradientHash] = revert.args
+    return miner?.toLowerCase() === account.address.toLowerCase() &&
+        gradientHash?.toLowerCase() === submission.gradientHash.toLowerCase()
+      ? receiptOfSubmission(submission)
+      : Effect.fail(revert)
+  }
+
+  const submitGradient = Effect.fn("Chain.submitGradient")(function*(
+    submission: Submission,
+    beforeBroadcast?: (signed: SignedTransaction) => Effect.Effect<void, MiningError>
+  ) {
     yield* Effect.annotateCurrentSpan({
       "r3mes.round_id": submission.roundId.toString(),
       "r3mes.chunk_id": submission.chunkId,
@@ -273,7 +291,7 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
       submission.cid,
       submission.gradientHash,
       submission.powNonce
-    ]).pipe(
+    ], beforeBroadcast).pipe(
       Effect.map((receipt) =>
         new SubmissionReceipt({
           txHash: receipt.transactionHash,
@@ -284,6 +302,60 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
       Effect.catchTag("ChainRevertError", (revert) =>
         revert.errorName === "AlreadySubmitted" ? ourEarlierSubmission(submission, revert) : Effect.fail(revert))
     )
+  })
+
+  /** Our submission of this chunk and gradient, if the chain has it (whatever transaction put it there). */
+  const findOurSubmission = (submission: Submission) =>
+    getSubmission(submission.roundId, submission.chunkId).pipe(
+      Effect.map((found) =>
+        Option.filter(found, (s) =>
+          s.miner.toLowerCase() === account.address.toLowerCase() &&
+          s.gradientHash.toLowerCase() === submission.gradientHash.toLowerCase())
+      )
+    )
+
+  const resumeSubmission = Effect.fn("Chain.resumeSubmission")(function*(
+    submission: Submission,
+    signed: SignedTransaction
+  ) {
+    const hash = signed.hash as Hex
+    const receiptOf = (receipt: TransactionReceipt) =>
+      receipt.status === "success"
+        ? Effect.succeed(
+          new SubmissionReceipt({ txHash: receipt.transactionHash, blockNumber: receipt.blockNumber, alreadySubmitted: false })
+        )
+        : settled
+    // Whatever happened to our transaction, the chain's record of the chunk is the final word.
+    const settled: Effect.Effect<SubmissionReceipt, MiningError> = Effect.gen(function*() {
+      const ours = yield* findOurSubmission(submission)
+      if (Option.isNone(ours)) {
+        return yield* new ValidationError({
+          message: `signed submission ${hash} was not mined and the chain holds no submission of ours for round ${submission.roundId} chunk ${submission.chunkId}`,
+          hint: "its nonce was used by another transaction; the chunk has to be submitted again"
+        })
+      }
+      return yield* receiptOfSubmission(submission)
+    })
+    const existing = yield* rpc(`reading the receipt of ${hash}`, () => client.getTransactionReceipt({ hash })).pipe(
+      Effect.map(Option.some),
+      Effect.catch(() => Effect.succeed(Option.none<TransactionReceipt>()))
+    )
+    if (Option.isSome(existing)) return yield* receiptOf(existing.value)
+    const ours = yield* findOurSubmission(submission)
+    if (Option.isSome(ours)) return yield* settled
+    nextNonce = undefined
+    const sent = yield* rpc(`re-broadcasting ${hash}`, () =>
+      client.sendRawTransaction({ serializedTransaction: signed.raw as Hex })).pipe(Effect.exit)
+    if (sent._tag === "Failure") {
+      // "already known" means it is in the pool; a used nonce means it never will be: the chain decides which.
+      const mined = yield* waitForReceipt("submitGradient", hash).pipe(
+        Effect.timeoutOption("3 seconds"),
+        Effect.catch(() => Effect.succeedNone)
+      )
+      if (Option.isSome(mined)) return yield* receiptOf(mined.value)
+      return yield* settled
+    }
+    return yield* receiptOf(yield* waitForReceipt("submitGradient", hash))
   })
 
   const completeChunk = Effect.fn("Chain.completeChunk")(function*(roundId: bigint, chunkId: number) {
@@ -318,6 +390,7 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
     getRound,
     claimChunk,
     submitGradient,
+    resumeSubmission,
     completeChunk,
     getSubmission,
     now
