@@ -6,13 +6,23 @@ import {
   type MiningError,
   NetworkError,
   ResourceError,
+  RetryableError,
   TimeoutError,
   ValidationError
 } from "../domain/errors.ts"
 import { maxGradientBytes } from "../domain/MinerConfig.ts"
-import { type MinerIdentity, PowInput, Submission, type SubmissionReceipt, type Task, transactionKey } from "../domain/mining.ts"
+import {
+  type MinerIdentity,
+  PowInput,
+  type RoundInfo,
+  type SignedTransaction,
+  Submission,
+  type SubmissionReceipt,
+  Task,
+  transactionKey
+} from "../domain/mining.ts"
 import { retryDelays } from "../domain/retryPolicy.ts"
-import { encodeSubmitIntent, PIN_INTENT, SUBMIT_INTENT } from "../domain/intents.ts"
+import { decodeSubmitIntent, encodeSubmitIntent, PIN_INTENT, SUBMIT_INTENT } from "../domain/intents.ts"
 import {
   completeStep,
   countAttempt,
@@ -34,6 +44,21 @@ import { TaskSource } from "./TaskSource.ts"
 import { Trainer } from "./Trainer.ts"
 
 export type BreakerState = "closed" | "open" | "half_open"
+
+export interface RecoveryOptions {
+  /** Pins of transactions that ended less than this long ago are kept (default 0). */
+  readonly orphanGrace?: Duration.Input | undefined
+  /** Also release pins the journal does not know (only for a store that is the miner's own). Default false. */
+  readonly releaseUnknownPins?: boolean | undefined
+}
+
+export interface RecoverySummary {
+  readonly recovered: number
+  readonly committed: number
+  readonly rolled_back: number
+  readonly failed: number
+  readonly orphan_pins_released: ReadonlyArray<string>
+}
 
 export interface CoordinatorStatistics extends StatisticsSnapshot {
   readonly circuit_breakers: { readonly chain: BreakerState; readonly ipfs: BreakerState }
@@ -63,6 +88,11 @@ export class MiningCoordinator extends Context.Service<MiningCoordinator, {
   readonly getStatistics: Effect.Effect<CoordinatorStatistics>
   /** Rolls back in-flight transactions older than maxAge; returns their ids. */
   readonly cleanupStaleTransactions: (maxAge: Duration.Input) => Effect.Effect<ReadonlyArray<string>, MiningError>
+  /**
+   * Crash recovery, run at start before any new work: every non-terminal transaction of the journal is rolled
+   * forward from its last completed step or compensated; then orphan pins are released.
+   */
+  readonly recoverTransactions: (options?: RecoveryOptions) => Effect.Effect<RecoverySummary, MiningError>
   /** Rolls back one in-flight transaction; false when it is unknown or already final. */
   readonly forceCleanupTransaction: (transactionId: string) => Effect.Effect<boolean, MiningError>
   readonly activeCount: Effect.Effect<number>
@@ -157,6 +187,11 @@ const make = Effect.gen(function*() {
   const enter = Effect.fnUntraced(function*(tx: InFlight, to: TransactionState) {
     const now = yield* Clock.currentTimeMillis
     const from = tx.record.state
+    if (from === to) {
+      // A transaction recovered in this state goes on with it.
+      yield* Effect.logInfo(`transaction ${tx.record.transaction_id} resumes at ${to}`)
+      return yield* save(tx, "resumed", to)
+    }
     tx.record = yield* transition(tx.record, to, now)
     yield* stats.stateChanged(from, to)
     yield* Effect.logInfo(`transaction ${tx.record.transaction_id} ${from} → ${to}`)
@@ -198,6 +233,16 @@ const make = Effect.gen(function*() {
       }
     })
 
+  /** Registered before the pin: releases it unless the chain references it by then. */
+  const registerUnpin = (tx: InFlight, cid: string) =>
+    registerCompensation({
+      action: "unpin",
+      target: cid,
+      undo: retrying(store.unpin(cid)),
+      keep: () => tx.submitted,
+      record: recordRollback(tx)
+    })
+
   const train = (tx: InFlight) =>
     runStep(
       tx,
@@ -228,13 +273,7 @@ const make = Effect.gen(function*() {
         // Intent before side effect: the CID is journaled, and its unpin registered, before anything is pinned.
         tx.record = { ...tx.record, ipfs_hash: cid }
         yield* save(tx, PIN_INTENT, cid)
-        yield* registerCompensation({
-          action: "unpin",
-          target: cid,
-          undo: retrying(store.unpin(cid)),
-          keep: () => tx.submitted,
-          record: recordRollback(tx)
-        })
+        yield* registerUnpin(tx, cid)
         const added = yield* withRetry(tx, "ipfs_upload", guarded("ipfs", store.add(envelope)))
         if (added !== cid) {
           return yield* new ValidationError({
@@ -386,6 +425,21 @@ const make = Effect.gen(function*() {
     return tx.record
   })
 
+  const track = Effect.fnUntraced(function*(record: TransactionRecord, task: Task, startedAtMs: number) {
+    const tx: InFlight = {
+      record,
+      task,
+      startedAtMs,
+      submitted: false,
+      running: false,
+      cancelled: yield* Deferred.make<never, MiningError>(),
+      finished: yield* Deferred.make<TransactionRecord>()
+    }
+    inFlight.set(record.transaction_id, tx)
+    inFlightKeys.set(record.key, record.transaction_id)
+    return tx
+  })
+
   const createTransaction = Effect.fn("MiningCoordinator.createTransaction")(function*(task: Task) {
     const id = yield* minerIdentity
     const key = transactionKey(id, task)
@@ -408,17 +462,7 @@ const make = Effect.gen(function*() {
       chunkId: task.chunkId,
       nowMs: now
     })
-    const tx: InFlight = {
-      record,
-      task,
-      startedAtMs: now,
-      submitted: false,
-      running: false,
-      cancelled: yield* Deferred.make<never, MiningError>(),
-      finished: yield* Deferred.make<TransactionRecord>()
-    }
-    inFlight.set(record.transaction_id, tx)
-    inFlightKeys.set(key, record.transaction_id)
+    const tx = yield* track(record, task, now)
     yield* stats.transactionCreated
     yield* save(tx, "created", `round ${task.roundId} chunk ${task.chunkId}`).pipe(
       Effect.tapError(() => finalize(tx, Exit.fail(new ResourceError({ message: "journal unavailable" }))))
@@ -426,6 +470,37 @@ const make = Effect.gen(function*() {
     yield* Effect.logInfo(`transaction ${record.transaction_id} created for round ${task.roundId} chunk ${task.chunkId}`)
     return record
   })
+
+  /**
+   * Runs a transaction's body to its final state: bounded by the transaction timeout, cancellable by a forced
+   * cleanup, with the compensations its scope collected run (in reverse order) before the final state is written.
+   */
+  const runGuarded = (tx: InFlight, body: Effect.Effect<void, MiningError, Scope.Scope>) =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const exit = yield* restore(
+          Effect.raceFirst(
+            Scope.provide(body, scope).pipe(
+              Effect.timeoutOrElse({
+                duration: config.transactionTimeout,
+                orElse: () =>
+                  Effect.fail(
+                    new TimeoutError({
+                      message: `transaction exceeded ${Duration.format(config.transactionTimeout)}`,
+                      timeoutMs: Duration.toMillis(config.transactionTimeout),
+                      hint: "raise R3MES_TRANSACTION_TIMEOUT"
+                    })
+                  )
+              })
+            ),
+            Deferred.await(tx.cancelled)
+          )
+        ).pipe(Effect.exit)
+        yield* Scope.close(scope, exit)
+        return yield* finalize(tx, exit)
+      })
+    )
 
   const executeAtomicMining = Effect.fn("MiningCoordinator.executeAtomicMining")(
     function*(transactionId: string) {
@@ -447,34 +522,143 @@ const make = Effect.gen(function*() {
         "r3mes.round_id": tx.record.round_id,
         "r3mes.chunk_id": tx.record.chunk_id
       })
-      return yield* Effect.uninterruptibleMask((restore) =>
-        Effect.gen(function*() {
-          const scope = yield* Scope.make()
-          const exit = yield* restore(
-            Effect.raceFirst(
-              Scope.provide(pipeline(tx), scope).pipe(
-                Effect.timeoutOrElse({
-                  duration: config.transactionTimeout,
-                  orElse: () =>
-                    Effect.fail(
-                      new TimeoutError({
-                        message: `transaction exceeded ${Duration.format(config.transactionTimeout)}`,
-                        timeoutMs: Duration.toMillis(config.transactionTimeout),
-                        hint: "raise R3MES_TRANSACTION_TIMEOUT"
-                      })
-                    )
-                })
-              ),
-              Deferred.await(tx.cancelled)
-            )
-          ).pipe(Effect.exit)
-          // Compensations run here, in reverse order of registration, before the final state is written.
-          yield* Scope.close(scope, exit)
-          return yield* finalize(tx, exit)
-        })
-      )
+      return yield* runGuarded(tx, pipeline(tx))
     }
   )
+
+  /**
+   * Takes a transaction a crash left non-terminal to a final state without retraining and without a second
+   * submission: the chain's record of the chunk decides; a journaled signed transaction is finished (receipt, or
+   * the same bytes re-sent); a pinned envelope is submitted; anything that cannot go forward is compensated.
+   */
+  const resume = (tx: InFlight, signed: SignedTransaction | undefined) =>
+    Effect.gen(function*() {
+      const cid = tx.record.ipfs_hash
+      const gradientHash = tx.record.gradient_hash
+      if (cid === null || gradientHash === null) {
+        return yield* new ValidationError({ message: "nothing was uploaded before the restart" })
+      }
+      yield* registerUnpin(tx, cid)
+      let receipt: SubmissionReceipt | undefined
+      if (signed !== undefined && tx.record.pow_nonce !== null) {
+        const submission = new Submission({
+          roundId: tx.task.roundId,
+          chunkId: tx.task.chunkId,
+          cid,
+          gradientHash,
+          powNonce: BigInt(tx.record.pow_nonce)
+        })
+        receipt = yield* retrying(guarded("chain", chain.resumeSubmission(submission, signed))).pipe(
+          Effect.tapError((e) => Effect.logWarning(`signed submission ${signed.hash} cannot be finished: ${e.message}`)),
+          Effect.catchTag("ValidationError", () => Effect.succeed(undefined))
+        )
+      }
+      if (receipt === undefined) {
+        const pinned = yield* retrying(guarded("ipfs", store.pins))
+        if (!pinned.includes(cid)) {
+          return yield* new ValidationError({
+            message: `the envelope ${cid} was never pinned; going forward would need retraining`
+          })
+        }
+        if (tx.record.state === "ipfs_upload") {
+          const now = yield* Clock.currentTimeMillis
+          tx.record = completeStep(tx.record, "ipfs_upload", 0, now)
+        }
+        receipt = yield* submit(tx, gradientHash, cid)
+      } else {
+        tx.submitted = true
+        tx.record = { ...tx.record, blockchain_tx_hash: receipt.txHash, block_number: Number(receipt.blockNumber) }
+        if (tx.record.state === "ipfs_upload") {
+          yield* enter(tx, "blockchain_submit")
+        }
+      }
+      yield* completeTask(tx, receipt)
+    })
+
+  const recoverOne = Effect.fnUntraced(function*(record: TransactionRecord) {
+    const now = yield* Clock.currentTimeMillis
+    const roundId = BigInt(record.round_id)
+    const round = yield* chain.getRound(roundId).pipe(Effect.orElseSucceed(() => Option.none<RoundInfo>()))
+    const task = new Task({
+      roundId,
+      chunkId: record.chunk_id,
+      modelCid: Option.match(round, { onNone: () => "", onSome: (r) => r.modelCid }),
+      spec: Option.match(round, { onNone: () => "{}", onSome: (r) => r.spec }),
+      difficulty: Option.match(round, { onNone: () => 0, onSome: (r) => r.difficulty }),
+      leaseExpiry: 0,
+      deadline: Option.match(round, { onNone: () => 0, onSome: (r) => r.deadline })
+    })
+    const tx = yield* track(record, task, now)
+    tx.running = true
+    yield* stats.transactionResumed(record.state)
+    yield* Effect.logWarning(`recovering transaction ${record.transaction_id} left at ${record.state}`)
+    if (record.state === "pending" || record.state === "training") {
+      return yield* finalize(
+        tx,
+        Exit.fail(
+          new RetryableError({
+            message: "interrupted by a restart before anything was uploaded",
+            hint: "the chunk can be mined again"
+          })
+        )
+      )
+    }
+    const events = yield* journal.events(record.transaction_id)
+    const intent = events.findLast((e) => e.event === SUBMIT_INTENT)
+    const signed = intent === undefined
+      ? undefined
+      : yield* decodeSubmitIntent(intent.detail).pipe(Effect.orElseSucceed(() => undefined))
+    return yield* runGuarded(tx, resume(tx, signed))
+  })
+
+  const recoverTransactions = Effect.fn("MiningCoordinator.recoverTransactions")(function*(
+    options: RecoveryOptions = {}
+  ) {
+    const open = (yield* journal.list({})).filter((r) => !isTerminal(r.state) && !inFlight.has(r.transaction_id))
+    const recovered = yield* Effect.forEach([...open].reverse(), recoverOne)
+    const orphans = yield* releaseOrphanPins(options)
+    const summary: RecoverySummary = {
+      recovered: recovered.length,
+      committed: recovered.filter((r) => r.state === "committed").length,
+      rolled_back: recovered.filter((r) => r.state === "rolled_back").length,
+      failed: recovered.filter((r) => r.state === "failed").length,
+      orphan_pins_released: orphans
+    }
+    yield* stats.recovered(summary)
+    if (summary.recovered > 0 || orphans.length > 0) {
+      yield* Effect.logWarning(`recovery: ${JSON.stringify(summary)}`)
+    }
+    return summary
+  })
+
+  /**
+   * Releases pins no committed or in-flight transaction references: those of transactions that ended without a
+   * submission (their compensation failed or never ran) and, when the store is the miner's own, pins the journal
+   * does not know. Pins of transactions updated within the grace period are left alone.
+   */
+  const releaseOrphanPins = Effect.fnUntraced(function*(options: RecoveryOptions) {
+    const now = yield* Clock.currentTimeMillis
+    const graceMs = Duration.toMillis(Duration.fromInputUnsafe(options.orphanGrace ?? "0 seconds"))
+    const records = yield* journal.list({})
+    const live = new Set<string>()
+    const releasable = new Set<string>()
+    for (const r of records) {
+      if (r.ipfs_hash === null) continue
+      if (r.state === "committed" || !isTerminal(r.state) || inFlight.has(r.transaction_id)) live.add(r.ipfs_hash)
+      else if (now - Date.parse(r.updated_at) >= graceMs) releasable.add(r.ipfs_hash)
+    }
+    for (const tx of inFlight.values()) if (tx.record.ipfs_hash !== null) live.add(tx.record.ipfs_hash)
+    const pins = yield* retrying(guarded("ipfs", store.pins))
+    const known = new Set(records.flatMap((r) => (r.ipfs_hash === null ? [] : [r.ipfs_hash])))
+    const orphans = pins.filter((cid) =>
+      !live.has(cid) && (releasable.has(cid) || (options.releaseUnknownPins === true && !known.has(cid)))
+    )
+    for (const cid of orphans) {
+      yield* retrying(store.unpin(cid))
+      yield* Effect.logWarning(`released orphan pin ${cid}`)
+    }
+    return orphans
+  })
 
   const mine = Effect.fn("MiningCoordinator.mine")(function*(task: Task) {
     const record = yield* createTransaction(task)
@@ -549,6 +733,7 @@ const make = Effect.gen(function*() {
     getStatistics,
     cleanupStaleTransactions,
     forceCleanupTransaction,
+    recoverTransactions,
     activeCount: Effect.sync(() => inFlight.size)
   })
 })

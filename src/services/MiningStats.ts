@@ -33,6 +33,15 @@ export interface StatisticsSnapshot {
     readonly compensations_done: number
     readonly compensations_failed: number
   }
+  /** What crash recovery did since start. */
+  readonly recovery: {
+    readonly runs: number
+    readonly transactions: number
+    readonly committed: number
+    readonly rolled_back: number
+    readonly failed: number
+    readonly orphan_pins_released: number
+  }
   readonly pow: { readonly solved: number; readonly hashes: number; readonly hashes_per_second: number | null }
 }
 
@@ -80,6 +89,15 @@ export const powHashesTotal = Metric.counter("r3mes_pow_hashes_total", {
  */
 export class MiningStats extends Context.Service<MiningStats, {
   readonly transactionCreated: Effect.Effect<void>
+  /** A transaction found non-terminal in the journal at start, taken up again in `state`. */
+  readonly transactionResumed: (state: TransactionState) => Effect.Effect<void>
+  readonly recovered: (summary: {
+    readonly recovered: number
+    readonly committed: number
+    readonly rolled_back: number
+    readonly failed: number
+    readonly orphan_pins_released: ReadonlyArray<string>
+  }) => Effect.Effect<void>
   readonly stateChanged: (from: TransactionState, to: TransactionState) => Effect.Effect<void>
   readonly stepCompleted: (step: Step, ms: number) => Effect.Effect<void>
   readonly retried: (step: Step, count: number) => Effect.Effect<void>
@@ -103,6 +121,7 @@ export class MiningStats extends Context.Service<MiningStats, {
       }
       const errors = Object.fromEntries(errorCategories.map((c) => [c, 0])) as Record<ErrorCategory, number>
       const distribution = Object.fromEntries(allStates.map((s) => [s, 0])) as Record<TransactionState, number>
+      const recovery = { runs: 0, recovered: 0, committed: 0, rolledBack: 0, failed: 0, orphanPins: 0 }
       const finishedAt: Array<number> = []
       const committedAt: Array<number> = []
       const totals = {
@@ -127,6 +146,25 @@ export class MiningStats extends Context.Service<MiningStats, {
         distribution.pending++
         return Metric.update(activeTransactions, totals.active)
       })
+
+      const transactionResumed = (state: TransactionState) =>
+        Effect.suspend(() => {
+          totals.created++
+          totals.active++
+          totals.peak = Math.max(totals.peak, totals.active)
+          distribution[state]++
+          return Metric.update(activeTransactions, totals.active)
+        })
+
+      const recovered: MiningStats["Service"]["recovered"] = (summary) =>
+        Effect.sync(() => {
+          recovery.runs++
+          recovery.recovered += summary.recovered
+          recovery.committed += summary.committed
+          recovery.rolledBack += summary.rolled_back
+          recovery.failed += summary.failed
+          recovery.orphanPins += summary.orphan_pins_released.length
+        })
 
       const stateChanged = (from: TransactionState, to: TransactionState) =>
         Effect.sync(() => {
@@ -219,6 +257,14 @@ export class MiningStats extends Context.Service<MiningStats, {
             compensations_done: totals.compensationsDone,
             compensations_failed: totals.compensationsFailed
           },
+          recovery: {
+            runs: recovery.runs,
+            transactions: recovery.recovered,
+            committed: recovery.committed,
+            rolled_back: recovery.rolledBack,
+            failed: recovery.failed,
+            orphan_pins_released: recovery.orphanPins
+          },
           pow: {
             solved: totals.powSolved,
             hashes: totals.powHashes,
@@ -229,6 +275,8 @@ export class MiningStats extends Context.Service<MiningStats, {
 
       return MiningStats.of({
         transactionCreated,
+        transactionResumed,
+        recovered,
         stateChanged,
         stepCompleted,
         retried,
