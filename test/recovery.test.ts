@@ -97,7 +97,7 @@ describe("crash recovery", () => {
       const submissions = yield* (yield* TestChain).submissions
       assert.strictEqual(submissions.length, 1)
       assert.strictEqual(submissions[0]?.cid, record?.ipfs_hash)
-      assert.deepStrictEqual(yield* (yield* TestGradientStore).pinned, [record?.ipfs_hash])
+      assert.deepStrictEqual(yield* (yield* TestGradientStore).pinned, [record!.ipfs_hash!])
     }).pipe(Effect.provide(harness())))
 
   it.effect("pin intent journaled but the pin never happened: rolled back, nothing submitted", () =>
