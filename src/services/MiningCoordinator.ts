@@ -467,7 +467,9 @@ const make = Effect.gen(function*() {
     yield* save(tx, "created", `round ${task.roundId} chunk ${task.chunkId}`).pipe(
       Effect.tapError(() => finalize(tx, Exit.fail(new ResourceError({ message: "journal unavailable" }))))
     )
-    yield* Effect.logInfo(`transaction ${record.transaction_id} created for round ${task.roundId} chunk ${task.chunkId}`)
+    yield* Effect.logInfo(`transaction ${record.transaction_id} created for round ${task.roundId} chunk ${task.chunkId}`).pipe(
+      Effect.annotateLogs({ transaction_id: record.transaction_id })
+    )
     return record
   })
 
@@ -500,7 +502,7 @@ const make = Effect.gen(function*() {
         yield* Scope.close(scope, exit)
         return yield* finalize(tx, exit)
       })
-    )
+    ).pipe(Effect.annotateLogs({ transaction_id: tx.record.transaction_id }))
 
   const executeAtomicMining = Effect.fn("MiningCoordinator.executeAtomicMining")(
     function*(transactionId: string) {
@@ -725,15 +727,19 @@ const make = Effect.gen(function*() {
     }
   )
 
+  // Every coordinator log line says where it comes from: the replaced engine's operators grep for it.
+  const logged = <Args extends ReadonlyArray<unknown>, A, E>(f: (...args: Args) => Effect.Effect<A, E>) =>
+  (...args: Args) => f(...args).pipe(Effect.annotateLogs({ logger: "atomic_coordinator" }))
+
   return MiningCoordinator.of({
-    createTransaction,
-    executeAtomicMining,
-    mine,
+    createTransaction: logged(createTransaction),
+    executeAtomicMining: logged(executeAtomicMining),
+    mine: logged(mine),
     getTransactionStatus,
     getStatistics,
-    cleanupStaleTransactions,
-    forceCleanupTransaction,
-    recoverTransactions,
+    cleanupStaleTransactions: logged(cleanupStaleTransactions),
+    forceCleanupTransaction: logged(forceCleanupTransaction),
+    recoverTransactions: logged(recoverTransactions),
     activeCount: Effect.sync(() => inFlight.size)
   })
 })
