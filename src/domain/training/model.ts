@@ -1,0 +1,191 @@
+import { Effect } from "effect"
+import { ValidationError } from "../errors.ts"
+import {
+  decodeEnvelope,
+  type EnvelopeHeader,
+  encodeEnvelope,
+  FORMAT,
+  float32Bytes,
+  float32Values,
+  type TensorSpec
+} from "../gradientEnvelope.ts"
+import { MNIST } from "./data.ts"
+import { Prng, Stream } from "./prng.ts"
+import { modelHash, type ModelSpec, type RoundSpec } from "./spec.ts"
+
+/**
+ * The parameters of each model family, their initial values, and the "weights" envelope that publishes them.
+ *
+ * mlp (784 → hidden → 10, ReLU): fc1.weight [784, h], fc1.bias [h], fc2.weight [h, 10], fc2.bias [10], all trained.
+ *
+ * bitnet-lora (784 → hidden → 10, ReLU, no biases): layer l computes x · (s_l · T_l) + (alpha / rank) · (x · A_l) · B_l
+ * with T_l ternary (int8 in {−1, 0, +1}) and s_l a float32 scalar, both frozen; only A_l [in, rank] and
+ * B_l [rank, out] are trained.
+ *
+ * Initial values, each tensor from its own stream [weights tag, weights seed, tensor index in the list below], with
+ * u = Prng.nextFloat() and every value rounded once to float32:
+ * - mlp weights: (2u − 1) · 1/√fan_in (PyTorch's default bound); biases 0.
+ * - ternary layers: latent w = (2u − 1) · 1/√fan_in, then BitNet b1.58 absmean quantisation: γ = mean |w| (summed in
+ *   index order in float64), T = sign(w) where |w| ≥ γ/2 else 0, s = γ.
+ * - LoRA A: (2u − 1) · 1/√fan_in; LoRA B: 0 (so training starts from the frozen model, as LoRA does).
+ */
+
+export type ParameterDtype = "float32" | "int8"
+
+export interface ParameterSpec {
+  readonly name: string
+  readonly dtype: ParameterDtype
+  readonly shape: ReadonlyArray<number>
+  readonly trainable: boolean
+}
+
+export type ParameterValues = Float32Array | Int8Array
+
+/** A model's parameter values by name (in `modelParameters` order). */
+export type ModelWeights = ReadonlyMap<string, ParameterValues>
+
+const param = (name: string, shape: ReadonlyArray<number>, trainable = true, dtype: ParameterDtype = "float32"): ParameterSpec => ({
+  name,
+  dtype,
+  shape,
+  trainable
+})
+
+/** The parameters of a model, in their canonical order (graph inputs, envelope tensors). */
+export const modelParameters = (model: ModelSpec): ReadonlyArray<ParameterSpec> => {
+  const { features: input, classes: output } = MNIST
+  const h = model.hidden
+  switch (model.family) {
+    case "mlp":
+      return [param("fc1.weight", [input, h]), param("fc1.bias", [h]), param("fc2.weight", [h, output]), param("fc2.bias", [output])]
+    case "bitnet-lora": {
+      const r = model.rank
+      return [
+        param("fc1.ternary", [input, h], false, "int8"),
+        param("fc1.scale", [], false),
+        param("fc1.lora_a", [input, r]),
+        param("fc1.lora_b", [r, h]),
+        param("fc2.ternary", [h, output], false, "int8"),
+        param("fc2.scale", [], false),
+        param("fc2.lora_a", [h, r]),
+        param("fc2.lora_b", [r, output])
+      ]
+    }
+  }
+}
+
+export const trainableParameters = (model: ModelSpec): ReadonlyArray<ParameterSpec> =>
+  modelParameters(model).filter((p) => p.trainable)
+
+export const elementCount = (shape: ReadonlyArray<number>): number => shape.reduce((n, d) => n * d, 1)
+
+const uniform = (prng: Prng, n: number, bound: number): Float64Array => {
+  const out = new Float64Array(n)
+  for (let i = 0; i < n; i++) out[i] = (2 * prng.nextFloat() - 1) * bound
+  return out
+}
+
+/** The initial weights of the round's model (a function of `model` and `weights_seed` only). */
+export const initialWeights = (spec: Pick<RoundSpec, "model" | "weights_seed">): ModelWeights => {
+  const params = modelParameters(spec.model)
+  const weights = new Map<string, ParameterValues>()
+  params.forEach((p, index) => {
+    const prng = Prng.fromKey([Stream.weights, spec.weights_seed, index])
+    const n = elementCount(p.shape)
+    const fanIn = p.shape[0] ?? 1
+    const bound = 1 / Math.sqrt(fanIn)
+    if (p.name.endsWith(".bias") || p.name.endsWith(".lora_b")) {
+      weights.set(p.name, new Float32Array(n))
+    } else if (p.name.endsWith(".ternary")) {
+      const latent = uniform(prng, n, bound)
+      let sum = 0
+      for (let i = 0; i < n; i++) sum += Math.abs(latent[i]!)
+      const gamma = sum / n
+      const ternary = new Int8Array(n)
+      for (let i = 0; i < n; i++) {
+        const w = latent[i]!
+        ternary[i] = Math.abs(w) >= gamma / 2 ? (w > 0 ? 1 : -1) : 0
+      }
+      weights.set(p.name, ternary)
+      weights.set(p.name.replace(".ternary", ".scale"), Float32Array.of(gamma))
+    } else if (p.name.endsWith(".scale")) {
+      // Set with its ternary tensor, which precedes it.
+    } else {
+      weights.set(p.name, Float32Array.from(uniform(prng, n, bound)))
+    }
+  })
+  return weights
+}
+
+const ZERO_ADDRESS = `0x${"0".repeat(40)}`
+
+const tensorSpecs = (params: ReadonlyArray<ParameterSpec>): Array<TensorSpec> =>
+  params.map((p) => ({ name: p.name, dtype: p.dtype, shape: [...p.shape] }))
+
+const parameterBytes = (values: ParameterValues): Uint8Array =>
+  values instanceof Int8Array ? new Uint8Array(values.buffer, values.byteOffset, values.byteLength) : float32Bytes(values)
+
+/**
+ * The round's initial weights as an R3GR envelope (encoding "weights"): every parameter of `modelParameters` in
+ * order, ternary tensors as int8; model_hash = modelHash(spec); round_id "0", chunk_id 0, miner the zero address,
+ * steps/batch_size/lr 0 and no losses, so the bytes depend on the model and its seed alone. The devnet publishes
+ * its CID as the round's modelCid; a miner regenerates the same bytes from the spec to check it.
+ */
+export const initialWeightsEnvelope = (spec: RoundSpec): Effect.Effect<Uint8Array, ValidationError> =>
+  weightsEnvelope(spec, initialWeights(spec))
+
+/** Encodes a model's weights as a "weights" envelope (see initialWeightsEnvelope). */
+export const weightsEnvelope = (spec: RoundSpec, weights: ModelWeights): Effect.Effect<Uint8Array, ValidationError> => {
+  const params = modelParameters(spec.model)
+  const header: EnvelopeHeader = {
+    format: FORMAT,
+    round_id: "0",
+    chunk_id: 0,
+    miner: ZERO_ADDRESS,
+    model_hash: modelHash(spec),
+    encoding: "weights",
+    tensors: tensorSpecs(params),
+    steps: 0,
+    batch_size: 0,
+    lr: 0,
+    loss_before: null,
+    loss_after: null
+  }
+  return Effect.suspend(() => {
+    const missing = params.find((p) => !weights.has(p.name))
+    if (missing) return Effect.fail(new ValidationError({ message: `weights lack ${missing.name}`, field: "weights" }))
+    return encodeEnvelope(header, params.map((p) => parameterBytes(weights.get(p.name)!)))
+  })
+}
+
+/**
+ * Reads a "weights" envelope (e.g. fetched by the round's modelCid) as the spec's model weights: the encoding,
+ * model_hash and every tensor's name, dtype and shape must be what the spec says; ternary values must be in {−1, 0, 1}.
+ */
+export const decodeWeightsEnvelope = (spec: RoundSpec, bytes: Uint8Array): Effect.Effect<ModelWeights, ValidationError> =>
+  Effect.gen(function*() {
+    const invalid = (message: string) => new ValidationError({ message: `initial weights: ${message}`, field: "model_cid" })
+    const { header, tensors } = yield* decodeEnvelope(bytes)
+    if (header.encoding !== "weights") return yield* invalid(`encoding is ${header.encoding}, not weights`)
+    const expectedHash = modelHash(spec)
+    if (header.model_hash !== expectedHash) return yield* invalid(`model_hash ${header.model_hash} is not ${expectedHash}`)
+    const params = modelParameters(spec.model)
+    if (tensors.length !== params.length) return yield* invalid(`${tensors.length} tensors, the model has ${params.length}`)
+    const weights = new Map<string, ParameterValues>()
+    for (const [i, p] of params.entries()) {
+      const t = tensors[i]!
+      if (t.spec.name !== p.name || t.spec.dtype !== p.dtype || t.spec.shape.join(",") !== p.shape.join(",")) {
+        return yield* invalid(`tensor ${i} is ${t.spec.name} ${t.spec.dtype} [${t.spec.shape}], expected ${p.name} ${p.dtype} [${p.shape}]`)
+      }
+      if (p.dtype === "int8") {
+        const values = Int8Array.from(new Int8Array(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength))
+        if (values.some((v) => v < -1 || v > 1)) return yield* invalid(`${p.name} is not ternary`)
+        weights.set(p.name, values)
+      } else {
+        const values = float32Values(t)
+        if (values.some((v) => !Number.isFinite(v))) return yield* invalid(`${p.name} has non-finite values`)
+        weights.set(p.name, values)
+      }
+    }
+    return weights
+  })

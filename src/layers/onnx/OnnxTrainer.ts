@@ -1,0 +1,196 @@
+import { Effect, Exit, Layer } from "effect"
+import { createHash } from "node:crypto"
+import * as ort from "onnxruntime-node"
+import { type MiningError, type ResourceError, ValidationError } from "../../domain/errors.ts"
+import { canonicalJson, type EnvelopeHeader, encodeEnvelope, FORMAT, float32Bytes } from "../../domain/gradientEnvelope.ts"
+import { type Task, TrainingResult } from "../../domain/mining.ts"
+import { type Batch, chunkBatch, chunkExampleIndices } from "../../domain/training/data.ts"
+import { initialWeights, type ParameterSpec } from "../../domain/training/model.ts"
+import { modelHash, parseRoundSpec, type RoundSpec } from "../../domain/training/spec.ts"
+import { Trainer } from "../../services/Trainer.ts"
+import { loadMnist } from "./MnistDigits.ts"
+import {
+  createSession,
+  type ExecutionProviderChoice,
+  releaseSession,
+  runSession,
+  type Session
+} from "./ortSession.ts"
+import { LOSS_OUTPUT, trainingGraph, type TrainingGraph } from "./trainingGraphs.ts"
+
+export interface OnnxTrainerOptions {
+  /**
+   * Threads inside one ONNX operator. Default 1. Results do not depend on it on the CPU provider (graph
+   * optimisations are off), so a miner may raise it for speed without changing its gradient hashes.
+   */
+  readonly intraOpNumThreads?: number
+  /** "auto" (default): CUDA when its provider library is installed, else CPU. CUDA and CPU round differently. */
+  readonly executionProvider?: ExecutionProviderChoice
+  /** The mnist package's digit files; default: the installed package. */
+  readonly digitsDir?: string
+  /** Initial weights kept in memory, by model hash. Default 4. */
+  readonly cachedWeights?: number
+}
+
+/** A compiled model shape: its graph and one session for every round that uses it. */
+interface CompiledModel {
+  readonly graph: TrainingGraph
+  readonly session: Session
+}
+
+/** A round's starting point as feeds: frozen tensors ready to feed, trainable values to copy per chunk. */
+interface StartingPoint {
+  readonly frozen: ReadonlyArray<readonly [string, ort.Tensor]>
+  readonly trainable: ReadonlyArray<{ readonly spec: ParameterSpec; readonly values: Float32Array }>
+}
+
+const tensor = (values: Float32Array, shape: ReadonlyArray<number>) => new ort.Tensor("float32", values, [...shape])
+
+/** w ← fround(w − lr · g): the product and difference in float64, rounded once when stored. */
+const sgdStep = (w: Float32Array, g: Float32Array, lr: number): void => {
+  for (let i = 0; i < w.length; i++) w[i] = w[i]! - lr * g[i]!
+}
+
+/** a − b, rounded to float32. (Kernels stay out of generators, which V8 optimises less.) */
+const difference = (a: Float32Array, b: Float32Array): Float32Array => {
+  const out = new Float32Array(a.length)
+  for (let i = 0; i < out.length; i++) out[i] = a[i]! - b[i]!
+  return out
+}
+
+const scalarOf = (value: ort.Tensor | undefined): number => Number((value?.data as Float32Array | undefined)?.[0])
+
+/**
+ * The Trainer port on onnxruntime-node. For a task it:
+ * 1. parses the round spec (ValidationError if malformed);
+ * 2. takes the session of the spec's model shape (built once from the generated ONNX graph) and the initial weights
+ *    regenerated from weights_seed (cached by model hash);
+ * 3. draws the chunk's examples from (dataset_seed, chunk id) and runs `steps` plain SGD steps on batches of
+ *    `batch_size` (w ← fround(w − lr · g), computed in float64, rounded once to float32);
+ * 4. returns the pseudo-gradient (initial − final, float32) of the trainable parameters as an R3GR envelope
+ *    (encoding "pseudo-gradient", model_hash = modelHash(spec)), gradientHash = 0x + sha256(envelope), and the
+ *    loss on the chunk's first batch before (initial weights) and after (final weights) training.
+ *
+ * Same task and spec, same runtime and provider ⇒ same envelope bytes, whatever the thread count.
+ */
+export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}) {
+  const sessionSettings = {
+    intraOpNumThreads: options.intraOpNumThreads ?? 1,
+    executionProvider: options.executionProvider ?? "auto"
+  } as const
+  const models = new Map<string, Promise<Exit.Exit<CompiledModel, ResourceError>>>()
+  const starts = new Map<string, StartingPoint>()
+  const maxStarts = Math.max(1, options.cachedWeights ?? 4)
+
+  yield* Effect.addFinalizer(() =>
+    Effect.forEach([...models.values()], (m) =>
+      Effect.promise(() => m).pipe(
+        Effect.flatMap((exit) => Exit.isSuccess(exit) ? releaseSession(exit.value.session) : Effect.void)
+      ), { discard: true })
+  )
+
+  /** Sessions are keyed by model shape only: the weights are inputs. A failed build is forgotten, to be retried. */
+  const compiledModel = (spec: RoundSpec): Effect.Effect<CompiledModel, MiningError> =>
+    Effect.suspend(() => {
+      const key = canonicalJson(spec.model)
+      let compiled = models.get(key)
+      if (compiled === undefined) {
+        const graph = trainingGraph(spec.model)
+        // Built outside the requesting fiber, so that fiber's interruption cannot leave a half-made entry behind.
+        compiled = Effect.runPromiseExit(createSession(graph.onnx, sessionSettings).pipe(Effect.map((session) => ({ graph, session }))))
+        void compiled.then((exit) => Exit.isFailure(exit) && models.delete(key))
+        models.set(key, compiled)
+      }
+      const pending = compiled
+      return Effect.flatten(Effect.promise(() => pending))
+    })
+
+  const startingPoint = (spec: RoundSpec, graph: TrainingGraph): StartingPoint => {
+    const key = modelHash(spec)
+    const cached = starts.get(key)
+    if (cached !== undefined) return cached
+    const weights = initialWeights(spec)
+    const start: StartingPoint = {
+      frozen: graph.parameters.filter((p) => !p.trainable).map((p) => [p.name, tensor(Float32Array.from(weights.get(p.name)!), p.shape)] as const),
+      trainable: graph.parameters.filter((p) => p.trainable).map((p) => ({ spec: p, values: weights.get(p.name) as Float32Array }))
+    }
+    if (starts.size >= maxStarts) starts.delete(starts.keys().next().value!)
+    starts.set(key, start)
+    return start
+  }
+
+  const train = Effect.fn("Trainer.train")(function*(task: Task, miner: string): Effect.fn.Return<TrainingResult, MiningError> {
+    const spec = yield* parseRoundSpec(task.spec)
+    const dataset = yield* loadMnist(options.digitsDir)
+    const { graph, session } = yield* compiledModel(spec)
+    yield* Effect.annotateCurrentSpan({
+      "r3mes.round_id": task.roundId.toString(),
+      "r3mes.chunk_id": task.chunkId,
+      "training.family": spec.model.family,
+      "training.steps": spec.steps,
+      "training.batch_size": spec.batch_size,
+      "training.providers": session.providers.join(",")
+    })
+    const start = startingPoint(spec, graph)
+    const weights = start.trainable.map((t) => ({ spec: t.spec, values: t.values.slice() }))
+    const examples = chunkExampleIndices(spec.dataset_seed, task.chunkId, dataset.count, spec.examples_per_chunk)
+    const firstBatch = chunkBatch(dataset, examples, 0, spec.batch_size)
+
+    const step = (batch: Batch) => {
+      const feeds: Record<string, ort.Tensor> = {
+        x: tensor(batch.x, [batch.size, dataset.features]),
+        y: tensor(batch.y, [batch.size, dataset.classes])
+      }
+      for (const [name, value] of start.frozen) feeds[name] = value
+      for (const w of weights) feeds[w.spec.name] = tensor(w.values, w.spec.shape)
+      return runSession(session, feeds)
+    }
+
+    let lossBefore = Number.NaN
+    for (let k = 0; k < spec.steps; k++) {
+      const out = yield* step(k === 0 ? firstBatch : chunkBatch(dataset, examples, k, spec.batch_size))
+      if (k === 0) lossBefore = scalarOf(out[LOSS_OUTPUT])
+      for (const w of weights) sgdStep(w.values, out[graph.gradientOutputs.get(w.spec.name)!]!.data as Float32Array, spec.lr)
+    }
+    const lossAfter = scalarOf((yield* step(firstBatch))[LOSS_OUTPUT])
+    if (!Number.isFinite(lossBefore) || !Number.isFinite(lossAfter) || weights.some((w) => !w.values.every(Number.isFinite))) {
+      return yield* new ValidationError({
+        message: `training diverged on round ${task.roundId} chunk ${task.chunkId} (loss ${lossBefore} → ${lossAfter})`,
+        field: "spec",
+        hint: "the round's lr is too high for its model"
+      })
+    }
+
+    const pseudoGradient = weights.map((w, i) => difference(start.trainable[i]!.values, w.values))
+    const header: EnvelopeHeader = {
+      format: FORMAT,
+      round_id: task.roundId.toString(),
+      chunk_id: task.chunkId,
+      miner,
+      model_hash: modelHash(spec),
+      encoding: "pseudo-gradient",
+      tensors: weights.map((w) => ({ name: w.spec.name, dtype: "float32", shape: [...w.spec.shape] })),
+      steps: spec.steps,
+      batch_size: spec.batch_size,
+      lr: spec.lr,
+      loss_before: lossBefore,
+      loss_after: lossAfter
+    }
+    const envelope = yield* encodeEnvelope(header, pseudoGradient.map(float32Bytes))
+    yield* Effect.annotateCurrentSpan({ "training.loss_before": lossBefore, "training.loss_after": lossAfter })
+    return new TrainingResult({
+      envelope,
+      gradientHash: `0x${createHash("sha256").update(envelope).digest("hex")}`,
+      lossBefore,
+      lossAfter,
+      steps: spec.steps
+    })
+  })
+
+  return Trainer.of({ train })
+})
+
+export const OnnxTrainer = {
+  /** The Trainer port on onnxruntime-node; sessions are released when the layer's scope closes. */
+  layer: (options: OnnxTrainerOptions = {}): Layer.Layer<Trainer> => Layer.effect(Trainer, make(options))
+} as const
