@@ -1,15 +1,25 @@
 /**
- * Proof-of-work hashing rates, in one run (~12 s): the reference solver (pure TypeScript, domain/pow.ts) next to
- * node:crypto (OpenSSL) hashing the same 40-byte messages challenge ‖ nonce one at a time, and the ratio.
+ * Proof-of-work hashing rates, in one run (~40 s): the fast solver (worker threads on every core, native addon with
+ * the SHA extensions / portable C, and TypeScript workers), next to node:crypto (OpenSSL) hashing the same 40-byte
+ * messages challenge ‖ nonce one at a time and the reference solver (pure TypeScript, one thread); then the
+ * distribution of 20-bit solve times on the fast solver. Writes bench/results/pow.json.
  *
  *   npm run bench:pow
  *
- * Each figure is the median of three timed passes after a warm-up. Figures, not assertions: tests never time.
+ * Each rate is the median of three timed passes after a warm-up. Figures, not assertions: tests never time.
  */
 import { Effect } from "effect"
 import { createHash, hash as oneShotHash } from "node:crypto"
-import { cpus } from "node:os"
+import { mkdirSync, writeFileSync } from "node:fs"
+import { availableParallelism, cpus } from "node:os"
 import { bytesToHex, challenge, makePowSearcher, solveReference, type SolveInput } from "../src/domain/pow.ts"
+import { loadNativePowAddon } from "../src/layers/pow/nativePowAddon.ts"
+import {
+  makePowWorkerPool,
+  type PowEngine,
+  type PowEngineRequest,
+  type PowWorkerPool
+} from "../src/layers/pow/WorkerPowSolver.ts"
 
 const input: SolveInput = {
   chainId: 31337,
@@ -23,6 +33,7 @@ const input: SolveInput = {
   difficulty: 64
 }
 const c = challenge(input)
+const cores = availableParallelism()
 
 /** Hashes per second of `run(from, count)`, median of three passes after a warm-up pass. */
 const measure = async (count: number, run: (from: number, count: number) => Promise<void> | void): Promise<number> => {
@@ -80,26 +91,121 @@ for (const nonce of [0, 1, 4096, 2 ** 32 + 7]) {
   if (bytesToHex(searcher.hash(BigInt(nonce))) !== `0x${expected}`) throw new Error(`pow hash mismatch at ${nonce}`)
 }
 
+/** A pool's search rate over `seconds` of hashing per pass (sized from a quick probe). */
+const poolRate = async (pool: PowWorkerPool, seconds: number): Promise<number> => {
+  const search = (from: number, count: number) =>
+    Effect.runPromise(pool.search(c, BigInt(from), BigInt(from + count - 1), input.difficulty).pipe(Effect.asVoid))
+  const probeCount = pool.batchSize * pool.threads * 8
+  const probeStart = performance.now()
+  await search(2 ** 40, probeCount)
+  const probe = probeCount / ((performance.now() - probeStart) / 1000)
+  return measure(Math.ceil(probe * seconds), search)
+}
+
+interface PoolFigures {
+  readonly engine: PowEngine
+  readonly threads: number
+  readonly total: number
+  readonly single: number | undefined
+}
+
+/** Rate on every core, and on one thread (for the scaling), of one engine; undefined when it is not available. */
+const poolFigures = (engine: PowEngineRequest, seconds: number, alsoSingle: boolean): Promise<PoolFigures | undefined> =>
+  Effect.runPromise(
+    Effect.scoped(Effect.gen(function*() {
+      const pool = yield* makePowWorkerPool({ engine })
+      if (engine !== "auto" && pool.engine !== engine) return undefined
+      const total = yield* Effect.promise(() => poolRate(pool, seconds))
+      let single: number | undefined
+      if (alsoSingle && pool.threads > 1) {
+        single = yield* Effect.scoped(
+          makePowWorkerPool({ engine, threads: 1 }).pipe(
+            Effect.flatMap((one) => Effect.promise(() => poolRate(one, seconds)))
+          )
+        )
+      }
+      return { engine: pool.engine, threads: pool.threads, total, single }
+    }))
+  )
+
+/** 20 solves at 20 bits on the fast solver, each a different challenge: times in ms and hashes. */
+const pow20 = (): Promise<{ readonly ms: Array<number>; readonly hashes: Array<number>; readonly engine: PowEngine }> =>
+  Effect.runPromise(
+    Effect.scoped(Effect.gen(function*() {
+      const pool = yield* makePowWorkerPool()
+      yield* pool.solve({ ...input, difficulty: 16 })
+      const ms: Array<number> = []
+      const hashes: Array<number> = []
+      for (let i = 0; i < 20; i++) {
+        const started = performance.now()
+        const solution = yield* pool.solve({ ...input, chunkId: 1000 + i, difficulty: 20 })
+        ms.push(performance.now() - started)
+        hashes.push(solution.hashes)
+      }
+      return { ms, hashes, engine: pool.engine }
+    }))
+  )
+
+/** TypeScript workers are shown on their own line unless "auto" already was TypeScript (no addon). */
+const unlessSameEngine = (figures: PoolFigures | undefined, other: PoolFigures | undefined): PoolFigures | undefined =>
+  figures !== undefined && other !== undefined && figures.engine === other.engine ? undefined : figures
+
+const native = loadNativePowAddon()
+const fast = await poolFigures("auto", 1, true)
+const portable = native._tag === "Loaded" && native.addon.shaNi ? await poolFigures("portable", 1, false) : undefined
+const tsWorkers = await poolFigures("typescript", 1, true)
 const reference = await measure(4_000_000, referenceSolver)
 const core = await measure(4_000_000, searcherOnly)
 const node = await measure(600_000, nodeCreateHash)
 const nodeHash = await measure(600_000, nodeOneShot)
+const distribution = await pow20()
 
-const seconds = (difficulty: number) => {
-  const s = 2 ** difficulty / reference
-  return s < 1 ? `${(s * 1000).toFixed(0)} ms` : s < 120 ? `${s.toFixed(1)} s` : `${(s / 60).toFixed(0)} min`
-}
-const row = (label: string, value: string) => console.log(`  ${label.padEnd(54)}${value.padStart(12)}`)
+const row = (label: string, value: string, extra = "") => console.log(`  ${label.padEnd(58)}${value.padStart(12)}  ${extra}`)
 const mhs = (rate: number) => `${(rate / 1e6).toFixed(2)} MH/s`
+const label = (engine: PowEngine) => (engine === "typescript" ? "TypeScript workers" : `native ${engine}`)
+const nodeBest = Math.max(node, nodeHash)
 
-console.log(`PoW hashing, one thread — Node ${process.version}, ${cpus()[0]?.model ?? "unknown CPU"}`)
-row("reference solver (solveReference: batches + yields)", mhs(reference))
+console.log(`PoW hashing — Node ${process.version}, ${cpus()[0]?.model ?? "unknown CPU"}, ${cores} cores`)
+if (native._tag === "Unavailable") console.log(`  (native addon unavailable: ${native.reason})`)
+for (const figures of [fast, portable, unlessSameEngine(tsWorkers, fast)]) {
+  if (figures === undefined) continue
+  const name = `fast solver, ${label(figures.engine)}`
+  row(`${name}: total on ${figures.threads} threads`, mhs(figures.total))
+  row(`${name}: per core (total / ${figures.threads})`, mhs(figures.total / figures.threads), `${(figures.total / figures.threads / nodeBest).toFixed(1)}× node:crypto`)
+  if (figures.single !== undefined) {
+    row(`${name}: one thread`, mhs(figures.single), `scaling ×${(figures.total / figures.single).toFixed(2)} on ${figures.threads}`)
+  }
+}
+row("reference solver (solveReference: batches + yields, 1 thread)", mhs(reference))
 row("reference hash loop alone (PowSearcher.search)", mhs(core))
 row("node:crypto createHash('sha256'), one per message", mhs(node))
 row("node:crypto hash('sha256') one-shot, one per message", mhs(nodeHash))
-row("ratio reference / createHash", `${(reference / node).toFixed(2)}×`)
-row("ratio reference / crypto.hash", `${(reference / nodeHash).toFixed(2)}×`)
+
+const sorted = [...distribution.ms].sort((a, b) => a - b)
+const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!
+const meanHashes = distribution.hashes.reduce((a, b) => a + b, 0) / distribution.hashes.length
 console.log(
-  `  expected solve time at the reference rate: ` +
-    [16, 20, 24, 28, 32].map((d) => `d=${d} ${seconds(d)}`).join(", ")
+  `  20-bit PoW on the fast solver (${label(distribution.engine)}), 20 solves: ` +
+    `min ${sorted[0]!.toFixed(1)} ms, p50 ${at(0.5).toFixed(1)} ms, p95 ${at(0.95).toFixed(1)} ms, ` +
+    `max ${sorted[sorted.length - 1]!.toFixed(1)} ms (mean ${(meanHashes / 1e6).toFixed(2)} M hashes)`
 )
+
+const best = fast ?? tsWorkers!
+const result = {
+  solver: `${label(best.engine)} on ${best.threads} worker threads`,
+  cores: best.threads,
+  hashes_per_second_per_core: Math.round(best.total / best.threads),
+  hashes_per_second_total: Math.round(best.total),
+  baseline_node_crypto_per_second: Math.round(nodeBest),
+  reference_solver_per_second: Math.round(reference),
+  typescript_workers_per_second_total: tsWorkers === undefined ? null : Math.round(tsWorkers.total),
+  pow20_ms: Object.fromEntries(
+    Object.entries({ min: sorted[0]!, p50: at(0.5), p95: at(0.95), max: sorted[sorted.length - 1]! }).map((
+      [k, v]
+    ) => [k, Math.round(v * 10) / 10])
+  )
+}
+const resultsDir = new URL("./results/", import.meta.url)
+mkdirSync(resultsDir, { recursive: true })
+writeFileSync(new URL("pow.json", resultsDir), `${JSON.stringify(result, null, 2)}\n`)
+console.log(`  wrote bench/results/pow.json`)
