@@ -1,0 +1,302 @@
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises"
+import { join } from "node:path"
+import type { UnixFS } from "@helia/unixfs"
+import type { FsBlockstore } from "blockstore-fs"
+import type { FsDatastore } from "datastore-fs"
+import { Effect, Layer, Semaphore } from "effect"
+import type { GraphNode, GraphWalkerFactory, Helia } from "helia"
+import { createUnsafe } from "multiformats/block"
+import type { CID } from "multiformats/cid"
+import { classify } from "../../domain/classify.ts"
+import { type MiningError, ResourceError, ValidationError } from "../../domain/errors.ts"
+import { GradientStore } from "../../services/GradientStore.ts"
+import { oversize, parseCid, readLimited, showCid } from "./content.ts"
+import { computeCid, unixfsImporterOptions } from "./importOptions.ts"
+
+export interface HeliaStoreOptions {
+  /** The miner's data dir; the repository lives in `<dataDir>/ipfs` (blocks/ and datastore/). */
+  readonly dataDir: string
+}
+
+/** Where the embedded node keeps its repository inside the data dir. */
+export const heliaRepoPath = (dataDir: string): string => join(dataDir, "ipfs")
+
+interface Node {
+  readonly helia: Helia
+  readonly fs: UnixFS
+  readonly blockstore: FsBlockstore
+  readonly datastore: FsDatastore
+  readonly lock: string
+}
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+/** Repositories this process has open: a lock file naming our own pid is ours only if listed here. */
+const openHere = new Set<string>()
+
+/**
+ * One node per repository, like Kubo's repo.lock: a gc in one node would delete the blocks another has imported and
+ * not pinned yet. A lock left by a process that is gone is taken over, including one naming our own pid (a container
+ * restarts with the same pid) when this process does not have the repository open.
+ */
+const acquireLock = async (repo: string): Promise<string> => {
+  const lock = join(repo, "repo.lock")
+  if (openHere.has(lock)) {
+    throw new ResourceError({
+      message: `the embedded IPFS repository ${repo} is already open in this process`,
+      resource: "ipfs repository",
+      hint: "build one HeliaStore layer per data dir and share it"
+    })
+  }
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      await writeFile(lock, String(process.pid), { flag: "wx" })
+      openHere.add(lock)
+      return lock
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
+      const holder = Number.parseInt(await readFile(lock, "utf8").catch(() => ""), 10)
+      if (Number.isInteger(holder) && holder !== process.pid && isAlive(holder)) {
+        throw new ResourceError({
+          message: `the embedded IPFS repository ${repo} is in use by process ${holder}`,
+          resource: "ipfs repository",
+          hint: "stop that r3mes-miner first, or give this command another --data-dir"
+        })
+      }
+      await rm(lock, { force: true })
+    }
+  }
+  throw new ResourceError({ message: `could not lock the embedded IPFS repository ${repo}`, resource: "ipfs repository" })
+}
+
+const errorName = (u: unknown): string | undefined =>
+  typeof u === "object" && u !== null && "name" in u && typeof u.name === "string" ? u.name : undefined
+
+const concat = async (chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<Uint8Array> => {
+  const parts: Array<Uint8Array> = []
+  for await (const part of chunks) parts.push(part)
+  return parts.length === 1 ? parts[0]! : new Uint8Array(Buffer.concat(parts))
+}
+
+const blockKey = (cid: CID): string => Buffer.from(cid.multihash.bytes).toString("base64")
+
+/**
+ * Walks a DAG visiting each distinct block once. Helia's own walkers visit a block once per link to it, and its
+ * pin bookkeeping counts every visit: a file with repeated chunks (a gradient with zeroed regions) was left with a
+ * negative pin count on `rm` and its blocks never freed. Deduplicating keeps the bookkeeping right and reads less.
+ */
+const eachBlockOnce: GraphWalkerFactory = ({ blockstore, getCodec }) => ({
+  async *walk(root, options = {}) {
+    const maxDepth = options.depth ?? Infinity
+    const seen = new Set<string>()
+    const stack: Array<{ readonly cid: CID; readonly depth: number; readonly path: Array<CID> }> = [
+      { cid: root, depth: 0, path: [root] }
+    ]
+    while (stack.length > 0) {
+      const { cid, depth, path } = stack.pop()!
+      const key = blockKey(cid)
+      if (seen.has(key)) continue
+      seen.add(key)
+      options.signal?.throwIfAborted()
+      const bytes = await concat(blockstore.get(cid, options))
+      const block = createUnsafe({ cid, bytes, codec: await getCodec(cid.code) })
+      if (depth < maxDepth) {
+        const children = [...block.links()].map(([, child]) => child)
+        for (const child of children.reverse()) {
+          if (options.includeChild?.(child, block) === false) continue
+          stack.push({ cid: child, depth: depth + 1, path: [...path, child] })
+        }
+      }
+      yield { block, depth, path } as GraphNode<any>
+    }
+  }
+})
+
+const releaseLock = async (lock: string) => {
+  openHere.delete(lock)
+  await rm(lock, { force: true })
+}
+
+/**
+ * Opens the repository and starts a Helia node with no networking: `createHeliaLight` has no libp2p, no routers and
+ * no block brokers, so it opens no socket and starts in milliseconds; content it does not hold is simply not found.
+ */
+const open = (repo: string): Effect.Effect<Node, MiningError> =>
+  Effect.tryPromise({
+    try: async () => {
+      await mkdir(repo, { recursive: true })
+      // Loaded here, not at the top: helia's entry module brings libp2p and friends (~1 s of loading) that
+      // `ipfs cid`, `--help` and a miner on Kubo never need.
+      const [{ createHeliaLight }, { unixfs }, { FsBlockstore }, { FsDatastore }] = await Promise.all([
+        import("helia"),
+        import("@helia/unixfs"),
+        import("blockstore-fs"),
+        import("datastore-fs")
+      ])
+      const lock = await acquireLock(repo)
+      const blockstore = new FsBlockstore(join(repo, "blocks"))
+      const datastore = new FsDatastore(join(repo, "datastore"))
+      try {
+        await blockstore.open()
+        await datastore.open()
+        const helia = createHeliaLight({ blockstore, datastore })
+        await helia.start()
+        return { helia, fs: unixfs(helia), blockstore, datastore, lock }
+      } catch (error) {
+        await Promise.allSettled([datastore.close(), blockstore.close()])
+        await releaseLock(lock)
+        throw error
+      }
+    },
+    catch: (error) => {
+      const classified = classify(error, `opening the embedded IPFS repository ${repo}`)
+      return classified._tag === "ValidationError"
+        ? new ValidationError({
+          message: classified.message,
+          ...(classified.cause === undefined ? {} : { cause: classified.cause }),
+          hint: "is the data dir writable and undamaged? (try another --data-dir)"
+        })
+        : classified
+    }
+  })
+
+const close = ({ blockstore, datastore, helia, lock }: Node) =>
+  Effect.promise(async () => {
+    await helia.stop().catch(() => undefined)
+    await Promise.allSettled([datastore.close(), blockstore.close()])
+    await releaseLock(lock)
+  })
+
+/** The GradientStore port on an embedded Helia node whose repository lives in the data dir. */
+export const make = Effect.fnUntraced(function*(options: HeliaStoreOptions) {
+  const repo = heliaRepoPath(options.dataDir)
+  const node = yield* Effect.acquireRelease(open(repo), close)
+  const { fs, helia } = node
+  // An add (import, then pin) must never interleave with a gc's mark and sweep, or the sweep could delete blocks
+  // imported but not yet pinned: adds share the lock, gc takes all of it.
+  const permits = 1 << 16
+  const gcLock = yield* Semaphore.make(permits)
+
+  const attempt = <A>(what: string, run: (signal: AbortSignal) => Promise<A>): Effect.Effect<A, MiningError> =>
+    Effect.tryPromise({ try: run, catch: (error) => classify(error, `embedded IPFS: ${what}`) })
+
+  const pinRecursively = async (cid: CID, signal: AbortSignal) => {
+    try {
+      for await (const _ of helia.pins.add(cid, { signal, walker: eachBlockOnce })) {
+        // each yielded CID is one block of the DAG now marked as pinned
+      }
+    } catch (error) {
+      // Adding the same content twice (or concurrently) pins it once: the pin is what the caller wanted.
+      if (errorName(error) !== "AlreadyPinnedError") throw error
+    }
+  }
+
+  const add = Effect.fn("HeliaStore.add")(function*(bytes: Uint8Array) {
+    return yield* attempt("add", async (signal) => {
+      const cid = await fs.addBytes(bytes, { ...unixfsImporterOptions, signal })
+      await pinRecursively(cid, signal)
+      return showCid(cid)
+    }).pipe(gcLock.withPermits(1))
+  })
+
+  const get = Effect.fn("HeliaStore.get")(function*(cidText: string, maxBytes: number) {
+    const cid = yield* parseCid(cidText)
+    const notHere = (error: unknown) => {
+      const name = errorName(error)
+      return name === "BlockNotFoundWhileOfflineError" || name === "NotFoundError" || name === "LoadBlockFailedError"
+        ? new ValidationError({
+          message: `${cidText} is not in the embedded IPFS store`,
+          field: "cid",
+          cause: error instanceof Error ? error.message : String(error),
+          hint: "the embedded node has no networking: only content added to this data dir can be read"
+        })
+        : classify(error, `embedded IPFS: get ${cidText}`)
+    }
+    const stat = yield* Effect.tryPromise({
+      try: (signal) => fs.stat(cid, { offline: true, signal }),
+      catch: notHere
+    })
+    if (stat.type === "directory") {
+      return yield* new ValidationError({ message: `${cidText} is a directory, not a gradient file`, field: "cid" })
+    }
+    // The root node states the file size: an oversize gradient is refused before its blocks are read.
+    if (stat.size > BigInt(Math.floor(maxBytes))) return yield* oversize(cidText, stat.size, maxBytes, true)
+    const read = yield* Effect.tryPromise({
+      try: (signal) => readLimited(fs.cat(cid, { offline: true, signal }), maxBytes, Number(stat.size)),
+      catch: notHere
+    })
+    // The root's size field could lie; the stream is bounded anyway.
+    if ("over" in read) return yield* oversize(cidText, read.over, maxBytes, false)
+    return read.bytes
+  })
+
+  const unpin = Effect.fn("HeliaStore.unpin")(function*(cidText: string) {
+    const cid = yield* parseCid(cidText)
+    yield* attempt(`unpin ${cidText}`, async (signal) => {
+      try {
+        for await (const _ of helia.pins.rm(cid, { signal, walker: eachBlockOnce })) {
+          // each yielded CID is one block released by this pin
+        }
+      } catch (error) {
+        // Not pinned: nothing to release, which is what an idempotent compensation needs.
+        if (errorName(error) !== "NotFoundError") throw error
+      }
+    })
+  })
+
+  const pins = attempt("list pins", async (signal) => {
+    const out: Array<string> = []
+    for await (const pin of helia.pins.ls({ signal })) out.push(showCid(pin.cid))
+    return out as ReadonlyArray<string>
+  }).pipe(Effect.withSpan("HeliaStore.pins"))
+
+  /**
+   * Mark and sweep: every block reachable from a pin is kept, every other block deleted. Helia's `gc` trusts its
+   * per-block pin counts, which its `rm` can corrupt (it keeps the wrong `pinnedBy` entries, so re-pinning content
+   * that shares blocks with another pin under-counts them): a pinned gradient could lose blocks. Walking the pins
+   * costs a read of the pinned content, and gc is rare.
+   */
+  const gc = attempt("gc", async (signal) => {
+    const walker = eachBlockOnce({ blockstore: node.blockstore, getCodec: helia.getCodec })
+    const live = new Set<string>()
+    for await (const pin of helia.pins.ls({ signal })) {
+      try {
+        for await (const visited of walker.walk(pin.cid, { signal, depth: pin.depth })) {
+          live.add(blockKey(visited.block.cid))
+        }
+      } catch (error) {
+        // Sweeping past a hole would delete the blocks below it, which the pin still needs.
+        throw new ValidationError({
+          message: `the embedded IPFS repository is damaged: pinned ${showCid(pin.cid)} cannot be walked, gc stopped`,
+          cause: error instanceof Error ? error.message : String(error),
+          hint: `unpin ${showCid(pin.cid)} or re-add its content`
+        })
+      }
+    }
+    let removed = 0
+    for await (const { cid } of node.blockstore.getAll({ signal })) {
+      if (live.has(blockKey(cid))) continue
+      await node.blockstore.delete(cid, { signal })
+      removed++
+    }
+    return removed
+  }).pipe(gcLock.withPermits(permits), Effect.withSpan("HeliaStore.gc"))
+
+  return GradientStore.of({ add, computeCid, get, unpin, pins, gc })
+})
+
+export const HeliaStore = {
+  /**
+   * The GradientStore port on an embedded Helia node (no networking) with its repository in `<dataDir>/ipfs`.
+   * Pins persist across restarts; the node stops when the layer's scope closes.
+   */
+  layer: (options: HeliaStoreOptions): Layer.Layer<GradientStore, MiningError> =>
+    Layer.effect(GradientStore, make(options))
+} as const
