@@ -43,8 +43,11 @@ export interface RoundParams {
   readonly durationSeconds: number
 }
 
-/** The parameters of round `roundId`: the round coordinator's policy. */
-export type RoundPlan = (roundId: bigint) => RoundParams
+/**
+ * The parameters of round `roundId`: the round coordinator's policy. May be effectful (e.g. computing the CID of
+ * the round's initial weights).
+ */
+export type RoundPlan = (roundId: bigint) => RoundParams | Effect.Effect<RoundParams, MiningError>
 
 /**
  * A placeholder model CID (an empty UnixFS directory, `ipfs add -r` of an empty folder) until the devnet opens
@@ -383,6 +386,12 @@ export const startDevnet = Effect.fn("startDevnet")(function*(
       catch: (e) =>
         new ValidationError({ message: `the round plan failed for round ${roundId}: ${String(e)}`, field: "roundPlan" })
     }).pipe(
+      Effect.flatMap((planned) => (Effect.isEffect(planned) ? planned : Effect.succeed(planned))),
+      Effect.mapError((e) =>
+        e._tag === "ValidationError"
+          ? e
+          : new ValidationError({ message: `the round plan failed for round ${roundId}: ${e.message}`, field: "roundPlan" })
+      ),
       Effect.flatMap((params) => {
         const invalidParams = checkRoundParams(roundId, params)
         return invalidParams === undefined ? Effect.succeed(params) : Effect.fail(invalidParams)

@@ -1,0 +1,44 @@
+import { join } from "node:path"
+import { Console, Effect } from "effect"
+import { Command, Flag } from "effect/cli"
+import { settingByEnv } from "../domain/MinerConfigSchema.ts"
+import { devnetInfoJson, startDevnet } from "../layers/chain/devnet/Devnet.ts"
+import { logToStderr, runCliEffect } from "./errors.ts"
+import { loadSettings, settingFlags } from "./settingsFlags.ts"
+
+const port = Flag.Int("port").pipe(
+  Flag.withMetavar("PORT"),
+  Flag.withDescription("anvil's port on 127.0.0.1 (default 8545; 0 picks a free one)."),
+  Flag.withDefault(8545)
+)
+
+/** `r3mes-miner devnet`: a persistent local chain for other processes, until SIGINT/SIGTERM. */
+export const devnetCommand = Command.make(
+  "devnet",
+  { settings: settingFlags([settingByEnv("R3MES_DATA_DIR")!, settingByEnv("R3MES_POW_DIFFICULTY")!]), port },
+  Effect.fnUntraced(function*(input) {
+    const { config } = yield* loadSettings(input.settings)
+    yield* runCliEffect(
+      Effect.gen(function*() {
+        const devnet = yield* startDevnet({
+          dataDir: join(config.dataDir, "devnet"),
+          port: input.port,
+          difficulty: config.powDifficulty
+        })
+        // stdout carries only the JSON, so other programs can read it; logs go to stderr.
+        yield* Console.log(JSON.stringify(devnetInfoJson(devnet)))
+        yield* Console.error(
+          `devnet up: ${devnet.rpcUrl}, registry ${devnet.registry}; state in ${devnet.dataDir}. Ctrl-C stops it.`
+        )
+        return yield* Effect.never
+      }).pipe(Effect.scoped)
+    )
+  }, logToStderr)
+).pipe(
+  Command.withDescription(
+    "Run a persistent local chain for other processes: anvil with the MiningRegistry deployed and a round keeper " +
+      "that always keeps a round with free chunks open. Prints {rpc_url, chain_id, registry, owner, accounts} as " +
+      "JSON (devnet keys only) and stays up until stopped; the chain's state is kept in <data-dir>/devnet."
+  )
+)
+
