@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Fiber } from "effect"
+import { Deferred, Duration, Effect, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 import { AuthenticationError, NetworkError } from "../src/domain/errors.ts"
 import { MiningCoordinator } from "../src/services/MiningCoordinator.ts"
@@ -77,5 +77,24 @@ describe("MiningLoop", () => {
       assert.strictEqual(summary.committed, 0)
     }).pipe(Effect.provide(harness({
       chain: { faults: { submitGradient: { alwaysFail: new AuthenticationError({ message: "bad key" }) } } }
+    }))))
+
+  it.effect("stop: no more claims, the transactions in flight finish, run returns their summary", () =>
+    Effect.gen(function*() {
+      const loop = yield* MiningLoop
+      const tasks = yield* TestTaskSource
+      const stop = yield* Deferred.make<void>()
+      const fiber = yield* Effect.forkChild(loop.run({ stop: Deferred.await(stop) }))
+      yield* TestClock.adjust("100 millis")
+      assert.strictEqual((yield* tasks.claimed).length, 3)
+      yield* Deferred.succeed(stop, undefined)
+      yield* TestClock.adjust("2 seconds")
+      const summary = yield* Fiber.join(fiber)
+      assert.strictEqual(summary.committed, 3)
+      assert.strictEqual((yield* tasks.claimed).length, 3)
+      assert.strictEqual(yield* (yield* MiningCoordinator).activeCount, 0)
+    }).pipe(Effect.provide(harness({
+      config: { maxActiveTransactions: 3 },
+      trainer: { faults: { train: { latency: "1 second" } } }
     }))))
 })

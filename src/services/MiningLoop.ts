@@ -1,4 +1,4 @@
-import { Context, Effect, Fiber, Layer, Semaphore } from "effect"
+import { Context, Effect, Fiber, Layer, Option, Semaphore } from "effect"
 import { isRetryable, type MiningError } from "../domain/errors.ts"
 import { retryDelays } from "../domain/retryPolicy.ts"
 import type { TransactionRecord } from "../domain/TransactionRecord.ts"
@@ -11,6 +11,11 @@ export interface LoopOptions {
   readonly iterations?: number | undefined
   /** Called with each final record (progress display, JSON output). */
   readonly onFinished?: ((record: TransactionRecord) => Effect.Effect<void>) | undefined
+  /**
+   * Completes when the loop should stop claiming work (graceful shutdown): transactions in flight then finish and
+   * `run` returns their summary.
+   */
+  readonly stop?: Effect.Effect<void> | undefined
 }
 
 export interface LoopSummary {
@@ -68,10 +73,20 @@ export class MiningLoop extends Context.Service<MiningLoop, {
             Effect.asVoid
           )
 
+        const stop = options.stop ?? Effect.never
+        // Waiting for a slot or for a free chunk ends as soon as the stop signal comes.
+        const orStop = <A, E>(effect: Effect.Effect<A, E>) =>
+          Effect.raceFirst(effect.pipe(Effect.map(Option.some)), stop.pipe(Effect.as(Option.none<A>())))
+
         for (let i = 0; i < limit; i++) {
-          yield* Semaphore.take(slots, 1)
-          const created = yield* claim.pipe(
-            Effect.flatMap((task) => coordinator.createTransaction(task)),
+          const slot = yield* orStop(Semaphore.take(slots, 1))
+          if (Option.isNone(slot)) break
+          const task = yield* orStop(claim).pipe(Effect.onError(() => Semaphore.release(slots, 1)))
+          if (Option.isNone(task)) {
+            yield* Semaphore.release(slots, 1)
+            break
+          }
+          const created = yield* coordinator.createTransaction(task.value).pipe(
             Effect.onError(() => Semaphore.release(slots, 1))
           )
           fibers.push(yield* Effect.forkChild(runOne(created)))
