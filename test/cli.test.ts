@@ -1,4 +1,7 @@
 import { spawnSync } from "node:child_process"
+import { mkdtempSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import { settingsTable } from "../src/domain/MinerConfigSchema.ts"
@@ -53,7 +56,7 @@ describe("r3mes-miner mine: invalid configuration", () => {
   })
 
   it("a flag overrides a bad env var, and is itself checked", () => {
-    assert.strictEqual(cli(["mine", "--difficulty", "20"], { R3MES_POW_DIFFICULTY: "12" }).status, 3)
+    assert.strictEqual(cli(["mine", "--print-config", "--difficulty", "20"], { R3MES_POW_DIFFICULTY: "12" }).status, 0)
     assert.strictEqual(cli(["mine", "--difficulty", "15"], { R3MES_POW_DIFFICULTY: "20" }).status, 2)
   })
 
@@ -89,39 +92,39 @@ describe("r3mes-miner mine: invalid configuration", () => {
   })
 })
 
-describe("r3mes-miner mine: valid configuration", () => {
-  it("prints the resolved configuration with secrets redacted, names the missing adapters and exits 3", () => {
-    const run = cli(["mine", "--iterations", "2", "--stats-port", "9000"], {
+describe("r3mes-miner mine --print-config", () => {
+  it("prints the resolved configuration with secrets redacted and its sources, and mines nothing", () => {
+    const run = cli(["mine", "--print-config", "--iterations", "2", "--stats-port", "9000"], {
       R3MES_PRIVATE_KEY: validKey,
       R3MES_ADMIN_TOKEN: "admin-token-value"
     })
-    assert.strictEqual(run.status, 3, run.stderr)
+    assert.strictEqual(run.status, 0, run.stderr)
     assert.match(run.stdout, /R3MES_STATS_PORT\s+9000\s+flag\s+--stats-port/)
     assert.match(run.stdout, /R3MES_PRIVATE_KEY\s+<redacted>\s+env/)
     assert.match(run.stdout, /R3MES_POW_DIFFICULTY\s+20\s+default/)
     assert.notInclude(run.stdout + run.stderr, validKey.slice(2))
     assert.notInclude(run.stdout + run.stderr, "admin-token-value")
-    for (const adapter of ["chain", "ipfs", "trainer", "journal"]) assert.include(run.stderr, `- ${adapter} (`)
-    assert.include(run.stderr, "Nothing was mined")
   })
 
-  it("--json prints the summary as JSON on stdout", () => {
-    const run = cli(["mine", "--json", "--private-key", validKey])
-    assert.strictEqual(run.status, 3, run.stderr)
-    const summary = JSON.parse(run.stdout) as {
-      status: string
-      mined: number
-      missing_adapters: Array<string>
-      config: Record<string, unknown>
-      sources: Record<string, string>
-    }
-    assert.strictEqual(summary.status, "adapters_not_wired")
-    assert.strictEqual(summary.mined, 0)
-    assert.deepStrictEqual(summary.missing_adapters, ["chain", "ipfs", "trainer", "journal"])
-    assert.strictEqual(summary.config["R3MES_PRIVATE_KEY"], "<redacted>")
-    assert.strictEqual(summary.config["R3MES_POW_DIFFICULTY"], 20)
-    assert.strictEqual(summary.sources["R3MES_PRIVATE_KEY"], "flag")
+  it("--json prints the configuration as JSON on stdout", () => {
+    const run = cli(["mine", "--print-config", "--json", "--private-key", validKey])
+    assert.strictEqual(run.status, 0, run.stderr)
+    const printed = JSON.parse(run.stdout) as { config: Record<string, unknown>; sources: Record<string, string> }
+    assert.strictEqual(printed.config["R3MES_PRIVATE_KEY"], "<redacted>")
+    assert.strictEqual(printed.config["R3MES_POW_DIFFICULTY"], 20)
+    assert.strictEqual(printed.sources["R3MES_PRIVATE_KEY"], "flag")
     assert.notInclude(run.stdout, validKey.slice(2))
+  })
+
+  it("R3MES_RPC_URL without a registry stops with one clear line and exit 1", () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "r3mes-cli-"))
+    const run = cli(["mine", "--iterations", "1", "--data-dir", dataDir, "--log-file", join(dataDir, "miner.log")], {
+      R3MES_RPC_URL: "http://127.0.0.1:1",
+      R3MES_PRIVATE_KEY: validKey
+    })
+    assert.strictEqual(run.status, 1, run.stderr)
+    assert.include(run.stderrLines.join("\n"), "R3MES_RPC_URL is set but R3MES_REGISTRY_ADDRESS is not")
+    assert.include(run.stderrLines.join("\n"), "hint: ")
   })
 })
 

@@ -1,24 +1,24 @@
 import { Console, Effect, Option } from "effect"
+import packageJson from "../../package.json" with { type: "json" }
+import { FileLogger } from "../layers/telemetry/FileLogger.ts"
+import { Tracing } from "../layers/telemetry/Tracing.ts"
+import { runCliEffect } from "./errors.ts"
+import { makeProgress, summaryJson, summaryTable } from "./progress.ts"
+import { runMiner } from "./runMiner.ts"
 import { Command, Flag } from "effect/cli"
 import { configToJson, settingsTable, showSetting } from "../domain/MinerConfigSchema.ts"
 import { CliExit, ExitCode } from "./exit.ts"
 import { type LoadedSettings, loadSettings, settingFlags } from "./settingsFlags.ts"
 
-/**
- * The adapters `mine` needs and that do not exist yet (DESIGN.md "Layout"). Each one wired into the composition
- * root leaves this list; when it is empty, `mine` mines.
- */
-export const missingAdapters: ReadonlyArray<{ readonly name: string; readonly ports: string; readonly plan: string }> = [
-  { name: "chain", ports: "Chain, TaskSource", plan: "viem client + embedded anvil devnet with the MiningRegistry" },
-  { name: "ipfs", ports: "GradientStore", plan: "embedded Helia node or a Kubo RPC API" },
-  { name: "trainer", ports: "Trainer", plan: "onnxruntime-node local SGD" },
-  { name: "journal", ports: "Journal", plan: "node:sqlite journal in the data dir" }
-]
-
 const iterations = Flag.Int("iterations").pipe(
   Flag.withMetavar("N"),
   Flag.withDescription("Stop after N mining transactions (default: run until SIGINT/SIGTERM)."),
   Flag.optional
+)
+
+const printConfig = Flag.Boolean("print-config").pipe(
+  Flag.withDescription("Print the resolved configuration (value, source, flag; secrets redacted) and exit without mining."),
+  Flag.withDefault(false)
 )
 
 const json = Flag.Boolean("json").pipe(
@@ -35,15 +35,9 @@ export const renderConfig = ({ config, sources }: LoadedSettings): string => {
   return rows.map((row) => row.map((cell, i) => (i < 3 ? pad(cell, widths[i]!) : cell)).join("  ").trimEnd()).join("\n")
 }
 
-const notWiredMessage = [
-  "r3mes-miner: the configuration is valid, but mining cannot start: these adapters are not wired yet:",
-  ...missingAdapters.map((a) => `  - ${a.name} (${a.ports}): ${a.plan}`),
-  "Nothing was mined. Only the proof-of-work reference solver exists so far."
-].join("\n")
-
 export const mineCommand = Command.make(
   "mine",
-  { settings: settingFlags(), iterations, json },
+  { settings: settingFlags(), iterations, json, printConfig },
   Effect.fnUntraced(function*(input) {
     if (Option.isSome(input.iterations) && input.iterations.value < 1) {
       yield* Console.error(
@@ -52,31 +46,40 @@ export const mineCommand = Command.make(
       return yield* new CliExit({ code: ExitCode.usage })
     }
     const loaded = yield* loadSettings(input.settings)
-    if (input.json) {
-      yield* Console.log(JSON.stringify(
-        {
-          status: "adapters_not_wired",
-          mined: 0,
-          iterations: Option.getOrNull(input.iterations),
-          missing_adapters: missingAdapters.map((a) => a.name),
-          config: configToJson(loaded.config),
-          sources: loaded.sources
-        },
-        null,
-        2
-      ))
-    } else {
-      yield* Console.log(`Resolved configuration (value, source, flag):\n${renderConfig(loaded)}`)
+    const config = loaded.config
+    if (input.printConfig) {
+      yield* input.json
+        ? Console.log(JSON.stringify({ config: configToJson(config), sources: loaded.sources }, null, 2))
+        : Console.log(`Resolved configuration (value, source, flag):\n${renderConfig(loaded)}`)
+      return
     }
-    yield* Console.error(notWiredMessage)
-    return yield* new CliExit({ code: ExitCode.notWired })
+    const iterationCount = Option.getOrUndefined(input.iterations)
+    const progress = makeProgress({ tty: process.stderr.isTTY === true, json: input.json, iterations: iterationCount })
+    const run = yield* runCliEffect(
+      runMiner(config, {
+        iterations: iterationCount,
+        onStarted: ({ endpoint, recovery, statsUrl }) =>
+          progress.started(statsUrl, recovery, endpoint.devnet ? `the embedded devnet (${endpoint.rpcUrl})` : "the configured chain"),
+        onFinished: progress.onFinished,
+        onStopping: progress.stopping
+      }).pipe(
+        Effect.provide(FileLogger.layerFromConfig(config, { console: "stderr", consoleLevel: input.json ? "Error" : "Warn" })),
+        Effect.provide(Tracing.layer({ serviceVersion: packageJson.version }))
+      )
+    )
+    yield* progress.done
+    if (input.json) {
+      yield* Console.log(JSON.stringify(summaryJson(run, { iterations: iterationCount ?? null }), null, 2))
+    } else {
+      yield* Console.log(summaryTable(run))
+    }
   })
 ).pipe(
   Command.withDescription(
     "Mine: claim a chunk, train on it, pin the gradient on IPFS, prove work and submit on chain, as one atomic " +
       "transaction, again and again. Each setting comes from its flag, else its R3MES_* env var, else its default, " +
-      "and all are validated before anything starts. Exit codes: 0 done, 2 invalid configuration or usage, " +
-      "3 adapters not wired yet."
+      "and all are validated before anything starts. Without --rpc-url it starts an embedded devnet and IPFS " +
+      "node in the data dir. Exit codes: 0 done, 1 a failure that stopped the miner, 2 invalid configuration or usage."
   ),
   Command.withExamples([
     { command: "r3mes-miner mine --iterations 20", description: "Mine 20 transactions on the embedded devnet" },

@@ -29,6 +29,9 @@ export const TransactionRecord = Schema.Struct({
   round_id: Schema.String,
   chunk_id: Schema.Int,
   gradient_hash: Schema.NullOr(Schema.String),
+  /** The training step's loss on the chunk's first batch before and after (what the work achieved). */
+  loss_before: Schema.NullOr(Schema.Number),
+  loss_after: Schema.NullOr(Schema.Number),
   ipfs_hash: Schema.NullOr(Schema.String),
   pow_nonce: Schema.NullOr(Schema.String),
   blockchain_tx_hash: Schema.NullOr(Schema.String),
@@ -64,6 +67,8 @@ export const newRecord = (options: {
   round_id: options.roundId.toString(),
   chunk_id: options.chunkId,
   gradient_hash: null,
+  loss_before: null,
+  loss_after: null,
   ipfs_hash: null,
   pow_nonce: null,
   blockchain_tx_hash: null,

@@ -251,7 +251,12 @@ const make = Effect.gen(function*() {
     ).pipe(
       Effect.tap((result) =>
         Effect.sync(() => {
-          tx.record = { ...tx.record, gradient_hash: result.gradientHash }
+          tx.record = {
+            ...tx.record,
+            gradient_hash: result.gradientHash,
+            loss_before: result.lossBefore,
+            loss_after: result.lossAfter
+          }
         })
       )
     )

@@ -1,0 +1,110 @@
+import { Console, Effect } from "effect"
+import { percentile } from "../domain/statistics.ts"
+import type { TransactionRecord } from "../domain/TransactionRecord.ts"
+import type { MinerRun } from "./runMiner.ts"
+
+const ms = (value: number | null) => (value === null ? "-" : `${Math.round(value)}ms`)
+
+const durationMs = (r: TransactionRecord) => Date.parse(r.updated_at) - Date.parse(r.created_at)
+
+/** One line per finished transaction: state, where, loss, step timings. */
+export const transactionLine = (r: TransactionRecord): string => {
+  const mark = r.state === "committed" ? "✓" : "✗"
+  const where = `round ${r.round_id} chunk ${r.chunk_id}`
+  const loss = r.loss_before === null || r.loss_after === null
+    ? ""
+    : `  loss ${r.loss_before.toFixed(3)}→${r.loss_after.toFixed(3)}`
+  const steps = `train ${ms(r.step_ms.training)} ipfs ${ms(r.step_ms.ipfs_upload)} submit ${
+    ms(r.step_ms.blockchain_submit)
+  } complete ${ms(r.step_ms.task_complete)}`
+  const tail = r.state === "committed"
+    ? `${steps}${r.task_completed ? "" : "  (task not marked complete)"}`
+    : `at ${r.failed_step ?? "start"}: [${r.error_category}] ${r.error_message}`
+  return `${mark} ${r.transaction_id.padEnd(22)} ${r.state.padEnd(11)} ${where}${loss}  ${tail}`
+}
+
+const bar = (done: number, total: number | undefined, width = 30): string => {
+  if (total === undefined) return `[${done} done]`
+  const filled = Math.round((Math.min(done, total) / total) * width)
+  return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${done}/${total}`
+}
+
+/**
+ * Progress for `mine`: on a TTY each transaction's line and a progress bar kept on the last line; otherwise plain
+ * lines; nothing on stdout with --json (the summary is the output).
+ */
+export const makeProgress = (options: { readonly tty: boolean; readonly json: boolean; readonly iterations: number | undefined }) => {
+  let done = 0
+  const write = (text: string) => Effect.sync(() => process.stderr.write(text))
+  const clearBar = options.tty ? write("\r\x1b[2K") : Effect.void
+  const drawBar = options.tty ? Effect.suspend(() => write(bar(done, options.iterations))) : Effect.void
+  return {
+    onFinished: (record: TransactionRecord) =>
+      Effect.gen(function*() {
+        done++
+        if (options.json) return
+        yield* clearBar
+        yield* Console.log(transactionLine(record))
+        yield* drawBar
+      }),
+    started: (statsUrl: string, recovery: MinerRun["recovery"], chain: string) =>
+      options.json ? Effect.void : Console.log(
+        [
+          `mining on ${chain}; monitoring API at ${statsUrl}`,
+          recovery.recovered > 0 || recovery.orphan_pins_released.length > 0
+            ? `recovered ${recovery.recovered} transactions from the journal (committed ${recovery.committed}, rolled back ${recovery.rolled_back}, failed ${recovery.failed}), released ${recovery.orphan_pins_released.length} orphan pins`
+            : "journal clean: nothing to recover"
+        ].join("\n")
+      ).pipe(Effect.andThen(drawBar)),
+    stopping: (inFlight: number) =>
+      Effect.andThen(clearBar, Console.error(`stopping: finishing ${inFlight} transactions in flight (signal again to force)`)),
+    done: clearBar
+  }
+}
+
+/** The end-of-run table. */
+export const summaryTable = (run: MinerRun): string => {
+  const s = run.summary
+  const latencies = s.records.filter((r) => r.state === "committed").map(durationMs)
+  const rows: Array<[string, string]> = [
+    ["transactions", String(s.transactions)],
+    ["committed", String(s.committed)],
+    ["failed", String(s.failed)],
+    ["rolled back", String(s.rolled_back)],
+    ["task completed", String(s.task_completed)],
+    ["latency p50 / p95", latencies.length === 0 ? "-" : `${ms(percentile(latencies, 50))} / ${ms(percentile(latencies, 95))}`],
+    ["recovered at start", String(run.recovery.recovered)],
+    ["orphan pins released", String(run.recovery.orphan_pins_released.length)]
+  ]
+  if (run.interrupted) rows.push(["stopped by", "signal"])
+  const width = Math.max(...rows.map(([k]) => k.length))
+  return ["Summary", ...rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`)].join("\n")
+}
+
+/** The `--json` output: counts that add up, and each transaction's outcome. */
+export const summaryJson = (run: MinerRun, extra: Record<string, unknown>) => ({
+  status: run.interrupted ? "interrupted" : "ok",
+  ...extra,
+  transactions: run.summary.transactions,
+  committed: run.summary.committed,
+  failed: run.summary.failed,
+  rolled_back: run.summary.rolled_back,
+  task_completed: run.summary.task_completed,
+  recovery: run.recovery,
+  records: run.summary.records.map((r) => ({
+    transaction_id: r.transaction_id,
+    state: r.state,
+    round_id: r.round_id,
+    chunk_id: r.chunk_id,
+    gradient_hash: r.gradient_hash,
+    ipfs_hash: r.ipfs_hash,
+    blockchain_tx_hash: r.blockchain_tx_hash,
+    block_number: r.block_number,
+    task_completed: r.task_completed,
+    loss_before: r.loss_before,
+    loss_after: r.loss_after,
+    error_category: r.error_category,
+    error_message: r.error_message,
+    step_ms: r.step_ms
+  }))
+})
