@@ -1,5 +1,5 @@
 /**
- * Proof-of-work hashing rates, in one run (~40 s): the fast solver (worker threads on every core, native addon with
+ * Proof-of-work hashing rates, in one run (~30 s): the fast solver (worker threads on every core, native addon with
  * the SHA extensions / portable C, and TypeScript workers), next to node:crypto (OpenSSL) hashing the same 40-byte
  * messages challenge ‖ nonce one at a time and the reference solver (pure TypeScript, one thread); then the
  * distribution of 20-bit solve times on the fast solver. Writes bench/results/pow.json.
@@ -160,7 +160,7 @@ const node = await measure(600_000, nodeCreateHash)
 const nodeHash = await measure(600_000, nodeOneShot)
 const distribution = await pow20()
 
-const row = (label: string, value: string, extra = "") => console.log(`  ${label.padEnd(58)}${value.padStart(12)}  ${extra}`)
+const row = (label: string, value: string, extra = "") => console.log(`  ${label.padEnd(62)}${value.padStart(12)}  ${extra}`)
 const mhs = (rate: number) => `${(rate / 1e6).toFixed(2)} MH/s`
 const label = (engine: PowEngine) => (engine === "typescript" ? "TypeScript workers" : `native ${engine}`)
 const nodeBest = Math.max(node, nodeHash)
@@ -171,9 +171,11 @@ for (const figures of [fast, portable, unlessSameEngine(tsWorkers, fast)]) {
   if (figures === undefined) continue
   const name = `fast solver, ${label(figures.engine)}`
   row(`${name}: total on ${figures.threads} threads`, mhs(figures.total))
-  row(`${name}: per core (total / ${figures.threads})`, mhs(figures.total / figures.threads), `${(figures.total / figures.threads / nodeBest).toFixed(1)}× node:crypto`)
+  const perCore = figures.total / figures.threads
+  row(`${name}: per core (total / ${figures.threads})`, mhs(perCore), `${(perCore / nodeBest).toFixed(1)}× node:crypto`)
   if (figures.single !== undefined) {
-    row(`${name}: one thread`, mhs(figures.single), `scaling ×${(figures.total / figures.single).toFixed(2)} on ${figures.threads}`)
+    const scaling = `scaling ×${(figures.total / figures.single).toFixed(2)} on ${figures.threads}`
+    row(`${name}: one thread`, mhs(figures.single), scaling)
   }
 }
 row("reference solver (solveReference: batches + yields, 1 thread)", mhs(reference))

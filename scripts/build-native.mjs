@@ -98,9 +98,11 @@ const main = () => {
   }
   if (build.error !== undefined || build.status !== 0 || !existsSync(addonPath)) {
     const text = `${build.stderr ?? ""}\n${build.stdout ?? ""}`
+    const missingTool =
+      /not found: (make|cc|gcc|g\+\+|python)|command not found|No such file or directory.*(gcc|cc|make)|any Python/i
     const reason = build.error !== undefined
       ? build.error.message
-      : /not found: (make|cc|gcc|g\+\+|python)|command not found|No such file or directory.*(gcc|cc|make)|could not find any Python/i.test(text)
+      : missingTool.test(text)
       ? "no C compiler, make or python"
       : `node-gyp exited with ${build.status}`
     return warn(`${reason}; see ${logPath}`)
@@ -108,7 +110,8 @@ const main = () => {
   const check = verify()
   if (check.status !== 0) {
     rmSync(addonPath, { force: true })
-    const detail = (check.stderr || check.error?.message || "").trim().split("\n").find((line) => /Error/.test(line)) ?? "it does not load"
+    const output = (check.stderr || check.error?.message || "").trim().split("\n")
+    const detail = output.find((line) => /Error/.test(line)) ?? "it does not load"
     return warn(`the built addon failed its self-check: ${detail}`)
   }
   const seconds = ((Date.now() - started) / 1000).toFixed(1)

@@ -166,7 +166,9 @@ export const makePowWorkerPool = Effect.fnUntraced(function*(
           if (current?.id === message.id) leave(slot, message.hashes, message.nonce ?? undefined, undefined)
           return
         case "failed":
-          if (current?.id === message.id) leave(slot, message.hashes, undefined, `a proof-of-work worker failed: ${message.message}`)
+          if (current?.id === message.id) {
+            leave(slot, message.hashes, undefined, `a proof-of-work worker failed: ${message.message}`)
+          }
           return
       }
     })
