@@ -18,7 +18,8 @@ export interface MinerAdapters<E = MiningError, R = never> {
   /** Built on the chain (ChainTaskSource), or independent. */
   readonly taskSource: Layer.Layer<TaskSource, E, R | Chain>
   readonly gradientStore: Layer.Layer<GradientStore, E, R>
-  readonly trainer: Layer.Layer<Trainer, E, R>
+  /** May use the gradient store (to check and fetch round models). */
+  readonly trainer: Layer.Layer<Trainer, E, R | GradientStore>
   readonly journal: Layer.Layer<Journal, E, R>
   readonly powSolver: Layer.Layer<PowSolver, E, R>
 }
@@ -36,7 +37,7 @@ export const minerLayer = <E, R>(config: MinerConfig, adapters: MinerAdapters<E,
     chain,
     adapters.taskSource.pipe(Layer.provide(chain)),
     adapters.gradientStore,
-    adapters.trainer,
+    adapters.trainer.pipe(Layer.provide(adapters.gradientStore)),
     adapters.journal,
     adapters.powSolver,
     MiningStats.layer,

@@ -144,7 +144,7 @@ export const runMiner = (config: MinerConfig, options: RunMinerOptions): Effect.
         chain: ViemChain.layer({ rpcUrl: endpoint.rpcUrl, registry: endpoint.registry, privateKey: endpoint.privateKey }),
         taskSource: ChainTaskSource.layer(),
         gradientStore: embeddedStore ? HeliaStore.layer({ dataDir: config.dataDir }) : KuboStore.layer({ url: config.ipfsApi }),
-        trainer: OnnxTrainer.layer(),
+        trainer: OnnxTrainer.layerWithModelStore(),
         journal: SqliteJournal.layer({ path: join(config.dataDir, "journal.sqlite") }),
         powSolver: FastPowSolver.layer()
       })

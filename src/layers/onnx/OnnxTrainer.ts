@@ -5,8 +5,14 @@ import { type MiningError, type ResourceError, ValidationError } from "../../dom
 import { canonicalJson, type EnvelopeHeader, encodeEnvelope, FORMAT, float32Bytes } from "../../domain/gradientEnvelope.ts"
 import { type Task, TrainingResult } from "../../domain/mining.ts"
 import { type Batch, chunkBatch, chunkExampleIndices } from "../../domain/training/data.ts"
-import { initialWeights, type ParameterSpec } from "../../domain/training/model.ts"
+import {
+  decodeWeightsEnvelope,
+  initialWeights,
+  initialWeightsEnvelope,
+  type ParameterSpec
+} from "../../domain/training/model.ts"
 import { modelHash, parseRoundSpec, type RoundSpec } from "../../domain/training/spec.ts"
+import { GradientStore } from "../../services/GradientStore.ts"
 import { Trainer } from "../../services/Trainer.ts"
 import { loadMnist } from "./MnistDigits.ts"
 import {
@@ -30,7 +36,18 @@ export interface OnnxTrainerOptions {
   readonly digitsDir?: string
   /** Initial weights kept in memory, by model hash. Default 4. */
   readonly cachedWeights?: number
+  /**
+   * Where round models are checked and fetched (the GradientStore's computeCid and get). Without it the initial
+   * weights are regenerated from the spec and the round's modelCid is not checked.
+   */
+  readonly modelSource?: {
+    readonly computeCid: (bytes: Uint8Array) => Effect.Effect<string, MiningError>
+    readonly get: (cid: string, maxBytes: number) => Effect.Effect<Uint8Array, MiningError>
+  }
 }
+
+/** Far above the weights of any round spec the schema allows; bounds what a fetched model may cost. */
+const maxWeightsBytes = 512 * 1024 * 1024
 
 /** A compiled model shape: its graph and one session for every round that uses it. */
 interface CompiledModel {
@@ -105,19 +122,35 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
       return Effect.flatten(Effect.promise(() => pending))
     })
 
-  const startingPoint = (spec: RoundSpec, graph: TrainingGraph): StartingPoint => {
-    const key = modelHash(spec)
-    const cached = starts.get(key)
-    if (cached !== undefined) return cached
-    const weights = initialWeights(spec)
-    const start: StartingPoint = {
-      frozen: graph.parameters.filter((p) => !p.trainable).map((p) => [p.name, tensor(Float32Array.from(weights.get(p.name)!), p.shape)] as const),
-      trainable: graph.parameters.filter((p) => p.trainable).map((p) => ({ spec: p, values: weights.get(p.name) as Float32Array }))
-    }
-    if (starts.size >= maxStarts) starts.delete(starts.keys().next().value!)
-    starts.set(key, start)
-    return start
-  }
+  /**
+   * The round's initial weights: regenerated from weights_seed, and — when a model source is given — checked
+   * against the round's modelCid (the CID of the weights envelope); weights that do not regenerate to that CID are
+   * fetched by CID instead (DESIGN.md "CLI": rounds whose weights cannot be regenerated).
+   */
+  const startingPoint = (spec: RoundSpec, graph: TrainingGraph, modelCid: string) =>
+    Effect.gen(function*() {
+      const key = `${modelHash(spec)}|${modelCid}`
+      const cached = starts.get(key)
+      if (cached !== undefined) return cached
+      let weights = initialWeights(spec)
+      const source = options.modelSource
+      if (source !== undefined && modelCid !== "") {
+        const regenerated = yield* source.computeCid(yield* initialWeightsEnvelope(spec))
+        if (regenerated !== modelCid) {
+          yield* Effect.logWarning(
+            `round model ${modelCid} is not the weights generated from its spec (${regenerated}): fetching it by CID`
+          )
+          weights = yield* decodeWeightsEnvelope(spec, yield* source.get(modelCid, maxWeightsBytes))
+        }
+      }
+      const start: StartingPoint = {
+        frozen: graph.parameters.filter((p) => !p.trainable).map((p) => [p.name, tensor(Float32Array.from(weights.get(p.name)!), p.shape)] as const),
+        trainable: graph.parameters.filter((p) => p.trainable).map((p) => ({ spec: p, values: Float32Array.from(weights.get(p.name)!) }))
+      }
+      if (starts.size >= maxStarts) starts.delete(starts.keys().next().value!)
+      starts.set(key, start)
+      return start
+    })
 
   const train = Effect.fn("Trainer.train")(function*(task: Task, miner: string): Effect.fn.Return<TrainingResult, MiningError> {
     const spec = yield* parseRoundSpec(task.spec)
@@ -131,7 +164,7 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
       "training.batch_size": spec.batch_size,
       "training.providers": session.providers.join(",")
     })
-    const start = startingPoint(spec, graph)
+    const start = yield* startingPoint(spec, graph, task.modelCid)
     const weights = start.trainable.map((t) => ({ spec: t.spec, values: t.values.slice() }))
     const examples = chunkExampleIndices(spec.dataset_seed, task.chunkId, dataset.count, spec.examples_per_chunk)
     const firstBatch = chunkBatch(dataset, examples, 0, spec.batch_size)
@@ -192,5 +225,14 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
 
 export const OnnxTrainer = {
   /** The Trainer port on onnxruntime-node; sessions are released when the layer's scope closes. */
-  layer: (options: OnnxTrainerOptions = {}): Layer.Layer<Trainer> => Layer.effect(Trainer, make(options))
+  layer: (options: OnnxTrainerOptions = {}): Layer.Layer<Trainer> => Layer.effect(Trainer, make(options)),
+  /** The same, checking each round's modelCid against the regenerated weights and fetching it when they differ. */
+  layerWithModelStore: (options: Omit<OnnxTrainerOptions, "modelSource"> = {}): Layer.Layer<Trainer, never, GradientStore> =>
+    Layer.effect(
+      Trainer,
+      Effect.gen(function*() {
+        const store = yield* GradientStore
+        return yield* make({ ...options, modelSource: store })
+      })
+    )
 } as const
