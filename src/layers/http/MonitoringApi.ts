@@ -18,7 +18,7 @@ import { TransactionState } from "../../domain/TransactionState.ts"
 import { Journal } from "../../services/Journal.ts"
 import { type BreakerState, MiningCoordinator } from "../../services/MiningCoordinator.ts"
 import { Settings } from "../../services/Settings.ts"
-import { makeRedactor, type SecretInput, secretsOf } from "../telemetry/redaction.ts"
+import { makeRedactor, type SecretInput, secretsOf } from "../../domain/redaction.ts"
 import type { ReadinessStatus } from "./Readiness.ts"
 
 export interface MonitoringApiOptions {

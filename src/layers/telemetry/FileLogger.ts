@@ -3,7 +3,7 @@ import { dirname } from "node:path"
 import { Cause, Context, Effect, Layer, Logger, type LogLevel, Option, References, Tracer } from "effect"
 import { ResourceError } from "../../domain/errors.ts"
 import type { MinerConfig } from "../../domain/MinerConfig.ts"
-import { makeRedactor, type SecretInput, secretsOf } from "./redaction.ts"
+import { makeRedactor, type SecretInput, secretsOf } from "../../domain/redaction.ts"
 
 /** Where log lines go besides the file. The file always gets every line. */
 export type ConsoleMode =

@@ -1,5 +1,5 @@
 import { Option, Redacted } from "effect"
-import type { MinerConfig } from "../../domain/MinerConfig.ts"
+import type { MinerConfig } from "./MinerConfig.ts"
 
 /** A secret as callers hold it: plain, wrapped in `Redacted`, or an optional setting. */
 export type SecretInput = string | Redacted.Redacted<string> | Option.Option<Redacted.Redacted<string>> | undefined
