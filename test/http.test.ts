@@ -194,6 +194,8 @@ describe("MonitoringApi", () => {
       assert.isTrue(parsed.samples.some((s) => s.name === "r3mes_pow_hashes_total" && s.value > 0))
       const breakers = parsed.samples.filter((s) => s.name === "r3mes_circuit_breaker_state")
       assert.deepStrictEqual(breakers.map((s) => [s.labels["service"], s.value]).sort(), [["chain", 0], ["ipfs", 0]])
+      // Two committed transactions keep two pins.
+      assert.strictEqual(parsed.samples.find((s) => s.name === "r3mes_pins")?.value, 2)
     }).pipe(Effect.provide(api())))
 
   it.live("unknown transaction, unknown route and wrong method answer JSON errors", () =>

@@ -15,6 +15,7 @@ import packageJson from "../../../package.json" with { type: "json" }
 import { ResourceError } from "../../domain/errors.ts"
 import { type TransactionRecord, withAge } from "../../domain/TransactionRecord.ts"
 import { TransactionState } from "../../domain/TransactionState.ts"
+import { GradientStore } from "../../services/GradientStore.ts"
 import { Journal } from "../../services/Journal.ts"
 import { type BreakerState, MiningCoordinator } from "../../services/MiningCoordinator.ts"
 import { Settings } from "../../services/Settings.ts"
@@ -56,6 +57,9 @@ export const circuitBreakerState = Metric.gauge("r3mes_circuit_breaker_state", {
 })
 
 const breakerValue: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2 }
+
+/** Read from the gradient store at each scrape, when the API runs next to one. */
+export const pinsGauge = Metric.gauge("r3mes_pins", { description: "CIDs pinned in the gradient store" })
 
 export const prometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -111,6 +115,7 @@ const single = (
 const makeApp = Effect.fnUntraced(function*(options: MonitoringApiOptions) {
   const coordinator = yield* MiningCoordinator
   const journal = yield* Journal
+  const store = yield* Effect.serviceOption(GradientStore)
   const config = yield* Settings
   const startedAt = yield* Clock.currentTimeMillis
   const version = options.version ?? packageJson.version
@@ -316,6 +321,13 @@ const makeApp = Effect.fnUntraced(function*(options: MonitoringApiOptions) {
     const statistics = yield* coordinator.getStatistics
     for (const [service, state] of Object.entries(statistics.circuit_breakers)) {
       yield* Metric.update(Metric.withAttributes(circuitBreakerState, { service }), breakerValue[state])
+    }
+    if (Option.isSome(store)) {
+      // A store that cannot answer leaves the last known value: the scrape itself must not fail.
+      yield* store.value.pins.pipe(
+        Effect.flatMap((pins) => Metric.update(pinsGauge, pins.length)),
+        Effect.ignore
+      )
     }
     return HttpServerResponse.text(redact(yield* PrometheusMetrics.format()), { contentType: prometheusContentType })
   })
