@@ -443,6 +443,46 @@ export interface SolveInput extends ChallengeInput {
 
 export const DEFAULT_BATCH_SIZE = 4096
 
+/** A search every solver can run: a valid difficulty, a non-empty uint64 nonce range, an encodable challenge. */
+export interface PreparedSearch {
+  readonly challengeBytes: Uint8Array
+  readonly difficulty: number
+  readonly startNonce: bigint
+  readonly maxNonce: bigint
+}
+
+/** Checks a solve request the same way for every solver, and computes its challenge. */
+export const prepareSearch = (
+  input: SolveInput,
+  options: { readonly startNonce?: bigint | undefined; readonly maxNonce?: bigint | undefined } = {}
+): Effect.Effect<PreparedSearch, ValidationError> =>
+  Effect.gen(function*() {
+    const difficulty = input.difficulty
+    if (!Number.isInteger(difficulty) || difficulty < 0 || difficulty > MAX_DIFFICULTY) {
+      return yield* new ValidationError({
+        message: `proof-of-work difficulty ${difficulty} is not searchable: the solver takes 0..${MAX_DIFFICULTY}`,
+        field: "difficulty",
+        hint: "a difficulty over 64 leading zero bits cannot be expected within the uint64 nonce range"
+      })
+    }
+    const startNonce = options.startNonce ?? 0n
+    const maxNonce = options.maxNonce ?? MAX_NONCE
+    if (startNonce < 0n || maxNonce > MAX_NONCE || startNonce > maxNonce) {
+      return yield* new ValidationError({
+        message: `nonce range ${startNonce}..${maxNonce} is empty or outside the uint64 range`,
+        field: "nonce"
+      })
+    }
+    const challengeBytes = yield* Effect.try({
+      try: () => challenge(input),
+      catch: (cause) => {
+        const detail = cause instanceof Error ? cause.message : String(cause)
+        return new ValidationError({ message: `cannot encode the proof-of-work challenge: ${detail}`, cause: detail })
+      }
+    })
+    return { challengeBytes, difficulty, startNonce, maxNonce }
+  })
+
 /**
  * Finds the smallest nonce in [startNonce, maxNonce] whose pow hash meets `input.difficulty`, hashing in batches
  * and yielding to the scheduler between batches (a macrotask turn), so the search is interruptible and other fibers
@@ -453,33 +493,11 @@ export const solveReference = Effect.fnUntraced(function*(
   input: SolveInput,
   options: SolveOptions = {}
 ): Effect.fn.Return<PowSolution, ValidationError | ResourceError> {
-  const difficulty = input.difficulty
-  if (!Number.isInteger(difficulty) || difficulty < 0 || difficulty > MAX_DIFFICULTY) {
-    return yield* new ValidationError({
-      message: `proof-of-work difficulty ${difficulty} is not searchable: the solver takes 0..${MAX_DIFFICULTY}`,
-      field: "difficulty",
-      hint: "a difficulty over 64 leading zero bits cannot be expected within the uint64 nonce range"
-    })
-  }
-  const startNonce = options.startNonce ?? 0n
-  const maxNonce = options.maxNonce ?? MAX_NONCE
+  const { challengeBytes, difficulty, maxNonce, startNonce } = yield* prepareSearch(input, options)
   const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE
-  if (startNonce < 0n || maxNonce > MAX_NONCE || startNonce > maxNonce) {
-    return yield* new ValidationError({
-      message: `nonce range ${startNonce}..${maxNonce} is empty or outside the uint64 range`,
-      field: "nonce"
-    })
-  }
   if (!Number.isSafeInteger(batchSize) || batchSize < 1) {
     return yield* new ValidationError({ message: `batch size ${batchSize} is not a positive integer`, field: "batchSize" })
   }
-  const challengeBytes = yield* Effect.try({
-    try: () => challenge(input),
-    catch: (cause) => {
-      const detail = cause instanceof Error ? cause.message : String(cause)
-      return new ValidationError({ message: `cannot encode the proof-of-work challenge: ${detail}`, cause: detail })
-    }
-  })
 
   const searcher = makePowSearcher(challengeBytes)
   const step = BigInt(batchSize)

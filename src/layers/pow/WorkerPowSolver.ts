@@ -6,10 +6,10 @@ import { ResourceError, RetryableError, ValidationError } from "../../domain/err
 import { type PowInput, PowSolution } from "../../domain/mining.ts"
 import {
   bytesToHex,
-  challenge,
   MAX_DIFFICULTY,
   MAX_NONCE,
   powHash,
+  prepareSearch,
   solveReference,
   type SolveInput
 } from "../../domain/pow.ts"
@@ -283,30 +283,7 @@ export const makePowWorkerPool = Effect.fnUntraced(function*(
     input: SolveInput,
     solveOptions: { readonly startNonce?: bigint; readonly maxNonce?: bigint } = {}
   ): Effect.fn.Return<PowSolution, ValidationError | ResourceError | RetryableError> {
-    const difficulty = input.difficulty
-    if (!Number.isInteger(difficulty) || difficulty < 0 || difficulty > MAX_DIFFICULTY) {
-      return yield* new ValidationError({
-        message: `proof-of-work difficulty ${difficulty} is not searchable: the solver takes 0..${MAX_DIFFICULTY}`,
-        field: "difficulty",
-        hint: "a difficulty over 64 leading zero bits cannot be expected within the uint64 nonce range"
-      })
-    }
-    const startNonce = solveOptions.startNonce ?? 0n
-    const maxNonce = solveOptions.maxNonce ?? MAX_NONCE
-    if (startNonce < 0n || maxNonce > MAX_NONCE || startNonce > maxNonce) {
-      return yield* new ValidationError({
-        message: `nonce range ${startNonce}..${maxNonce} is empty or outside the uint64 range`,
-        field: "nonce"
-      })
-    }
-    const challengeBytes = yield* Effect.try({
-      try: () => challenge(input),
-      catch: (cause) =>
-        new ValidationError({
-          message: `cannot encode the proof-of-work challenge: ${describe(cause)}`,
-          cause: describe(cause)
-        })
-    })
+    const { challengeBytes, difficulty, maxNonce, startNonce } = yield* prepareSearch(input, solveOptions)
     const found = yield* search(challengeBytes, startNonce, maxNonce, difficulty)
     if (found.nonce === undefined) {
       return yield* new ResourceError({
