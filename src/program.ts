@@ -7,6 +7,8 @@ import { gradientCommand } from "./cli/gradient.ts"
 import { ipfsCommand } from "./cli/ipfs.ts"
 import { devnetCommand } from "./cli/devnet.ts"
 import { mineCommand } from "./cli/mine.ts"
+import { statsCommand } from "./cli/stats.ts"
+import { statusCommand } from "./cli/status.ts"
 
 /**
  * The composition root: `r3mes-miner <subcommand>`. Each subcommand lives in src/cli/ and turns flags + env into a
@@ -17,7 +19,7 @@ export const r3mesMiner = Command.make("r3mes-miner").pipe(
     "Miner of R3MES, a Proof-of-Useful-Work network: trains a model on an assigned data chunk, pins the gradient " +
       "on IPFS and submits it on chain with a proof of work, atomically. Run `r3mes-miner mine --help` for every setting."
   ),
-  Command.withSubcommands([mineCommand, devnetCommand, ipfsCommand, gradientCommand])
+  Command.withSubcommands([mineCommand, devnetCommand, statusCommand, statsCommand, ipfsCommand, gradientCommand])
 )
 
 export const main = Command.run(r3mesMiner, { version: packageJson.version }).pipe(
