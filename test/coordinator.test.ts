@@ -1,3 +1,4 @@
+import { testTask } from "../src/testing/TestTaskSource.ts"
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Fiber, Metric, Option } from "effect"
 import { TestClock } from "effect/testing"
@@ -16,16 +17,7 @@ import { TestTaskSource } from "../src/testing/TestTaskSource.ts"
 import { TestTrainer } from "../src/testing/TestTrainer.ts"
 import { harness } from "./support/harness.ts"
 
-const task = (chunkId: number, roundId = 1n, difficulty = 16) =>
-  new Task({
-    roundId,
-    chunkId,
-    modelCid: "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o",
-    spec: "{}",
-    difficulty,
-    leaseExpiry: 4_000_000_000,
-    deadline: 4_000_000_000
-  })
+const task = (chunkId: number, roundId = 1n, difficulty = 16) => testTask(chunkId, { roundId, difficulty })
 
 /** Runs a transaction in a fiber and lets virtual time pass so retry back-offs elapse. */
 const mineWithTime = (t: Task, advance: Duration.Input = "10 minutes") =>

@@ -1,8 +1,8 @@
+import { testTask } from "../src/testing/TestTaskSource.ts"
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Exit, Layer, Logger, Metric, Option, Redacted } from "effect"
 import { NetworkError } from "../src/domain/errors.ts"
 import type { MinerConfig } from "../src/domain/MinerConfig.ts"
-import { Task } from "../src/domain/mining.ts"
 import { MonitoringApi, type MonitoringApiOptions, prometheusContentType } from "../src/layers/http/MonitoringApi.ts"
 import { Readiness } from "../src/layers/http/Readiness.ts"
 import { MiningCoordinator } from "../src/services/MiningCoordinator.ts"
@@ -12,16 +12,7 @@ const adminToken = "admin-token-7f3c9e1d"
 const privateKeyHex = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
 const privateKey = `0x${privateKeyHex}`
 
-const task = (chunkId: number, roundId = 1n) =>
-  new Task({
-    roundId,
-    chunkId,
-    modelCid: "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o",
-    spec: "{}",
-    difficulty: 16,
-    leaseExpiry: 4_000_000_000,
-    deadline: 4_000_000_000
-  })
+const task = (chunkId: number, roundId = 1n) => testTask(chunkId, { roundId })
 
 const secretConfig: Partial<MinerConfig> = {
   adminToken: Option.some(Redacted.make(adminToken)),

@@ -2,11 +2,11 @@ import { readdirSync } from "node:fs"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 import { join } from "node:path"
+import { testTask } from "../src/testing/TestTaskSource.ts"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Duration, Effect, Fiber, Layer, type Scope } from "effect"
 import { ChainRevertError } from "../src/domain/errors.ts"
 import type { MinerConfig } from "../src/domain/MinerConfig.ts"
-import { Task } from "../src/domain/mining.ts"
 import { KuboStore } from "../src/layers/ipfs/KuboStore.ts"
 import { GradientStore } from "../src/services/GradientStore.ts"
 import { MiningCoordinator } from "../src/services/MiningCoordinator.ts"
@@ -39,16 +39,7 @@ const untilBlocksWritten = (repo: string, from: number, more: number) =>
     return yield* Effect.die(new Error("the upload never started"))
   })
 
-const task = (chunkId: number) =>
-  new Task({
-    roundId: 1n,
-    chunkId,
-    modelCid: "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o",
-    spec: "{}",
-    difficulty: 16,
-    leaseExpiry: 4_000_000_000,
-    deadline: 4_000_000_000
-  })
+const task = (chunkId: number) => testTask(chunkId)
 
 /** The MiningCoordinator on the in-memory test ports, except that gradients go to the Kubo daemon. */
 const coordinatorOnKubo = (

@@ -1,11 +1,11 @@
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { testTask } from "../src/testing/TestTaskSource.ts"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Option, Redacted } from "effect"
 import { afterEach, vi } from "vitest"
 import { ValidationError } from "../src/domain/errors.ts"
-import { Task } from "../src/domain/mining.ts"
 import { FileLogger, type LogLine } from "../src/layers/telemetry/FileLogger.ts"
 import { makeRedactor } from "../src/domain/redaction.ts"
 import { MiningCoordinator } from "../src/services/MiningCoordinator.ts"
@@ -17,16 +17,7 @@ const privateKey = `0x${privateKeyHex}`
 const adminToken = "admin-token-7f3c9e1d"
 const txHash = `0x${"9f".repeat(32)}`
 
-const task = (chunkId: number) =>
-  new Task({
-    roundId: 1n,
-    chunkId,
-    modelCid: "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o",
-    spec: "{}",
-    difficulty: 16,
-    leaseExpiry: 4_000_000_000,
-    deadline: 4_000_000_000
-  })
+const task = (chunkId: number) => testTask(chunkId)
 
 /** A log file in a directory that does not exist yet. */
 const freshLogPath = () => join(mkdtempSync(join(tmpdir(), "r3mes-log-")), "nested", "logs", "miner.log")

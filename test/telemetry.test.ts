@@ -1,23 +1,15 @@
 import { createServer, type IncomingMessage } from "node:http"
 import type { AddressInfo } from "node:net"
+import { testTask } from "../src/testing/TestTaskSource.ts"
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Exit, Layer, Option, Tracer } from "effect"
-import { Task } from "../src/domain/mining.ts"
 import { Tracing, tracingConfig } from "../src/layers/telemetry/Tracing.ts"
 import { MiningCoordinator } from "../src/services/MiningCoordinator.ts"
 import { harness } from "./support/harness.ts"
 
 const withEnv = (env: Record<string, string>) => ConfigProvider.layer(ConfigProvider.fromEnvRecord(env))
 
-const task = new Task({
-  roundId: 1n,
-  chunkId: 2,
-  modelCid: "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o",
-  spec: "{}",
-  difficulty: 16,
-  leaseExpiry: 4_000_000_000,
-  deadline: 4_000_000_000
-})
+const task = testTask(2)
 
 interface Received {
   readonly url: string

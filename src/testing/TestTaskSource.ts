@@ -101,3 +101,19 @@ export class TestTaskSource extends Context.Service<TestTaskSource, {
       return Context.make(TaskSource, port).pipe(Context.add(TestTaskSource, control))
     }))
 }
+
+/**
+ * A task for harnesses that drive the coordinator directly: round 1 (the TestChain's default round), difficulty
+ * 16, leases and deadlines that never expire; override any field.
+ */
+export const testTask = (chunkId: number, overrides: Partial<ConstructorParameters<typeof Task>[0]> = {}): Task =>
+  new Task({
+    roundId: 1n,
+    chunkId,
+    modelCid: "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o",
+    spec: "{}",
+    difficulty: 16,
+    leaseExpiry: 4_000_000_000,
+    deadline: 4_000_000_000,
+    ...overrides
+  })
