@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process"
-import { mkdirSync } from "node:fs"
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { createServer } from "node:net"
 import { dirname, join, resolve } from "node:path"
@@ -18,6 +18,10 @@ import { ResourceError, TimeoutError, ValidationError } from "../../../domain/er
  * SIGTERM or SIGINT (blocks, transactions, receipts and logs included, so events stay queryable after a restart).
  * SIGKILL dumps nothing, hence the optional `--state-interval`. The dump truncates and rewrites FILE in place, and a
  * missing directory makes the dump fail silently: the directory is created here first.
+ *
+ * A dead parent's anvil still writes FILE for a moment after the parent is gone (the watchdog's SIGTERM → dump →
+ * exit), so a restart right away could load a half-written FILE, or have its chain overwritten by the old dump:
+ * `FILE.pid` names the anvil that owns FILE, and a new one starts only once that one has exited.
  */
 
 /** One of anvil's dev accounts. Devnet keys only: they are public knowledge. */
@@ -210,6 +214,77 @@ const startWatchdog = (pid: number): ChildProcess | undefined => {
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// The state file's owner
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+/** Whether `pid` is an anvil on this state file (where /proc tells; elsewhere a live pid is taken for it). */
+const ownsStateFile = (pid: number, stateFile: string): boolean => {
+  if (!isAlive(pid)) return false
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes(stateFile)
+  } catch {
+    return process.platform !== "linux"
+  }
+}
+
+const pidFileOf = (stateFile: string): string => `${stateFile}.pid`
+
+/**
+ * Waits until no earlier anvil owns the state file: one whose parent died is dumping its chain there and exits on
+ * its own (its watchdog escalates to SIGKILL after the grace period), so this waits a little longer than that.
+ */
+const awaitPreviousOwner = Effect.fnUntraced(function*(stateFile: string) {
+  const pidFile = pidFileOf(stateFile)
+  let previous: number
+  try {
+    previous = Number.parseInt(readFileSync(pidFile, "utf8"), 10)
+  } catch {
+    return
+  }
+  if (!Number.isSafeInteger(previous) || previous === process.pid) return
+  const start = yield* Clock.currentTimeMillis
+  while (ownsStateFile(previous, stateFile)) {
+    if ((yield* Clock.currentTimeMillis) - start > stopGraceMs + 2_000) {
+      return yield* new ResourceError({
+        message: `anvil (pid ${previous}) still runs on the chain state file ${stateFile}`,
+        resource: "anvil",
+        hint: `stop that anvil (kill ${previous}) or give this devnet another data dir`
+      })
+    }
+    yield* Effect.sleep("25 millis")
+  }
+  yield* Effect.logDebug(`anvil: the previous owner (pid ${previous}) of ${stateFile} is gone`)
+})
+
+/** Records a started anvil as the state file's owner. Best effort: without it a restart only loses the wait. */
+const recordOwner = (stateFile: string, pid: number): Effect.Effect<void> =>
+  Effect.sync(() => {
+    try {
+      writeFileSync(pidFileOf(stateFile), `${pid}\n`)
+    } catch {
+      // An unwritable data dir shows up soon enough in anvil's own dump.
+    }
+  })
+
+/** Drops the record once its anvil has exited (a record naming another pid is left alone). */
+const dropOwner = (stateFile: string, pid: number): Effect.Effect<void> =>
+  Effect.sync(() => {
+    try {
+      if (Number.parseInt(readFileSync(pidFileOf(stateFile), "utf8"), 10) === pid) rmSync(pidFileOf(stateFile))
+    } catch {
+      // already gone
+    }
+  })
+
 const spawnAnvil = (binary: string, args: ReadonlyArray<string>, port: number) =>
   Effect.callback<AnvilProcess, ResourceError>((resume) => {
     let stderr = ""
@@ -371,6 +446,7 @@ export const startAnvil = Effect.fn("startAnvil")(function*(
         })
     })
   }
+  if (stateFile !== undefined) yield* awaitPreviousOwner(stateFile)
   const pickPort = options.port === undefined || options.port === 0
 
   for (let attempt = 1;; attempt++) {
@@ -390,7 +466,13 @@ export const startAnvil = Effect.fn("startAnvil")(function*(
         ? []
         : ["--state-interval", String(options.stateIntervalSeconds)])
     ]
-    const proc = yield* Effect.acquireRelease(spawnAnvil(binary, args, port), stopAnvil)
+    const proc = yield* Effect.acquireRelease(
+      spawnAnvil(binary, args, port).pipe(
+        Effect.tap((proc) => (stateFile === undefined ? Effect.void : recordOwner(stateFile, proc.pid)))
+      ),
+      (proc) =>
+        stopAnvil(proc).pipe(Effect.andThen(stateFile === undefined ? Effect.void : dropOwner(stateFile, proc.pid)))
+    )
     const rpcUrl = `http://${host}:${port}`
     const ready = yield* waitReady(proc, rpcUrl, readyTimeout, stateFile).pipe(
       Effect.map((id) => ({ ok: true as const, id })),
