@@ -19,6 +19,7 @@ import { SqliteJournal } from "../layers/journal/SqliteJournal.ts"
 import { OnnxTrainer } from "../layers/onnx/OnnxTrainer.ts"
 import { FastPowSolver } from "../layers/pow/WorkerPowSolver.ts"
 import { minerLayer } from "../miner.ts"
+import { CrashPoints, crashPointsFromEnv } from "../services/CrashPoints.ts"
 import { MiningCoordinator, type RecoverySummary } from "../services/MiningCoordinator.ts"
 import { type LoopSummary, MiningLoop } from "../services/MiningLoop.ts"
 
@@ -137,6 +138,8 @@ export interface MinerRun {
 export const runMiner = (config: MinerConfig, options: RunMinerOptions): Effect.Effect<MinerRun, MiningError> =>
   Effect.scoped(
     Effect.gen(function*() {
+      // Test hook (chaos test): R3MES_CRASH_AT=POINT[:N] makes the miner SIGKILL itself at a crash point.
+      const crashPoints = yield* crashPointsFromEnv()
       const endpoint = yield* chainEndpoint(config)
       const embeddedStore = config.ipfsApi === "embedded"
       const readiness = yield* Readiness.make()
@@ -157,7 +160,9 @@ export const runMiner = (config: MinerConfig, options: RunMinerOptions): Effect.
         },
         secrets: [endpoint.rpcUrl]
       }).pipe(Layer.provideMerge(miner))
-      const context = yield* Layer.build(app)
+      const context = yield* Layer.build(
+        crashPoints === undefined ? app : app.pipe(Layer.provide(Layer.succeed(CrashPoints, crashPoints)))
+      )
 
       return yield* Effect.gen(function*() {
         const coordinator = yield* MiningCoordinator

@@ -34,6 +34,7 @@ import {
 } from "../domain/TransactionRecord.ts"
 import { isTerminal, type Step, type TransactionState } from "../domain/TransactionState.ts"
 import { Chain } from "./Chain.ts"
+import { CrashPoints } from "./CrashPoints.ts"
 import { registerCompensation } from "./compensation.ts"
 import { GradientStore } from "./GradientStore.ts"
 import { Journal } from "./Journal.ts"
@@ -129,6 +130,8 @@ const make = Effect.gen(function*() {
   const journal = yield* Journal
   const pow = yield* PowSolver
   const stats = yield* MiningStats
+  // Test hook (chaos test): a no-op unless R3MES_CRASH_AT is set.
+  const crash = yield* CrashPoints
   const breakers = yield* CircuitBreaker.make({
     tripPolicy: CircuitBreaker.consecutive(config.circuitBreakerThreshold),
     openDuration: config.circuitBreakerReset
@@ -279,7 +282,9 @@ const make = Effect.gen(function*() {
         tx.record = { ...tx.record, ipfs_hash: cid }
         yield* save(tx, PIN_INTENT, cid)
         yield* registerUnpin(tx, cid)
+        yield* crash.hit("after_pin_intent") // crash point (test hook)
         const added = yield* withRetry(tx, "ipfs_upload", guarded("ipfs", store.add(envelope)))
+        yield* crash.hit("after_pin") // crash point (test hook)
         if (added !== cid) {
           return yield* new ValidationError({
             message: `the store pinned ${added} but the locally computed CID is ${cid}`,
@@ -313,6 +318,7 @@ const make = Effect.gen(function*() {
         yield* stats.powSolved(solution.hashes, (yield* Clock.currentTimeMillis) - powStarted)
         tx.record = { ...tx.record, pow_nonce: solution.nonce.toString() }
         yield* save(tx, "pow_solved", `difficulty ${difficulty}, ${solution.hashes} hashes`)
+        yield* crash.hit("after_pow") // crash point (test hook)
         const receipt = yield* withRetry(
           tx,
           "blockchain_submit",
@@ -330,11 +336,14 @@ const make = Effect.gen(function*() {
               (signed) =>
                 Effect.suspend(() => {
                   tx.record = { ...tx.record, blockchain_tx_hash: signed.hash }
-                  return save(tx, SUBMIT_INTENT, encodeSubmitIntent(signed))
+                  return save(tx, SUBMIT_INTENT, encodeSubmitIntent(signed)).pipe(
+                    Effect.andThen(crash.hit("after_submit_intent")) // crash point (test hook)
+                  )
                 })
             )
           )
         )
+        yield* crash.hit("after_broadcast") // crash point (test hook)
         tx.submitted = true
         tx.record = {
           ...tx.record,
@@ -367,9 +376,11 @@ const make = Effect.gen(function*() {
   const pipeline = (tx: InFlight) =>
     Effect.gen(function*() {
       const training = yield* train(tx)
+      yield* crash.hit("after_training") // crash point (test hook)
       const cid = yield* upload(tx, training.envelope)
       const receipt = yield* submit(tx, training.gradientHash, cid)
       yield* completeTask(tx, receipt)
+      yield* crash.hit("after_task_complete") // crash point (test hook)
     })
 
   const failureOf = (exit: Exit.Exit<void, MiningError>): MiningError =>
@@ -475,6 +486,7 @@ const make = Effect.gen(function*() {
     yield* Effect.logInfo(`transaction ${record.transaction_id} created for round ${task.roundId} chunk ${task.chunkId}`).pipe(
       Effect.annotateLogs({ transaction_id: record.transaction_id })
     )
+    yield* crash.hit("after_create") // crash point (test hook)
     return record
   })
 
@@ -580,6 +592,7 @@ const make = Effect.gen(function*() {
         }
       }
       yield* completeTask(tx, receipt)
+      yield* crash.hit("after_task_complete") // crash point (test hook)
     })
 
   const recoverOne = Effect.fnUntraced(function*(record: TransactionRecord) {

@@ -1,0 +1,99 @@
+import { Context, Effect } from "effect"
+import { ValidationError } from "../domain/errors.ts"
+
+/**
+ * TEST HOOK — crash points: named places in a mining transaction where a chaos test can have the miner die on the
+ * spot (SIGKILL to itself: no finalizer, no compensation, no flush), to prove that recovery at the next start
+ * finishes or cleanly undoes whatever the crash left half done. Nothing happens unless `R3MES_CRASH_AT` is set;
+ * never set it on a real miner.
+ *
+ *   R3MES_CRASH_AT=after_pin:3        SIGKILL the 3rd time any transaction of this process passes "after_pin"
+ *
+ * The count is per process and spans all transactions, those that recovery resumes included.
+ */
+export const crashPointNames = [
+  /** The pending record is journaled; nothing else happened. */
+  "after_create",
+  /** The envelope is trained; the record still says `training`. */
+  "after_training",
+  /** The CID is journaled (pin_intent); nothing is pinned yet. */
+  "after_pin_intent",
+  /** The envelope is pinned; nothing is on chain. */
+  "after_pin",
+  /** The PoW nonce is journaled; nothing is signed yet. */
+  "after_pow",
+  /** The signed transaction is journaled (submit_intent) and not broadcast. */
+  "after_submit_intent",
+  /** The submission is on chain (receipt read); the journal does not know yet. */
+  "after_broadcast",
+  /** The task is marked complete (or failed to be); `committed` is not journaled yet. */
+  "after_task_complete"
+] as const
+
+export type CrashPoint = typeof crashPointNames[number]
+
+/** Where and when to crash: the `nth` pass (1-based) through `point`. */
+export interface CrashPlan {
+  readonly point: CrashPoint
+  readonly nth: number
+}
+
+export interface CrashPointsShape {
+  /** Passes a crash point: a no-op, except under a crash plan whose turn it is (then the process dies). */
+  readonly hit: (point: CrashPoint) => Effect.Effect<void>
+}
+
+/** The coordinator's crash points. Default: no-op. The composition root provides a real one from the environment. */
+export const CrashPoints = Context.Reference<CrashPointsShape>("r3mes/services/CrashPoints", {
+  defaultValue: () => ({ hit: () => Effect.void })
+})
+
+/** The environment variable the composition root reads. */
+export const CRASH_AT_ENV = "R3MES_CRASH_AT"
+
+/** `point:nth` (or `point`, meaning the 1st pass). */
+export const parseCrashPlan = (spec: string): Effect.Effect<CrashPlan, ValidationError> => {
+  const [name = "", nthText = "1", ...rest] = spec.trim().split(":")
+  const nth = Number(nthText)
+  if (!crashPointNames.includes(name as CrashPoint) || rest.length > 0 || !Number.isSafeInteger(nth) || nth < 1) {
+    return Effect.fail(
+      new ValidationError({
+        message: `${CRASH_AT_ENV}=${spec} is not a crash plan`,
+        field: CRASH_AT_ENV,
+        hint: `a test hook: POINT[:N], POINT one of ${crashPointNames.join(", ")}, N ≥ 1; unset it to mine normally`
+      })
+    )
+  }
+  return Effect.succeed({ point: name as CrashPoint, nth })
+}
+
+/** Counts passes and calls `die` on the plan's one; `die` defaults to SIGKILL of this process. */
+export const crashPointsOf = (plan: CrashPlan, die: () => void = killThisProcess): CrashPointsShape => {
+  let passes = 0
+  return {
+    hit: (point) =>
+      Effect.sync(() => {
+        if (point !== plan.point) return
+        passes += 1
+        if (passes === plan.nth) die()
+      })
+  }
+}
+
+/**
+ * SIGKILL of this very process: the kernel ends it before the call returns control to any JavaScript. Written to
+ * stderr first, so a test's log says why the miner died.
+ */
+const killThisProcess = (): void => {
+  process.stderr.write(`${CRASH_AT_ENV}: crash point reached, killing process ${process.pid}\n`)
+  process.kill(process.pid, "SIGKILL")
+}
+
+/** The crash points the environment asks for: none (no-op) unless `R3MES_CRASH_AT` is set. */
+export const crashPointsFromEnv = (
+  env: Readonly<Record<string, string | undefined>> = process.env
+): Effect.Effect<CrashPointsShape | undefined, ValidationError> => {
+  const spec = env[CRASH_AT_ENV]
+  if (spec === undefined || spec === "") return Effect.succeed(undefined)
+  return Effect.map(parseCrashPlan(spec), (plan) => crashPointsOf(plan))
+}
