@@ -1,4 +1,5 @@
 import { mkdirSync } from "node:fs"
+import { type FileHandle, open } from "node:fs/promises"
 import { dirname } from "node:path"
 import { DatabaseSync, type SQLInputValue } from "node:sqlite"
 import { Effect, Layer, Schema } from "effect"
@@ -48,9 +49,11 @@ export const openJournalDatabase = (path: string): Effect.Effect<DatabaseSync, M
             hint: "point R3MES_DATA_DIR at the miner's own directory; the file was left untouched"
           })
         }
-        // WAL: readers (status, stats) never block the miner; FULL: an intent is on disk when save returns.
+        // WAL: readers (status, stats) never block the miner. NORMAL: a commit does not sync; a writer that needs
+        // its commit on disk when it returns syncs the WAL itself (SqliteJournal's save does, off the main thread).
+        // Checkpoints still sync, and NORMAL in WAL mode never corrupts the file.
         db.exec("PRAGMA journal_mode = WAL")
-        db.exec("PRAGMA synchronous = FULL")
+        db.exec("PRAGMA synchronous = NORMAL")
         db.exec("PRAGMA foreign_keys = ON")
         db.exec("PRAGMA busy_timeout = 5000")
         const version = (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version
@@ -82,8 +85,64 @@ export const openJournalDatabase = (path: string): Effect.Effect<DatabaseSync, M
     catch: (e) => (e instanceof ValidationError ? e : journalError(e, `opening ${path}`))
   })
 
+/**
+ * Makes commits durable without blocking the event loop: `synchronous = FULL` would fsync inside every COMMIT, on
+ * the main thread (2.4 ms a commit on this machine's disk, ~20 ms of each mining transaction's nine saves, when the
+ * whole transaction has ~100 ms of main-thread work). Instead the WAL file is fdatasync'ed on libuv's thread pool
+ * after the commit, and the save completes only once a sync that started after its commit has finished: what FULL
+ * guarantees, with the commits of concurrent transactions sharing one sync (group commit).
+ */
+const makeWalSync = (walPath: string) => {
+  // Opened at the first save, once the commit has created the WAL. SQLite reuses the file in place after a
+  // checkpoint and deletes it only when the last connection closes, which ours is not while the journal is open: the
+  // file opened here is the one SQLite writes to for as long as this journal lives.
+  let wal: Promise<FileHandle> | undefined
+  let running: Promise<void> | undefined
+  let queued: Promise<void> | undefined
+
+  const syncOnce = async (): Promise<void> => {
+    wal ??= open(walPath, "r")
+    const handle = await wal.catch((error) => {
+      wal = undefined
+      throw error
+    })
+    await handle.datasync()
+  }
+
+  /** Resolves once a sync that started after this call has finished. */
+  const durable = (): Promise<void> => {
+    if (running === undefined) {
+      const started: Promise<void> = syncOnce().finally(() => {
+        if (running === started) running = undefined
+      })
+      running = started
+      return started
+    }
+    // A sync is under way but may have started before our commit: wait for the next one, shared by every commit
+    // made meanwhile.
+    queued ??= running.then(() => undefined, () => undefined).then(() => {
+      queued = undefined
+      return durable()
+    })
+    return queued
+  }
+
+  const close = async (): Promise<void> => {
+    await Promise.allSettled([running, queued])
+    const handle = await wal?.catch(() => undefined)
+    wal = undefined
+    await handle?.close().catch(() => undefined)
+  }
+
+  return { durable, close }
+}
+
 export const make = Effect.fnUntraced(function*(options: SqliteJournalOptions) {
   const db = yield* Effect.acquireRelease(openJournalDatabase(options.path), (db) => Effect.sync(() => db.close()))
+  const walSync = yield* Effect.acquireRelease(
+    Effect.sync(() => makeWalSync(`${options.path}-wal`)),
+    (sync) => Effect.promise(sync.close)
+  )
 
   const upsert = db.prepare(
     `INSERT INTO transactions (transaction_id, key, state, created_at, updated_at, round_id, chunk_id, record)
@@ -130,7 +189,13 @@ export const make = Effect.fnUntraced(function*(options: SqliteJournalOptions) {
         if (db.isTransaction) db.exec("ROLLBACK")
         throw e
       }
-    })
+    }).pipe(
+      // Durable when save returns (the Journal port's promise): the intent is on disk before its side effect.
+      Effect.andThen(Effect.tryPromise({
+        try: walSync.durable,
+        catch: (e) => journalError(e, `syncing ${record.transaction_id} to disk`)
+      }))
+    )
 
   const get = (transactionId: string) =>
     run(`reading ${transactionId}`, () => byId.get(transactionId)).pipe(
@@ -160,6 +225,9 @@ export const make = Effect.fnUntraced(function*(options: SqliteJournalOptions) {
 })
 
 export const SqliteJournal = {
-  /** The Journal port on node:sqlite (WAL, full sync). Closed when the layer's scope closes. */
+  /**
+   * The Journal port on node:sqlite (WAL; every save on disk when it returns, synced off the main thread). Closed
+   * when the layer's scope closes.
+   */
   layer: (options: SqliteJournalOptions): Layer.Layer<Journal, MiningError> => Layer.effect(Journal, make(options))
 } as const
