@@ -77,6 +77,22 @@ const difference = (a: Float32Array, b: Float32Array): Float32Array => {
 
 const scalarOf = (value: ort.Tensor | undefined): number => Number((value?.data as Float32Array | undefined)?.[0])
 
+const hostIsLittleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
+
+/**
+ * A pseudo-gradient as an R3GR envelope. The envelope stores float32 little-endian, which on a little-endian host is
+ * the tensors' own memory: they are copied into the envelope once, not first into byte copies of their own (for a
+ * 100 MB gradient, 100 MB less at the peak; see bench/memory.ts). Same bytes either way.
+ */
+export const pseudoGradientEnvelope = (
+  header: EnvelopeHeader,
+  tensors: ReadonlyArray<Float32Array>
+): Effect.Effect<Uint8Array, ValidationError> =>
+  encodeEnvelope(
+    header,
+    tensors.map((t) => (hostIsLittleEndian ? new Uint8Array(t.buffer, t.byteOffset, t.byteLength) : float32Bytes(t)))
+  )
+
 /**
  * The Trainer port on onnxruntime-node. For a task it:
  * 1. parses the round spec (ValidationError if malformed);
@@ -209,7 +225,7 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
       loss_before: lossBefore,
       loss_after: lossAfter
     }
-    const envelope = yield* encodeEnvelope(header, pseudoGradient.map(float32Bytes))
+    const envelope = yield* pseudoGradientEnvelope(header, pseudoGradient)
     yield* Effect.annotateCurrentSpan({ "training.loss_before": lossBefore, "training.loss_after": lossAfter })
     return new TrainingResult({
       envelope,
