@@ -1,0 +1,64 @@
+/**
+ * Every benchmark of issue 8, one after the other, each in a process of its own: proof-of-work hashing
+ * (bench/pow.ts), end-to-end mining (bench/mining.ts), gradient memory (bench/memory.ts). Their tables are printed
+ * together at the end, with the targets next to the headline figures; each also writes its JSON in bench/results/.
+ *
+ *   npm run bench
+ *
+ * Takes ~1.5 min. Figures, not assertions: tests never time.
+ */
+import { spawnSync } from "node:child_process"
+import { readFileSync } from "node:fs"
+import { loadavg } from "node:os"
+import { fileURLToPath } from "node:url"
+
+const benches = [
+  { name: "pow", file: "pow.ts", result: "pow.json" },
+  { name: "mining", file: "mining.ts", result: "mining.json" },
+  { name: "memory", file: "memory.ts", result: "memory.json" }
+] as const
+
+const tables: Array<string> = []
+const failed: Array<string> = []
+for (const bench of benches) {
+  process.stderr.write(`bench ${bench.name}…\n`)
+  const started = performance.now()
+  const run = spawnSync(process.execPath, [fileURLToPath(new URL(bench.file, import.meta.url))], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+    maxBuffer: 16 << 20
+  })
+  process.stderr.write(`bench ${bench.name} done in ${((performance.now() - started) / 1000).toFixed(0)} s\n`)
+  if (run.status !== 0) failed.push(`${bench.name} (exit ${run.status ?? run.signal})`)
+  tables.push(run.stdout.trimEnd())
+}
+
+const read = (file: string): Record<string, unknown> | undefined => {
+  try {
+    return JSON.parse(readFileSync(new URL(`results/${file}`, import.meta.url), "utf8")) as Record<string, unknown>
+  } catch {
+    return undefined
+  }
+}
+const pow = read("pow.json")
+const mining = read("mining.json")
+const memory = read("memory.json")
+
+console.log(tables.join("\n\n"))
+console.log("\nTargets (issue 8, this machine)")
+const target = (label: string, value: string, met: boolean | undefined) =>
+  console.log(`  ${label.padEnd(44)}${value.padStart(16)}  ${met === undefined ? "no result" : met ? "met" : "NOT met"}`)
+const perCore = pow?.["hashes_per_second_per_core"] as number | undefined
+target("PoW per core ≥ 15 MH/s", perCore === undefined ? "-" : `${(perCore / 1e6).toFixed(1)} MH/s`, perCore === undefined ? undefined : perCore >= 15e6)
+const perMinute = mining?.["committed_per_minute"] as number | undefined
+target("committed per minute ≥ 600 (difficulty 20)", perMinute === undefined ? "-" : perMinute.toFixed(0), perMinute === undefined ? undefined : perMinute >= 600)
+const ratio = memory === undefined
+  ? undefined
+  : (memory["peak_rss_growth_bytes"] as number) / (memory["gradient_bytes"] as number)
+target("peak RSS growth ≤ 2.5× a 100 MB gradient", ratio === undefined ? "-" : `${ratio.toFixed(2)}×`, ratio === undefined ? undefined : ratio <= 2.5)
+// Other work on a small machine moves these figures: the load says how quiet it was.
+console.log(`  load average (1, 5, 15 min) at the end: ${loadavg().map((l) => l.toFixed(2)).join(", ")}`)
+if (failed.length > 0) {
+  console.error(`failed: ${failed.join(", ")}`)
+  process.exitCode = 1
+}
