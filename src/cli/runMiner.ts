@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os"
 import { join } from "node:path"
 import { Deferred, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
 import type { Scope } from "effect"
@@ -149,7 +150,8 @@ export const runMiner = (config: MinerConfig, options: RunMinerOptions): Effect.
         gradientStore: embeddedStore ? HeliaStore.layer({ dataDir: config.dataDir }) : KuboStore.layer({ url: config.ipfsApi }),
         trainer: OnnxTrainer.layerWithModelStore(),
         journal: SqliteJournal.layer({ path: join(config.dataDir, "journal.sqlite") }),
-        powSolver: FastPowSolver.layer()
+        // One core stays free for training (ONNX runs on the main thread): proof of work never starves it.
+        powSolver: FastPowSolver.layer({ threads: Math.max(1, availableParallelism() - 1) })
       })
       const app = MonitoringApi.layer({
         readiness: readiness.status,
