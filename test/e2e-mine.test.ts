@@ -126,4 +126,43 @@ describe("r3mes-miner mine, end to end on the embedded devnet, IPFS node and ONN
       assert.strictEqual(next.status, 0, next.stderr)
       assert.strictEqual((JSON.parse(next.stdout) as Summary & { recovery: { recovered: number } }).recovery.recovered, 0)
     }), 180_000)
+
+  it.live("r3mes-miner devnet serves another process: mine --rpc-url --registry with a devnet key commits", () =>
+    Effect.gen(function*() {
+      const devnetDir = mkdtempSync(join(tmpdir(), "r3mes-devnet-cli-"))
+      const devnet = spawn(process.execPath, [program, "devnet", "--port", "0", "--data-dir", devnetDir], {
+        env: cleanEnv(),
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      const info = yield* Effect.promise(() =>
+        new Promise<{ rpc_url: string; registry: string; accounts: Array<{ address: string; private_key: string }> }>(
+          (resolve, reject) => {
+            let out = ""
+            devnet.stdout.on("data", (d) => {
+              out += d
+              if (out.includes("\n")) resolve(JSON.parse(out.split("\n")[0]!))
+            })
+            devnet.on("exit", (code) => reject(new Error(`devnet exited with ${code}`)))
+          }
+        )
+      )
+      yield* Effect.addFinalizer(() =>
+        Effect.promise(() => new Promise<void>((resolve) => {
+          devnet.on("exit", () => resolve())
+          devnet.kill("SIGTERM")
+        }))
+      )
+      assert.strictEqual(info.accounts.length, 10)
+      const minerDir = mkdtempSync(join(tmpdir(), "r3mes-miner-"))
+      const run = spawnSync(
+        process.execPath,
+        [program, "mine", "--json", "--iterations", "2", "--rpc-url", info.rpc_url, "--registry", info.registry,
+          "--data-dir", minerDir, "--stats-port", "0", "--log-file", join(minerDir, "miner.log")],
+        { env: { ...cleanEnv(), R3MES_PRIVATE_KEY: info.accounts[2]!.private_key }, encoding: "utf8", timeout: 120_000 }
+      )
+      assert.strictEqual(run.status, 0, run.stderr)
+      const summary = JSON.parse(run.stdout) as Summary
+      assert.strictEqual(summary.committed, 2)
+      assert.notInclude(run.stdout + run.stderr, info.accounts[2]!.private_key.slice(2))
+    }).pipe(Effect.scoped), 120_000)
 })

@@ -4,6 +4,7 @@ import { Command, Flag } from "effect/cli"
 import { settingByEnv } from "../domain/MinerConfigSchema.ts"
 import { devnetInfoJson, startDevnet } from "../layers/chain/devnet/Devnet.ts"
 import { logToStderr, runCliEffect } from "./errors.ts"
+import { devnetRoundPlan } from "./roundPlan.ts"
 import { loadSettings, settingFlags } from "./settingsFlags.ts"
 
 const port = Flag.Int("port").pipe(
@@ -23,7 +24,8 @@ export const devnetCommand = Command.make(
         const devnet = yield* startDevnet({
           dataDir: join(config.dataDir, "devnet"),
           port: input.port,
-          difficulty: config.powDifficulty
+          difficulty: config.powDifficulty,
+          roundPlan: devnetRoundPlan(config.powDifficulty)
         })
         // stdout carries only the JSON, so other programs can read it; logs go to stderr.
         yield* Console.log(JSON.stringify(devnetInfoJson(devnet)))

@@ -6,20 +6,18 @@ import packageJson from "../../package.json" with { type: "json" }
 import { type MiningError, ValidationError } from "../domain/errors.ts"
 import type { MinerConfig } from "../domain/MinerConfig.ts"
 import type { TransactionRecord } from "../domain/TransactionRecord.ts"
-import { initialWeightsEnvelope } from "../domain/training/model.ts"
-import { canonicalRoundSpec, defaultRoundSpec } from "../domain/training/spec.ts"
 import { ChainTaskSource } from "../layers/chain/ChainTaskSource.ts"
-import { type RoundPlan, startDevnet } from "../layers/chain/devnet/Devnet.ts"
+import { startDevnet } from "../layers/chain/devnet/Devnet.ts"
 import { ViemChain } from "../layers/chain/ViemChain.ts"
 import { MonitoringApi } from "../layers/http/MonitoringApi.ts"
 import { Readiness } from "../layers/http/Readiness.ts"
 import { HeliaStore } from "../layers/ipfs/HeliaStore.ts"
-import { computeCid } from "../layers/ipfs/importOptions.ts"
 import { KuboStore } from "../layers/ipfs/KuboStore.ts"
 import { SqliteJournal } from "../layers/journal/SqliteJournal.ts"
 import { OnnxTrainer } from "../layers/onnx/OnnxTrainer.ts"
 import { FastPowSolver } from "../layers/pow/WorkerPowSolver.ts"
 import { minerLayer } from "../miner.ts"
+import { devnetRoundPlan } from "./roundPlan.ts"
 import { CrashPoints, crashPointsFromEnv } from "../services/CrashPoints.ts"
 import { MiningCoordinator, type RecoverySummary } from "../services/MiningCoordinator.ts"
 import { type LoopSummary, MiningLoop } from "../services/MiningLoop.ts"
@@ -31,24 +29,6 @@ interface ChainEndpoint {
   readonly privateKey: Redacted.Redacted<string>
   readonly devnet: boolean
 }
-
-/**
- * The embedded devnet's round coordinator policy (DESIGN.md "CLI"): each round's spec is the default training spec
- * seeded by the round id, and its modelCid is the CID of the initial weights generated from that spec, computed
- * with the same import options as every store, so any miner can regenerate and check them.
- */
-export const devnetRoundPlan = (difficulty: number): RoundPlan => (roundId) =>
-  Effect.gen(function*() {
-    const spec = defaultRoundSpec(Number(BigInt.asUintN(32, roundId)))
-    const weights = yield* initialWeightsEnvelope(spec)
-    return {
-      modelCid: yield* computeCid(weights),
-      spec: canonicalRoundSpec(spec),
-      chunkCount: 256,
-      difficulty,
-      durationSeconds: 3600
-    }
-  })
 
 /** The chain: the configured one (RPC URL, registry, key all required), else the embedded devnet in the data dir. */
 const chainEndpoint = (config: MinerConfig): Effect.Effect<ChainEndpoint, MiningError, Scope.Scope> =>
