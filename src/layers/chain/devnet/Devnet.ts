@@ -50,9 +50,10 @@ export interface RoundParams {
 export type RoundPlan = (roundId: bigint) => RoundParams | Effect.Effect<RoundParams, MiningError>
 
 /**
- * A placeholder model CID (an empty UnixFS directory, `ipfs add -r` of an empty folder) until the devnet opens
- * rounds whose modelCid is the CID of the generated initial weights (DESIGN.md "CLI"); miners regenerate the
- * weights from the spec and do not fetch this.
+ * The model CID of the built-in default plan: a placeholder (an empty UnixFS directory), because this adapter cannot
+ * compute the CID of the generated weights (that takes the IPFS import settings of another adapter). The CLI's
+ * devnets (`mine` without --rpc-url, and `devnet`) pass `devnetRoundPlan` (src/cli/roundPlan.ts), whose modelCid is
+ * that CID, as DESIGN.md "CLI" asks; a trainer that checks modelCid would fail to fetch this placeholder.
  */
 export const placeholderModelCid = "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"
 
