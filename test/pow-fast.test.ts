@@ -2,27 +2,16 @@ import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Logger, Scope } from "effect"
 import { randomBytes } from "node:crypto"
 import { existsSync, readdirSync } from "node:fs"
-import { PowInput } from "../src/domain/mining.ts"
 import { bytesToHex, challenge, makePowSearcher, MAX_NONCE, powHash } from "../src/domain/pow.ts"
 import { loadNativePowAddon } from "../src/layers/pow/nativePowAddon.ts"
 import { FastPowSolver, makePowWorkerPool, type PowWorkerPool } from "../src/layers/pow/WorkerPowSolver.ts"
 import { PowSolver } from "../src/services/PowSolver.ts"
-import fixture from "./fixtures/pow-vectors.json" with { type: "json" }
+import { powInputOf as inputOf, powVectors } from "./support/powVectors.ts"
 
 const native = loadNativePowAddon()
 const addon = native._tag === "Loaded" ? native.addon : undefined
 
-const inputOf = (v: (typeof fixture.vectors)[number]): PowInput =>
-  new PowInput({
-    chainId: v.chain_id,
-    registry: v.registry,
-    miner: v.miner,
-    roundId: BigInt(v.round_id),
-    chunkId: v.chunk_id,
-    gradientHash: v.gradient_hash,
-    cid: v.cid,
-    difficulty: v.difficulty
-  })
+
 
 /**
  * Pools under test. Small, odd batch sizes put many batch boundaries inside every search (and 3 threads on 2 cores
@@ -80,7 +69,7 @@ describe("engines", () => {
 describe("same nonce as the reference solver", () => {
   for (const name of Object.keys(poolOptions)) {
     describe(name, () => {
-      for (const v of fixture.vectors) {
+      for (const v of powVectors) {
         it.live(`vector: difficulty ${v.difficulty}, first valid nonce ${v.first_valid_nonce}`, () =>
           Effect.gen(function*() {
             const solution = yield* pool(name).solve(inputOf(v))
@@ -118,7 +107,7 @@ describe("same nonce as the reference solver", () => {
           const none = yield* p.search(c, 1000n, 2999n, 40)
           assert.isUndefined(none.nonce)
           assert.isAtLeast(none.hashes, 2000)
-          const exhausted = yield* Effect.flip(p.solve({ ...inputOf(fixture.vectors[0]!), difficulty: 40 }, { maxNonce: 999n }))
+          const exhausted = yield* Effect.flip(p.solve({ ...inputOf(powVectors[0]!), difficulty: 40 }, { maxNonce: 999n }))
           assert.strictEqual(exhausted._tag, "ResourceError")
         }))
     })
@@ -127,20 +116,20 @@ describe("same nonce as the reference solver", () => {
   it.live("concurrent solves on one pool each get the reference answer", () =>
     Effect.gen(function*() {
       const p = pool("small batches, 3 threads")
-      const solutions = yield* Effect.forEach(fixture.vectors, (v) => p.solve(inputOf(v)), { concurrency: "unbounded" })
-      assert.deepStrictEqual(solutions.map((s) => Number(s.nonce)), fixture.vectors.map((v) => v.first_valid_nonce))
+      const solutions = yield* Effect.forEach(powVectors, (v) => p.solve(inputOf(v)), { concurrency: "unbounded" })
+      assert.deepStrictEqual(solutions.map((s) => Number(s.nonce)), powVectors.map((v) => v.first_valid_nonce))
     }))
 
   it.live("the powHash it reports is the pow hash of the nonce", () =>
     Effect.gen(function*() {
-      const input = { ...inputOf(fixture.vectors[1]!), difficulty: 12 }
+      const input = { ...inputOf(powVectors[1]!), difficulty: 12 }
       const solution = yield* pool("default").solve(input, { startNonce: 1n << 40n })
       assert.strictEqual(solution.powHash, bytesToHex(powHash(challenge(input), solution.nonce)))
     }))
 
   it.live("rejects what the reference rejects", () =>
     Effect.gen(function*() {
-      const v = inputOf(fixture.vectors[0]!)
+      const v = inputOf(powVectors[0]!)
       const tooHard = yield* Effect.flip(pool("default").solve({ ...v, difficulty: 65 }))
       assert.strictEqual(tooHard._tag, "ValidationError")
       const empty = yield* Effect.flip(pool("default").solve(v, { startNonce: 10n, maxNonce: 9n }))
@@ -153,7 +142,7 @@ describe("interruption", () => {
     it.live(`${name}: a difficulty-40 solve interrupted after 200 ms ends promptly and leaves the workers idle`, () =>
       Effect.gen(function*() {
         const p = pool(name)
-        const fiber = yield* Effect.forkChild(p.solve({ ...inputOf(fixture.vectors[0]!), difficulty: 40 }))
+        const fiber = yield* Effect.forkChild(p.solve({ ...inputOf(powVectors[0]!), difficulty: 40 }))
         yield* Effect.sleep("200 millis")
         assert.strictEqual(p.busyWorkers(), p.threads)
         const started = performance.now()
@@ -167,8 +156,8 @@ describe("interruption", () => {
         const used = process.cpuUsage(before)
         assert.isBelow((used.user + used.system) / 1000, 150)
         // And the pool still answers.
-        const solution = yield* p.solve(inputOf(fixture.vectors[1]!))
-        assert.strictEqual(solution.nonce, BigInt(fixture.vectors[1]!.first_valid_nonce))
+        const solution = yield* p.solve(inputOf(powVectors[1]!))
+        assert.strictEqual(solution.nonce, BigInt(powVectors[1]!.first_valid_nonce))
       }))
   }
 })
@@ -203,7 +192,7 @@ describe("FastPowSolver.layer", () => {
       const capture = Logger.make(({ message }) => {
         lines.push(Array.isArray(message) ? message.join(" ") : String(message))
       })
-      const v = fixture.vectors[1]!
+      const v = powVectors[1]!
       const threadsBefore = osThreads()
       let threadsDuring = 0
       const solution = yield* Effect.gen(function*() {
@@ -232,7 +221,7 @@ describe("FastPowSolver.layer", () => {
       const capture = Logger.make(({ message, logLevel }) => {
         lines.push(`${logLevel} ${Array.isArray(message) ? message.join(" ") : String(message)}`)
       })
-      const v = fixture.vectors[0]!
+      const v = powVectors[0]!
       const solution = yield* PowSolver.use((solver) => solver.solve(inputOf(v))).pipe(
         Effect.provide(FastPowSolver.layer({ threads: 1, addonPath: "/nonexistent/r3mes_pow.node" })),
         Effect.provide(Logger.layer([capture]))

@@ -2,7 +2,6 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Option, Tracer } from "effect"
 import fc from "fast-check"
 import { createHash, randomBytes } from "node:crypto"
-import { PowInput } from "../src/domain/mining.ts"
 import {
   bytesToHex,
   challenge,
@@ -19,37 +18,7 @@ import {
 } from "../src/domain/pow.ts"
 import { ReferencePowSolver } from "../src/layers/pow/ReferencePowSolver.ts"
 import { PowSolver } from "../src/services/PowSolver.ts"
-import fixture from "./fixtures/pow-vectors.json" with { type: "json" }
-
-interface Vector {
-  readonly chain_id: number
-  readonly registry: string
-  readonly miner: string
-  readonly round_id: string
-  readonly chunk_id: number
-  readonly gradient_hash: string
-  readonly cid: string
-  readonly difficulty: number
-  readonly challenge: string
-  readonly first_valid_nonce: number
-  readonly pow_hash: string
-  readonly pow_hash_nonce_0: string
-  readonly pow_hash_nonce_max: string
-}
-
-const vectors: ReadonlyArray<Vector> = fixture.vectors
-
-const inputOf = (v: Vector): PowInput =>
-  new PowInput({
-    chainId: v.chain_id,
-    registry: v.registry,
-    miner: v.miner,
-    roundId: BigInt(v.round_id),
-    chunkId: v.chunk_id,
-    gradientHash: v.gradient_hash,
-    cid: v.cid,
-    difficulty: v.difficulty
-  })
+import { powInputOf as inputOf, powVectors as vectors } from "./support/powVectors.ts"
 
 const nodeSha256 = (bytes: Uint8Array): string => `0x${createHash("sha256").update(bytes).digest("hex")}`
 

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto"
+import { base58btc } from "multiformats/bases/base58"
 import { Context, Effect, Layer } from "effect"
 import { ResourceError, ValidationError } from "../domain/errors.ts"
 import { GradientStore } from "../services/GradientStore.ts"
@@ -19,23 +20,6 @@ export interface TestGradientStoreOptions {
   readonly pinned?: ReadonlyArray<Uint8Array>
 }
 
-const base58Alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-
-const base58btc = (bytes: Uint8Array): string => {
-  let n = 0n
-  for (const b of bytes) n = (n << 8n) | BigInt(b)
-  let out = ""
-  while (n > 0n) {
-    out = base58Alphabet[Number(n % 58n)] + out
-    n /= 58n
-  }
-  for (const b of bytes) {
-    if (b !== 0) break
-    out = "1" + out
-  }
-  return out
-}
-
 /**
  * A real CIDv0 (`Qm…`): base58btc of the sha2-256 multihash (0x12 0x20 ‖ sha256(bytes)) of the raw bytes.
  *
@@ -49,7 +33,8 @@ export const rawCidV0 = (bytes: Uint8Array): string => {
   multihash[0] = 0x12
   multihash[1] = 0x20
   multihash.set(digest, 2)
-  return base58btc(multihash)
+  // CIDv0 is the bare multihash in base58btc, without multibase prefix.
+  return base58btc.baseEncode(multihash)
 }
 
 /** Control side of the in-memory GradientStore: inspect blocks and pins, change faults while a test runs. */
