@@ -1,7 +1,10 @@
 import { readFileSync } from "node:fs"
 import { inspect } from "node:util"
 import { assert, describe, it } from "@effect/vitest"
+import { randomBytes } from "node:crypto"
 import { Cause, type Config, ConfigProvider, Duration, Effect, Exit, Option, Redacted } from "effect"
+import { bytesToHex, getAddress, keccak256 as viemKeccak256 } from "viem"
+import { checksumAddress, keccak256 } from "../src/domain/eip55.ts"
 import { loadSettings } from "../src/cli/settingsFlags.ts"
 import type { MinerConfig } from "../src/domain/MinerConfig.ts"
 import {
@@ -41,6 +44,10 @@ const failure = (env: Env, overrides?: Env): Config.ConfigError => {
 
 const validKey = `0x${"4f".repeat(32)}`
 const validToken = "s3cr3t-admin-token-value"
+/** anvil's account 1, in its EIP-55 form; the second has one letter's case flipped. */
+const checksummed = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+const misChecksummed = "0x70997970c51812dc3A010C7d01b50e0d17dc79C8"
+const secretRpcUrl = "https://user:s3cretpass@rpc.example.com:8443/v3/0123456789abcdef0123456789abcdef?apikey=zzzzzz"
 
 describe("the settings table", () => {
   it("has one setting per MinerConfig field, with DESIGN.md's env names and flags", () => {
@@ -57,6 +64,7 @@ describe("the settings table", () => {
         ["R3MES_MAX_ACTIVE_TRANSACTIONS", "--max-active-transactions"],
         ["R3MES_CIRCUIT_BREAKER_THRESHOLD", "--circuit-breaker-threshold"],
         ["R3MES_CIRCUIT_BREAKER_RESET", "--circuit-breaker-reset"],
+        ["R3MES_MAX_CONSECUTIVE_FAILURES", "--max-consecutive-failures"],
         ["R3MES_PRIVATE_KEY", "--private-key"],
         ["R3MES_RPC_URL", "--rpc-url"],
         ["R3MES_REGISTRY_ADDRESS", "--registry"],
@@ -110,6 +118,7 @@ describe("minerConfig", () => {
         maxActiveTransactions: 10,
         circuitBreakerThreshold: 5,
         circuitBreakerReset: 30,
+        maxConsecutiveFailures: 10,
         privateKey: Option.none(),
         rpcUrl: Option.none(),
         registryAddress: Option.none(),
@@ -139,9 +148,10 @@ describe("minerConfig", () => {
       R3MES_MAX_ACTIVE_TRANSACTIONS: "2",
       R3MES_CIRCUIT_BREAKER_THRESHOLD: "9",
       R3MES_CIRCUIT_BREAKER_RESET: "0.1",
+      R3MES_MAX_CONSECUTIVE_FAILURES: "4",
       R3MES_PRIVATE_KEY: validKey,
       R3MES_RPC_URL: "http://127.0.0.1:8545",
-      R3MES_REGISTRY_ADDRESS: `0x${"aB".repeat(20)}`,
+      R3MES_REGISTRY_ADDRESS: checksummed,
       R3MES_IPFS_API: "http://127.0.0.1:5001",
       R3MES_DATA_DIR: "/var/lib/r3mes",
       R3MES_STATS_HOST: "0.0.0.0",
@@ -159,9 +169,10 @@ describe("minerConfig", () => {
     assert.strictEqual(config.maxActiveTransactions, 2)
     assert.strictEqual(config.circuitBreakerThreshold, 9)
     assert.strictEqual(Duration.toMillis(config.circuitBreakerReset), 100)
+    assert.strictEqual(config.maxConsecutiveFailures, 4)
     assert.strictEqual(Redacted.value(Option.getOrThrow(config.privateKey)), validKey)
     assert.deepStrictEqual(config.rpcUrl, Option.some("http://127.0.0.1:8545"))
-    assert.deepStrictEqual(config.registryAddress, Option.some(`0x${"aB".repeat(20)}`))
+    assert.deepStrictEqual(config.registryAddress, Option.some(checksummed))
     assert.strictEqual(config.ipfsApi, "http://127.0.0.1:5001")
     assert.strictEqual(config.dataDir, "/var/lib/r3mes")
     assert.strictEqual(config.statsHost, "0.0.0.0")
@@ -182,10 +193,22 @@ describe("minerConfig", () => {
       ["R3MES_MAX_ACTIVE_TRANSACTIONS", ["1", "1000"], ["0", "-1", "2.5", "x"]],
       ["R3MES_CIRCUIT_BREAKER_THRESHOLD", ["1"], ["0", "1.5", "x"]],
       ["R3MES_CIRCUIT_BREAKER_RESET", ["0.5"], ["0", "x"]],
+      ["R3MES_MAX_CONSECUTIVE_FAILURES", ["1", "1000"], ["0", "-1", "1.5", "x"]],
       ["R3MES_STATS_PORT", ["0", "65535"], ["-1", "65536", "80.5", "http"]],
       ["R3MES_PRIVATE_KEY", [validKey, validKey.toUpperCase().replace("0X", "0x")], ["0x1234", validKey.slice(2), `${validKey}00`, `0x${"zz".repeat(32)}`]],
-      ["R3MES_RPC_URL", ["http://localhost:8545", "https://rpc.example", "ws://127.0.0.1:8546", "wss://rpc.example/ws"], ["localhost:8545", "ftp://rpc.example", "http://", "rpc"]],
-      ["R3MES_REGISTRY_ADDRESS", [`0x${"0".repeat(40)}`], ["0x1234", `0x${"0".repeat(41)}`, "0".repeat(42)]],
+      ["R3MES_RPC_URL", [
+        "http://localhost:8545",
+        "https://rpc.example",
+        "https://user:pw@rpc.example/v3/key",
+        "ws://127.0.0.1:8546",
+        "wss://rpc.example/ws/v3/key?x=y"
+      ], ["localhost:8545", "ftp://rpc.example", "http://", "rpc", "wss://user:pw@rpc.example/ws", "ws://key@rpc.example"]],
+      ["R3MES_REGISTRY_ADDRESS", [
+        `0x${"0".repeat(40)}`,
+        checksummed,
+        checksummed.toLowerCase(),
+        `0x${checksummed.slice(2).toUpperCase()}`
+      ], ["0x1234", `0x${"0".repeat(41)}`, "0".repeat(42), misChecksummed, `0x${"aB".repeat(20)}`]],
       ["R3MES_IPFS_API", ["embedded", "http://127.0.0.1:5001", "https://ipfs.example/api/v0"], ["kubo", "Embedded", "ws://127.0.0.1:5001"]],
       ["R3MES_DATA_DIR", ["data", "/tmp/r3mes dir"], ["   "]],
       ["R3MES_STATS_HOST", ["localhost", "::1"], ["local host"]],
@@ -292,6 +315,48 @@ describe("config error messages", () => {
     )
   })
 
+  it("name a mis-checksummed address, and the hint gives its checksummed form with a warning", () => {
+    const { hint, message } = describeConfigError(failure({ R3MES_REGISTRY_ADDRESS: misChecksummed }))
+    assert.strictEqual(
+      message,
+      `R3MES_REGISTRY_ADDRESS=${misChecksummed} is invalid: expected an address whose mixed letter case is a valid ` +
+        "EIP-55 checksum (flag --registry)"
+    )
+    assert.include(hint, `its checksummed form is ${checksummed}`)
+    assert.include(hint, "check the address against its source")
+    assert.include(hint, "fix R3MES_REGISTRY_ADDRESS")
+    assert.notInclude(hint, "\n")
+  })
+
+  it.effect("a mis-checksummed --registry stops the CLI with exit 2 before anything starts", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(loadSettings({ registryAddress: Option.some(misChecksummed) }, {}))
+      assert.isTrue(Exit.isFailure(exit))
+      const error = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+      assert.strictEqual((error as { code?: number } | undefined)?.code, 2)
+    }))
+
+  it("refuse user:password@ in a WebSocket URL, with a hint", () => {
+    const { hint, message } = describeConfigError(failure({ R3MES_RPC_URL: "wss://user:s3cretpass@rpc.example/ws" }))
+    assert.include(message, "without user:password@")
+    assert.include(hint, "https://")
+    assert.notInclude(message + hint, "s3cretpass")
+  })
+
+  it("never show an URL's key, even when it is invalid", () => {
+    const bad = "ftp://user:s3cretpass@rpc.example.com/v3/0123456789abcdef?apikey=zzzzzz"
+    for (const source of ["env", "flag"] as const) {
+      const error = source === "env" ? failure({ R3MES_RPC_URL: bad }) : failure({}, { R3MES_RPC_URL: bad })
+      const { hint, message } = describeConfigError(error, { source: () => source })
+      for (const text of [message, hint]) {
+        for (const secret of ["s3cretpass", "0123456789abcdef", "apikey", "zzzzzz", "v3"]) assert.notInclude(text, secret)
+      }
+      assert.include(message, "ftp://rpc.example.com/<redacted>")
+    }
+    const ipfs = describeConfigError(failure({ R3MES_IPFS_API: "ws://user:s3cretpass@ipfs.example/api/v0" })).message
+    assert.include(ipfs, "R3MES_IPFS_API=ws://ipfs.example/<redacted> is invalid")
+  })
+
   it("convert to the miner's ValidationError", () => {
     const error = configValidationError(failure({ R3MES_STATS_PORT: "99999" }))
     assert.strictEqual(error._tag, "ValidationError")
@@ -318,6 +383,19 @@ describe("secrets", () => {
     assert.strictEqual(showSetting(minerSettings.adminToken, config), "<redacted>")
   })
 
+  it("URLs are printed without user:password@, path and query", () => {
+    const config = loaded({ R3MES_RPC_URL: secretRpcUrl, R3MES_IPFS_API: "https://proj:s3cretpass@ipfs.example:5001" })
+    for (const text of [JSON.stringify(configToJson(config)), settingsTable.map((s) => showSetting(s, config)).join("\n")]) {
+      for (const secret of ["s3cretpass", "0123456789abcdef", "apikey", "zzzzzz", "/v3"]) assert.notInclude(text, secret)
+    }
+    assert.strictEqual(configToJson(config)["R3MES_RPC_URL"], "https://rpc.example.com:8443/<redacted>")
+    assert.strictEqual(showSetting(minerSettings.ipfsApi, config), "https://ipfs.example:5001/<redacted>")
+    assert.strictEqual(showSetting(minerSettings.rpcUrl, loaded({ R3MES_RPC_URL: "http://10.0.0.5:8545" })), "http://10.0.0.5:8545")
+    assert.strictEqual(showSetting(minerSettings.ipfsApi, loaded({})), "embedded")
+    // The loaded value itself stays whole: the transport needs it.
+    assert.deepStrictEqual(config.rpcUrl, Option.some(secretRpcUrl))
+  })
+
   it("never appear in error messages, even when invalid", () => {
     const badKey = `0x${"ab".repeat(31)}zz`
     for (const [env, value] of [["R3MES_PRIVATE_KEY", badKey], ["R3MES_ADMIN_TOKEN", "leaked token"]] as const) {
@@ -331,6 +409,21 @@ describe("secrets", () => {
         assert.include(message, `is invalid: expected`)
       }
     }
+  })
+})
+
+describe("EIP-55 (domain/eip55.ts)", () => {
+  it("keccak256 equals viem's over one, two and three blocks, and checksums equal getAddress", () => {
+    for (const length of [0, 1, 40, 135, 136, 137, 271, 272, 500]) {
+      const data = randomBytes(length)
+      assert.strictEqual(bytesToHex(keccak256(data)), viemKeccak256(data), `${length} bytes`)
+    }
+    for (let i = 0; i < 100; i++) {
+      const address = bytesToHex(randomBytes(20))
+      assert.strictEqual(checksumAddress(address), getAddress(address))
+    }
+    // EIP-55's own example.
+    assert.strictEqual(checksumAddress("0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed"), "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed")
   })
 })
 

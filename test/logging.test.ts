@@ -142,6 +142,18 @@ describe("FileLogger", () => {
     }).pipe(Effect.provide(FileLogger.layerFromConfig(config)))
   })
 
+  it.live("layerFromConfig shows the RPC URL without its key, and hides the key wherever it appears", () => {
+    const key = "0123456789abcdef0123456789abcdef"
+    const config = testMinerConfig({ logFile: freshLogPath(), rpcUrl: Option.some(`wss://rpc.example.com/ws/v3/${key}`) })
+    return Effect.gen(function*() {
+      yield* Effect.logWarning(`cannot reach wss://rpc.example.com/ws/v3/${key}; key ${key}`)
+      assert.strictEqual(
+        readLines(config.logFile)[0]?.message,
+        "cannot reach wss://rpc.example.com/<redacted>; key <redacted>"
+      )
+    }).pipe(Effect.provide(FileLogger.layerFromConfig(config)))
+  })
+
   it.live("the file is rotated before it passes maxBytes, keeping `keep` old files", () => {
     const path = freshLogPath()
     const maxBytes = 4096

@@ -16,10 +16,14 @@ export interface MinerConfig {
   readonly maxActiveTransactions: number
   readonly circuitBreakerThreshold: number
   readonly circuitBreakerReset: Duration.Duration
+  /** Consecutive non-retryable transaction failures after which the miner stops (exit 1); they back off until then. */
+  readonly maxConsecutiveFailures: number
   readonly privateKey: Option.Option<Redacted.Redacted<string>>
+  /** http(s):// or ws(s)://; may carry an API key, so it is shown only through `redactUrl`. */
   readonly rpcUrl: Option.Option<string>
+  /** As written: lower case, upper case, or mixed case with a valid EIP-55 checksum. */
   readonly registryAddress: Option.Option<string>
-  /** `embedded` or a Kubo RPC URL. */
+  /** `embedded` or a Kubo RPC URL (shown only through `redactUrl`, like the RPC URL). */
   readonly ipfsApi: string
   readonly dataDir: string
   readonly statsHost: string

@@ -1,13 +1,16 @@
 import { Config, ConfigProvider, Duration, Effect, Option, Redacted, Schema, SchemaIssue } from "effect"
+import { checksumAddress, claimsChecksum } from "./eip55.ts"
 import { ValidationError } from "./errors.ts"
 import type { MinerConfig } from "./MinerConfig.ts"
+import { redactUrl } from "./redaction.ts"
 
 /**
  * The miner's settings (DESIGN.md "Configuration"): one descriptor per variable drives loading, the CLI flags,
  * the error messages, the printed configuration and the README table, so none of them can drift from the others.
  *
  * Every value is read as a string (from a flag or the environment) and decoded here; the decoded issue keeps the
- * rejected input so `describeConfigError` can show it, except for secrets, whose input is never reported.
+ * rejected input so `describeConfigError` can show it, except for secrets, whose input is never reported, and URLs,
+ * which may carry an API key and are shown through `redactUrl`.
  */
 
 /** How a setting's value is shown in JSON output: numbers stay numbers, durations are seconds, absent is null. */
@@ -29,6 +32,8 @@ export interface Setting<K extends keyof MinerConfig> {
   readonly unit: "s" | "MiB" | undefined
   /** Never shown: not in messages, logs, printed config or JSON. */
   readonly secret: boolean
+  /** How a value is shown in messages and the printed config (an URL loses its key); as it is when absent. */
+  readonly shown: ((raw: string) => string) | undefined
   readonly config: Config.Config<MinerConfig[K]>
   readonly toJson: (value: MinerConfig[K]) => SettingJson
 }
@@ -53,8 +58,47 @@ const hasProtocol = (protocols: ReadonlyArray<string>) => (input: string): boole
   }
 }
 
-const urlWith = (protocols: ReadonlyArray<string>, expected: string) =>
-  Schema.String.check(Schema.makeFilter(hasProtocol(protocols), { expected }))
+/**
+ * A check whose failure carries its own `expected` and, optionally, a `hint` that `describeConfigError` puts in
+ * front of the setting's general hint.
+ */
+const rule = (problem: (input: string) => { readonly expected: string; readonly hint?: string } | undefined) =>
+  Schema.makeFilter((input: string) => {
+    const found = problem(input)
+    return found === undefined ? undefined : new SchemaIssue.InvalidValue(found, input, { reportInput: true })
+  })
+
+const rpcSchemes = "an http://, https://, ws:// or wss:// URL"
+
+/** viem's http transport turns user:password@ into Basic auth; Node's WebSocket silently drops it (checked). */
+const rpcUrl = Schema.String.check(
+  Schema.makeFilter(hasProtocol(["http:", "https:", "ws:", "wss:"]), { expected: rpcSchemes }),
+  rule((input) => {
+    let url: URL
+    try {
+      url = new URL(input)
+    } catch {
+      return undefined // the scheme check above reports it
+    }
+    if ((url.protocol !== "ws:" && url.protocol !== "wss:") || (url.username === "" && url.password === "")) return undefined
+    return {
+      expected: "a ws:// or wss:// URL without user:password@, which the WebSocket client does not send",
+      hint: "put the key where the provider documents it (usually the path), or use its https:// URL, where user:password@ works"
+    }
+  })
+)
+
+/** EIP-55: a mixed-case address claims a checksum, and a wrong one means a mistyped or altered address. */
+const address = Schema.String.check(
+  Schema.isPattern(/^0x[0-9a-fA-F]{40}$/),
+  rule((input) =>
+    !claimsChecksum(input) || checksumAddress(input) === input ? undefined : {
+      expected: "an address whose mixed letter case is a valid EIP-55 checksum",
+      hint: `check the address against its source (a wrong digit or changed letter case breaks the checksum); if its ` +
+        `digits are right, its checksummed form is ${checksumAddress(input)}`
+    }
+  )
+)
 const nonBlank = Schema.String.check(Schema.isPattern(/\S/, { expected: "a non-empty string" }))
 const noWhitespace = Schema.String.check(Schema.isPattern(/^\S+$/, { expected: "a string without whitespace" }))
 
@@ -93,6 +137,7 @@ interface Spec {
   readonly description: string
   readonly expected: string
   readonly defaultText: string
+  readonly shown?: (raw: string) => string
 }
 
 type KeysOf<T> = { [K in keyof MinerConfig]: MinerConfig[K] extends T ? K : never }[keyof MinerConfig]
@@ -102,6 +147,7 @@ const seconds = <K extends KeysOf<Duration.Duration>>(key: K, spec: Spec, defaul
   key,
   unit: "s",
   secret: false,
+  shown: undefined,
   config: withDefaultValue(spec.env, positiveSeconds, defaultSeconds).pipe(Config.map(Duration.seconds)) as Config.Config<
     MinerConfig[K]
   >,
@@ -119,6 +165,7 @@ const number = <K extends KeysOf<number>>(
   key,
   unit,
   secret: false,
+  shown: undefined,
   config: withDefaultValue(spec.env, codec, defaultValue) as Config.Config<MinerConfig[K]>,
   toJson: (value) => value as number
 })
@@ -133,8 +180,9 @@ const text = <K extends KeysOf<string>>(
   key,
   unit: undefined,
   secret: false,
+  shown: spec.shown,
   config: withDefaultValue(spec.env, codec, defaultValue) as Config.Config<MinerConfig[K]>,
-  toJson: (value) => value as string
+  toJson: (value) => (spec.shown ?? String)(value as string)
 })
 
 const optionalText = <K extends KeysOf<Option.Option<string>>>(
@@ -146,8 +194,9 @@ const optionalText = <K extends KeysOf<Option.Option<string>>>(
   key,
   unit: undefined,
   secret: false,
+  shown: spec.shown,
   config: optionalValue(spec.env, codec, false) as Config.Config<MinerConfig[K]>,
-  toJson: (value) => Option.getOrNull(value as Option.Option<string>)
+  toJson: (value) => Option.getOrNull(Option.map(value as Option.Option<string>, spec.shown ?? String))
 })
 
 const secretText = <K extends KeysOf<Option.Option<Redacted.Redacted<string>>>>(
@@ -159,6 +208,7 @@ const secretText = <K extends KeysOf<Option.Option<Redacted.Redacted<string>>>>(
   key,
   unit: undefined,
   secret: true,
+  shown: () => "<redacted>",
   config: optionalValue(spec.env, codec, true).pipe(
     Config.map(Option.map((value) => Redacted.make(value)))
   ) as Config.Config<MinerConfig[K]>,
@@ -250,6 +300,15 @@ export const minerSettings: { readonly [K in keyof MinerConfig]: Setting<K> } = 
     expected: "a number of seconds greater than 0",
     defaultText: "30"
   }, 30),
+  maxConsecutiveFailures: number("maxConsecutiveFailures", {
+    env: "R3MES_MAX_CONSECUTIVE_FAILURES",
+    flag: "max-consecutive-failures",
+    metavar: "N",
+    description: "Consecutive non-retryable transaction failures (a gradient over the size limit, an unfunded account) " +
+      "after which the miner stops with exit 1 and the cause; before that each one backs off exponentially",
+    expected: "an integer of at least 1",
+    defaultText: "10"
+  }, intAtLeast(1), 10),
   privateKey: secretText("privateKey", {
     env: "R3MES_PRIVATE_KEY",
     flag: "private-key",
@@ -262,25 +321,28 @@ export const minerSettings: { readonly [K in keyof MinerConfig]: Setting<K> } = 
     env: "R3MES_RPC_URL",
     flag: "rpc-url",
     metavar: "URL",
-    description: "JSON-RPC endpoint of the chain; without it the miner starts an embedded devnet",
-    expected: "an http://, https://, ws:// or wss:// URL",
-    defaultText: "embedded devnet"
-  }, urlWith(["http:", "https:", "ws:", "wss:"], "an http://, https://, ws:// or wss:// URL")),
+    description: "JSON-RPC endpoint of the chain (HTTP or WebSocket); without it the miner starts an embedded devnet. " +
+      "Printed without user:password@, path and query, which may hold an API key",
+    expected: rpcSchemes,
+    defaultText: "embedded devnet",
+    shown: redactUrl
+  }, rpcUrl),
   registryAddress: optionalText("registryAddress", {
     env: "R3MES_REGISTRY_ADDRESS",
     flag: "registry",
     metavar: "ADDRESS",
-    description: "Address of the MiningRegistry contract",
+    description: "Address of the MiningRegistry contract; in mixed case its EIP-55 checksum is checked",
     expected: "0x followed by 40 hex digits",
     defaultText: "deployed on the devnet"
-  }, Schema.String.check(Schema.isPattern(/^0x[0-9a-fA-F]{40}$/))),
+  }, address),
   ipfsApi: text("ipfsApi", {
     env: "R3MES_IPFS_API",
     flag: "ipfs",
     metavar: "API",
     description: "Where gradients are pinned: the embedded IPFS node or a Kubo daemon's RPC API",
     expected: "`embedded` or an http:// or https:// URL",
-    defaultText: "embedded"
+    defaultText: "embedded",
+    shown: (value) => (value === "embedded" ? value : redactUrl(value))
   }, Schema.String.check(Schema.makeFilter((s: string) => s === "embedded" || hasProtocol(["http:", "https:"])(s), {
     expected: "`embedded` or an http:// or https:// URL"
   })), "embedded"),
@@ -429,6 +491,16 @@ const findExpected = (issue: SchemaIssue.Issue): string | undefined => {
   return undefined
 }
 
+/** A hint written for this failure (a checksum's correct form), shown before the setting's general hint. */
+const findHint = (issue: SchemaIssue.Issue): string | undefined => {
+  if (issue._tag === "InvalidValue" && typeof issue.annotations?.hint === "string") return issue.annotations.hint
+  for (const child of children(issue)) {
+    const found = findHint(child)
+    if (found !== undefined) return found
+  }
+  return undefined
+}
+
 const showValue = (input: unknown): string => {
   const raw = typeof input === "string" ? input : String(input)
   const clipped = raw.length > 80 ? `${raw.slice(0, 77)}...` : raw
@@ -464,16 +536,19 @@ export const describeConfigError = (
   const expected = findExpected(issue) ?? setting.expected
   const fromFlag = options.source?.(setting) === "flag"
   const input = findInput(issue)
-  const value = setting.secret || Option.isNone(input) ? "" : showValue(input.value)
+  const raw = Option.map(input, (value) => (typeof value === "string" ? value : String(value)))
+  const value = setting.secret || Option.isNone(raw) ? "" : showValue(setting.shown?.(raw.value) ?? raw.value)
   const subject = fromFlag
     ? `--${setting.flag}${value === "" ? "" : ` ${value}`}`
     : `${setting.env}${value === "" ? "" : `=${value}`}`
   const other = fromFlag ? `env ${setting.env}` : `flag --${setting.flag}`
   const secretNote = setting.secret ? "; the value is not shown because it is secret" : ""
   const message = `${subject} is invalid: expected ${expected} (${other})${secretNote}`
-  const hint = fromFlag
+  const specific = findHint(issue)
+  const general = fromFlag
     ? `fix --${setting.flag}, or drop it to use ${setting.env} or the default (${setting.defaultText}); ${helpHint}`
     : `fix ${setting.env}, or unset it (default: ${setting.defaultText}); ${helpHint}`
+  const hint = specific === undefined ? general : `${specific}; ${general}`
   return { setting, message, hint }
 }
 
@@ -499,14 +574,17 @@ export const configValidationError = (error: Config.ConfigError): ValidationErro
 const jsonOf = <K extends keyof MinerConfig>(setting: Setting<K>, config: MinerConfig): SettingJson =>
   setting.toJson(config[setting.key])
 
-/** The value of one setting for people: `300 s`, `<redacted>`, or the default's meaning when absent. */
+/** The value of one setting for people: `300 s`, `<redacted>`, an URL without its key, or the default's meaning when absent. */
 export const showSetting = (setting: AnySetting, config: MinerConfig): string => {
   const value = jsonOf(setting as Setting<keyof MinerConfig>, config)
   if (value === null) return `not set (default: ${setting.defaultText})`
   return setting.unit === undefined ? String(value) : `${value} ${setting.unit}`
 }
 
-/** The configuration as JSON keyed by env name; secrets are `<redacted>`, absent optional values `null`. */
+/**
+ * The configuration as JSON keyed by env name; secrets are `<redacted>`, URLs in their `redactUrl` form, absent
+ * optional values `null`.
+ */
 export const configToJson = (config: MinerConfig): Record<string, SettingJson> =>
   Object.fromEntries(settingsTable.map((s) => [s.env, jsonOf(s as Setting<keyof MinerConfig>, config)]))
 

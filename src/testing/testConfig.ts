@@ -25,6 +25,7 @@ export const testMinerConfig = (overrides: Partial<MinerConfig> = {}): MinerConf
     maxActiveTransactions: 10,
     circuitBreakerThreshold: 5,
     circuitBreakerReset: Duration.seconds(1),
+    maxConsecutiveFailures: 10,
     privateKey: Option.none(),
     rpcUrl: Option.none(),
     registryAddress: Option.none(),

@@ -243,7 +243,7 @@ const redactedTracerLogger = (redact: (text: string) => string) =>
 export const FileLogger: {
   readonly layer: (options: FileLoggerOptions) => Layer.Layer<never, ResourceError>
   readonly layerFromConfig: (
-    config: Pick<MinerConfig, "logFile" | "privateKey" | "adminToken">,
+    config: Pick<MinerConfig, "logFile" | "privateKey" | "adminToken" | "rpcUrl" | "ipfsApi">,
     options?: Omit<FileLoggerOptions, "path">
   ) => Layer.Layer<never, ResourceError>
 } = {
@@ -294,9 +294,12 @@ export const FileLogger: {
     )
   },
 
-  /** `layer` on the miner's settings: R3MES_LOG_FILE, with the private key and the admin token redacted. */
+  /**
+   * `layer` on the miner's settings: R3MES_LOG_FILE, with the private key, the admin token and the RPC and Kubo
+   * URLs' keys redacted (`secretsOf`).
+   */
   layerFromConfig: (
-    config: Pick<MinerConfig, "logFile" | "privateKey" | "adminToken">,
+    config: Pick<MinerConfig, "logFile" | "privateKey" | "adminToken" | "rpcUrl" | "ipfsApi">,
     options: Omit<FileLoggerOptions, "path"> = {}
   ): Layer.Layer<never, ResourceError> =>
     FileLogger.layer({ ...options, path: config.logFile, secrets: [...secretsOf(config), ...(options.secrets ?? [])] })
