@@ -123,4 +123,20 @@ describe("SqliteJournal durability", () => {
         yield* Fiber.join(again)
       }).pipe(Effect.provide(SqliteJournal.layer({ path: freshPath() })))
     ))
+
+  it.live("setMeta, like save, returns only after a sync of the WAL that started after its commit", () =>
+    withControlledDatasync((control) =>
+      Effect.gen(function*() {
+        const journal = yield* Journal
+        const setting = yield* Effect.forkChild(journal.setMeta("chain.genesis_hash", "0xfeed"))
+        yield* eventually(() => control.calls().length === 1)
+        assert.isUndefined(setting.pollUnsafe(), "setMeta waits for the sync")
+        assert.strictEqual(yield* journal.getMeta("chain.genesis_hash"), "0xfeed")
+        control.release()
+        yield* Fiber.join(setting)
+        control.fail = Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" })
+        const error = yield* Effect.flip(journal.setMeta("chain.genesis_hash", "0xbeef"))
+        assert.include(error.message, "syncing meta chain.genesis_hash to disk")
+      }).pipe(Effect.provide(SqliteJournal.layer({ path: freshPath() })))
+    ))
 })

@@ -118,8 +118,9 @@ const askMiner = Effect.fnUntraced(function*(
 })
 
 /**
- * Runs `read` on the data dir's journal. A journal that does not exist is not created: a status query on the wrong
- * directory must not leave an empty journal behind.
+ * Runs `read` on the data dir's journal, opened read-only and without the data dir's lock, so it works while a
+ * miner runs there. A journal that does not exist is not created: a status query on the wrong directory must not
+ * leave an empty journal behind.
  */
 const readJournal = <A>(
   target: MonitorTarget,
@@ -136,7 +137,7 @@ const readJournal = <A>(
       })
     )
   }
-  return Journal.use(read).pipe(Effect.provide(SqliteJournal.layer({ path })))
+  return Journal.use(read).pipe(Effect.provide(SqliteJournal.layer({ path, readOnly: true })))
 }
 
 /**

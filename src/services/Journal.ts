@@ -29,4 +29,11 @@ export class Journal extends Context.Service<Journal, {
   /** Newest first. */
   readonly list: (query: TransactionQuery) => Effect.Effect<ReadonlyArray<TransactionRecord>, MiningError>
   readonly events: (transactionId: string) => Effect.Effect<ReadonlyArray<JournalEvent>, MiningError>
+  /**
+   * Facts about the journal as a whole rather than one transaction (e.g. the identity of the chain its records
+   * belong to, so a chain that was reset is noticed). Undefined when never set.
+   */
+  readonly getMeta: (key: string) => Effect.Effect<string | undefined, MiningError>
+  /** Inserts or replaces; durable when it returns, like `save`. */
+  readonly setMeta: (key: string, value: string) => Effect.Effect<void, MiningError>
 }>()("r3mes/services/Journal") {}

@@ -3,7 +3,7 @@ import type { TransactionRecord } from "../domain/TransactionRecord.ts"
 import { Journal, type JournalEvent } from "../services/Journal.ts"
 import { type FaultPlan, makeFaultInjector } from "./Faults.ts"
 
-export type JournalMethod = "save" | "get" | "findByKey" | "list" | "events"
+export type JournalMethod = "save" | "get" | "findByKey" | "list" | "events" | "getMeta" | "setMeta"
 
 export interface InMemoryJournalOptions {
   readonly faults?: FaultPlan<JournalMethod>
@@ -12,6 +12,8 @@ export interface InMemoryJournalOptions {
    * behind, for recovery tests.
    */
   readonly records?: ReadonlyArray<TransactionRecord>
+  /** Meta entries present before the first call, e.g. the identity of a chain the journal saw before a reset. */
+  readonly meta?: Readonly<Record<string, string>>
 }
 
 /** Control side of the in-memory Journal. */
@@ -22,10 +24,12 @@ export class InMemoryJournal extends Context.Service<InMemoryJournal, {
   readonly all: Effect.Effect<ReadonlyArray<TransactionRecord>>
 }>()("r3mes/testing/InMemoryJournal") {
   /**
-   * The Journal port in memory, with the SQLite journal's semantics: `save` replaces the record and appends its
-   * event; `list` is newest first by `created_at`, ties broken by the most recently created transaction first,
-   * then filtered by state and cut to `limit`; `events` are in the order they were saved. A fault on `save`
+   * The Journal port in memory, with the SQLite journal's semantics (test/support/journalContract.ts holds both to
+   * them): `save` replaces the record and appends its event; `list` is newest first by `created_at`, ties broken by
+   * the most recently created transaction first, then filtered by state and cut to `limit`; `findByKey` is the
+   * newest of the key in that order; `events` are in the order they were saved. A fault on `save`
    * (e.g. `alwaysFail: new ResourceError({ resource: "disk", … })`) simulates a full disk: the record is not written.
+   * `getMeta` / `setMeta` keep journal-wide entries, faults applying to them alike.
    */
   static readonly layer = (options: InMemoryJournalOptions = {}): Layer.Layer<Journal | InMemoryJournal> =>
     Layer.effectContext(Effect.gen(function*() {
@@ -38,6 +42,16 @@ export class InMemoryJournal extends Context.Service<InMemoryJournal, {
         records.set(record.transaction_id, record)
       }
       for (const record of options.records ?? []) put(record)
+      const meta = new Map<string, string>(Object.entries(options.meta ?? {}))
+
+      /** SQLite's order: `created_at` descending, ties broken by the most recently created transaction first. */
+      const newestFirst = (): Array<TransactionRecord> =>
+        [...records.values()]
+          .map((record, order) => ({ record, order }))
+          .sort((a, b) =>
+            a.record.created_at < b.record.created_at ? 1 : a.record.created_at > b.record.created_at ? -1 : b.order - a.order
+          )
+          .map(({ record }) => record)
 
       const port = Journal.of({
         save: (record, event) =>
@@ -55,8 +69,12 @@ export class InMemoryJournal extends Context.Service<InMemoryJournal, {
           faults.wrap(
             "findByKey",
             Effect.sync(() => {
+              // One pass, not a sort: a claim asks this of journals with many thousand records. Insertion order
+              // breaks ties, as in `newestFirst`.
               let found: TransactionRecord | undefined
-              for (const record of records.values()) if (record.key === key) found = record
+              for (const record of records.values()) {
+                if (record.key === key && (found === undefined || record.created_at >= found.created_at)) found = record
+              }
               return found
             })
           ),
@@ -64,21 +82,13 @@ export class InMemoryJournal extends Context.Service<InMemoryJournal, {
           faults.wrap(
             "list",
             Effect.sync(() => {
-              const newestFirst = [...records.values()]
-                .map((record, order) => ({ record, order }))
-                .sort((a, b) =>
-                  a.record.created_at < b.record.created_at
-                    ? 1
-                    : a.record.created_at > b.record.created_at
-                    ? -1
-                    : b.order - a.order
-                )
-                .map(({ record }) => record)
-                .filter((record) => query.state === undefined || record.state === query.state)
-              return query.limit === undefined ? newestFirst : newestFirst.slice(0, Math.max(0, query.limit))
+              const matching = newestFirst().filter((record) => query.state === undefined || record.state === query.state)
+              return query.limit === undefined ? matching : matching.slice(0, Math.max(0, Math.floor(query.limit)))
             })
           ),
-        events: (transactionId) => faults.wrap("events", Effect.sync(() => [...(events.get(transactionId) ?? [])]))
+        events: (transactionId) => faults.wrap("events", Effect.sync(() => [...(events.get(transactionId) ?? [])])),
+        getMeta: (key) => faults.wrap("getMeta", Effect.sync(() => meta.get(key))),
+        setMeta: (key, value) => faults.wrap("setMeta", Effect.sync(() => void meta.set(key, value)))
       })
 
       const control = InMemoryJournal.of({

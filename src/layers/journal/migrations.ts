@@ -24,5 +24,10 @@ export const migrations: ReadonlyArray<string> = [
      event          TEXT NOT NULL,
      detail         TEXT
    );
-   CREATE INDEX events_transaction ON events (transaction_id, id);`
+   CREATE INDEX events_transaction ON events (transaction_id, id);`,
+  // Journal-wide facts (Journal.getMeta / setMeta), e.g. the identity of the chain the records belong to.
+  `CREATE TABLE meta (
+     key   TEXT PRIMARY KEY,
+     value TEXT NOT NULL
+   ) WITHOUT ROWID;`
 ]
