@@ -5,6 +5,7 @@ import packageJson from "../package.json" with { type: "json" }
 import { CliExit, ExitCode } from "./cli/exit.ts"
 import { gradientCommand } from "./cli/gradient.ts"
 import { ipfsCommand } from "./cli/ipfs.ts"
+import { journalCommand } from "./cli/journal.ts"
 import { devnetCommand } from "./cli/devnet.ts"
 import { mineCommand } from "./cli/mine.ts"
 import { statsCommand } from "./cli/stats.ts"
@@ -19,7 +20,7 @@ export const r3mesMiner = Command.make("r3mes-miner").pipe(
     "Miner of R3MES, a Proof-of-Useful-Work network: trains a model on an assigned data chunk, pins the gradient " +
       "on IPFS and submits it on chain with a proof of work, atomically. Run `r3mes-miner mine --help` for every setting."
   ),
-  Command.withSubcommands([mineCommand, devnetCommand, statusCommand, statsCommand, ipfsCommand, gradientCommand])
+  Command.withSubcommands([mineCommand, devnetCommand, statusCommand, statsCommand, journalCommand, ipfsCommand, gradientCommand])
 )
 
 export const main = Command.run(r3mesMiner, { version: packageJson.version }).pipe(

@@ -2,20 +2,27 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect } from "effect"
 import { createPublicClient, http } from "viem"
 import { startDevnet } from "../src/layers/chain/devnet/Devnet.ts"
 import { miningRegistryAbi } from "../src/layers/chain/MiningRegistryArtifact.ts"
 import {
   type CrashPoint,
   crashPointNames,
-  CrashPoints,
   crashPointsFromEnv,
   crashPointsOf,
-  parseCrashPlan
-} from "../src/services/CrashPoints.ts"
+  parseCrashPlan,
+  withCrashPoints
+} from "../src/testing/CrashPoints.ts"
+import { minerLayer } from "../src/miner.ts"
 import { MiningCoordinator } from "../src/services/MiningCoordinator.ts"
-import { testTask } from "../src/testing/TestTaskSource.ts"
+import { InMemoryJournal } from "../src/testing/InMemoryJournal.ts"
+import { TestChain } from "../src/testing/TestChain.ts"
+import { testMinerConfig } from "../src/testing/testConfig.ts"
+import { TestGradientStore } from "../src/testing/TestGradientStore.ts"
+import { TestPowSolver } from "../src/testing/TestPowSolver.ts"
+import { TestTaskSource, testTask } from "../src/testing/TestTaskSource.ts"
+import { TestTrainer } from "../src/testing/TestTrainer.ts"
 import {
   describePlan,
   logFileOf,
@@ -26,7 +33,6 @@ import {
   verify,
   watchChainTip
 } from "./support/chaos.ts"
-import { harness } from "./support/harness.ts"
 
 /**
  * Issue 6's chaos test: one real miner (embedded anvil devnet, embedded Helia store, ONNX trainer, SQLite journal)
@@ -110,13 +116,23 @@ describe("crash points (R3MES_CRASH_AT, a test hook)", () => {
     }))
 
   const passed: Array<CrashPoint> = []
-  it.effect("the coordinator passes every point, in the order of a transaction", () =>
+  it.effect("a transaction passes every point, in its order (the points decorate the ports)", () =>
     Effect.gen(function*() {
       const record = yield* (yield* MiningCoordinator).mine(testTask(0))
       assert.strictEqual(record.state, "committed")
       assert.deepStrictEqual(passed, [...crashPointNames])
     }).pipe(Effect.provide(
-      harness().pipe(Layer.provide(Layer.succeed(CrashPoints, { hit: (p) => Effect.sync(() => passed.push(p)) })))
+      minerLayer(
+        testMinerConfig(),
+        withCrashPoints({
+          chain: TestChain.layer(),
+          taskSource: TestTaskSource.layer(),
+          gradientStore: TestGradientStore.layer(),
+          trainer: TestTrainer.layer(),
+          journal: InMemoryJournal.layer(),
+          powSolver: TestPowSolver.layer()
+        }, { hit: (p) => Effect.sync(() => passed.push(p)) })
+      )
     )))
 })
 

@@ -338,6 +338,8 @@ describe("r3mes-miner status / stats on the journal (no miner running)", () => {
       resource: 0,
       validation: 1,
       chain_revert: 0,
+      interrupted: 0,
+      chain_lost: 0,
       unknown: 0
     })
     assert.deepStrictEqual(s.latency_ms.training, { count: 3, mean_ms: 1033.3333333333333, p50_ms: 1000, p95_ms: 1200, p99_ms: 1200, max_ms: 1200 })

@@ -4,8 +4,9 @@ import { Duration, Effect, Fiber, Metric, Option } from "effect"
 import { TestClock } from "effect/testing"
 import { classify } from "../src/domain/classify.ts"
 import { AuthenticationError, ChainRevertError, NetworkError, ResourceError, ValidationError } from "../src/domain/errors.ts"
-import { Task } from "../src/domain/mining.ts"
+import { Submission, Task } from "../src/domain/mining.ts"
 import type { TransactionRecord } from "../src/domain/TransactionRecord.ts"
+import { Chain } from "../src/services/Chain.ts"
 import { Journal } from "../src/services/Journal.ts"
 import { MiningCoordinator } from "../src/services/MiningCoordinator.ts"
 import { activeTransactions, errorsTotal, stepDuration, transactionsTotal } from "../src/services/MiningStats.ts"
@@ -14,7 +15,7 @@ import { TestChain } from "../src/testing/TestChain.ts"
 import { TestGradientStore } from "../src/testing/TestGradientStore.ts"
 import { TestPowSolver } from "../src/testing/TestPowSolver.ts"
 import { TestTaskSource } from "../src/testing/TestTaskSource.ts"
-import { TestTrainer } from "../src/testing/TestTrainer.ts"
+import { sha256Hex, TestTrainer, testEnvelope } from "../src/testing/TestTrainer.ts"
 import { harness } from "./support/harness.ts"
 
 const task = (chunkId: number, roundId = 1n, difficulty = 16) => testTask(chunkId, { roundId, difficulty })
@@ -299,19 +300,43 @@ describe("MiningCoordinator", () => {
       assert.strictEqual(yield* store.calls("add"), 0)
     }).pipe(Effect.provide(harness({ config: { maxGradientSizeMb: 1 }, trainer: { envelopeBytes: 1024 * 1024 + 1 } }))))
 
-  it.effect("AlreadySubmitted for our own chunk with the same hash is success (the first answer was lost)", () =>
+  it.effect("the answer of the broadcast lost after the chain acted: the chain is asked, nothing is signed twice", () =>
     Effect.gen(function*() {
       const record = yield* mineWithTime(task(0))
       assert.strictEqual(record.state, "committed")
-      assert.strictEqual(record.attempts.blockchain_submit, 2)
-      const submissions = yield* (yield* TestChain).submissions
+      assert.strictEqual(record.attempts.blockchain_submit, 1)
+      const chain = yield* TestChain
+      const submissions = yield* chain.submissions
       assert.strictEqual(submissions.length, 1)
+      assert.strictEqual((yield* chain.transactions).length, 1)
       assert.strictEqual(record.blockchain_tx_hash, submissions[0]?.receipt.txHash)
+      assert.strictEqual(record.block_hash, submissions[0]?.receipt.blockHash)
       assert.strictEqual(record.rollback_actions.length, 0)
       assert.strictEqual((yield* (yield* TestGradientStore).pinned).length, 1)
     }).pipe(Effect.provide(harness({
       chain: { faults: { submitGradient: { failAfter: { times: 1, error: network } } } }
     }))))
+
+  it.effect("AlreadySubmitted of our own chunk with the same gradient (found at simulation) is success", () =>
+    Effect.gen(function*() {
+      // The chain holds our submission of this very gradient from a transaction the journal never saw.
+      const chain = yield* Chain
+      const gradientHash = sha256Hex(testEnvelope(1n, 0, 1024))
+      const earlier = yield* chain.submitGradient(
+        new Submission({ roundId: 1n, chunkId: 0, cid: "QmEarlier", gradientHash, powNonce: 1n })
+      )
+      const record = yield* (yield* MiningCoordinator).mine(task(0))
+      assert.strictEqual(record.state, "committed")
+      assert.strictEqual(record.blockchain_tx_hash, earlier.txHash)
+      assert.strictEqual((yield* (yield* TestChain).transactions).length, 1, "nothing signed for it")
+      // Another gradient for the same chunk is a real AlreadySubmitted: rolled back.
+      const other = yield* (yield* MiningCoordinator).mine(task(1))
+      assert.strictEqual(other.state, "committed")
+      yield* chain.submitGradient(new Submission({ roundId: 1n, chunkId: 2, cid: "QmOther", gradientHash: `0x${"ab".repeat(32)}`, powNonce: 1n }))
+      const refused = yield* (yield* MiningCoordinator).mine(task(2))
+      assert.strictEqual(refused.state, "rolled_back")
+      assert.include(refused.error_message ?? "", "AlreadySubmitted")
+    }).pipe(Effect.provide(harness())))
 
   it.effect("a committed chunk is not mined twice", () =>
     Effect.gen(function*() {
@@ -368,7 +393,7 @@ describe("MiningCoordinator", () => {
       yield* TestClock.adjust("10 minutes")
       const fresh = yield* coordinator.createTransaction(task(1))
       const cleaned = yield* coordinator.cleanupStaleTransactions("5 minutes")
-      assert.deepStrictEqual(cleaned, [old.transaction_id])
+      assert.deepStrictEqual(cleaned, { cleaned: [old.transaction_id], awaiting_chain: [] })
       const final = yield* Fiber.join(running)
       assert.strictEqual(final.state, "rolled_back")
       assert.strictEqual(final.rollback_actions[0]?.action, "unpin")

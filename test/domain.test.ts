@@ -101,7 +101,10 @@ describe("transaction state machine", () => {
       "ipfs_upload→rolled_back",
       "blockchain_submit→task_complete",
       "blockchain_submit→rolled_back",
-      "task_complete→committed"
+      "task_complete→committed",
+      // The chain is the judge: a submission the chain lost (reset, reorg) is rolled back (chain_lost).
+      "task_complete→rolled_back",
+      "committed→rolled_back"
     ])
   })
 

@@ -4,7 +4,7 @@ import { Cause, Duration, Effect, Exit, Fiber, Option, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { type MiningError, NetworkError, ResourceError, RetryableError, TimeoutError } from "../src/domain/errors.ts"
 import { solveReference } from "../src/domain/pow.ts"
-import { Cid, PowInput, Submission, SubmissionReceipt, Task } from "../src/domain/mining.ts"
+import { Cid, PowInput, type SignedTransaction, Submission, SubmissionReceipt, Task } from "../src/domain/mining.ts"
 import { newRecord, type TransactionRecord } from "../src/domain/TransactionRecord.ts"
 import { Chain } from "../src/services/Chain.ts"
 import { GradientStore } from "../src/services/GradientStore.ts"
@@ -273,7 +273,7 @@ describe("TestChain", () => {
       assert.strictEqual(identity.miner, "0x70997970C51812dc3A010C7d01b50e0d17dc79C8")
     }).pipe(Effect.provide(TestChain.layer({ identity: { chainId: 1 } }))))
 
-  it.effect("one submission per chunk: same hash → alreadySubmitted with the original receipt, other hash → revert", () =>
+  it.effect("one submission per chunk: a second one reverts AlreadySubmitted naming the holder and its hash", () =>
     Effect.gen(function*() {
       const chain = yield* Chain
       const control = yield* TestChain
@@ -281,15 +281,16 @@ describe("TestChain", () => {
       assert.isFalse(first.alreadySubmitted)
       assert.strictEqual(first.blockNumber, 1n)
       assert.match(first.txHash, /^0x[0-9a-f]{64}$/)
+      assert.strictEqual(Option.getOrThrow(yield* chain.blockHash(1n)), first.blockHash)
 
-      const again = yield* chain.submitGradient(submission(0, hashA))
-      assert.isTrue(again.alreadySubmitted)
-      assert.strictEqual(again.txHash, first.txHash)
-      assert.strictEqual(again.blockNumber, 1n)
-
-      const conflict = yield* Effect.flip(chain.submitGradient(submission(0, hashB)))
-      assert.strictEqual(conflict._tag, "ChainRevertError")
-      assert.strictEqual(conflict._tag === "ChainRevertError" ? conflict.errorName : "", "AlreadySubmitted")
+      for (const hash of [hashA, hashB]) {
+        const conflict = yield* Effect.flip(chain.submitGradient(submission(0, hash)))
+        assert.strictEqual(conflict._tag === "ChainRevertError" ? conflict.errorName : conflict._tag, "AlreadySubmitted")
+        assert.deepStrictEqual(conflict._tag === "ChainRevertError" ? conflict.args.slice(2) : [], [
+          "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+          hashA
+        ])
+      }
 
       const other = yield* chain.submitGradient(submission(1, hashB))
       assert.strictEqual(other.blockNumber, 2n)
@@ -301,6 +302,8 @@ describe("TestChain", () => {
         [1, hashB, 2n]
       ])
       assert.strictEqual(yield* control.calls("submitGradient"), 4)
+      const own = yield* chain.ownSubmissions
+      assert.deepStrictEqual(own.map((s) => [s.chunkId, s.txHash]), [[0, first.txHash], [1, other.txHash]])
     }).pipe(Effect.provide(TestChain.layer())))
 
   it.effect("tx hashes are deterministic across instances", () =>
@@ -314,15 +317,17 @@ describe("TestChain", () => {
       assert.strictEqual(x, y)
     }))
 
-  it.effect("a lost answer (failAfter) leaves the submission on chain; the retry sees alreadySubmitted", () =>
+  it.effect("a lost answer (failAfter) leaves the submission on chain: transactionStatus finds it mined", () =>
     Effect.gen(function*() {
       const chain = yield* Chain
       const control = yield* TestChain
-      const lost = yield* Effect.flip(chain.submitGradient(submission(0, hashA)))
+      let signed: SignedTransaction | undefined
+      const lost = yield* Effect.flip(chain.submitGradient(submission(0, hashA), (s) => Effect.sync(() => (signed = s))))
       assert.strictEqual(lost._tag, "NetworkError")
       assert.strictEqual((yield* control.submissions).length, 1)
-      const retry = yield* chain.submitGradient(submission(0, hashA))
-      assert.isTrue(retry.alreadySubmitted)
+      const status = yield* chain.transactionStatus(signed!)
+      assert.strictEqual(status._tag, "Mined")
+      assert.isTrue(status._tag === "Mined" && status.success)
     }).pipe(
       Effect.provide(
         TestChain.layer({
@@ -330,6 +335,46 @@ describe("TestChain", () => {
         })
       )
     ))
+
+  it.effect("a lost broadcast is pending until the same bytes are re-sent; a used nonce drops it", () =>
+    Effect.gen(function*() {
+      const chain = yield* Chain
+      const control = yield* TestChain
+      yield* control.loseBroadcasts(2)
+      const captured: Array<SignedTransaction> = []
+      const capture = (s: SignedTransaction) => Effect.sync(() => void captured.push(s))
+      assert.strictEqual((yield* Effect.flip(chain.submitGradient(submission(0, hashA), capture)))._tag, "NetworkError")
+      assert.strictEqual((yield* chain.transactionStatus(captured[0]!))._tag, "Pending")
+      yield* chain.rebroadcast(captured[0]!)
+      assert.strictEqual((yield* chain.transactionStatus(captured[0]!))._tag, "Mined")
+      yield* chain.rebroadcast(captured[0]!) // "already known": nothing happens
+      assert.strictEqual((yield* control.submissions).length, 1)
+      // Lost again, and another transaction takes its nonce: dropped for good, re-sending does nothing.
+      yield* Effect.flip(chain.submitGradient(submission(1, hashB), capture))
+      yield* control.useNextNonce
+      assert.strictEqual((yield* chain.transactionStatus(captured[1]!))._tag, "Dropped")
+      yield* chain.rebroadcast(captured[1]!)
+      assert.strictEqual((yield* control.submissions).length, 1)
+    }).pipe(Effect.provide(TestChain.layer())))
+
+  it.effect("rewindTo loses the later blocks (new hashes after); reset makes a new chain", () =>
+    Effect.gen(function*() {
+      const chain = yield* Chain
+      const control = yield* TestChain
+      const kept = yield* chain.submitGradient(submission(0, hashA))
+      const lost = yield* chain.submitGradient(submission(1, hashB))
+      const genesis = (yield* chain.fingerprint).genesisHash
+      yield* control.rewindTo(kept.blockNumber)
+      assert.strictEqual(Option.getOrThrow(yield* chain.blockHash(kept.blockNumber)), kept.blockHash)
+      assert.isTrue(Option.isNone(yield* chain.blockHash(lost.blockNumber)))
+      assert.isTrue(Option.isNone(yield* chain.getSubmission(1n, 1)))
+      const again = yield* chain.submitGradient(submission(1, hashB))
+      assert.strictEqual(again.blockNumber, lost.blockNumber)
+      assert.notStrictEqual(again.blockHash, lost.blockHash)
+      yield* control.reset
+      assert.notStrictEqual((yield* chain.fingerprint).genesisHash, genesis)
+      assert.deepStrictEqual(yield* chain.ownSubmissions, [])
+    }).pipe(Effect.provide(TestChain.layer())))
 
   it.effect("rounds, getRound and now: the default round, chain time from the Clock", () =>
     Effect.gen(function*() {
@@ -400,15 +445,19 @@ describe("TestChain", () => {
       yield* chain.claimChunk(1n)
       yield* chain.claimChunk(1n)
       assert.deepStrictEqual(reverted(yield* Effect.flip(submit(1n, 3))), ["ChunkNotClaimed", "1", "3"])
-      const accepted = yield* submit(1n, 0)
+      yield* submit(1n, 0)
 
       yield* TestClock.adjust("101 seconds")
       assert.deepStrictEqual(reverted(yield* Effect.flip(submit(1n, 1))), ["LeaseExpired", "1", "1", "100"])
       yield* TestClock.adjust("1000 seconds")
       // AlreadySubmitted is decided before the deadline: a retry after it still learns its submission landed.
-      const retry = yield* submit(1n, 0)
-      assert.isTrue(retry.alreadySubmitted)
-      assert.strictEqual(retry.txHash, accepted.txHash)
+      assert.deepStrictEqual(reverted(yield* Effect.flip(submit(1n, 0))), [
+        "AlreadySubmitted",
+        "1",
+        "0",
+        defaultTestIdentity.miner,
+        hashA
+      ])
       assert.deepStrictEqual(reverted(yield* Effect.flip(submit(1n, 0, hashB))), [
         "AlreadySubmitted",
         "1",
@@ -608,7 +657,7 @@ describe("TestTaskSource", () => {
     Effect.gen(function*() {
       const source = yield* TaskSource
       const control = yield* TestTaskSource
-      const receipt = new SubmissionReceipt({ txHash: hashA, blockNumber: 1n, alreadySubmitted: false })
+      const receipt = new SubmissionReceipt({ txHash: hashA, blockNumber: 1n, blockHash: hashB, alreadySubmitted: false })
       const t = yield* source.next
       assert.isTrue(yield* source.complete(t, receipt))
       yield* control.setCompleteResult(false)

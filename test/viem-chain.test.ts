@@ -101,15 +101,23 @@ describe("ViemChain against a real anvil", () => {
       }
     }).pipe(Effect.scoped))
 
-  it.live("duplicate: our own same submission is idempotent success; a different gradient is AlreadySubmitted", () =>
+  it.live("duplicate: AlreadySubmitted names the holder and its hash (the core decides it is ours); events agree", () =>
     Effect.gen(function*() {
       const { chain, devnet, id, round } = yield* setup
       const claim = yield* chain.claimChunk(round.roundId)
       const submission = yield* prove(id, round.roundId, claim.chunkId, hash("11"), round.difficulty)
       const first = yield* chain.submitGradient(submission)
-      const again = yield* chain.submitGradient(submission)
-      assert.isTrue(again.alreadySubmitted)
-      assert.strictEqual(again.txHash, first.txHash)
+      const again = yield* Effect.flip(chain.submitGradient(submission))
+      assert.strictEqual(revertName(again), "AlreadySubmitted")
+      assert.deepStrictEqual(again._tag === "ChainRevertError" ? again.args.slice(2).map((a) => a.toLowerCase()) : [], [
+        id.miner.toLowerCase(),
+        hash("11")
+      ])
+      const held = Option.getOrThrow(yield* chain.getSubmission(round.roundId, claim.chunkId))
+      assert.strictEqual(held.txHash, first.txHash)
+      assert.strictEqual(held.blockHash, first.blockHash)
+      assert.strictEqual(Option.getOrThrow(yield* chain.blockHash(first.blockNumber)), first.blockHash)
+      assert.deepStrictEqual((yield* chain.ownSubmissions).map((s) => s.txHash), [first.txHash])
       const other = yield* prove(id, round.roundId, claim.chunkId, hash("22"), round.difficulty)
       assert.strictEqual(revertName(yield* Effect.flip(chain.submitGradient(other))), "AlreadySubmitted")
       // Another miner resubmitting the same chunk is refused too.
@@ -200,7 +208,7 @@ describe("ViemChain against a real anvil", () => {
       assert.isFalse(receipt.alreadySubmitted)
     }).pipe(Effect.scoped), 60_000)
 
-  it.live("resumeSubmission: a transaction signed before a crash is sent as the same bytes, and never twice", () =>
+  it.live("a transaction signed before a crash: pending until the same bytes are re-sent, then mined once", () =>
     Effect.gen(function*() {
       const { chain, devnet, id, round } = yield* setup
       const claim = yield* chain.claimChunk(round.roundId)
@@ -212,19 +220,55 @@ describe("ViemChain against a real anvil", () => {
         return Effect.fail(new ResourceError({ message: "crash before broadcast" }))
       }).pipe(Effect.flip)
       assert.isTrue(Option.isNone(yield* chain.getSubmission(round.roundId, claim.chunkId)))
-      // After the restart, a fresh client resumes it: the journaled hash is the transaction that lands.
+      // After the restart, a fresh client asks the chain about it and re-sends the journaled bytes.
       const restarted = yield* chainFor(devnet)
-      const receipt = yield* restarted.resumeSubmission(submission, signed!)
-      assert.strictEqual(receipt.txHash, signed!.hash)
-      // Resuming again answers the same receipt; the chain holds one submission.
-      const again = yield* restarted.resumeSubmission(submission, signed!)
-      assert.strictEqual(again.txHash, signed!.hash)
+      assert.strictEqual((yield* restarted.transactionStatus(signed!))._tag, "Pending")
+      yield* restarted.rebroadcast(signed!)
+      const status = yield* restarted.transactionStatus(signed!)
+      assert.strictEqual(status._tag, "Mined")
+      assert.isTrue(status._tag === "Mined" && status.success && status.receipt.txHash === signed!.hash)
+      // The same bytes again: "already known" / "nonce too low", no error and no second submission.
+      yield* restarted.rebroadcast(signed!)
       assert.strictEqual(Option.getOrThrow(yield* chain.getRound(round.roundId)).submittedCount, 1)
       // The restarted client's next transaction goes through.
       assert.strictEqual((yield* restarted.claimChunk(round.roundId)).chunkId, 1)
-      // The old client (a second writer of the same account, which a miner never is) sees its cached nonce
-      // taken: a RetryableError that resynchronises the nonce, so its retry goes through.
+      // The old client (a second writer of the same account, which a miner never is) finds its cached nonce
+      // taken: a RetryableError (dropped) that resynchronises the nonce, so its retry goes through.
       assert.strictEqual((yield* Effect.flip(chain.claimChunk(round.roundId)))._tag, "RetryableError")
       assert.strictEqual((yield* chain.claimChunk(round.roundId)).chunkId, 2)
+    }).pipe(Effect.scoped))
+
+  it.live("a transaction whose nonce another transaction used is dropped", () =>
+    Effect.gen(function*() {
+      const { chain, devnet, id, round } = yield* setup
+      const claim = yield* chain.claimChunk(round.roundId)
+      const submission = yield* prove(id, round.roundId, claim.chunkId, hash("77"), round.difficulty)
+      let signed: SignedTransaction | undefined
+      yield* chain.submitGradient(submission, (s) => {
+        signed = s
+        return Effect.fail(new ResourceError({ message: "crash before broadcast" }))
+      }).pipe(Effect.flip)
+      // The same nonce goes to another transaction.
+      yield* chain.claimChunk(round.roundId)
+      assert.strictEqual((yield* chain.transactionStatus(signed!))._tag, "Dropped")
+      yield* chain.rebroadcast(signed!)
+      assert.isTrue(Option.isNone(yield* chain.getSubmission(round.roundId, claim.chunkId)))
+      const own = yield* chain.ownClaims
+      assert.deepStrictEqual(own.map((c) => c.chunkId).sort(), [0, 1])
+    }).pipe(Effect.scoped))
+
+  it.live("fingerprint: the genesis hash and the registry's code; a chain started later differs", () =>
+    Effect.gen(function*() {
+      const { chain } = yield* setup
+      const a = yield* chain.fingerprint
+      assert.match(a.genesisHash, /^0x[0-9a-f]{64}$/)
+      assert.deepStrictEqual(yield* chain.fingerprint, a)
+      // anvil's genesis block carries its start time in seconds: two chains started in one second are identical.
+      yield* Effect.sleep("1100 millis")
+      const other = yield* setup
+      const b = yield* other.chain.fingerprint
+      assert.strictEqual(b.registryCodeHash, a.registryCodeHash)
+      assert.notStrictEqual(b.genesisHash, a.genesisHash)
+      assert.isTrue(Option.isNone(yield* chain.blockHash(10_000n)))
     }).pipe(Effect.scoped))
 })

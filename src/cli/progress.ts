@@ -9,7 +9,7 @@ const durationMs = (r: TransactionRecord) => Date.parse(r.updated_at) - Date.par
 
 /** One line per finished transaction: state, where, loss, step timings. */
 export const transactionLine = (r: TransactionRecord): string => {
-  const mark = r.state === "committed" ? "✓" : "✗"
+  const mark = r.state === "committed" ? "✓" : r.state === "failed" || r.state === "rolled_back" ? "✗" : "…"
   const where = `round ${r.round_id} chunk ${r.chunk_id}`
   const loss = r.loss_before === null || r.loss_after === null
     ? ""
@@ -19,7 +19,9 @@ export const transactionLine = (r: TransactionRecord): string => {
   } complete ${ms(r.step_ms.task_complete)}`
   const tail = r.state === "committed"
     ? `${steps}${r.task_completed ? "" : "  (task not marked complete)"}`
-    : `at ${r.failed_step ?? "start"}: [${r.error_category}] ${r.error_message}`
+    : r.state === "failed" || r.state === "rolled_back"
+    ? `at ${r.failed_step ?? "start"}: [${r.error_category}] ${r.error_message}`
+    : "submitted, awaiting the chain: the next start settles it"
   return `${mark} ${r.transaction_id.padEnd(22)} ${r.state.padEnd(11)} ${where}${loss}  ${tail}`
 }
 
@@ -71,12 +73,13 @@ export const summaryTable = (run: MinerRun): string => {
     ["committed", String(s.committed)],
     ["failed", String(s.failed)],
     ["rolled back", String(s.rolled_back)],
+    ...(s.suspended > 0 ? [["left to recovery", String(s.suspended)] as [string, string]] : []),
     ["task completed", String(s.task_completed)],
     ["latency p50 / p95", latencies.length === 0 ? "-" : `${ms(percentile(latencies, 50))} / ${ms(percentile(latencies, 95))}`],
     ["recovered at start", String(run.recovery.recovered)],
     ["orphan pins released", String(run.recovery.orphan_pins_released.length)]
   ]
-  if (run.interrupted) rows.push(["stopped by", "signal"])
+  if (run.interrupted) rows.push(["stopped by", s.interrupted ? "signal, forced" : "signal"])
   const width = Math.max(...rows.map(([k]) => k.length))
   return ["Summary", ...rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`)].join("\n")
 }
@@ -89,6 +92,8 @@ export const summaryJson = (run: MinerRun, extra: Record<string, unknown>) => ({
   committed: run.summary.committed,
   failed: run.summary.failed,
   rolled_back: run.summary.rolled_back,
+  /** Stopped past their commit point by a forced stop: the next start settles them with the chain. */
+  left_to_recovery: run.summary.suspended,
   task_completed: run.summary.task_completed,
   recovery: run.recovery,
   records: run.summary.records.map((r) => ({

@@ -36,6 +36,8 @@ export const TransactionRecord = Schema.Struct({
   pow_nonce: Schema.NullOr(Schema.String),
   blockchain_tx_hash: Schema.NullOr(Schema.String),
   block_number: Schema.NullOr(Schema.Number),
+  /** The hash of the block that holds the submission, to tell when the chain lost it (absent in older journals). */
+  block_hash: Schema.NullOr(Schema.String).pipe(Schema.withDecodingDefaultKey(Effect.succeed(null))),
   task_completed: Schema.Boolean,
   failed_step: Schema.NullOr(Schema.String),
   error_category: Schema.NullOr(Schema.String),
@@ -73,6 +75,7 @@ export const newRecord = (options: {
   pow_nonce: null,
   blockchain_tx_hash: null,
   block_number: null,
+  block_hash: null,
   task_completed: false,
   failed_step: null,
   error_category: null,

@@ -25,15 +25,17 @@ export const isTerminal = (state: TransactionState): boolean => terminalStates.i
 /**
  * Legal transitions. `failed` is reachable only before anything external exists to undo (pending, training);
  * once an upload may exist the only failure exit is `rolled_back`. Task completion is non-critical, so
- * `task_complete` only ever leads to `committed`.
+ * `task_complete` leads to `committed`. `committed` is final but for one way out: the chain is the judge, and a chain
+ * that lost the submission (a devnet reset, a reorg) turns the record into `rolled_back` (chain_lost) — from
+ * `task_complete` too, when recovery finds it gone before `committed` was journaled.
  */
 const transitions: Readonly<Record<TransactionState, ReadonlyArray<TransactionState>>> = {
   pending: ["training", "failed"],
   training: ["ipfs_upload", "failed"],
   ipfs_upload: ["blockchain_submit", "rolled_back"],
   blockchain_submit: ["task_complete", "rolled_back"],
-  task_complete: ["committed"],
-  committed: [],
+  task_complete: ["committed", "rolled_back"],
+  committed: ["rolled_back"],
   failed: [],
   rolled_back: []
 }

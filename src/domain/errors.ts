@@ -97,6 +97,11 @@ export type ErrorCategory =
   | "resource"
   | "validation"
   | "chain_revert"
+  /** Stopped from outside (shutdown, operator) before it could finish. */
+  | "interrupted"
+  /** Committed, then the chain lost it (reset, reorg). */
+  | "chain_lost"
+  /** A defect (a bug), not a failure of the outside world. */
   | "unknown"
 
 export const errorCategories: ReadonlyArray<ErrorCategory> = [
@@ -107,6 +112,8 @@ export const errorCategories: ReadonlyArray<ErrorCategory> = [
   "resource",
   "validation",
   "chain_revert",
+  "interrupted",
+  "chain_lost",
   "unknown"
 ]
 
@@ -126,5 +133,42 @@ export const errorCategory = (error: MiningError): ErrorCategory => {
       return "validation"
     case "ChainRevertError":
       return "chain_revert"
+  }
+}
+
+/** Categories a retry may cure: a streak of failures in them does not stop the miner. */
+const transientCategories: ReadonlySet<string> = new Set([
+  "network",
+  "retryable",
+  "timeout",
+  "interrupted",
+  "chain_lost"
+])
+
+export const isTransientCategory = (category: string | null): boolean =>
+  category === null || transientCategories.has(category)
+
+/** A typed error of the class behind a recorded category (a record keeps the category, not the error). */
+export const errorOfCategory = (
+  category: string | null,
+  fields: { readonly message: string; readonly hint?: string }
+): MiningError => {
+  switch (category) {
+    case "network":
+      return new NetworkError(fields)
+    case "retryable":
+    case "interrupted":
+    case "chain_lost":
+      return new RetryableError(fields)
+    case "timeout":
+      return new TimeoutError(fields)
+    case "authentication":
+      return new AuthenticationError(fields)
+    case "resource":
+      return new ResourceError(fields)
+    case "chain_revert":
+      return new ChainRevertError({ ...fields, errorName: "Unknown", args: [] })
+    default:
+      return new ValidationError(fields)
   }
 }

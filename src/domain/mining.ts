@@ -73,6 +73,8 @@ export class Submission extends Schema.Class<Submission>("r3mes/Submission")({
 export class SubmissionReceipt extends Schema.Class<SubmissionReceipt>("r3mes/SubmissionReceipt")({
   txHash: Hex32,
   blockNumber: Schema.BigInt,
+  /** The hash of the block that holds it: a chain that lost this block (reset, reorg) no longer holds the submission. */
+  blockHash: Hex32,
   /** True when the chain already held this exact submission from us (AlreadySubmitted for our own chunk and hash). */
   alreadySubmitted: Schema.Boolean
 }) {}
@@ -115,8 +117,29 @@ export class OnChainSubmission extends Schema.Class<OnChainSubmission>("r3mes/On
   gradientHash: Hex32,
   powNonce: Schema.BigInt,
   blockNumber: Schema.BigInt,
-  completed: Schema.Boolean
+  completed: Schema.Boolean,
+  /** The transaction that put it there, and its block (from the GradientSubmitted event). */
+  txHash: Hex32,
+  blockHash: Hex32
 }) {}
+
+/** What makes a chain this chain: a chain that was reset (a devnet restarted without its state) differs. */
+export class ChainFingerprint extends Schema.Class<ChainFingerprint>("r3mes/ChainFingerprint")({
+  genesisHash: Hex32,
+  /** keccak256 of the registry's deployed code. */
+  registryCodeHash: Hex32
+}) {}
+
+/**
+ * What the chain says about a transaction this miner signed:
+ * - `Mined`: in a block (`success` false when it reverted);
+ * - `Pending`: not in a block, and its nonce is still free, so it may yet be mined (re-send the same bytes);
+ * - `Dropped`: not in a block, and never will be: another transaction of the account used its nonce.
+ */
+export type TransactionStatus =
+  | { readonly _tag: "Mined"; readonly success: boolean; readonly receipt: SubmissionReceipt }
+  | { readonly _tag: "Pending" }
+  | { readonly _tag: "Dropped" }
 
 /**
  * A transaction signed locally with an explicit nonce, before it is broadcast: its hash is known (and journaled)

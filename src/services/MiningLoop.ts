@@ -1,13 +1,16 @@
-import { Context, Effect, Fiber, Layer, Option, Semaphore } from "effect"
-import { isRetryable, type MiningError } from "../domain/errors.ts"
-import { retryDelays } from "../domain/retryPolicy.ts"
+import { Context, Deferred, Duration, Effect, FiberSet, Layer, Option, Schedule, Semaphore } from "effect"
+import { errorOfCategory, isRetryable, isTransientCategory, type MiningError } from "../domain/errors.ts"
+import { nominalDelay, retryDelays } from "../domain/retryPolicy.ts"
+import type { Task } from "../domain/mining.ts"
 import type { TransactionRecord } from "../domain/TransactionRecord.ts"
+import { isTerminal } from "../domain/TransactionState.ts"
 import { MiningCoordinator } from "./MiningCoordinator.ts"
+import { ServiceBreakers } from "./ServiceBreakers.ts"
 import { Settings } from "./Settings.ts"
 import { TaskSource } from "./TaskSource.ts"
 
 export interface LoopOptions {
-  /** Stop after this many transactions; run until interrupted when absent. */
+  /** Stop after this many transactions; run until stopped when absent. */
   readonly iterations?: number | undefined
   /** Called with each final record (progress display, JSON output). */
   readonly onFinished?: ((record: TransactionRecord) => Effect.Effect<void>) | undefined
@@ -16,6 +19,15 @@ export interface LoopOptions {
    * `run` returns their summary.
    */
   readonly stop?: Effect.Effect<void> | undefined
+  /**
+   * Completes when the loop should stop at once (a second signal): transactions in flight are interrupted —
+   * compensated before their commit point, left to recovery after it — and `run` returns the summary.
+   */
+  readonly abort?: Effect.Effect<void> | undefined
+  /** How many final records the summary keeps, the newest (default: all of a bounded run, 100 of an endless one). */
+  readonly keepRecords?: number | undefined
+  /** How often the journal's committed records are checked against the chain while mining (default 10 s). */
+  readonly auditInterval?: Duration.Input | undefined
 }
 
 export interface LoopSummary {
@@ -23,88 +35,159 @@ export interface LoopSummary {
   readonly committed: number
   readonly failed: number
   readonly rolled_back: number
+  /** Stopped past the commit point by an abort: left to recovery, which asks the chain at the next start. */
+  readonly suspended: number
   readonly task_completed: number
+  /** The newest final records (see `keepRecords`); the journal has them all. */
   readonly records: ReadonlyArray<TransactionRecord>
+  /** Ended by `abort`. */
+  readonly interrupted: boolean
 }
 
 /**
  * Core service: claims work and runs mining transactions, at most R3MES_MAX_ACTIVE_TRANSACTIONS at once. A slot is
- * taken before a chunk is claimed, so the miner never holds a lease it has no capacity to work on.
+ * taken before a chunk is claimed, so the miner never holds a lease it has no capacity to work on; no chunk is
+ * claimed while a circuit breaker is open (the work would fail at its first call to that service). Failures that
+ * retrying cannot fix back off exponentially and, past R3MES_MAX_CONSECUTIVE_FAILURES in a row, stop the loop with
+ * the cause instead of burning claims (each one a paid chain transaction). Memory stays bounded: finished
+ * transactions live in the journal, the loop keeps counts and the newest records only.
  */
 export class MiningLoop extends Context.Service<MiningLoop, {
   readonly run: (options: LoopOptions) => Effect.Effect<LoopSummary, MiningError>
 }>()("r3mes/services/MiningLoop") {
-  static readonly layer: Layer.Layer<MiningLoop, never, MiningCoordinator | TaskSource | Settings> = Layer.effect(
-    MiningLoop,
-    Effect.gen(function*() {
-      const coordinator = yield* MiningCoordinator
-      const tasks = yield* TaskSource
-      const config = yield* Settings
+  static readonly layer: Layer.Layer<MiningLoop, never, MiningCoordinator | ServiceBreakers | TaskSource | Settings> =
+    Layer.effect(
+      MiningLoop,
+      Effect.gen(function*() {
+        const coordinator = yield* MiningCoordinator
+        const breakers = yield* ServiceBreakers
+        const tasks = yield* TaskSource
+        const config = yield* Settings
 
-      // Claim failures that are transient (chain unreachable, busy) never end a miner that runs for days: back off
-      // and claim again. Anything else (bad key, bad config) stops the loop.
-      const claim = tasks.next.pipe(
-        Effect.tapError((error) =>
-          isRetryable(error) ? Effect.logWarning(`claiming a chunk failed, backing off: ${error.message}`) : Effect.void
-        ),
-        Effect.retry({ schedule: retryDelays(config), while: isRetryable })
-      )
+        // Claim failures that are transient (chain unreachable, busy) never end a miner that runs for days: back off
+        // and claim again. Anything else (bad key, bad config) stops the loop.
+        const claim = tasks.next.pipe(
+          Effect.tapError((error) =>
+            isRetryable(error) ? Effect.logWarning(`claiming a chunk failed, backing off: ${error.message}`) : Effect.void
+          ),
+          Effect.retry({ schedule: retryDelays(config), while: isRetryable })
+        )
 
-      const run = Effect.fn("MiningLoop.run")(function*(options: LoopOptions) {
-        const slots = yield* Semaphore.make(config.maxActiveTransactions)
-        const records: Array<TransactionRecord> = []
-        const fibers: Array<Fiber.Fiber<void, never>> = []
-        const limit = options.iterations ?? Number.POSITIVE_INFINITY
+        const run = Effect.fn("MiningLoop.run")(function*(options: LoopOptions) {
+          const limit = options.iterations ?? Number.POSITIVE_INFINITY
+          const keep = options.keepRecords ?? (options.iterations ?? 100)
+          const slots = yield* Semaphore.make(config.maxActiveTransactions)
+          const runs = yield* FiberSet.make<void, never>()
+          const counts = { transactions: 0, committed: 0, failed: 0, rolled_back: 0, suspended: 0, task_completed: 0 }
+          const records: Array<TransactionRecord> = []
+          let consecutive = 0
+          let lastFailure: TransactionRecord | undefined
+          const halted = yield* Deferred.make<void>()
 
-        const runOne = (record: TransactionRecord) =>
-          coordinator.executeAtomicMining(record.transaction_id).pipe(
-            Effect.catch((error) =>
-              Effect.logError(`transaction ${record.transaction_id} could not run: ${error.message}`).pipe(
-                Effect.as(record)
+          const summary = (interrupted: boolean): LoopSummary => ({ ...counts, records: [...records], interrupted })
+
+          const finished = (final: TransactionRecord) =>
+            Effect.suspend(() => {
+              counts.transactions++
+              if (final.state === "committed") counts.committed++
+              else if (final.state === "failed") counts.failed++
+              else if (final.state === "rolled_back") counts.rolled_back++
+              else counts.suspended++
+              if (final.task_completed) counts.task_completed++
+              records.push(final)
+              if (records.length > keep) records.shift()
+              if (final.state === "committed") consecutive = 0
+              else if (isTerminal(final.state) && !isTransientCategory(final.error_category)) {
+                consecutive++
+                lastFailure = final
+                if (consecutive >= config.maxConsecutiveFailures) return Deferred.succeed(halted, undefined)
+              }
+              return Effect.void
+            }).pipe(Effect.andThen(options.onFinished ? options.onFinished(final) : Effect.void))
+
+          const runOne = (record: TransactionRecord) =>
+            coordinator.executeAtomicMining(record.transaction_id).pipe(
+              Effect.catch((error) =>
+                Effect.logError(`transaction ${record.transaction_id} could not run: ${error.message}`).pipe(
+                  Effect.andThen(coordinator.getTransactionStatus(record.transaction_id)),
+                  Effect.map(Option.getOrElse(() => record)),
+                  Effect.orElseSucceed(() => record)
+                )
+              ),
+              Effect.flatMap(finished),
+              // An abort interrupts the run after its end was journaled: the journal has the final record.
+              Effect.onInterrupt(() =>
+                coordinator.getTransactionStatus(record.transaction_id).pipe(
+                  Effect.flatMap(Option.match({ onNone: () => Effect.void, onSome: finished })),
+                  Effect.ignore
+                )
+              ),
+              Effect.ensuring(Semaphore.release(slots, 1))
+            )
+
+          const stop = Effect.raceFirst(options.stop ?? Effect.never, Deferred.await(halted))
+          // Waiting for a slot, a breaker or a free chunk ends as soon as the stop signal comes.
+          const orStop = <A, E>(effect: Effect.Effect<A, E>) =>
+            Effect.raceFirst(effect.pipe(Effect.map(Option.some)), stop.pipe(Effect.as(Option.none<A>())))
+
+          /** Before a claim: back off after failures that retrying cannot fix. */
+          const backoff = Effect.suspend(() =>
+            consecutive === 0 ? Effect.void : Effect.sleep(nominalDelay(config, consecutive))
+          )
+
+          const claiming = Effect.gen(function*() {
+            for (let i = 0; i < limit; i++) {
+              if (Option.isNone(yield* orStop(Semaphore.take(slots, 1)))) break
+              const ready = yield* orStop(Effect.andThen(breakers.awaitPassable, backoff))
+              const task = Option.isNone(ready)
+                ? Option.none<Task>()
+                : yield* orStop(claim).pipe(Effect.onError(() => Semaphore.release(slots, 1)))
+              if (Option.isNone(task)) {
+                yield* Semaphore.release(slots, 1)
+                break
+              }
+              const created = yield* coordinator.createTransaction(task.value).pipe(
+                Effect.onError(() => Semaphore.release(slots, 1))
               )
-            ),
-            Effect.tap((final) =>
-              Effect.suspend(() => {
-                records.push(final)
-                return options.onFinished ? options.onFinished(final) : Effect.void
-              })
-            ),
-            Effect.ensuring(Semaphore.release(slots, 1)),
-            Effect.asVoid
+              // The chunk is in flight already (a claim found again), or committed: nothing new to run.
+              if (!(yield* coordinator.isRunnable(created.transaction_id))) {
+                yield* Semaphore.release(slots, 1)
+                i--
+                continue
+              }
+              yield* FiberSet.run(runs, runOne(created))
+            }
+            yield* FiberSet.awaitEmpty(runs)
+          })
+
+          const audit = coordinator.auditChain.pipe(
+            Effect.catch((error) => Effect.logWarning(`checking the journal against the chain: ${error.message}`)),
+            Effect.repeat(Schedule.spaced(Duration.fromInputUnsafe(options.auditInterval ?? "10 seconds"))),
+            Effect.delay(Duration.fromInputUnsafe(options.auditInterval ?? "10 seconds"))
           )
+          yield* Effect.forkScoped(audit)
 
-        const stop = options.stop ?? Effect.never
-        // Waiting for a slot or for a free chunk ends as soon as the stop signal comes.
-        const orStop = <A, E>(effect: Effect.Effect<A, E>) =>
-          Effect.raceFirst(effect.pipe(Effect.map(Option.some)), stop.pipe(Effect.as(Option.none<A>())))
-
-        for (let i = 0; i < limit; i++) {
-          const slot = yield* orStop(Semaphore.take(slots, 1))
-          if (Option.isNone(slot)) break
-          const task = yield* orStop(claim).pipe(Effect.onError(() => Semaphore.release(slots, 1)))
-          if (Option.isNone(task)) {
-            yield* Semaphore.release(slots, 1)
-            break
+          const aborted = yield* Effect.raceFirst(
+            claiming.pipe(Effect.as(false)),
+            (options.abort ?? Effect.never).pipe(Effect.as(true))
+          )
+          if (aborted) {
+            yield* Effect.logWarning("stopping now: interrupting the transactions in flight")
+            yield* FiberSet.clear(runs)
+            yield* FiberSet.awaitEmpty(runs)
           }
-          const created = yield* coordinator.createTransaction(task.value).pipe(
-            Effect.onError(() => Semaphore.release(slots, 1))
-          )
-          fibers.push(yield* Effect.forkChild(runOne(created)))
-        }
-        yield* Fiber.joinAll(fibers)
+          if (yield* Deferred.isDone(halted)) {
+            const last = lastFailure!
+            return yield* errorOfCategory(last.error_category, {
+              message: `stopped after ${consecutive} transactions in a row failed in a way retrying cannot fix; the last ` +
+                `(${last.transaction_id}, at ${last.failed_step ?? "start"}): ${last.error_message}`,
+              hint: "fix that cause, then start the miner again (R3MES_MAX_CONSECUTIVE_FAILURES sets the limit)"
+            })
+          }
+          return summary(aborted)
+        }, Effect.scoped)
 
-        const count = (state: TransactionRecord["state"]) => records.filter((r) => r.state === state).length
-        return {
-          transactions: records.length,
-          committed: count("committed"),
-          failed: count("failed"),
-          rolled_back: count("rolled_back"),
-          task_completed: records.filter((r) => r.task_completed).length,
-          records
-        } satisfies LoopSummary
+        return MiningLoop.of({ run })
       })
-
-      return MiningLoop.of({ run })
-    })
-  )
+    )
 }

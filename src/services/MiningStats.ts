@@ -17,6 +17,10 @@ export interface StatisticsSnapshot {
   readonly committed: number
   readonly failed: number
   readonly rolled_back: number
+  /** Stopped past the commit point by a shutdown: left in the journal for the next start to settle with the chain. */
+  readonly suspended: number
+  /** Committed, then found gone from the chain (reset or reorg): also counted in rolled_back. */
+  readonly chain_lost: number
   readonly success_rate: number
   readonly failure_rate: number
   readonly rollback_rate: number
@@ -103,6 +107,10 @@ export class MiningStats extends Context.Service<MiningStats, {
   readonly retried: (step: Step, count: number) => Effect.Effect<void>
   readonly powSolved: (hashes: number, ms: number) => Effect.Effect<void>
   readonly transactionFinished: (finished: FinishedTransaction) => Effect.Effect<void>
+  /** A transaction stopped past its commit point (shutdown): it stays `state` in the journal, for recovery. */
+  readonly transactionSuspended: (state: TransactionState) => Effect.Effect<void>
+  /** A committed transaction the chain no longer holds: it is rolled back now. */
+  readonly chainLost: Effect.Effect<void>
   readonly snapshot: Effect.Effect<StatisticsSnapshot>
 }>()("r3mes/services/MiningStats") {
   static readonly layer = Layer.effect(
@@ -131,6 +139,8 @@ export class MiningStats extends Context.Service<MiningStats, {
         committed: 0,
         failed: 0,
         rolledBack: 0,
+        suspended: 0,
+        chainLost: 0,
         taskCompletionFailures: 0,
         compensationsDone: 0,
         compensationsFailed: 0,
@@ -223,6 +233,28 @@ export class MiningStats extends Context.Service<MiningStats, {
           yield* Metric.update(activeTransactions, totals.active)
         })
 
+      const transactionSuspended = (state: TransactionState) =>
+        Effect.suspend(() => {
+          totals.active = Math.max(0, totals.active - 1)
+          totals.suspended++
+          return Metric.update(activeTransactions, totals.active)
+        })
+
+      const chainLost = Effect.suspend(() => {
+        totals.chainLost++
+        errors.chain_lost++
+        distribution.committed = Math.max(0, distribution.committed - 1)
+        distribution.rolled_back++
+        if (totals.committed > 0) {
+          totals.committed--
+          totals.rolledBack++
+        }
+        return Effect.all([
+          Metric.update(rollbacksTotal, 1),
+          Metric.update(Metric.withAttributes(errorsTotal, { category: "chain_lost" }), 1)
+        ], { discard: true })
+      })
+
       const snapshot = Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         pruneWindow(finishedAt, now, windowMs)
@@ -241,6 +273,8 @@ export class MiningStats extends Context.Service<MiningStats, {
           committed: totals.committed,
           failed: totals.failed,
           rolled_back: totals.rolledBack,
+          suspended: totals.suspended,
+          chain_lost: totals.chainLost,
           success_rate: rate(totals.committed),
           failure_rate: rate(totals.failed),
           rollback_rate: rate(totals.rolledBack),
@@ -282,6 +316,8 @@ export class MiningStats extends Context.Service<MiningStats, {
         retried,
         powSolved,
         transactionFinished,
+        transactionSuspended,
+        chainLost,
         snapshot
       })
     })

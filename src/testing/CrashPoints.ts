@@ -1,5 +1,11 @@
-import { Context, Effect } from "effect"
+import { type Context, Effect, Layer } from "effect"
 import { ValidationError } from "../domain/errors.ts"
+import type { MinerAdapters } from "../miner.ts"
+import { Chain } from "../services/Chain.ts"
+import { GradientStore } from "../services/GradientStore.ts"
+import { Journal } from "../services/Journal.ts"
+import { TaskSource } from "../services/TaskSource.ts"
+import { Trainer } from "../services/Trainer.ts"
 
 /**
  * TEST HOOK — crash points: named places in a mining transaction where a chaos test can have the miner die on the
@@ -9,7 +15,9 @@ import { ValidationError } from "../domain/errors.ts"
  *
  *   R3MES_CRASH_AT=after_pin:3        SIGKILL the 3rd time any transaction of this process passes "after_pin"
  *
- * The count is per process and spans all transactions, those that recovery resumes included.
+ * The count is per process and spans all transactions, those that recovery resumes included. The points are
+ * decorations of the ports (`withCrashPoints`), not calls woven through the coordinator: each fires when the port
+ * call that reaches it returns.
  */
 export const crashPointNames = [
   /** The pending record is journaled; nothing else happened. */
@@ -42,11 +50,6 @@ export interface CrashPointsShape {
   /** Passes a crash point: a no-op, except under a crash plan whose turn it is (then the process dies). */
   readonly hit: (point: CrashPoint) => Effect.Effect<void>
 }
-
-/** The coordinator's crash points. Default: no-op. The composition root provides a real one from the environment. */
-export const CrashPoints = Context.Reference<CrashPointsShape>("r3mes/services/CrashPoints", {
-  defaultValue: () => ({ hit: () => Effect.void })
-})
 
 /** The environment variable the composition root reads. */
 export const CRASH_AT_ENV = "R3MES_CRASH_AT"
@@ -97,3 +100,49 @@ export const crashPointsFromEnv = (
   if (spec === undefined || spec === "") return Effect.succeed(undefined)
   return Effect.map(parseCrashPlan(spec), (plan) => crashPointsOf(plan))
 }
+
+/** The journal events after which a crash point fires. */
+const afterEvent: Readonly<Record<string, CrashPoint>> = {
+  created: "after_create",
+  pin_intent: "after_pin_intent",
+  pow_solved: "after_pow",
+  submit_intent: "after_submit_intent"
+}
+
+const decorate = <I, S, E, R>(
+  tag: Context.Service<I, S>,
+  layer: Layer.Layer<I, E, R>,
+  f: (service: S) => S
+): Layer.Layer<I, E, R> =>
+  Layer.effect(tag, Effect.gen(function*() {
+    return f(yield* tag)
+  })).pipe(Layer.provide(layer))
+
+/** The miner's ports with the crash points of `points` fired after the port calls that reach them. */
+export const withCrashPoints = <E, R>(adapters: MinerAdapters<E, R>, points: CrashPointsShape): MinerAdapters<E, R> => ({
+  ...adapters,
+  trainer: decorate(Trainer, adapters.trainer, (trainer) => ({
+    ...trainer,
+    train: (task, miner) => trainer.train(task, miner).pipe(Effect.tap(() => points.hit("after_training")))
+  })),
+  gradientStore: decorate(GradientStore, adapters.gradientStore, (store) => ({
+    ...store,
+    add: (bytes) => store.add(bytes).pipe(Effect.tap(() => points.hit("after_pin")))
+  })),
+  chain: decorate(Chain, adapters.chain, (chain) => ({
+    ...chain,
+    submitGradient: (submission, beforeBroadcast) =>
+      chain.submitGradient(submission, beforeBroadcast).pipe(Effect.tap(() => points.hit("after_broadcast")))
+  })),
+  journal: decorate(Journal, adapters.journal, (journal) => ({
+    ...journal,
+    save: (record, event) =>
+      journal.save(record, event).pipe(
+        Effect.tap(() => (afterEvent[event.event] === undefined ? Effect.void : points.hit(afterEvent[event.event]!)))
+      )
+  })),
+  taskSource: decorate(TaskSource, adapters.taskSource, (tasks) => ({
+    ...tasks,
+    complete: (task, receipt) => tasks.complete(task, receipt).pipe(Effect.onExit(() => points.hit("after_task_complete")))
+  }))
+})

@@ -1,32 +1,40 @@
 import { createHash } from "node:crypto"
 import { Clock, Context, Effect, Layer, Option } from "effect"
-import { ChainRevertError, ValidationError } from "../domain/errors.ts"
+import { ChainRevertError, NetworkError, ValidationError } from "../domain/errors.ts"
 import {
+  ChainFingerprint,
   ChunkClaim,
   MinerIdentity,
   OnChainSubmission,
   RoundInfo,
   SignedTransaction,
-  type Submission,
-  SubmissionReceipt
+  Submission,
+  SubmissionReceipt,
+  type TransactionStatus
 } from "../domain/mining.ts"
 import { bytesToHex, challenge, meetsDifficulty, powHash } from "../domain/pow.ts"
 import { Chain } from "../services/Chain.ts"
+import type { MiningError } from "../domain/errors.ts"
 import { type FaultPlan, makeFaultInjector } from "./Faults.ts"
 import { rawCidV0 } from "./TestGradientStore.ts"
 
 export type ChainMethod =
   | "identity"
+  | "fingerprint"
   | "rounds"
   | "getRound"
   | "claimChunk"
+  | "ownClaims"
   | "submitGradient"
-  | "resumeSubmission"
+  | "transactionStatus"
+  | "rebroadcast"
   | "completeChunk"
   | "getSubmission"
+  | "ownSubmissions"
+  | "blockHash"
   | "now"
 
-/** A submission the test chain accepted, with the receipt it answered. */
+/** A submission the test chain accepted, with the receipt of the transaction that put it there. */
 export interface RecordedSubmission {
   readonly roundId: bigint
   readonly chunkId: number
@@ -34,6 +42,14 @@ export interface RecordedSubmission {
   readonly gradientHash: string
   readonly powNonce: bigint
   readonly receipt: SubmissionReceipt
+}
+
+/** A submission transaction the test chain signed, and what became of it. */
+export interface SignedSubmission {
+  readonly signed: SignedTransaction
+  readonly submission: Submission
+  /** Mined: its receipt (`success` false when it reverted). Absent while pending or dropped. */
+  readonly mined?: { readonly success: boolean; readonly receipt: SubmissionReceipt } | undefined
 }
 
 /** A chunk marked complete by `completeChunk` (once per chunk: completing is idempotent). */
@@ -102,8 +118,10 @@ export const defaultLeaseSeconds = 600
 export class TestChain extends Context.Service<TestChain, {
   readonly setFaults: (faults: FaultPlan<ChainMethod>) => Effect.Effect<void>
   readonly calls: (method: ChainMethod) => Effect.Effect<number>
-  /** Submissions recorded on the chain, in block order (answers `alreadySubmitted: true` add nothing). */
+  /** Submissions recorded on the chain, in block order. */
   readonly submissions: Effect.Effect<ReadonlyArray<RecordedSubmission>>
+  /** Every submission transaction signed, in signing order, with what became of it. */
+  readonly transactions: Effect.Effect<ReadonlyArray<SignedSubmission>>
   /** Every successful `claimChunk`, in block order (a re-claimed chunk appears again). */
   readonly claims: Effect.Effect<ReadonlyArray<ChunkClaim>>
   /** Chunks marked complete, in block order. */
@@ -113,6 +131,21 @@ export class TestChain extends Context.Service<TestChain, {
    * (0), RoundExpired (deadline not after the chain's now).
    */
   readonly openRound: (round: TestRound) => Effect.Effect<RoundInfo, ChainRevertError>
+  /**
+   * The next `count` submission broadcasts never reach the chain: the transaction is signed and handed to
+   * `beforeBroadcast` (journaled), then `submitGradient` fails with a NetworkError and nothing is mined. The same
+   * bytes re-sent (`rebroadcast`) are mined.
+   */
+  readonly loseBroadcasts: (count: number) => Effect.Effect<void>
+  /** Another transaction of the account takes the next nonce (as a second wallet on the same key would). */
+  readonly useNextNonce: Effect.Effect<void>
+  /**
+   * The chain loses every block after `blockNumber` (a devnet restarted from an older state, a reorg): their claims,
+   * submissions and completions are gone, and new blocks get other hashes.
+   */
+  readonly rewindTo: (blockNumber: bigint) => Effect.Effect<void>
+  /** A new chain at the same address: new genesis, the seeded rounds only, nothing claimed or submitted. */
+  readonly reset: Effect.Effect<void>
 }>()("r3mes/testing/TestChain") {
   /**
    * The MiningRegistry in memory, with its rules (contracts/MiningRegistry.sol is the reference):
@@ -121,14 +154,15 @@ export class TestChain extends Context.Service<TestChain, {
    * - `claimChunk` hands out never-claimed chunks in order, then the lowest chunk whose lease expired without a
    *   submission; else NoFreeChunk. RoundNotOpen for an unknown round, RoundExpired after the deadline;
    * - `submitGradient` checks, in the contract's order: RoundNotOpen, AlreadySubmitted (before the deadline and the
-   *   lease), RoundExpired, ChunkNotClaimed (see `requireClaim`), LeaseExpired, InsufficientWork (see `checkPow`).
-   *   A second submission of a chunk with the same gradient hash answers the original receipt with
-   *   `alreadySubmitted: true`, as the real adapter does for our own chunk;
+   *   lease), RoundExpired, ChunkNotClaimed (see `requireClaim`), LeaseExpired, InsufficientWork (see `checkPow`);
+   *   the checks are made when signing (the simulation) and again when mining;
+   * - submissions are signed with the account's next nonce and mined at once; a transaction whose nonce another one
+   *   used is dropped (`transactionStatus`), one never broadcast is pending until re-sent;
    * - `completeChunk` is idempotent (true each time) and reverts ChunkNotClaimed for a chunk with no submission.
    *
    * Every state-changing transaction (claim, accepted submission, first completion) mines the next block (from 1).
-   * A submission's tx hash is `0x` + sha256 of the identity and the submission's fields, so it is the same across
-   * instances. Reverts are ChainRevertErrors with the contract's error name and arguments as strings.
+   * A submission's tx hash is `0x` + sha256 of the identity, the submission's fields and its nonce, so it is the same
+   * across instances. Reverts are ChainRevertErrors with the contract's error name and arguments as strings.
    */
   static readonly layer = (options: TestChainOptions = {}): Layer.Layer<Chain | TestChain> =>
     Layer.effectContext(Effect.gen(function*() {
@@ -147,15 +181,19 @@ export class TestChain extends Context.Service<TestChain, {
         readonly chunkCount: number
         readonly difficulty: number
         readonly deadline: number
+        readonly openedIn: bigint
         nextChunk: number
         submittedCount: number
       }
       interface ClaimState {
         readonly leaseExpiry: number
+        readonly claim: ChunkClaim
+        readonly block: bigint
       }
       interface SubmissionState {
         readonly recorded: RecordedSubmission
         completed: boolean
+        completedIn: bigint | undefined
       }
 
       const rounds = new Map<bigint, RoundState>()
@@ -163,12 +201,28 @@ export class TestChain extends Context.Service<TestChain, {
       const byChunk = new Map<string, SubmissionState>()
       const recordedSubmissions: Array<RecordedSubmission> = []
       const recordedClaims: Array<ChunkClaim> = []
-      const completed: Array<CompletedChunk> = []
+      const completed: Array<CompletedChunk & { readonly block: bigint }> = []
+      const signedTransactions: Array<SignedSubmission> = []
       let blockNumber = 0n
+      /** Account nonce: how many of its transactions are mined (or dropped in favour of another). */
+      let accountNonce = 0
+      let lostBroadcasts = 0
+      // Block hashes depend on the fork: a rewound or reset chain gives new blocks other hashes.
+      let fork = 0
+      let genesis = 0
+      const blockHashes = new Map<bigint, string>()
 
       const chunkKey = (roundId: bigint, chunkId: number) => `${roundId}:${chunkId}`
       const sha256Hex = (text: string) => `0x${createHash("sha256").update(text).digest("hex")}`
       const chainNow = Effect.map(Clock.currentTimeMillis, (ms) => Math.floor(ms / 1000))
+
+      /** Mines the next block and returns its number. */
+      const mineBlock = (): bigint => {
+        blockNumber += 1n
+        blockHashes.set(blockNumber, sha256Hex(`block:${genesis}:${fork}:${blockNumber}`))
+        return blockNumber
+      }
+      const hashOf = (block: bigint) => blockHashes.get(block)!
 
       const revert = (errorName: string, args: ReadonlyArray<string>, hint?: string) =>
         new ChainRevertError({
@@ -190,7 +244,7 @@ export class TestChain extends Context.Service<TestChain, {
         return undefined
       }
 
-      const addRound = (round: TestRound): RoundState => {
+      const addRound = (round: TestRound, openedIn: bigint): RoundState => {
         const spec = round.spec ?? "{}"
         const state: RoundState = {
           roundId: round.roundId,
@@ -200,6 +254,7 @@ export class TestChain extends Context.Service<TestChain, {
           chunkCount: round.chunkCount,
           difficulty: round.difficulty,
           deadline: round.deadline,
+          openedIn,
           nextChunk: 0,
           submittedCount: 0
         }
@@ -220,10 +275,13 @@ export class TestChain extends Context.Service<TestChain, {
           submittedCount: r.submittedCount
         })
 
+      const seedRounds = () => {
+        for (const round of options.rounds ?? [defaultTestRound]) addRound(round, 0n)
+      }
       for (const round of options.rounds ?? [defaultTestRound]) {
         const problem = roundProblem(round)
         if (problem !== undefined) return yield* Effect.die(new Error(`TestChain seed round: ${problem.message}`))
-        addRound(round)
+        addRound(round, 0n)
       }
 
       const openRoundUnknown = (roundId: bigint) =>
@@ -257,8 +315,7 @@ export class TestChain extends Context.Service<TestChain, {
         }
         if (chunkId === undefined) return yield* revert("NoFreeChunk", [roundId.toString()])
         const leaseExpiry = now + leaseSeconds
-        claims.set(chunkKey(roundId, chunkId), { leaseExpiry })
-        blockNumber += 1n
+        const block = mineBlock()
         const claim = new ChunkClaim({
           roundId,
           chunkId,
@@ -266,22 +323,15 @@ export class TestChain extends Context.Service<TestChain, {
           leaseExpiry,
           txHash: sha256Hex(
             ["claimChunk", identity.chainId, identity.registry.toLowerCase(), identity.miner.toLowerCase(), roundId,
-              chunkId, blockNumber].join(":")
+              chunkId, block, fork].join(":")
           )
         })
+        claims.set(chunkKey(roundId, chunkId), { leaseExpiry, claim, block })
         recordedClaims.push(claim)
         return claim
       })
 
-      /** What the test chain "signs": the submission's fields as JSON, hashed like a real transaction hash would be. */
-      const signedOf = (s: Submission): SignedTransaction =>
-        new SignedTransaction({
-          hash: txHashOf(s),
-          raw: `0x${Buffer.from(JSON.stringify([s.roundId.toString(), s.chunkId, s.cid, s.gradientHash, s.powNonce.toString()])).toString("hex")}`,
-          nonce: 0
-        })
-
-      const txHashOf = (s: Submission): string =>
+      const txHashOf = (s: Submission, nonce: number): string =>
         sha256Hex(
           [
             identity.chainId,
@@ -291,9 +341,30 @@ export class TestChain extends Context.Service<TestChain, {
             s.chunkId,
             s.cid,
             s.gradientHash.toLowerCase(),
-            s.powNonce
+            s.powNonce,
+            nonce
           ].join(":")
         )
+
+      /** What the test chain "signs": the submission's fields and the nonce as JSON, hashed like a transaction. */
+      const sign = (s: Submission, nonce: number): SignedTransaction =>
+        new SignedTransaction({
+          hash: txHashOf(s, nonce),
+          raw: `0x${
+            Buffer.from(JSON.stringify([s.roundId.toString(), s.chunkId, s.cid, s.gradientHash, s.powNonce.toString(), nonce]))
+              .toString("hex")
+          }`,
+          nonce
+        })
+
+      const decodeRaw = (raw: string): Submission | undefined => {
+        try {
+          const [roundId, chunkId, cid, gradientHash, powNonce] = JSON.parse(Buffer.from(raw.slice(2), "hex").toString())
+          return new Submission({ roundId: BigInt(roundId), chunkId, cid, gradientHash, powNonce: BigInt(powNonce) })
+        } catch {
+          return undefined
+        }
+      }
 
       const checkWork = Effect.fnUntraced(function*(submission: Submission, difficulty: number) {
         const hash = yield* Effect.try({
@@ -321,7 +392,8 @@ export class TestChain extends Context.Service<TestChain, {
         }
       })
 
-      const submit = Effect.fnUntraced(function*(submission: Submission) {
+      /** The contract's submitGradient checks, without changing anything. */
+      const check = Effect.fnUntraced(function*(submission: Submission) {
         const now = yield* chainNow
         const { roundId, chunkId } = submission
         const round = rounds.get(roundId)
@@ -329,15 +401,11 @@ export class TestChain extends Context.Service<TestChain, {
         const key = chunkKey(roundId, chunkId)
         const existing = byChunk.get(key)
         if (existing !== undefined) {
-          const held = existing.recorded
-          if (held.gradientHash.toLowerCase() === submission.gradientHash.toLowerCase()) {
-            return new SubmissionReceipt({ ...held.receipt, alreadySubmitted: true })
-          }
           return yield* revert("AlreadySubmitted", [
             roundId.toString(),
             String(chunkId),
             identity.miner,
-            held.gradientHash.toLowerCase()
+            existing.recorded.gradientHash.toLowerCase()
           ])
         }
         if (now > round.deadline) return yield* revert("RoundExpired", [roundId.toString(), String(round.deadline)])
@@ -350,21 +418,70 @@ export class TestChain extends Context.Service<TestChain, {
           return yield* revert("LeaseExpired", [roundId.toString(), String(chunkId), String(claim.leaseExpiry)])
         }
         if (checkPow) yield* checkWork(submission, round.difficulty)
+        return round
+      })
 
-        blockNumber += 1n
-        const receipt = new SubmissionReceipt({ txHash: txHashOf(submission), blockNumber, alreadySubmitted: false })
+      /** Mines a signed submission at its nonce: recorded on success, a reverted receipt otherwise. */
+      const mine = Effect.fnUntraced(function*(entry: SignedSubmission) {
+        const index = signedTransactions.indexOf(entry)
+        const outcome = yield* Effect.result(check(entry.submission))
+        const block = mineBlock()
+        accountNonce = Math.max(accountNonce, entry.signed.nonce + 1)
+        const receipt = new SubmissionReceipt({
+          txHash: entry.signed.hash,
+          blockNumber: block,
+          blockHash: hashOf(block),
+          alreadySubmitted: false
+        })
+        signedTransactions[index] = { ...entry, mined: { success: outcome._tag === "Success", receipt } }
+        if (outcome._tag === "Failure") return yield* outcome.failure
+        const { submission } = entry
         const recorded: RecordedSubmission = {
-          roundId,
-          chunkId,
+          roundId: submission.roundId,
+          chunkId: submission.chunkId,
           cid: submission.cid,
           gradientHash: submission.gradientHash,
           powNonce: submission.powNonce,
           receipt
         }
-        byChunk.set(key, { recorded, completed: false })
-        round.submittedCount += 1
+        byChunk.set(chunkKey(submission.roundId, submission.chunkId), { recorded, completed: false, completedIn: undefined })
+        outcome.success.submittedCount += 1
         recordedSubmissions.push(recorded)
         return receipt
+      })
+
+      const submitGradient = Effect.fnUntraced(function*(
+        submission: Submission,
+        beforeBroadcast?: (signed: SignedTransaction) => Effect.Effect<void, MiningError>
+      ) {
+        yield* check(submission) // the simulation
+        const entry: SignedSubmission = { signed: sign(submission, accountNonce), submission }
+        if (beforeBroadcast !== undefined) yield* beforeBroadcast(entry.signed)
+        signedTransactions.push(entry)
+        if (lostBroadcasts > 0) {
+          lostBroadcasts--
+          return yield* new NetworkError({ message: `broadcasting ${entry.signed.hash}: connection reset`, service: "chain" })
+        }
+        return yield* mine(entry)
+      })
+
+      const entryOf = (signed: SignedTransaction) => signedTransactions.find((e) => e.signed.hash === signed.hash)
+
+      const transactionStatus = (signed: SignedTransaction): TransactionStatus => {
+        const entry = entryOf(signed)
+        if (entry?.mined !== undefined) return { _tag: "Mined", success: entry.mined.success, receipt: entry.mined.receipt }
+        return signed.nonce < accountNonce ? { _tag: "Dropped" } : { _tag: "Pending" }
+      }
+
+      const rebroadcast = Effect.fnUntraced(function*(signed: SignedTransaction) {
+        const known = entryOf(signed)
+        if (known?.mined !== undefined || signed.nonce < accountNonce) return // "already known" / "nonce too low"
+        if (signed.nonce > accountNonce) return // waits in the pool for the nonces before it
+        const submission = known?.submission ?? decodeRaw(signed.raw)
+        if (submission === undefined) return yield* new ValidationError({ message: `cannot decode ${signed.hash}` })
+        const entry = known ?? { signed, submission }
+        if (known === undefined) signedTransactions.push(entry)
+        yield* mine(entry).pipe(Effect.ignore)
       })
 
       const complete = Effect.fnUntraced(function*(roundId: bigint, chunkId: number) {
@@ -372,8 +489,9 @@ export class TestChain extends Context.Service<TestChain, {
         if (submission === undefined) return yield* revert("ChunkNotClaimed", [roundId.toString(), String(chunkId)])
         if (!submission.completed) {
           submission.completed = true
-          blockNumber += 1n
-          completed.push({ roundId, chunkId })
+          const block = mineBlock()
+          submission.completedIn = block
+          completed.push({ roundId, chunkId, block })
         }
         return true
       })
@@ -385,55 +503,118 @@ export class TestChain extends Context.Service<TestChain, {
         if (round.deadline <= now) {
           return yield* revert("RoundExpired", [round.roundId.toString(), String(round.deadline)])
         }
-        blockNumber += 1n
-        return roundInfo(addRound(round))
+        return roundInfo(addRound(round, mineBlock()))
+      })
+
+      const onChain = (roundId: bigint, chunkId: number, state: SubmissionState) =>
+        new OnChainSubmission({
+          roundId,
+          chunkId,
+          miner: identity.miner,
+          cid: state.recorded.cid,
+          gradientHash: state.recorded.gradientHash,
+          powNonce: state.recorded.powNonce,
+          blockNumber: state.recorded.receipt.blockNumber,
+          completed: state.completed,
+          txHash: state.recorded.receipt.txHash,
+          blockHash: state.recorded.receipt.blockHash
+        })
+
+      const ownClaims = Effect.gen(function*() {
+        const now = yield* chainNow
+        return [...claims.values()]
+          .filter(({ claim, leaseExpiry }) => {
+            const round = rounds.get(claim.roundId)
+            return round !== undefined && round.deadline >= now && leaseExpiry >= now &&
+              !byChunk.has(chunkKey(claim.roundId, claim.chunkId))
+          })
+          .map(({ claim }) => claim)
+      })
+
+      const rewindTo = (target: bigint) =>
+        Effect.sync(() => {
+          for (const [key, c] of claims) if (c.block > target) claims.delete(key)
+          for (const [key, s] of byChunk) {
+            if (s.recorded.receipt.blockNumber > target) {
+              byChunk.delete(key)
+              const round = rounds.get(s.recorded.roundId)
+              if (round !== undefined) round.submittedCount -= 1
+            } else if (s.completedIn !== undefined && s.completedIn > target) {
+              s.completed = false
+              s.completedIn = undefined
+            }
+          }
+          for (const [id, r] of rounds) if (r.openedIn > target) rounds.delete(id)
+          for (let i = recordedSubmissions.length - 1; i >= 0; i--) {
+            if (recordedSubmissions[i]!.receipt.blockNumber > target) recordedSubmissions.splice(i, 1)
+          }
+          for (let i = completed.length - 1; i >= 0; i--) if (completed[i]!.block > target) completed.splice(i, 1)
+          for (let i = 0; i < signedTransactions.length; i++) {
+            const mined = signedTransactions[i]!.mined
+            if (mined !== undefined && mined.receipt.blockNumber > target) {
+              signedTransactions[i] = { signed: signedTransactions[i]!.signed, submission: signedTransactions[i]!.submission }
+            }
+          }
+          accountNonce = signedTransactions.filter((e) => e.mined !== undefined).reduce(
+            (n, e) => Math.max(n, e.signed.nonce + 1),
+            0
+          )
+          for (const block of [...blockHashes.keys()]) if (block > target) blockHashes.delete(block)
+          blockNumber = target
+          fork++
+        })
+
+      const reset = Effect.sync(() => {
+        rounds.clear()
+        claims.clear()
+        byChunk.clear()
+        recordedSubmissions.length = 0
+        recordedClaims.length = 0
+        completed.length = 0
+        signedTransactions.length = 0
+        blockHashes.clear()
+        blockNumber = 0n
+        accountNonce = 0
+        genesis++
+        seedRounds()
       })
 
       const port = Chain.of({
         identity: faults.wrap("identity", Effect.succeed(identity)),
+        fingerprint: faults.wrap(
+          "fingerprint",
+          Effect.sync(() =>
+            new ChainFingerprint({
+              genesisHash: sha256Hex(`genesis:${genesis}`),
+              registryCodeHash: sha256Hex("MiningRegistry code")
+            })
+          )
+        ),
         rounds: faults.wrap("rounds", Effect.sync(() => [...rounds.values()].map(roundInfo))),
         getRound: (roundId) =>
           faults.wrap("getRound", Effect.sync(() => Option.map(Option.fromUndefinedOr(rounds.get(roundId)), roundInfo))),
         claimChunk: (roundId) => faults.wrap("claimChunk", claimChunk(roundId)),
+        ownClaims: faults.wrap("ownClaims", ownClaims),
         submitGradient: (submission, beforeBroadcast) =>
-          faults.wrap(
-            "submitGradient",
-            Effect.gen(function*() {
-              const signed = signedOf(submission)
-              // A re-submission of what the chain holds answers without a new transaction, as the simulation would.
-              if (beforeBroadcast !== undefined && !byChunk.has(chunkKey(submission.roundId, submission.chunkId))) {
-                yield* beforeBroadcast(signed)
-              }
-              return yield* submit(submission)
-            })
-          ),
-        resumeSubmission: (submission, signed) =>
-          faults.wrap(
-            "resumeSubmission",
-            signed.hash === signedOf(submission).hash
-              ? submit(submission).pipe(Effect.map((receipt) => new SubmissionReceipt({ ...receipt })))
-              : Effect.fail(
-                new ValidationError({ message: `signed transaction ${signed.hash} does not carry this submission` })
-              )
-          ),
+          faults.wrap("submitGradient", submitGradient(submission, beforeBroadcast)),
+        transactionStatus: (signed) => faults.wrap("transactionStatus", Effect.sync(() => transactionStatus(signed))),
+        rebroadcast: (signed) => faults.wrap("rebroadcast", rebroadcast(signed)),
         completeChunk: (roundId, chunkId) => faults.wrap("completeChunk", complete(roundId, chunkId)),
         getSubmission: (roundId, chunkId) =>
           faults.wrap(
             "getSubmission",
             Effect.sync(() =>
-              Option.map(Option.fromUndefinedOr(byChunk.get(chunkKey(roundId, chunkId))), ({ completed, recorded }) =>
-                new OnChainSubmission({
-                  roundId,
-                  chunkId,
-                  miner: identity.miner,
-                  cid: recorded.cid,
-                  gradientHash: recorded.gradientHash,
-                  powNonce: recorded.powNonce,
-                  blockNumber: recorded.receipt.blockNumber,
-                  completed
-                }))
+              Option.map(Option.fromUndefinedOr(byChunk.get(chunkKey(roundId, chunkId))), (state) =>
+                onChain(roundId, chunkId, state))
             )
           ),
+        ownSubmissions: faults.wrap(
+          "ownSubmissions",
+          Effect.sync(() =>
+            recordedSubmissions.map((r) => onChain(r.roundId, r.chunkId, byChunk.get(chunkKey(r.roundId, r.chunkId))!))
+          )
+        ),
+        blockHash: (block) => faults.wrap("blockHash", Effect.sync(() => Option.fromUndefinedOr(blockHashes.get(block)))),
         now: faults.wrap("now", chainNow)
       })
 
@@ -441,9 +622,16 @@ export class TestChain extends Context.Service<TestChain, {
         setFaults: faults.set,
         calls: faults.calls,
         submissions: Effect.sync(() => [...recordedSubmissions]),
+        transactions: Effect.sync(() => [...signedTransactions]),
         claims: Effect.sync(() => [...recordedClaims]),
-        completedChunks: Effect.sync(() => [...completed]),
-        openRound
+        completedChunks: Effect.sync(() => completed.map(({ chunkId, roundId }) => ({ roundId, chunkId }))),
+        openRound,
+        loseBroadcasts: (count) => Effect.sync(() => (lostBroadcasts += count)),
+        useNextNonce: Effect.sync(() => {
+          accountNonce++
+        }),
+        rewindTo,
+        reset
       })
 
       return Context.make(Chain, port).pipe(Context.add(TestChain, control))

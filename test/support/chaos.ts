@@ -10,7 +10,7 @@ import { miningRegistryAbi } from "../../src/layers/chain/MiningRegistryArtifact
 import { make as makeViemChain } from "../../src/layers/chain/ViemChain.ts"
 import { HeliaStore } from "../../src/layers/ipfs/HeliaStore.ts"
 import { SqliteJournal } from "../../src/layers/journal/SqliteJournal.ts"
-import type { CrashPoint } from "../../src/services/CrashPoints.ts"
+import type { CrashPoint } from "../../src/testing/CrashPoints.ts"
 import { GradientStore } from "../../src/services/GradientStore.ts"
 import { Journal, type JournalEvent } from "../../src/services/Journal.ts"
 

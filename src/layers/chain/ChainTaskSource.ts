@@ -51,10 +51,31 @@ export const make = Effect.fnUntraced(function*(options: ChainTaskSourceOptions 
     return Option.none<Task>()
   })
 
+  // Claims of ours the chain holds and no transaction works on: a claim whose answer was lost, or that a crashed run
+  // never started. Looked for at the first claim and after every failed one (it may have landed); each handed once.
+  let lookForOwnClaims = true
+  const adopted = new Set<string>()
+  const ownClaim = Effect.gen(function*() {
+    if (!lookForOwnClaims) return Option.none<Task>()
+    lookForOwnClaims = false
+    const claims = (yield* chain.ownClaims).filter((c) => !adopted.has(`${c.roundId}:${c.chunkId}:${c.leaseExpiry}`))
+    const claim = claims[0]
+    if (claim === undefined) return Option.none<Task>()
+    // More may wait: look again at the next call.
+    lookForOwnClaims = claims.length > 1
+    adopted.add(`${claim.roundId}:${claim.chunkId}:${claim.leaseExpiry}`)
+    const round = yield* chain.getRound(claim.roundId)
+    if (Option.isNone(round)) return Option.none<Task>()
+    yield* Effect.logInfo(`taking up chunk ${claim.chunkId} of round ${claim.roundId}, claimed earlier and never worked on`)
+    return Option.some(taskOf(round.value, claim.chunkId, claim.leaseExpiry))
+  })
+
   const next = Effect.fn("TaskSource.next")(function*(): Effect.fn.Return<Task, MiningError> {
     let waiting = false
     for (;;) {
-      const task = yield* claimAny
+      const own = yield* ownClaim
+      if (Option.isSome(own)) return own.value
+      const task = yield* claimAny.pipe(Effect.tapError(() => Effect.sync(() => (lookForOwnClaims = true))))
       if (Option.isSome(task)) {
         yield* Effect.annotateCurrentSpan({
           "r3mes.round_id": task.value.roundId.toString(),

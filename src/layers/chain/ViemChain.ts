@@ -1,11 +1,10 @@
-import { Duration, Effect, Layer, Option, Redacted, Schedule, Semaphore } from "effect"
+import { Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
 import {
   createPublicClient,
   createWalletClient,
   defineChain,
-  encodeFunctionData,
   type Hex,
-  http,
+  isAddress,
   keccak256,
   parseEventLogs,
   type PublicClient,
@@ -13,24 +12,21 @@ import {
   zeroAddress
 } from "viem"
 import { type PrivateKeyAccount, privateKeyToAccount } from "viem/accounts"
+import { AuthenticationError, isRetryable, type MiningError, ValidationError } from "../../domain/errors.ts"
 import {
-  AuthenticationError,
-  type ChainRevertError,
-  type MiningError,
-  ValidationError
-} from "../../domain/errors.ts"
-import {
+  ChainFingerprint,
   ChunkClaim,
   MinerIdentity,
   OnChainSubmission,
   RoundInfo,
-  SignedTransaction,
-  type Submission,
-  SubmissionReceipt
+  type SignedTransaction,
+  type Submission
 } from "../../domain/mining.ts"
 import { Chain } from "../../services/Chain.ts"
 import { miningRegistryAbi } from "./MiningRegistryArtifact.ts"
+import { rpcTransport } from "./rpcTransport.ts"
 import { decodeRevert, fromViemError } from "./viemErrors.ts"
+import { makeViemWriter, receiptOf } from "./viemWriter.ts"
 
 export interface ViemChainOptions {
   readonly rpcUrl: string
@@ -44,29 +40,21 @@ export interface ViemChainOptions {
   readonly pollingInterval?: Duration.Input
 }
 
-type WriteFunction = "claimChunk" | "submitGradient" | "completeChunk"
-
-/** The quick receipt looks before viem's watcher: 5 ms, doubling, five retries (see waitForReceipt). */
-const quickReceiptDelay = "5 millis"
-const quickReceiptRetries = 5
+/** Start-up reads (chain id, registry code) are retried: one lost answer must not stop a miner at start. */
+const startupRetry = { schedule: Schedule.exponential("200 millis", 2), times: 5, while: isRetryable } as const
 
 /**
- * The Chain port on viem against a MiningRegistry.
- *
- * Writes are simulated first (a revert is decoded into a ChainRevertError without spending gas), then signed
- * locally with an explicit nonce and broadcast as raw bytes: the transaction hash is known before it is sent.
- * One nonce writer per account: nonce allocation, signing and broadcast happen under a single permit, so
- * concurrent transactions of this miner never collide. After any failed broadcast the nonce is re-read from the
- * chain, since a broadcast that failed on our side may still have reached the node.
+ * The Chain port on viem against a MiningRegistry: reads translated into domain values, writes through one nonce
+ * writer per account (viemWriter.ts), reverts decoded into ChainRevertErrors (viemErrors.ts). It decides nothing
+ * about mining transactions: what a revert or a dropped transaction means is the core's call.
  */
 export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
-  const rpcTimeoutMs = Duration.toMillis(Duration.fromInputUnsafe(options.rpcTimeout ?? "10 seconds"))
-  const receiptTimeoutMs = Duration.toMillis(Duration.fromInputUnsafe(options.receiptTimeout ?? "60 seconds"))
-  const pollingIntervalMs = Duration.toMillis(Duration.fromInputUnsafe(options.pollingInterval ?? "250 millis"))
+  const receiptTimeout = Duration.fromInputUnsafe(options.receiptTimeout ?? "60 seconds")
+  const pollingInterval = Duration.fromInputUnsafe(options.pollingInterval ?? "250 millis")
 
-  if (!/^0x[0-9a-fA-F]{40}$/.test(options.registry)) {
+  if (!isAddress(options.registry, { strict: true })) {
     return yield* new ValidationError({
-      message: `registry address ${options.registry} is not a 0x-prefixed 20-byte address`,
+      message: `registry address ${options.registry} is not a 0x-prefixed 20-byte address with a valid checksum`,
       field: "R3MES_REGISTRY_ADDRESS"
     })
   }
@@ -80,26 +68,26 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
       })
   })
 
-  const transport = http(options.rpcUrl, { timeout: rpcTimeoutMs, retryCount: 0 })
+  const transport = yield* rpcTransport(options.rpcUrl, { timeout: options.rpcTimeout ?? "10 seconds" })
   const bootstrap = createPublicClient({ transport })
-  const chainId = yield* Effect.tryPromise({
-    try: () => bootstrap.getChainId(),
-    catch: (e) => fromViemError(e, `cannot reach the chain at ${options.rpcUrl}`)
-  })
+  const rpc = <A>(context: string, f: () => Promise<A>): Effect.Effect<A, MiningError> =>
+    Effect.tryPromise({ try: f, catch: (e) => fromViemError(e, context) })
+
+  const chainId = yield* rpc("reaching the chain", () => bootstrap.getChainId()).pipe(Effect.retry(startupRetry))
   const chain = defineChain({
     id: chainId,
     name: `r3mes-${chainId}`,
     nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
     rpcUrls: { default: { http: [options.rpcUrl] } }
   })
-  const client: PublicClient = createPublicClient({ chain, transport, pollingInterval: pollingIntervalMs })
+  const client: PublicClient = createPublicClient({ chain, transport, pollingInterval: Duration.toMillis(pollingInterval) })
   const wallet = createWalletClient({ chain, transport, account })
   const identity = new MinerIdentity({ chainId, registry, miner: account.address })
+  const isOurs = (address: string) => address.toLowerCase() === account.address.toLowerCase()
 
-  const rpc = <A>(context: string, f: () => Promise<A>): Effect.Effect<A, MiningError> =>
-    Effect.tryPromise({ try: f, catch: (e) => fromViemError(e, context) })
-
-  const code = yield* rpc("reading the registry's code", () => client.getCode({ address: registry }))
+  const code = yield* rpc("reading the registry's code", () => client.getCode({ address: registry })).pipe(
+    Effect.retry(startupRetry)
+  )
   if (code === undefined || code === "0x") {
     return yield* new ValidationError({
       message: `no contract at ${registry} on chain ${chainId}`,
@@ -108,114 +96,57 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
     })
   }
 
-  const signLocally = (request: object): Promise<Hex> => {
-    const { account: _account, chain: _chain, ...transaction } = request as Record<string, unknown>
-    return account.signTransaction({ ...transaction, chainId } as never)
-  }
+  const writer = makeViemWriter({
+    client,
+    wallet,
+    chain,
+    account,
+    registry,
+    abi: miningRegistryAbi,
+    receiptTimeout,
+    pollingInterval
+  })
 
-  const nonceWriter = yield* Semaphore.make(1)
-  let nextNonce: number | undefined
+  const read = <F extends string>(functionName: F, args: ReadonlyArray<unknown> = []) =>
+    rpc(`calling ${functionName}(${args.join(", ")})`, () =>
+      client.readContract({ address: registry, abi: miningRegistryAbi, functionName, args } as never)) as Effect.Effect<
+        any,
+        MiningError
+      >
 
-  /**
-   * A node that mines as it receives (anvil's automine) has the receipt within milliseconds of the broadcast, but
-   * viem's watcher, once its first look misses, waits a whole polling interval: measured on the devnet, one write in
-   * ten paid 250 ms that way. So the receipt is first asked for at 0, 5, 10, 20, 40 and 80 ms (155 ms, six calls);
-   * only then does the watcher take over, at the polling interval, with its replacement detection.
-   */
-  const waitForReceipt = (what: string, hash: Hex) =>
-    Effect.tryPromise(() => client.getTransactionReceipt({ hash })).pipe(
-      Effect.retry({ schedule: Schedule.exponential(quickReceiptDelay, 2), times: quickReceiptRetries }),
-      Effect.catch(() =>
-        rpc(`waiting for the receipt of ${what} ${hash}`, () =>
-          client.waitForTransactionReceipt({ hash, timeout: receiptTimeoutMs, pollingInterval: pollingIntervalMs }))
-      )
-    )
-
-  /**
-   * Simulates, then signs with an explicit nonce, runs `beforeBroadcast` (the journal's intent) and broadcasts;
-   * returns the receipt.
-   */
-  const write = (
-    functionName: WriteFunction,
-    args: ReadonlyArray<unknown>,
-    beforeBroadcast?: (signed: SignedTransaction) => Effect.Effect<void, MiningError>
+  const events = <N extends "RoundOpened" | "ChunkClaimed" | "GradientSubmitted" | "ChunkCompleted">(
+    eventName: N,
+    args: Record<string, unknown>,
+    blocks: { readonly fromBlock: bigint; readonly toBlock?: bigint } = { fromBlock: 0n }
   ) =>
-    Effect.gen(function*() {
-      const call = { address: registry, abi: miningRegistryAbi, functionName, args, account } as never
-      const simulated = yield* rpc(`simulating ${functionName}`, () => client.simulateContract(call))
-      const data = encodeFunctionData({ abi: miningRegistryAbi, functionName, args } as never)
-      const hash = yield* Semaphore.withPermit(
-        nonceWriter,
-        Effect.gen(function*() {
-          if (nextNonce === undefined) {
-            nextNonce = yield* rpc("reading the account nonce", () =>
-              client.getTransactionCount({ address: account.address, blockTag: "pending" }))
-          }
-          const nonce = nextNonce
-          const request = yield* rpc(`preparing ${functionName}`, () =>
-            wallet.prepareTransactionRequest({
-              account,
-              chain,
-              to: registry,
-              data,
-              nonce,
-              gas: ((simulated as { request: { gas?: bigint } }).request.gas ?? undefined) as never
-            }))
-          // Signed with the local key: the wallet action would first ask the node for its chain id (one more
-          // round trip per write) to compare it with the one this client was built for, which make() read already.
-          const raw = yield* rpc(`signing ${functionName}`, () => signLocally(request))
-          const hash = keccak256(raw)
-          if (beforeBroadcast !== undefined) yield* beforeBroadcast(new SignedTransaction({ hash, raw, nonce }))
-          yield* rpc(`broadcasting ${functionName}`, () => client.sendRawTransaction({ serializedTransaction: raw })).pipe(
-            Effect.tapError(() => Effect.sync(() => (nextNonce = undefined)))
-          )
-          nextNonce = nonce + 1
-          return hash
-        })
-      )
-      const receipt = yield* waitForReceipt(functionName, hash)
-      if (receipt.status !== "success") {
-        // Mined but reverted (state changed between simulation and inclusion): replay it to learn why.
-        const reason = yield* rpc(`replaying ${functionName}`, () => client.simulateContract(call)).pipe(
-          Effect.as(undefined),
-          Effect.catch((e) => Effect.succeed(e))
-        )
-        return yield* (reason !== undefined && reason._tag === "ChainRevertError"
-          ? Effect.fail(reason)
-          : Effect.fail(new ValidationError({ message: `${functionName} ${hash} reverted on chain` })))
-      }
-      return receipt
-    })
+    rpc(`reading ${eventName} events`, () =>
+      client.getContractEvents({ address: registry, abi: miningRegistryAbi, eventName, args, strict: true, ...blocks } as never)
+    ) as Effect.Effect<ReadonlyArray<any>, MiningError>
 
-  const readRound = (roundId: bigint) =>
-    rpc(`reading round ${roundId}`, () =>
-      client.readContract({ address: registry, abi: miningRegistryAbi, functionName: "getRound", args: [roundId] }))
+  const fingerprint = Effect.gen(function*() {
+    const genesis = yield* rpc("reading the genesis block", () => client.getBlock({ blockNumber: 0n }))
+    const current = yield* rpc("reading the registry's code", () => client.getCode({ address: registry }))
+    return new ChainFingerprint({ genesisHash: genesis.hash!, registryCodeHash: keccak256(current ?? "0x") })
+  }).pipe(Effect.withSpan("Chain.fingerprint"))
 
   // A round's spec is immutable once opened: read it from RoundOpened once.
   const specs = new Map<bigint, string>()
   const roundSpec = (roundId: bigint) =>
-    specs.has(roundId) ? Effect.succeed(specs.get(roundId)!) : rpc(`reading the spec of round ${roundId}`, () =>
-      client.getContractEvents({
-        address: registry,
-        abi: miningRegistryAbi,
-        eventName: "RoundOpened",
-        args: { roundId },
-        fromBlock: 0n,
-        strict: true
-      })).pipe(
-        Effect.flatMap((logs) => {
-          const spec = logs[0]?.args.spec
-          if (spec === undefined) {
-            return Effect.fail(new ValidationError({ message: `no RoundOpened event for round ${roundId}` }))
-          }
-          specs.set(roundId, spec)
-          return Effect.succeed(spec)
-        })
-      )
+    specs.has(roundId) ? Effect.succeed(specs.get(roundId)!) : events("RoundOpened", { roundId }).pipe(
+      Effect.flatMap((logs) => {
+        const spec = logs[0]?.args.spec as string | undefined
+        if (spec === undefined) {
+          return Effect.fail(new ValidationError({ message: `no RoundOpened event for round ${roundId}` }))
+        }
+        specs.set(roundId, spec)
+        return Effect.succeed(spec)
+      })
+    )
 
   const getRound = Effect.fn("Chain.getRound")(function*(roundId: bigint) {
-    const [modelCid, specHash, chunkCount, difficulty, deadline, nextChunk, submittedCount, exists] = yield* readRound(
-      roundId
+    const [modelCid, specHash, chunkCount, difficulty, deadline, nextChunk, submittedCount, exists] = yield* read(
+      "getRound",
+      [roundId]
     )
     if (!exists) return Option.none<RoundInfo>()
     return Option.some(
@@ -245,8 +176,7 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
   const settled = (round: RoundInfo) => round.submittedCount >= round.chunkCount || round.deadline < newestBlockTime
 
   const rounds = Effect.gen(function*() {
-    const count = yield* rpc("reading the round count", () =>
-      client.readContract({ address: registry, abi: miningRegistryAbi, functionName: "roundCount" }))
+    const count: bigint = yield* read("roundCount")
     const result: Array<RoundInfo> = []
     for (let i = 0n; i < count; i++) {
       const known = settledRounds.get(i)
@@ -254,9 +184,7 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
         result.push(known)
         continue
       }
-      const roundId = yield* rpc(`reading round #${i}`, () =>
-        client.readContract({ address: registry, abi: miningRegistryAbi, functionName: "roundIdAt", args: [i] }))
-      const round = yield* getRound(roundId)
+      const round = yield* getRound(yield* read("roundIdAt", [i]))
       if (Option.isSome(round)) {
         result.push(round.value)
         if (settled(round.value)) settledRounds.set(i, round.value)
@@ -265,56 +193,25 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
     return result as ReadonlyArray<RoundInfo>
   }).pipe(Effect.withSpan("Chain.rounds"))
 
-  const eventOf = <N extends "ChunkClaimed" | "GradientSubmitted">(receipt: TransactionReceipt, eventName: N) =>
-    parseEventLogs({ abi: miningRegistryAbi, logs: receipt.logs, eventName, strict: true }).find(
-      (log) => log.address.toLowerCase() === registry.toLowerCase()
-    )
+  const claimOf = (roundId: bigint, receipt: TransactionReceipt) =>
+    Effect.gen(function*() {
+      const event = parseEventLogs({ abi: miningRegistryAbi, logs: receipt.logs, eventName: "ChunkClaimed", strict: true })
+        .find((log) => log.address.toLowerCase() === registry.toLowerCase())
+      if (event === undefined) {
+        return yield* new ValidationError({ message: `claimChunk ${receipt.transactionHash} emitted no ChunkClaimed` })
+      }
+      return new ChunkClaim({
+        roundId,
+        chunkId: event.args.chunkId,
+        miner: event.args.miner,
+        leaseExpiry: Number(event.args.leaseExpiry),
+        txHash: receipt.transactionHash
+      })
+    })
 
   const claimChunk = Effect.fn("Chain.claimChunk")(function*(roundId: bigint) {
-    const receipt = yield* write("claimChunk", [roundId])
-    const event = eventOf(receipt, "ChunkClaimed")
-    if (event === undefined) {
-      return yield* new ValidationError({ message: `claimChunk ${receipt.transactionHash} emitted no ChunkClaimed` })
-    }
-    return new ChunkClaim({
-      roundId,
-      chunkId: event.args.chunkId,
-      miner: event.args.miner,
-      leaseExpiry: Number(event.args.leaseExpiry),
-      txHash: receipt.transactionHash
-    })
+    return yield* claimOf(roundId, yield* writer.write("claimChunk", [roundId]))
   })
-
-  /** Our earlier submission of the same chunk and gradient: success for an idempotent re-submission. */
-  /** The receipt of the transaction that put our submission of this chunk on chain (from its event). */
-  const receiptOfSubmission = (submission: Submission) =>
-    Effect.gen(function*() {
-      const logs = yield* rpc("finding our earlier submission", () =>
-        client.getContractEvents({
-          address: registry,
-          abi: miningRegistryAbi,
-          eventName: "GradientSubmitted",
-          args: { roundId: submission.roundId, chunkId: submission.chunkId },
-          fromBlock: 0n,
-          strict: true
-        }))
-      const log = logs[0]
-      if (log === undefined) {
-        return yield* new ValidationError({
-          message: `no GradientSubmitted event for round ${submission.roundId} chunk ${submission.chunkId}`
-        })
-      }
-      return new SubmissionReceipt({ txHash: log.transactionHash, blockNumber: log.blockNumber, alreadySubmitted: true })
-    })
-
-  /** AlreadySubmitted by us with the same gradient is success: the earlier transaction's receipt. */
-  const ourEarlierSubmission = (submission: Submission, revert: ChainRevertError) => {
-    const [, , miner, gradientHash] = revert.args
-    return miner?.toLowerCase() === account.address.toLowerCase() &&
-        gradientHash?.toLowerCase() === submission.gradientHash.toLowerCase()
-      ? receiptOfSubmission(submission)
-      : Effect.fail(revert)
-  }
 
   const submitGradient = Effect.fn("Chain.submitGradient")(function*(
     submission: Submission,
@@ -325,100 +222,68 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
       "r3mes.chunk_id": submission.chunkId,
       "r3mes.cid": submission.cid
     })
-    return yield* write("submitGradient", [
+    const receipt = yield* writer.write("submitGradient", [
       submission.roundId,
       submission.chunkId,
       submission.cid,
       submission.gradientHash,
       submission.powNonce
-    ], beforeBroadcast).pipe(
-      Effect.map((receipt) =>
-        new SubmissionReceipt({
-          txHash: receipt.transactionHash,
-          blockNumber: receipt.blockNumber,
-          alreadySubmitted: false
-        })
-      ),
-      Effect.catchTag("ChainRevertError", (revert) =>
-        revert.errorName === "AlreadySubmitted" ? ourEarlierSubmission(submission, revert) : Effect.fail(revert))
-    )
-  })
-
-  /** Our submission of this chunk and gradient, if the chain has it (whatever transaction put it there). */
-  const findOurSubmission = (submission: Submission) =>
-    getSubmission(submission.roundId, submission.chunkId).pipe(
-      Effect.map((found) =>
-        Option.filter(found, (s) =>
-          s.miner.toLowerCase() === account.address.toLowerCase() &&
-          s.gradientHash.toLowerCase() === submission.gradientHash.toLowerCase())
-      )
-    )
-
-  const resumeSubmission = Effect.fn("Chain.resumeSubmission")(function*(
-    submission: Submission,
-    signed: SignedTransaction
-  ) {
-    const hash = signed.hash as Hex
-    const receiptOf = (receipt: TransactionReceipt) =>
-      receipt.status === "success"
-        ? Effect.succeed(
-          new SubmissionReceipt({ txHash: receipt.transactionHash, blockNumber: receipt.blockNumber, alreadySubmitted: false })
-        )
-        : settled
-    // Whatever happened to our transaction, the chain's record of the chunk is the final word.
-    const settled: Effect.Effect<SubmissionReceipt, MiningError> = Effect.gen(function*() {
-      const ours = yield* findOurSubmission(submission)
-      if (Option.isNone(ours)) {
-        return yield* new ValidationError({
-          message: `signed submission ${hash} was not mined and the chain holds no submission of ours for round ${submission.roundId} chunk ${submission.chunkId}`,
-          hint: "its nonce was used by another transaction; the chunk has to be submitted again"
-        })
-      }
-      return yield* receiptOfSubmission(submission)
-    })
-    const existing = yield* rpc(`reading the receipt of ${hash}`, () => client.getTransactionReceipt({ hash })).pipe(
-      Effect.map(Option.some),
-      Effect.catch(() => Effect.succeed(Option.none<TransactionReceipt>()))
-    )
-    if (Option.isSome(existing)) return yield* receiptOf(existing.value)
-    const ours = yield* findOurSubmission(submission)
-    if (Option.isSome(ours)) return yield* settled
-    nextNonce = undefined
-    const sent = yield* rpc(`re-broadcasting ${hash}`, () =>
-      client.sendRawTransaction({ serializedTransaction: signed.raw as Hex })).pipe(Effect.exit)
-    if (sent._tag === "Failure") {
-      // "already known" means it is in the pool; a used nonce means it never will be: the chain decides which.
-      const mined = yield* waitForReceipt("submitGradient", hash).pipe(
-        Effect.timeoutOption("3 seconds"),
-        Effect.catch(() => Effect.succeedNone)
-      )
-      if (Option.isSome(mined)) return yield* receiptOf(mined.value)
-      return yield* settled
-    }
-    return yield* receiptOf(yield* waitForReceipt("submitGradient", hash))
+    ], beforeBroadcast)
+    return receiptOf(receipt)
   })
 
   const completeChunk = Effect.fn("Chain.completeChunk")(function*(roundId: bigint, chunkId: number) {
-    yield* write("completeChunk", [roundId, chunkId])
+    yield* writer.write("completeChunk", [roundId, chunkId])
     return true
   })
 
   const getSubmission = Effect.fn("Chain.getSubmission")(function*(roundId: bigint, chunkId: number) {
-    const [miner, cid, gradientHash, powNonce, blockNumber, completed] = yield* rpc(
-      `reading the submission of round ${roundId} chunk ${chunkId}`,
-      () =>
-        client.readContract({
-          address: registry,
-          abi: miningRegistryAbi,
-          functionName: "getSubmission",
-          args: [roundId, chunkId]
-        })
-    )
+    const [miner, cid, gradientHash, powNonce, blockNumber, completed] = yield* read("getSubmission", [roundId, chunkId])
     if (miner === zeroAddress) return Option.none<OnChainSubmission>()
+    // The transaction and block come from the event, in the very block the registry recorded.
+    const logs = yield* events("GradientSubmitted", { roundId, chunkId }, { fromBlock: blockNumber, toBlock: blockNumber })
+    const log = logs[0]
+    if (log === undefined) {
+      return yield* new ValidationError({
+        message: `round ${roundId} chunk ${chunkId} is submitted in block ${blockNumber}, which has no GradientSubmitted for it`
+      })
+    }
     return Option.some(
-      new OnChainSubmission({ roundId, chunkId, miner, cid, gradientHash, powNonce, blockNumber, completed })
+      new OnChainSubmission({
+        roundId,
+        chunkId,
+        miner,
+        cid,
+        gradientHash,
+        powNonce,
+        blockNumber,
+        completed,
+        txHash: log.transactionHash,
+        blockHash: log.blockHash
+      })
     )
   })
+
+  const ownSubmissions = Effect.gen(function*() {
+    const submitted = yield* events("GradientSubmitted", { miner: account.address })
+    const completed = new Set(
+      (yield* events("ChunkCompleted", { miner: account.address })).map((l) => `${l.args.roundId}:${l.args.chunkId}`)
+    )
+    return submitted.map((l) =>
+      new OnChainSubmission({
+        roundId: l.args.roundId,
+        chunkId: Number(l.args.chunkId),
+        miner: l.args.miner,
+        cid: l.args.cid,
+        gradientHash: l.args.gradientHash,
+        powNonce: l.args.powNonce,
+        blockNumber: l.blockNumber,
+        completed: completed.has(`${l.args.roundId}:${l.args.chunkId}`),
+        txHash: l.transactionHash,
+        blockHash: l.blockHash
+      })
+    ) as ReadonlyArray<OnChainSubmission>
+  }).pipe(Effect.withSpan("Chain.ownSubmissions"))
 
   const now = rpc("reading the latest block", () => client.getBlock({ blockTag: "latest" })).pipe(
     Effect.map((block) => {
@@ -428,21 +293,59 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
     })
   )
 
+  /** Leases of ours in rounds still open, unexpired and unsubmitted: from our ChunkClaimed events, checked in storage. */
+  const ownClaims = Effect.gen(function*() {
+    const time = yield* now
+    const open = (yield* rounds).filter((r) => r.deadline >= time && r.submittedCount < r.chunkCount)
+    const claims: Array<ChunkClaim> = []
+    for (const round of open) {
+      const logs = yield* events("ChunkClaimed", { roundId: round.roundId, miner: account.address })
+      const latest = new Map<number, any>()
+      for (const log of logs) latest.set(Number(log.args.chunkId), log)
+      for (const [chunkId, log] of latest) {
+        const [holder, leaseExpiry] = yield* read("getClaim", [round.roundId, chunkId])
+        if (!isOurs(holder) || Number(leaseExpiry) < time) continue
+        if (Option.isSome(yield* getSubmission(round.roundId, chunkId))) continue
+        claims.push(
+          new ChunkClaim({ roundId: round.roundId, chunkId, miner: holder, leaseExpiry: Number(leaseExpiry), txHash: log.transactionHash })
+        )
+      }
+    }
+    return claims as ReadonlyArray<ChunkClaim>
+  }).pipe(Effect.withSpan("Chain.ownClaims"))
+
+  const blockHash = Effect.fn("Chain.blockHash")(function*(blockNumber: bigint) {
+    return yield* rpc(`reading block ${blockNumber}`, () => client.getBlock({ blockNumber })).pipe(
+      Effect.map((block) => Option.fromNullishOr(block.hash as string | null)),
+      Effect.catch((error) =>
+        /BlockNotFound|could not be found/i.test(error.message) ? Effect.succeed(Option.none<string>()) : Effect.fail(error)
+      )
+    )
+  })
+
   return Chain.of({
     identity: Effect.succeed(identity),
+    fingerprint,
     rounds,
     getRound,
     claimChunk,
+    ownClaims,
     submitGradient,
-    resumeSubmission,
+    transactionStatus: writer.transactionStatus,
+    rebroadcast: writer.rebroadcast,
     completeChunk,
     getSubmission,
+    ownSubmissions,
+    blockHash,
     now
   })
 })
 
 export const ViemChain = {
-  /** The Chain port on a MiningRegistry reached over JSON-RPC. Fails to build when the registry is not there. */
+  /**
+   * The Chain port on a MiningRegistry reached over JSON-RPC (http(s) or ws(s)). Fails to build when the registry is
+   * not there.
+   */
   layer: (options: ViemChainOptions): Layer.Layer<Chain, MiningError> => Layer.effect(Chain, make(options))
 } as const
 

@@ -273,9 +273,18 @@ const makeApp = Effect.fnUntraced(function*(options: MonitoringApiOptions) {
       if (length > maxBodyBytes) return yield* refuse(413, "body_too_large", `the body is over ${maxBodyBytes} bytes`)
       const body = (yield* request.text).trim()
       if (body !== "") {
-        const type = request.headers["content-type"] ?? ""
-        if (type.includes("application/x-www-form-urlencoded")) {
-          raw = new URLSearchParams(body).get("max_age_seconds") ?? undefined
+        // `curl -d '{"max_age_seconds": 5}'` sends JSON labelled as a form: the body's shape decides, and a body
+        // that names no max_age_seconds is refused rather than silently taken for the default.
+        if (!body.startsWith("{") && !body.startsWith("[")) {
+          const form = new URLSearchParams(body)
+          if (!form.has("max_age_seconds")) {
+            return yield* refuse(
+              400,
+              "invalid_body",
+              "the body names no max_age_seconds: send {\"max_age_seconds\": N} or max_age_seconds=N"
+            )
+          }
+          raw = form.get("max_age_seconds") ?? undefined
         } else {
           const parsed = yield* Effect.try({
             try: (): unknown => JSON.parse(body),
@@ -312,9 +321,12 @@ const makeApp = Effect.fnUntraced(function*(options: MonitoringApiOptions) {
       )
     )
     const seconds = yield* maxAgeSeconds(request)
-    const cleaned = yield* coordinator.cleanupStaleTransactions(Duration.seconds(seconds))
-    yield* Effect.logWarning(`admin: cleanup-stale (max age ${seconds} s) cleaned ${cleaned.length} transaction(s)`)
-    return json(200, { cleaned, count: cleaned.length, max_age_seconds: seconds })
+    const { awaiting_chain, cleaned } = yield* coordinator.cleanupStaleTransactions(Duration.seconds(seconds))
+    yield* Effect.logWarning(
+      `admin: cleanup-stale (max age ${seconds} s) cleaned ${cleaned.length} transaction(s); ` +
+        `${awaiting_chain.length} past their commit point left to the chain`
+    )
+    return json(200, { cleaned, count: cleaned.length, awaiting_chain, max_age_seconds: seconds })
   })
 
   const metrics = Effect.gen(function*() {

@@ -1,0 +1,204 @@
+import { existsSync, renameSync, rmSync } from "node:fs"
+import { Console, Effect, Layer, Option } from "effect"
+import { Command, Flag } from "effect/cli"
+import { classify } from "../domain/classify.ts"
+import type { MinerConfig } from "../domain/MinerConfig.ts"
+import { ViemChain } from "../layers/chain/ViemChain.ts"
+import { HeliaStore } from "../layers/ipfs/HeliaStore.ts"
+import { KuboStore } from "../layers/ipfs/KuboStore.ts"
+import { acquireDataDirLock } from "../layers/journal/dataDirLock.ts"
+import { SqliteJournal } from "../layers/journal/SqliteJournal.ts"
+import { rebuildJournal, type RebuildSummary } from "../services/JournalRebuild.ts"
+import { chainEndpoint } from "./chainEndpoint.ts"
+import { describeConfigError, minerSettings, settingsProvider } from "../domain/MinerConfigSchema.ts"
+import { checkJournal, type JournalCheck } from "../layers/journal/checkJournal.ts"
+import type { LockState } from "../layers/journal/dataDirLock.ts"
+import { logToStderr, runCliEffect } from "./errors.ts"
+import { CliExit, ExitCode } from "./exit.ts"
+import { loadSettings, type SettingFlagValues, settingFlags } from "./settingsFlags.ts"
+import { journalFile, printJson } from "./status.ts"
+
+/**
+ * `r3mes-miner journal …`: the operator's tools for the journal in a data dir. Each subcommand is a
+ * `Command.make` below, listed in `journalCommand`'s subcommands.
+ */
+
+// ---------------------------------------------------------------------------------------------------------------
+// Shared by the subcommands.
+
+/** --data-dir (env R3MES_DATA_DIR, default ./.r3mes), as for `mine`. */
+export const dataDirFlags = settingFlags([minerSettings.dataDir])
+
+/**
+ * The data dir from the flag over the environment. Only this setting is read, so an unrelated invalid setting in
+ * the environment does not stop a look at the journal. An invalid one prints a line + hint and exits 2.
+ */
+export const loadDataDir = Effect.fnUntraced(function*(
+  values: SettingFlagValues,
+  env: Readonly<Record<string, string | undefined>> = process.env
+) {
+  const flag = values[minerSettings.dataDir.key]
+  const overrides: Record<string, string> = flag !== undefined && Option.isSome(flag) && flag.value !== ""
+    ? { [minerSettings.dataDir.env]: flag.value }
+    : {}
+  return yield* minerSettings.dataDir.config.parse(settingsProvider({ overrides, env })).pipe(
+    Effect.catchTag("ConfigError", (error) => {
+      const { hint, message } = describeConfigError(error, {
+        source: (setting) => (setting.env in overrides ? "flag" : (env[setting.env] ?? "") !== "" ? "env" : "default")
+      })
+      return Console.error(`${message}\nhint: ${hint}`).pipe(Effect.andThen(Effect.fail(new CliExit({ code: ExitCode.usage }))))
+    })
+  )
+})
+
+// ---------------------------------------------------------------------------------------------------------------
+// journal check
+
+const describeLock = (lock: LockState): string =>
+  !lock.held
+    ? "free: no miner runs on this data dir"
+    : `held by a running miner (pid ${lock.pid ?? "unknown"}${lock.started_at === undefined ? "" : `, since ${lock.started_at}`})`
+
+export const renderCheck = (check: JournalCheck): string => {
+  const rows: Array<[string, string]> = [
+    ["journal", check.path],
+    [
+      "status",
+      check.status === "ok"
+        ? `ok (SQLite integrity check, ${check.check_ms} ms)`
+        : `corrupted: ${check.problems.length} problem${check.problems.length === 1 ? "" : "s"} found`
+    ],
+    ["schema", check.schema_version === null ? "unreadable" : `version ${check.schema_version}`]
+  ]
+  if (check.records === null) {
+    rows.push(["records", "unreadable"])
+  } else {
+    const states = Object.entries(check.records.by_state).filter(([, n]) => n > 0).map(([state, n]) => `${state} ${n}`)
+    rows.push(["records", `${check.records.total}${states.length === 0 ? "" : `: ${states.join(", ")}`}`])
+  }
+  const meta = check.meta === null ? [["unreadable"]] : Object.entries(check.meta).map(([key, value]) => [`${key} = ${value}`])
+  rows.push(["meta", meta.length === 0 ? "none" : meta.map(([line]) => line).join("\n")])
+  rows.push(["lock", describeLock(check.lock)])
+  const width = Math.max(...rows.map(([name]) => name.length))
+  const pad = " ".repeat(width + 2)
+  const lines = rows.map(([name, value]) => `${name.padEnd(width)}  ${value.split("\n").join(`\n${pad}`)}`)
+  if (check.problems.length > 0) lines.push("", "problems:", ...check.problems.map((problem) => `  ${problem}`))
+  return lines.join("\n")
+}
+
+const json = Flag.Boolean("json").pipe(
+  Flag.withDescription(
+    "Print the report as JSON: {path, status: \"ok\" | \"corrupted\", problems, hint, check_ms, schema_version, " +
+      "records: {total, by_state}, meta, lock: {held, pid, started_at}}."
+  ),
+  Flag.withDefault(false)
+)
+
+const checkCommand = Command.make(
+  "check",
+  { settings: dataDirFlags, json },
+  Effect.fnUntraced(function*(input) {
+    const dataDir = yield* loadDataDir(input.settings)
+    const check = yield* runCliEffect(checkJournal(journalFile(dataDir)))
+    yield* input.json ? printJson(check) : Console.log(renderCheck(check))
+    if (check.status === "corrupted") {
+      yield* Console.error(`r3mes-miner: the journal ${check.path} is corrupted\nhint: ${check.hint}`)
+      return yield* new CliExit({ code: ExitCode.failure })
+    }
+  }, logToStderr)
+).pipe(
+  Command.withDescription(
+    "Check the journal in --data-dir: SQLite's integrity check over the whole file, the number of records per " +
+      "state, the journal's meta entries, and whether a miner holds the data dir now (its pid). Read-only: safe " +
+      "while a miner runs, and never creates a journal. Exit codes: 0 ok, 1 corrupted or unreadable (the hint " +
+      "says what to do), 2 invalid usage."
+  ),
+  Command.withExamples([
+    { command: "r3mes-miner journal check", description: "Check ./.r3mes/journal.sqlite" },
+    { command: "r3mes-miner journal check --data-dir /srv/miner --json", description: "The report as JSON" }
+  ])
+)
+
+// ---------------------------------------------------------------------------------------------------------------
+// journal rebuild
+
+export interface RebuildReport extends RebuildSummary {
+  readonly journal: string
+  /** Where the replaced journal was moved (kept, never deleted); null when there was none. */
+  readonly previous_journal: string | null
+}
+
+const sqliteSidecars = ["", "-wal", "-shm"] as const
+
+/** Moves a journal file and its WAL/shared-memory sidecars; missing sidecars are fine. */
+const moveJournal = (from: string, to: string) =>
+  Effect.try({
+    try: () => {
+      for (const suffix of sqliteSidecars) if (existsSync(from + suffix)) renameSync(from + suffix, to + suffix)
+    },
+    catch: (e) => classify(e, `moving ${from} to ${to}`)
+  })
+
+/**
+ * Rebuilds <data dir>/journal.sqlite from the chain and the store, under the data dir's lock: the records go into a
+ * new file beside it, which replaces the old one only once complete; the old one is kept as
+ * journal.sqlite.replaced-<time>.
+ */
+export const rebuildJournalFile = Effect.fnUntraced(function*(config: MinerConfig) {
+  const path = journalFile(config.dataDir)
+  yield* acquireDataDirLock(path)
+  const building = `${path}.rebuilding`
+  for (const suffix of [...sqliteSidecars, ".lock", ".pid"]) rmSync(building + suffix, { force: true })
+  const summary = yield* Effect.scoped(Effect.gen(function*() {
+    const endpoint = yield* chainEndpoint(config)
+    return yield* rebuildJournal().pipe(
+      Effect.provide(Layer.mergeAll(
+        ViemChain.layer({ rpcUrl: endpoint.rpcUrl, registry: endpoint.registry, privateKey: endpoint.privateKey }),
+        config.ipfsApi === "embedded" ? HeliaStore.layer({ dataDir: config.dataDir }) : KuboStore.layer({ url: config.ipfsApi }),
+        SqliteJournal.layer({ path: building })
+      ))
+    )
+  }))
+  const previous = existsSync(path) ? `${path}.replaced-${new Date().toISOString().replaceAll(":", "-")}` : null
+  if (previous !== null) yield* moveJournal(path, previous)
+  yield* moveJournal(building, path)
+  for (const suffix of [".lock", ".pid"]) rmSync(building + suffix, { force: true })
+  return { ...summary, journal: path, previous_journal: previous } satisfies RebuildReport
+})
+
+const rebuildCommand = Command.make(
+  "rebuild",
+  { settings: settingFlags(), json },
+  Effect.fnUntraced(function*(input) {
+    const { config } = yield* loadSettings(input.settings)
+    const report = yield* runCliEffect(Effect.scoped(rebuildJournalFile(config)))
+    if (input.json) return yield* printJson(report)
+    yield* Console.log(
+      [
+        `rebuilt ${report.journal}: ${report.rebuilt} committed transaction(s) from the chain, ${report.pinned} pinned`,
+        report.previous_journal === null ? "there was no journal before" : `the replaced journal is kept at ${report.previous_journal}`,
+        ...report.unavailable.map((cid) => `not pinned and not reachable: ${cid} (committed on chain)`)
+      ].join("\n")
+    )
+  }, logToStderr)
+).pipe(
+  Command.withDescription(
+    "Rebuild the journal in --data-dir from the chain and the IPFS store: one committed record per submission the " +
+      "chain holds from this miner, each envelope pinned again where the store can still reach it. The old journal " +
+      "(corrupted, or lost) is kept beside it, never deleted. Takes the data dir's lock: stop the miner first. The " +
+      "chain and IPFS settings are those of `mine` (without --rpc-url, the embedded devnet in the data dir)."
+  ),
+  Command.withExamples([
+    { command: "r3mes-miner journal rebuild", description: "Rebuild ./.r3mes/journal.sqlite from the embedded devnet" }
+  ])
+)
+
+// ---------------------------------------------------------------------------------------------------------------
+
+export const journalCommand = Command.make("journal").pipe(
+  Command.withDescription(
+    "Check or rebuild the journal, the miner's durable record of every transaction (<data dir>/journal.sqlite). " +
+      "Only one miner may use a data dir at a time: the journal is locked while it runs."
+  ),
+  Command.withSubcommands([checkCommand, rebuildCommand])
+)

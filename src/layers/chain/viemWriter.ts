@@ -1,0 +1,255 @@
+import { Clock, Duration, Effect, Option, Schedule, Semaphore } from "effect"
+import {
+  type Abi,
+  type Chain as ViemChainDefinition,
+  encodeFunctionData,
+  type Hex,
+  keccak256,
+  type PrivateKeyAccount,
+  type PublicClient,
+  type TransactionReceipt,
+  type WalletClient
+} from "viem"
+import { isRetryable, type MiningError, RetryableError, TimeoutError, ValidationError } from "../../domain/errors.ts"
+import { SignedTransaction, SubmissionReceipt, type TransactionStatus } from "../../domain/mining.ts"
+import { fromViemError } from "./viemErrors.ts"
+
+export interface WriterOptions {
+  readonly client: PublicClient
+  readonly wallet: WalletClient
+  readonly chain: ViemChainDefinition
+  readonly account: PrivateKeyAccount
+  readonly registry: Hex
+  readonly abi: Abi
+  /** How long a write waits for its receipt. */
+  readonly receiptTimeout: Duration.Duration
+  /** Receipt polling interval once the quick looks missed. */
+  readonly pollingInterval: Duration.Duration
+}
+
+/** The quick receipt looks: 0, 5, 10, 20, 40 and 80 ms (see `deliver`). */
+const quickLooks = [0, 5, 5, 10, 20, 40]
+/** A node still without anything at a nonce below ours this long after a write lost earlier transactions. */
+const gapPatienceMs = 1_500
+/** Re-sent while waiting: the node may never have received the bytes (a request lost on the way). */
+const resendEveryMs = 1_000
+
+const rpc = <A>(context: string, f: () => Promise<A>): Effect.Effect<A, MiningError> =>
+  Effect.tryPromise({ try: f, catch: (e) => fromViemError(e, context) })
+
+/** A node's answer to bytes it already has, or to a nonce already mined: not a failure of the send. */
+const alreadyThere = (error: unknown): boolean => {
+  const texts: Array<string> = []
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    texts.push(e.message, (e as { details?: string }).details ?? "", e.name)
+  }
+  return /already known|nonce too low|nonce has already been used|replacement transaction underpriced|known transaction|NonceTooLowError/i
+    .test(texts.join(" "))
+}
+
+export const receiptOf = (receipt: TransactionReceipt, alreadySubmitted = false) =>
+  new SubmissionReceipt({
+    txHash: receipt.transactionHash,
+    blockNumber: receipt.blockNumber,
+    blockHash: receipt.blockHash,
+    alreadySubmitted
+  })
+
+/**
+ * Writes to the registry from one account: simulated first (a revert is decoded without spending gas), then signed
+ * locally with an explicit nonce — so the hash is known before the chain sees it — and broadcast as raw bytes.
+ *
+ * One nonce writer per account: nonce allocation, signing, the caller's intent (`beforeBroadcast`) and the first
+ * broadcast happen under one permit, so this miner's transactions never collide. A nonce is spent once its
+ * transaction was handed to the node or journaled: a lost answer is followed by the same bytes again, never by another
+ * transaction on the same nonce. The nonce is read from the chain again only when the node proves it lost earlier
+ * transactions (a restarted devnet) or another writer used it.
+ */
+export const makeViemWriter = (options: WriterOptions) => {
+  const { abi, account, chain, client, registry, wallet } = options
+  const permit = Semaphore.makeUnsafe(1)
+  let nextNonce: number | undefined
+
+  const nonceAt = (blockTag: "latest" | "pending") =>
+    rpc(`reading the account nonce (${blockTag})`, () => client.getTransactionCount({ address: account.address, blockTag }))
+
+  const signLocally = (request: object): Promise<Hex> => {
+    const { account: _account, chain: _chain, ...transaction } = request as Record<string, unknown>
+    return account.signTransaction({ ...transaction, chainId: chain.id } as never)
+  }
+
+  /** The receipt of `hash`, none while it is not mined. */
+  const findReceipt = (hash: Hex) =>
+    Effect.tryPromise({
+      try: () => client.getTransactionReceipt({ hash }).then(Option.some),
+      catch: (e) => e
+    }).pipe(
+      Effect.catch((e) =>
+        e instanceof Error && e.name === "TransactionReceiptNotFoundError"
+          ? Effect.succeed(Option.none<TransactionReceipt>())
+          : Effect.fail(fromViemError(e, `reading the receipt of ${hash}`))
+      )
+    )
+
+  /** Sends the bytes; "already known" and "nonce too low" mean the node has them or mined that nonce: fine here. */
+  const send = (signed: SignedTransaction) =>
+    Effect.tryPromise({
+      try: () => client.sendRawTransaction({ serializedTransaction: signed.raw as Hex }),
+      catch: (e) => e
+    }).pipe(
+      Effect.asVoid,
+      Effect.catch((e) => (alreadyThere(e) ? Effect.void : Effect.fail(fromViemError(e, `broadcasting ${signed.hash}`))))
+    )
+
+  const transactionStatus = Effect.fn("Chain.transactionStatus")(function*(signed: SignedTransaction) {
+    const hash = signed.hash as Hex
+    const mined = (receipt: TransactionReceipt): TransactionStatus => ({
+      _tag: "Mined",
+      success: receipt.status === "success",
+      receipt: receiptOf(receipt)
+    })
+    const first = yield* findReceipt(hash)
+    if (Option.isSome(first)) return mined(first.value)
+    if ((yield* nonceAt("latest")) <= signed.nonce) return { _tag: "Pending" } as TransactionStatus
+    // Its nonce is used: by this very transaction if it was mined between the two looks, else by another one.
+    const again = yield* findReceipt(hash)
+    return Option.isSome(again) ? mined(again.value) : ({ _tag: "Dropped" } as TransactionStatus)
+  })
+
+  /**
+   * Waits for the receipt: asked at 0, 5, 10, 20, 40 and 80 ms first (a node that mines as it receives, like anvil's
+   * automine, has it within milliseconds, while viem's watcher waited a whole polling interval after its first miss:
+   * measured on the devnet, one write in ten paid 250 ms that way), then every polling interval. Failed looks are
+   * retried (an answer lost on the way is not a lost transaction); the same bytes are re-sent every second; a
+   * transaction dropped for good, or stuck behind a nonce the node lost, fails as retryable.
+   */
+  const deliver = Effect.fnUntraced(function*(what: string, signed: SignedTransaction) {
+    const hash = signed.hash as Hex
+    const started = yield* Clock.currentTimeMillis
+    let lastSend = started
+    let gapSince: number | undefined
+    let failures = 0
+    for (let look = 0;; look++) {
+      const delay = look < quickLooks.length ? quickLooks[look]! : Duration.toMillis(options.pollingInterval)
+      if (delay > 0) yield* Effect.sleep(Duration.millis(delay))
+      const now = yield* Clock.currentTimeMillis
+      if (now - started > Duration.toMillis(options.receiptTimeout)) {
+        return yield* new TimeoutError({
+          message: `no receipt for ${what} ${hash} within ${Duration.format(options.receiptTimeout)}`,
+          hint: "the transaction may still be mined; its hash is known"
+        })
+      }
+      const found = yield* Effect.result(findReceipt(hash))
+      if (found._tag === "Success" && Option.isSome(found.success)) return found.success.value
+      if (found._tag === "Failure") {
+        if (!isRetryable(found.failure) || ++failures > 20) return yield* found.failure
+        continue
+      }
+      if (look < quickLooks.length) continue
+      const status = yield* Effect.result(transactionStatus(signed))
+      if (status._tag === "Success" && status.success._tag === "Mined") return yield* findReceiptOrFail(hash)
+      if (status._tag === "Success" && status.success._tag === "Dropped") {
+        // Another writer of the account used the nonce: ours is stale.
+        nextNonce = undefined
+        return yield* new RetryableError({
+          message: `${what} ${hash} was dropped: another transaction used its nonce ${signed.nonce}`,
+          hint: "sent again with a new nonce"
+        })
+      }
+      const pending = yield* Effect.result(nonceAt("pending"))
+      if (pending._tag === "Success" && pending.success < signed.nonce) {
+        gapSince ??= now
+        if (now - gapSince > gapPatienceMs) {
+          // The node has nothing at some nonce below ours (it lost transactions, e.g. a devnet restarted from an
+          // older state): later writes start again from the chain's nonce.
+          nextNonce = undefined
+          return yield* new RetryableError({
+            message: `${what} ${hash} waits behind nonce ${pending.success}, which the node does not have`,
+            hint: "the node lost earlier transactions; writing again from the chain's nonce"
+          })
+        }
+      } else {
+        gapSince = undefined
+      }
+      if (now - lastSend >= resendEveryMs) {
+        lastSend = now
+        yield* send(signed).pipe(Effect.ignore)
+      }
+    }
+  })
+
+  const findReceiptOrFail = (hash: Hex) =>
+    findReceipt(hash).pipe(
+      Effect.flatMap(Option.match({
+        onSome: Effect.succeed,
+        onNone: () => Effect.fail(new RetryableError({ message: `the receipt of ${hash} vanished` }))
+      }))
+    )
+
+  /** Signs with the account's next nonce, hands it to `beforeBroadcast`, and sends it (under the nonce permit). */
+  const signAndSend = (
+    functionName: string,
+    data: Hex,
+    gas: bigint | undefined,
+    beforeBroadcast: ((signed: SignedTransaction) => Effect.Effect<void, MiningError>) | undefined
+  ) =>
+    Semaphore.withPermit(
+      permit,
+      Effect.gen(function*() {
+        const nonce = nextNonce ?? (yield* nonceAt("pending"))
+        const request = yield* rpc(`preparing ${functionName}`, () =>
+          wallet.prepareTransactionRequest({ account, chain, to: registry, data, nonce, gas } as never))
+        // Signed with the local key: the wallet action would first ask the node for its chain id (one more round trip
+        // per write) to compare it with the one this client was built for.
+        const raw = yield* rpc(`signing ${functionName}`, () => signLocally(request))
+        const signed = new SignedTransaction({ hash: keccak256(raw), raw, nonce })
+        // From here the nonce belongs to this transaction: journaled, it may be re-sent by recovery; sent, the node
+        // may have it even when its answer is lost.
+        yield* Effect.uninterruptible(
+          (beforeBroadcast === undefined ? Effect.void : beforeBroadcast(signed)).pipe(
+            Effect.andThen(Effect.sync(() => (nextNonce = nonce + 1)))
+          )
+        )
+        const sent = yield* Effect.result(send(signed).pipe(
+          Effect.retry({ schedule: Schedule.exponential("20 millis", 3), times: 2, while: isRetryable })
+        ))
+        if (sent._tag === "Failure" && !isRetryable(sent.failure)) {
+          // Refused outright by the node (e.g. insufficient funds): it holds nothing at this nonce. A journaled
+          // transaction is then the chain's to judge (pending while its nonce is free, dropped once reused).
+          if (nextNonce === nonce + 1) nextNonce = nonce
+          return yield* sent.failure
+        }
+        return signed
+      })
+    )
+
+  /**
+   * Simulates, signs, runs `beforeBroadcast` (the caller's intent), broadcasts and returns the receipt. A mined
+   * revert is replayed to decode its reason.
+   */
+  const write = Effect.fnUntraced(function*(
+    functionName: string,
+    args: ReadonlyArray<unknown>,
+    beforeBroadcast?: (signed: SignedTransaction) => Effect.Effect<void, MiningError>
+  ) {
+    const call = { address: registry, abi, functionName, args, account } as never
+    const simulated = yield* rpc(`simulating ${functionName}`, () => client.simulateContract(call))
+    const data = encodeFunctionData({ abi, functionName, args } as never)
+    const gas = (simulated as { request: { gas?: bigint } }).request.gas
+    const signed = yield* signAndSend(functionName, data, gas, beforeBroadcast)
+    const receipt = yield* deliver(functionName, signed)
+    if (receipt.status !== "success") {
+      // Mined but reverted (state changed between simulation and inclusion): replay it to learn why.
+      const reason = yield* rpc(`replaying ${functionName}`, () => client.simulateContract(call)).pipe(
+        Effect.as(undefined),
+        Effect.catch((e) => Effect.succeed(e))
+      )
+      return yield* (reason !== undefined && reason._tag === "ChainRevertError"
+        ? Effect.fail(reason)
+        : Effect.fail(new ValidationError({ message: `${functionName} ${signed.hash} reverted on chain` })))
+    }
+    return receipt
+  })
+
+  return { write, transactionStatus, rebroadcast: send }
+}
