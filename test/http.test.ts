@@ -256,12 +256,30 @@ describe("MonitoringApi", () => {
       })
       assert.strictEqual(young.status, 200)
       assert.deepStrictEqual(young.json.cleaned, [])
+      // Defect 9: `curl -d '{…}'` labels JSON as a form; it is read as JSON, never silently taken for the default.
+      const curlStyle = yield* call("/cleanup-stale", {
+        method: "POST",
+        headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/x-www-form-urlencoded" },
+        body: JSON.stringify({ max_age_seconds: 3600 })
+      })
+      assert.strictEqual(curlStyle.status, 200)
+      assert.strictEqual(curlStyle.json.max_age_seconds, 3600)
+      const unlabelled = yield* call("/cleanup-stale", { ...bearer(adminToken), body: JSON.stringify({ max_age_seconds: 3600 }) })
+      assert.strictEqual(unlabelled.json.max_age_seconds, 3600)
+      const noField = yield* call("/cleanup-stale", {
+        method: "POST",
+        headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/x-www-form-urlencoded" },
+        body: "maxage=5"
+      })
+      assert.strictEqual(noField.status, 400)
+      assert.strictEqual(noField.json.error, "invalid_body")
 
       yield* Effect.sleep(Duration.millis(20))
       const cleaned = yield* call("/cleanup-stale?max_age_seconds=0.001", bearer(adminToken))
       assert.strictEqual(cleaned.status, 200)
       assert.deepStrictEqual([...cleaned.json.cleaned].sort(), stale.map((r) => r.transaction_id).sort())
       assert.strictEqual(cleaned.json.count, 2)
+      assert.deepStrictEqual(cleaned.json.awaiting_chain, [])
       assert.strictEqual(yield* coordinator.activeCount, 0)
       const after = yield* call(`/transaction/${stale[0]!.transaction_id}`)
       assert.strictEqual(after.json.state, "failed")
