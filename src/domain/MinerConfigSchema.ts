@@ -224,7 +224,8 @@ export const minerSettings: { readonly [K in keyof MinerConfig]: Setting<K> } = 
     env: "R3MES_TRANSACTION_TIMEOUT",
     flag: "transaction-timeout",
     metavar: "SECONDS",
-    description: "Time limit of one whole mining transaction; past it, the transaction is rolled back",
+    description:
+      "Time limit of a mining transaction until its signed submission is journaled; past it, the transaction is rolled back. A submission already signed is never undone by the timeout: the chain decides",
     expected: "a number of seconds greater than 0",
     defaultText: "300"
   }, 300),

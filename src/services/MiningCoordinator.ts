@@ -1,6 +1,6 @@
 import { Clock, Context, Duration, Effect, Layer, Option } from "effect"
 import { type MiningError, ResourceError, ValidationError } from "../domain/errors.ts"
-import { Submission, type Task, transactionKey } from "../domain/mining.ts"
+import { type Task, transactionKey } from "../domain/mining.ts"
 import { newRecord, type TransactionRecord, withAge } from "../domain/TransactionRecord.ts"
 import { isTerminal } from "../domain/TransactionState.ts"
 import { Chain } from "./Chain.ts"
@@ -108,18 +108,7 @@ const make = Effect.gen(function*() {
 
   /** A committed record is reused only while the chain holds its submission (else the chain lost it). */
   const stillCommitted = Effect.fnUntraced(function*(record: TransactionRecord) {
-    if (record.gradient_hash === null || record.ipfs_hash === null) return false
-    const own = yield* judge.ownSubmission(
-      new Submission({
-        roundId: BigInt(record.round_id),
-        chunkId: record.chunk_id,
-        cid: record.ipfs_hash,
-        gradientHash: record.gradient_hash,
-        powNonce: 0n
-      }),
-      undefined
-    )
-    if (Option.isSome(own)) return true
+    if (Option.isSome(yield* judge.ownSubmissionOf(record))) return true
     yield* chainAudit.markLost(record, "a new claim of its chunk found no submission on chain")
     return false
   })

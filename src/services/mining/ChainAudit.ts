@@ -1,6 +1,6 @@
 import { Effect, Option, Schema } from "effect"
 import type { MiningError } from "../../domain/errors.ts"
-import { type ChainFingerprint, type MinerIdentity, Submission } from "../../domain/mining.ts"
+import type { ChainFingerprint, MinerIdentity } from "../../domain/mining.ts"
 import type { TransactionRecord } from "../../domain/TransactionRecord.ts"
 import type { InFlightRegistry, MiningDeps } from "./InFlight.ts"
 import type { SubmissionJudge } from "./SubmissionJudge.ts"
@@ -85,17 +85,7 @@ export const makeChainAudit = (deps: MiningDeps & {
       const hash = yield* guarded(chain.blockHash(BigInt(record.block_number)))
       if (Option.isSome(hash) && hash.value.toLowerCase() === record.block_hash.toLowerCase()) return "by_block" as const
     }
-    if (record.gradient_hash === null || record.ipfs_hash === null) return "lost" as const
-    const own = yield* judge.ownSubmission(
-      new Submission({
-        roundId: BigInt(record.round_id),
-        chunkId: record.chunk_id,
-        cid: record.ipfs_hash,
-        gradientHash: record.gradient_hash,
-        powNonce: 0n
-      }),
-      undefined
-    )
+    const own = yield* judge.ownSubmissionOf(record)
     if (Option.isNone(own)) return "lost" as const
     // Held, in another block than the journal knew (re-included after a reorg, or a journal from before block hashes).
     yield* records.saveRecord(

@@ -99,7 +99,7 @@ export const makeRecovery = (deps: MiningDeps & {
       const verdict = yield* judge.settle(signed, submission, tx.task.deadline)
       return verdict._tag === "Submitted" ? verdict.receipt : undefined
     }
-    return Option.getOrUndefined(yield* judge.ownSubmission(submission, undefined).pipe(steps.retrying))
+    return Option.getOrUndefined(yield* steps.retrying(judge.ownSubmissionOf(tx.record)))
   })
 
   const resume = Effect.fnUntraced(function*(tx: InFlight, signed: SignedTransaction | undefined, chainReset: boolean) {

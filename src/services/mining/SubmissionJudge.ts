@@ -1,7 +1,8 @@
 import { Duration, Effect, Option } from "effect"
 import type { MiningError } from "../../domain/errors.ts"
 import type { MinerConfig } from "../../domain/MinerConfig.ts"
-import { type SignedTransaction, type Submission, SubmissionReceipt } from "../../domain/mining.ts"
+import { type SignedTransaction, Submission, SubmissionReceipt } from "../../domain/mining.ts"
+import type { TransactionRecord } from "../../domain/TransactionRecord.ts"
 import type { Chain } from "../Chain.ts"
 import type { ServiceBreakers } from "../ServiceBreakers.ts"
 
@@ -57,6 +58,21 @@ export const makeSubmissionJudge = (deps: {
         )
       )
     )
+
+  /** This miner's submission of a journaled record's gradient, as the chain records it (none when it has none). */
+  const ownSubmissionOf = (record: TransactionRecord) =>
+    record.gradient_hash === null || record.ipfs_hash === null
+      ? Effect.succeed(Option.none<SubmissionReceipt>())
+      : ownSubmission(
+        new Submission({
+          roundId: BigInt(record.round_id),
+          chunkId: record.chunk_id,
+          cid: record.ipfs_hash,
+          gradientHash: record.gradient_hash,
+          powNonce: BigInt(record.pow_nonce ?? "0")
+        }),
+        undefined
+      )
 
   const judgeOnce = (signed: SignedTransaction, submission: Submission, deadline: number) =>
     Effect.gen(function*(): Effect.fn.Return<Judgement, MiningError> {
@@ -122,7 +138,7 @@ export const makeSubmissionJudge = (deps: {
     }
   })
 
-  return { settle, ownSubmission }
+  return { settle, ownSubmission, ownSubmissionOf }
 }
 
 export type SubmissionJudge = ReturnType<typeof makeSubmissionJudge>
