@@ -164,6 +164,25 @@ describe("MonitoringApi", () => {
       assert.strictEqual(metrics.contentType, prometheusContentType)
     }).pipe(Effect.provide(api({ api: { miner: { chain: { chain_id: 31337 } } } }))))
 
+  it.live("components (the embedded devnet): /ready while it restarts, /health 503 once it is down for good", () => {
+    let devnet = { state: "running", restarts: 0, alive: true, ready: true }
+    return Effect.gen(function*() {
+      const up = yield* call("/health")
+      assert.strictEqual(up.status, 200)
+      assert.strictEqual(up.json.components.devnet.state, "running")
+      devnet = { state: "restarting", restarts: 0, alive: true, ready: false }
+      assert.strictEqual((yield* call("/health")).status, 200)
+      const restarting = yield* call("/ready")
+      assert.strictEqual(restarting.status, 503)
+      assert.include(restarting.json.reasons, "the devnet is restarting")
+      devnet = { state: "down", restarts: 3, alive: false, ready: false }
+      const down = yield* call("/health")
+      assert.strictEqual(down.status, 503)
+      assert.strictEqual(down.json.status, "down")
+      assert.strictEqual(down.json.components.devnet.restarts, 3)
+    }).pipe(Effect.provide(api({ api: { components: Effect.sync(() => ({ devnet })) } })))
+  })
+
   it.live("/metrics is Prometheus text with the miner's series", () =>
     Effect.gen(function*() {
       yield* mineSome

@@ -3,7 +3,7 @@ import { Effect, Option, Redacted } from "effect"
 import type { Scope } from "effect"
 import { type MiningError, ValidationError } from "../domain/errors.ts"
 import type { MinerConfig } from "../domain/MinerConfig.ts"
-import { startDevnet } from "../layers/chain/devnet/Devnet.ts"
+import { type RunningDevnet, startDevnet } from "../layers/chain/devnet/Devnet.ts"
 import { devnetRoundPlan } from "./roundPlan.ts"
 
 /** Where the chain is and who mines on it. */
@@ -12,6 +12,8 @@ export interface ChainEndpoint {
   readonly registry: string
   readonly privateKey: Redacted.Redacted<string>
   readonly devnet: boolean
+  /** The embedded devnet, when it is the chain: its health, and its failure once it is down for good. */
+  readonly embedded?: RunningDevnet | undefined
 }
 
 /** The chain: the configured one (RPC URL, registry, key all required), else the embedded devnet in the data dir. */
@@ -51,7 +53,7 @@ export const chainEndpoint = (config: MinerConfig): Effect.Effect<ChainEndpoint,
         yield* Effect.logInfo(`embedded devnet at ${devnet.rpcUrl}, registry ${devnet.registry}`)
         // Account 0 owns the registry and opens rounds; the miner is account 1 unless a key is configured.
         const privateKey = Option.getOrElse(config.privateKey, () => Redacted.make(devnet.accounts[1]!.privateKey))
-        return { rpcUrl: devnet.rpcUrl, registry: devnet.registry, privateKey, devnet: true }
+        return { rpcUrl: devnet.rpcUrl, registry: devnet.registry, privateKey, devnet: true, embedded: devnet }
       })
   })
 

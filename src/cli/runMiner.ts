@@ -94,7 +94,12 @@ export const runMiner = (config: MinerConfig, options: RunMinerOptions): Effect.
         miner: {
           chain: { rpc: endpoint.devnet ? "embedded devnet" : redactUrl(endpoint.rpcUrl), registry: endpoint.registry },
           ipfs: { api: embeddedStore ? "embedded" : redactUrl(config.ipfsApi) }
-        }
+        },
+        components: endpoint.embedded === undefined ? undefined : endpoint.embedded.health.pipe(
+          Effect.map((devnet) => ({
+            devnet: { ...devnet, alive: devnet.state !== "down", ready: devnet.state === "running" }
+          }))
+        )
       }).pipe(Layer.provideMerge(miner))
       const context = yield* Layer.build(app)
 
@@ -133,12 +138,17 @@ export const runMiner = (config: MinerConfig, options: RunMinerOptions): Effect.
             Effect.flatMap((inFlight) => (options.onStopping ? options.onStopping(inFlight) : Effect.void))
           )
         )
-        const summary = yield* loop.run({
+        const mining = loop.run({
           iterations: options.iterations,
           stop: Deferred.await(stop),
           abort: Deferred.await(abort),
           onFinished: options.onFinished
         })
+        // An embedded devnet that cannot be restarted stops the miner with its cause (exit 1): the transactions in
+        // flight are interrupted — compensated before their commit point, left to recovery past it.
+        const summary = yield* (endpoint.embedded === undefined
+          ? mining
+          : Effect.raceFirst(mining, endpoint.embedded.failure))
         return { summary, recovery, interrupted: yield* Deferred.isDone(stop) } satisfies MinerRun
       }).pipe(Effect.provide(context))
     })

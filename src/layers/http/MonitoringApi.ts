@@ -36,10 +36,26 @@ export interface MonitoringApiOptions {
   readonly miner?: Effect.Effect<Readonly<Record<string, unknown>>> | Readonly<Record<string, unknown>> | undefined
   /** The miner's own readiness (see `Readiness`). Default: always ready; the circuit breakers still count. */
   readonly readiness?: Effect.Effect<ReadinessStatus> | undefined
+  /**
+   * Parts of the process the miner depends on (e.g. the embedded devnet), by name, read on every /health and
+   * /ready: /health answers 503 while one is down, /ready is not ready unless every one is up.
+   */
+  readonly components?: Effect.Effect<Readonly<Record<string, ComponentHealth>>> | undefined
   /** Values redacted from every response besides the configured private key and admin token. */
   readonly secrets?: ReadonlyArray<SecretInput> | undefined
   /** Spans for requests to /health, /ready and /metrics (polled by probes and scrapers). Default false. */
   readonly traceProbes?: boolean | undefined
+}
+
+/** A part of the process the miner depends on, as /health and /ready show it. */
+export interface ComponentHealth {
+  /** e.g. "running", "restarting", "down". */
+  readonly state: string
+  /** False once it cannot come back: /health answers 503. */
+  readonly alive: boolean
+  /** False while it cannot serve: /ready answers 503. */
+  readonly ready: boolean
+  readonly [detail: string]: unknown
 }
 
 /** Where the monitoring API listens, once it does. */
@@ -139,7 +155,18 @@ const makeApp = Effect.fnUntraced(function*(options: MonitoringApiOptions) {
 
   const uptimeSeconds = Effect.map(Clock.currentTimeMillis, (now) => (now - startedAt) / 1000)
 
-  const health = Effect.map(uptimeSeconds, (uptime) => json(200, { status: "ok", uptime_seconds: uptime }))
+  const components: Effect.Effect<Readonly<Record<string, ComponentHealth>>> = options.components ??
+    Effect.succeed({})
+
+  const health = Effect.gen(function*() {
+    const parts = yield* components
+    const alive = Object.values(parts).every((c) => c.alive)
+    return json(alive ? 200 : 503, {
+      status: alive ? "ok" : "down",
+      uptime_seconds: yield* uptimeSeconds,
+      ...(Object.keys(parts).length === 0 ? {} : { components: parts })
+    })
+  })
 
   const ready = Effect.gen(function*() {
     const own = yield* readiness
@@ -149,10 +176,13 @@ const makeApp = Effect.fnUntraced(function*(options: MonitoringApiOptions) {
     for (const [service, state] of Object.entries(stats.circuit_breakers)) {
       if (state === "open") reasons.push(`the ${service} circuit breaker is open`)
     }
+    const parts = yield* components
+    for (const [name, part] of Object.entries(parts)) if (!part.ready) reasons.push(`the ${name} is ${part.state}`)
     const isReady = reasons.length === 0
     return json(isReady ? 200 : 503, {
       status: isReady ? "ready" : "not_ready",
       reasons,
+      ...(Object.keys(parts).length === 0 ? {} : { components: parts }),
       circuit_breakers: stats.circuit_breakers,
       active_transactions: stats.active_transactions
     })
