@@ -108,7 +108,7 @@ const make = Effect.gen(function*() {
 
   /** A committed record is reused only while the chain holds its submission (else the chain lost it). */
   const stillCommitted = Effect.fnUntraced(function*(record: TransactionRecord) {
-    if (Option.isSome(yield* judge.ownSubmissionOf(record))) return true
+    if (Option.isSome(yield* steps.retrying(judge.ownSubmissionOf(record)))) return true
     yield* chainAudit.markLost(record, "a new claim of its chunk found no submission on chain")
     return false
   })

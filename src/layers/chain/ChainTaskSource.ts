@@ -1,4 +1,4 @@
-import { Duration, Effect, Layer, Option } from "effect"
+import { Clock, Duration, Effect, Layer, Option } from "effect"
 import type { ChainRevertError, MiningError } from "../../domain/errors.ts"
 import { type RoundInfo, type SubmissionReceipt, Task } from "../../domain/mining.ts"
 import { Chain } from "../../services/Chain.ts"
@@ -7,6 +7,8 @@ import { TaskSource } from "../../services/TaskSource.ts"
 export interface ChainTaskSourceOptions {
   /** How long to wait between two looks at the registry while no chunk is free. Default 2 s. */
   readonly pollInterval?: Duration.Input
+  /** The shortest time between two looks for claims of ours nobody works on. Default 30 s. */
+  readonly ownClaimsInterval?: Duration.Input
 }
 
 /**
@@ -23,6 +25,7 @@ const roundHasNoWork = (error: ChainRevertError): boolean =>
 export const make = Effect.fnUntraced(function*(options: ChainTaskSourceOptions = {}) {
   const chain = yield* Chain
   const pollInterval = Duration.fromInputUnsafe(options.pollInterval ?? "2 seconds")
+  const ownClaimsInterval = Duration.fromInputUnsafe(options.ownClaimsInterval ?? "30 seconds")
 
   const taskOf = (round: RoundInfo, chunkId: number, leaseExpiry: number) =>
     new Task({
@@ -52,17 +55,24 @@ export const make = Effect.fnUntraced(function*(options: ChainTaskSourceOptions 
   })
 
   // Claims of ours the chain holds and no transaction works on: a claim whose answer was lost, or that a crashed run
-  // never started. Looked for at the first claim and after every failed one (it may have landed); each handed once.
+  // never started. Looked for at the first claim and after a failed one (it may have landed), at most once per
+  // `ownClaimsInterval` (the look costs a few reads per open round); each handed out once.
   let lookForOwnClaims = true
+  let lastLook = Number.NEGATIVE_INFINITY
   const adopted = new Set<string>()
   const ownClaim = Effect.gen(function*() {
-    if (!lookForOwnClaims) return Option.none<Task>()
+    const now = yield* Clock.currentTimeMillis
+    if (!lookForOwnClaims || now - lastLook < Duration.toMillis(ownClaimsInterval)) return Option.none<Task>()
     lookForOwnClaims = false
+    lastLook = now
     const claims = (yield* chain.ownClaims).filter((c) => !adopted.has(`${c.roundId}:${c.chunkId}:${c.leaseExpiry}`))
     const claim = claims[0]
     if (claim === undefined) return Option.none<Task>()
     // More may wait: look again at the next call.
-    lookForOwnClaims = claims.length > 1
+    if (claims.length > 1) {
+      lookForOwnClaims = true
+      lastLook = Number.NEGATIVE_INFINITY
+    }
     adopted.add(`${claim.roundId}:${claim.chunkId}:${claim.leaseExpiry}`)
     const round = yield* chain.getRound(claim.roundId)
     if (Option.isNone(round)) return Option.none<Task>()

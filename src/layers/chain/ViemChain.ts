@@ -25,7 +25,8 @@ import {
 import { Chain } from "../../services/Chain.ts"
 import { miningRegistryAbi } from "./MiningRegistryArtifact.ts"
 import { rpcTransport } from "./rpcTransport.ts"
-import { decodeRevert, fromViemError } from "./viemErrors.ts"
+import { decodeRevert } from "./viemErrors.ts"
+import { read as readRpc, rpc } from "./viemRpc.ts"
 import { makeViemWriter, receiptOf } from "./viemWriter.ts"
 
 export interface ViemChainOptions {
@@ -70,9 +71,6 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
 
   const transport = yield* rpcTransport(options.rpcUrl, { timeout: options.rpcTimeout ?? "10 seconds" })
   const bootstrap = createPublicClient({ transport })
-  const rpc = <A>(context: string, f: () => Promise<A>): Effect.Effect<A, MiningError> =>
-    Effect.tryPromise({ try: f, catch: (e) => fromViemError(e, context) })
-
   const chainId = yield* rpc("reaching the chain", () => bootstrap.getChainId()).pipe(Effect.retry(startupRetry))
   const chain = defineChain({
     id: chainId,
@@ -108,7 +106,7 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
   })
 
   const read = <F extends string>(functionName: F, args: ReadonlyArray<unknown> = []) =>
-    rpc(`calling ${functionName}(${args.join(", ")})`, () =>
+    readRpc(`calling ${functionName}(${args.join(", ")})`, () =>
       client.readContract({ address: registry, abi: miningRegistryAbi, functionName, args } as never)) as Effect.Effect<
         any,
         MiningError
@@ -119,13 +117,13 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
     args: Record<string, unknown>,
     blocks: { readonly fromBlock: bigint; readonly toBlock?: bigint } = { fromBlock: 0n }
   ) =>
-    rpc(`reading ${eventName} events`, () =>
+    readRpc(`reading ${eventName} events`, () =>
       client.getContractEvents({ address: registry, abi: miningRegistryAbi, eventName, args, strict: true, ...blocks } as never)
     ) as Effect.Effect<ReadonlyArray<any>, MiningError>
 
   const fingerprint = Effect.gen(function*() {
-    const genesis = yield* rpc("reading the genesis block", () => client.getBlock({ blockNumber: 0n }))
-    const current = yield* rpc("reading the registry's code", () => client.getCode({ address: registry }))
+    const genesis = yield* readRpc("reading the genesis block", () => client.getBlock({ blockNumber: 0n }))
+    const current = yield* readRpc("reading the registry's code", () => client.getCode({ address: registry }))
     return new ChainFingerprint({ genesisHash: genesis.hash!, registryCodeHash: keccak256(current ?? "0x") })
   }).pipe(Effect.withSpan("Chain.fingerprint"))
 
@@ -285,7 +283,7 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
     ) as ReadonlyArray<OnChainSubmission>
   }).pipe(Effect.withSpan("Chain.ownSubmissions"))
 
-  const now = rpc("reading the latest block", () => client.getBlock({ blockTag: "latest" })).pipe(
+  const now = readRpc("reading the latest block", () => client.getBlock({ blockTag: "latest" })).pipe(
     Effect.map((block) => {
       const time = Number(block.timestamp)
       newestBlockTime = Math.max(newestBlockTime, time)
@@ -293,19 +291,26 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
     })
   )
 
-  /** Leases of ours in rounds still open, unexpired and unsubmitted: from our ChunkClaimed events, checked in storage. */
+  /**
+   * Leases of ours in rounds still open, unexpired and unsubmitted: our ChunkClaimed events whose lease has not run
+   * out, minus our GradientSubmitted events, each left confirmed in storage (one read per candidate, not per claim).
+   */
   const ownClaims = Effect.gen(function*() {
     const time = yield* now
     const open = (yield* rounds).filter((r) => r.deadline >= time && r.submittedCount < r.chunkCount)
     const claims: Array<ChunkClaim> = []
     for (const round of open) {
-      const logs = yield* events("ChunkClaimed", { roundId: round.roundId, miner: account.address })
+      const submitted = new Set(
+        (yield* events("GradientSubmitted", { roundId: round.roundId, miner: account.address })).map((l) => Number(l.args.chunkId))
+      )
       const latest = new Map<number, any>()
-      for (const log of logs) latest.set(Number(log.args.chunkId), log)
+      for (const log of yield* events("ChunkClaimed", { roundId: round.roundId, miner: account.address })) {
+        latest.set(Number(log.args.chunkId), log)
+      }
       for (const [chunkId, log] of latest) {
+        if (submitted.has(chunkId) || Number(log.args.leaseExpiry) < time) continue
         const [holder, leaseExpiry] = yield* read("getClaim", [round.roundId, chunkId])
         if (!isOurs(holder) || Number(leaseExpiry) < time) continue
-        if (Option.isSome(yield* getSubmission(round.roundId, chunkId))) continue
         claims.push(
           new ChunkClaim({ roundId: round.roundId, chunkId, miner: holder, leaseExpiry: Number(leaseExpiry), txHash: log.transactionHash })
         )
@@ -315,7 +320,7 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
   }).pipe(Effect.withSpan("Chain.ownClaims"))
 
   const blockHash = Effect.fn("Chain.blockHash")(function*(blockNumber: bigint) {
-    return yield* rpc(`reading block ${blockNumber}`, () => client.getBlock({ blockNumber })).pipe(
+    return yield* readRpc(`reading block ${blockNumber}`, () => client.getBlock({ blockNumber })).pipe(
       Effect.map((block) => Option.fromNullishOr(block.hash as string | null)),
       Effect.catch((error) =>
         /BlockNotFound|could not be found/i.test(error.message) ? Effect.succeed(Option.none<string>()) : Effect.fail(error)

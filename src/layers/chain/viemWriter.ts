@@ -13,6 +13,7 @@ import {
 import { isRetryable, type MiningError, RetryableError, TimeoutError, ValidationError } from "../../domain/errors.ts"
 import { SignedTransaction, SubmissionReceipt, type TransactionStatus } from "../../domain/mining.ts"
 import { fromViemError } from "./viemErrors.ts"
+import { read, rpc } from "./viemRpc.ts"
 
 export interface WriterOptions {
   readonly client: PublicClient
@@ -33,9 +34,6 @@ const quickLooks = [0, 5, 5, 10, 20, 40]
 const gapPatienceMs = 1_500
 /** Re-sent while waiting: the node may never have received the bytes (a request lost on the way). */
 const resendEveryMs = 1_000
-
-const rpc = <A>(context: string, f: () => Promise<A>): Effect.Effect<A, MiningError> =>
-  Effect.tryPromise({ try: f, catch: (e) => fromViemError(e, context) })
 
 /** A node's answer to bytes it already has, or to a nonce already mined: not a failure of the send. */
 const alreadyThere = (error: unknown): boolean => {
@@ -71,7 +69,7 @@ export const makeViemWriter = (options: WriterOptions) => {
   let nextNonce: number | undefined
 
   const nonceAt = (blockTag: "latest" | "pending") =>
-    rpc(`reading the account nonce (${blockTag})`, () => client.getTransactionCount({ address: account.address, blockTag }))
+    read(`reading the account nonce (${blockTag})`, () => client.getTransactionCount({ address: account.address, blockTag }))
 
   const signLocally = (request: object): Promise<Hex> => {
     const { account: _account, chain: _chain, ...transaction } = request as Record<string, unknown>
@@ -197,7 +195,7 @@ export const makeViemWriter = (options: WriterOptions) => {
       permit,
       Effect.gen(function*() {
         const nonce = nextNonce ?? (yield* nonceAt("pending"))
-        const request = yield* rpc(`preparing ${functionName}`, () =>
+        const request = yield* read(`preparing ${functionName}`, () =>
           wallet.prepareTransactionRequest({ account, chain, to: registry, data, nonce, gas } as never))
         // Signed with the local key: the wallet action would first ask the node for its chain id (one more round trip
         // per write) to compare it with the one this client was built for.
@@ -233,7 +231,7 @@ export const makeViemWriter = (options: WriterOptions) => {
     beforeBroadcast?: (signed: SignedTransaction) => Effect.Effect<void, MiningError>
   ) {
     const call = { address: registry, abi, functionName, args, account } as never
-    const simulated = yield* rpc(`simulating ${functionName}`, () => client.simulateContract(call))
+    const simulated = yield* read(`simulating ${functionName}`, () => client.simulateContract(call))
     const data = encodeFunctionData({ abi, functionName, args } as never)
     const gas = (simulated as { request: { gas?: bigint } }).request.gas
     const signed = yield* signAndSend(functionName, data, gas, beforeBroadcast)

@@ -1,5 +1,6 @@
 import { Effect, Option, Schema } from "effect"
-import type { MiningError } from "../../domain/errors.ts"
+import { isRetryable, type MiningError } from "../../domain/errors.ts"
+import { retryDelays } from "../../domain/retryPolicy.ts"
 import type { ChainFingerprint, MinerIdentity } from "../../domain/mining.ts"
 import type { TransactionRecord } from "../../domain/TransactionRecord.ts"
 import type { InFlightRegistry, MiningDeps } from "./InFlight.ts"
@@ -42,7 +43,10 @@ export const makeChainAudit = (deps: MiningDeps & {
   readonly releaseIfUnreferenced: (cids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, MiningError>
 }) => {
   const { breakers, chain, inFlight, journal, judge, records, releaseIfUnreferenced, stats } = deps
-  const guarded = <A>(call: Effect.Effect<A, MiningError>) => breakers.guard("chain", call)
+  // Every read retried by the configured schedule: one lost answer must not fail a start.
+  const retried = <A>(effect: Effect.Effect<A, MiningError>) =>
+    Effect.retry(effect, { schedule: retryDelays(deps.config), times: deps.config.maxRetries, while: isRetryable })
+  const guarded = <A>(call: Effect.Effect<A, MiningError>) => retried(breakers.guard("chain", call))
 
   /** Compares the chain's fingerprint with the journal's (recording it the first time): true when it changed. */
   const identityChanged = Effect.fnUntraced(function*(id: MinerIdentity, fingerprint: ChainFingerprint) {
@@ -85,7 +89,7 @@ export const makeChainAudit = (deps: MiningDeps & {
       const hash = yield* guarded(chain.blockHash(BigInt(record.block_number)))
       if (Option.isSome(hash) && hash.value.toLowerCase() === record.block_hash.toLowerCase()) return "by_block" as const
     }
-    const own = yield* judge.ownSubmissionOf(record)
+    const own = yield* retried(judge.ownSubmissionOf(record))
     if (Option.isNone(own)) return "lost" as const
     // Held, in another block than the journal knew (re-included after a reorg, or a journal from before block hashes).
     yield* records.saveRecord(
