@@ -24,7 +24,10 @@ export interface LoopOptions {
    * compensated before their commit point, left to recovery after it — and `run` returns the summary.
    */
   readonly abort?: Effect.Effect<void> | undefined
-  /** How many final records the summary keeps, the newest (default: all of a bounded run, 100 of an endless one). */
+  /**
+   * How many final records the summary keeps, the newest (default: all of a bounded run up to 1,000; 100 of an
+   * endless one). The journal has them all.
+   */
   readonly keepRecords?: number | undefined
   /** How often the journal's committed records are checked against the chain while mining (default 10 s). */
   readonly auditInterval?: Duration.Input | undefined
@@ -75,7 +78,7 @@ export class MiningLoop extends Context.Service<MiningLoop, {
 
         const run = Effect.fn("MiningLoop.run")(function*(options: LoopOptions) {
           const limit = options.iterations ?? Number.POSITIVE_INFINITY
-          const keep = options.keepRecords ?? (options.iterations ?? 100)
+          const keep = options.keepRecords ?? Math.min(options.iterations ?? 100, 1_000)
           const slots = yield* Semaphore.make(config.maxActiveTransactions)
           const runs = yield* FiberSet.make<void, never>()
           const counts = { transactions: 0, committed: 0, failed: 0, rolled_back: 0, suspended: 0, task_completed: 0 }
