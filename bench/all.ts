@@ -1,11 +1,12 @@
 /**
- * Every benchmark of issue 8, one after the other, each in a process of its own: proof-of-work hashing
- * (bench/pow.ts), end-to-end mining (bench/mining.ts), gradient memory (bench/memory.ts). Their tables are printed
- * together at the end, with the targets next to the headline figures; each also writes its JSON in bench/results/.
+ * Every benchmark of issues 8 and 11, one after the other, each in a process of its own: proof-of-work hashing
+ * (bench/pow.ts), end-to-end mining (bench/mining.ts), gradient memory (bench/memory.ts), the 20,000-transaction
+ * soak (bench/soak.ts). Their tables are printed together at the end, with the targets next to the headline figures;
+ * each also writes its JSON in bench/results/.
  *
  *   npm run bench
  *
- * Takes ~1.5 min. Figures, not assertions: tests never time.
+ * Takes ~4 min (the soak alone ~2.5). Figures, not assertions: tests never time.
  */
 import { spawnSync } from "node:child_process"
 import { readFileSync } from "node:fs"
@@ -15,7 +16,8 @@ import { fileURLToPath } from "node:url"
 const benches = [
   { name: "pow", file: "pow.ts", result: "pow.json" },
   { name: "mining", file: "mining.ts", result: "mining.json" },
-  { name: "memory", file: "memory.ts", result: "memory.json" }
+  { name: "memory", file: "memory.ts", result: "memory.json" },
+  { name: "soak", file: "soak.ts", result: "soak.json" }
 ] as const
 
 const tables: Array<string> = []
@@ -43,9 +45,10 @@ const read = (file: string): Record<string, unknown> | undefined => {
 const pow = read("pow.json")
 const mining = read("mining.json")
 const memory = read("memory.json")
+const soak = read("soak.json")
 
 console.log(tables.join("\n\n"))
-console.log("\nTargets (issue 8, this machine)")
+console.log("\nTargets (issues 8 and 11, this machine)")
 const target = (label: string, value: string, met: boolean | undefined) =>
   console.log(`  ${label.padEnd(44)}${value.padStart(16)}  ${met === undefined ? "no result" : met ? "met" : "NOT met"}`)
 const perCore = pow?.["hashes_per_second_per_core"] as number | undefined
@@ -56,6 +59,8 @@ const ratio = memory === undefined
   ? undefined
   : (memory["peak_rss_growth_bytes"] as number) / (memory["gradient_bytes"] as number)
 target("peak RSS growth ≤ 2.5× a 100 MB gradient", ratio === undefined ? "-" : `${ratio.toFixed(2)}×`, ratio === undefined ? undefined : ratio <= 2.5)
+const soakRatio = soak?.["peak_rss_ratio_q4_q2"] as number | undefined
+target("soak peak RSS, last quarter / second ≤ 1.10", soakRatio === undefined ? "-" : soakRatio.toFixed(3), soakRatio === undefined ? undefined : soakRatio <= 1.1)
 // Other work on a small machine moves these figures: the load says how quiet it was.
 console.log(`  load average (1, 5, 15 min) at the end: ${loadavg().map((l) => l.toFixed(2)).join(", ")}`)
 if (failed.length > 0) {
