@@ -19,23 +19,9 @@ import {
   startDevnet
 } from "../src/layers/chain/devnet/Devnet.ts"
 import { miningRegistryAbi } from "../src/layers/chain/MiningRegistryArtifact.ts"
-import { freshDevnet } from "./support/anvil.ts"
+import { freshDevnet, isRunning, pgidOf } from "./support/anvil.ts"
 
 /** The devnet on a real anvil: deployment, the round keeper, persistence, and no process left behind. */
-
-/** True while a process with this pid exists (a zombie waiting for its reaper counts as gone). */
-const isRunning = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-  } catch {
-    return false
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"))
-  } catch {
-    return true
-  }
-}
 
 const clientsOf = (info: DevnetInfo, account: number) => {
   const chain = { ...foundry, id: info.chainId }
@@ -143,26 +129,54 @@ describe("anvil", () => {
       assert.isFalse(isRunning(pid))
     }))
 
-  it.live.skipIf(process.platform === "win32")("anvil does not outlive a parent killed with SIGKILL", () =>
-    Effect.gen(function*() {
-      const script = `import { Effect } from "effect"
+  it.live.skipIf(process.platform === "win32")(
+    "anvil has a process group of its own: a Ctrl-C to its parent's group misses it, the parent's SIGKILL does not",
+    () =>
+      Effect.gen(function*() {
+        const script = `import { Effect } from "effect"
 const { startAnvil } = await import(${JSON.stringify(new URL("../src/layers/chain/devnet/Anvil.ts", import.meta.url).href)})
+process.on("SIGINT", () => console.log("SIGINT"))
 Effect.runFork(Effect.scoped(Effect.gen(function*() {
   const anvil = yield* startAnvil()
   console.log(anvil.pid)
   yield* Effect.never
 })))`
-      const parent = spawn(process.execPath, ["--input-type=module", "-e", script], {
-        cwd: new URL("..", import.meta.url),
-        stdio: ["ignore", "pipe", "inherit"]
-      })
-      const pid = yield* Effect.callback<number>((resume) => {
-        parent.stdout.once("data", (chunk: Buffer) => resume(Effect.succeed(Number.parseInt(chunk.toString(), 10))))
-      })
-      assert.isTrue(isRunning(pid))
-      parent.kill("SIGKILL")
-      yield* eventually(Effect.sync(() => !isRunning(pid)))
-    }), 20_000)
+        // detached: the parent leads a group of its own, as a shell job does.
+        const parent = spawn(process.execPath, ["--input-type=module", "-e", script], {
+          cwd: new URL("..", import.meta.url),
+          stdio: ["ignore", "pipe", "inherit"],
+          detached: true
+        })
+        // Whatever the outcome, the job goes (a failed assertion would leave it running, and vitest waiting on it).
+        yield* Effect.addFinalizer(() => Effect.sync(() => {
+          try {
+            process.kill(-parent.pid!, "SIGKILL")
+          } catch {
+            // already gone
+          }
+        }))
+        let out = ""
+        parent.stdout.setEncoding("utf8").on("data", (chunk: string) => (out += chunk))
+        yield* eventually(Effect.sync(() => /^\d+\n/.test(out)), 10_000)
+        const pid = Number.parseInt(out, 10)
+        assert.isTrue(isRunning(pid))
+        if (process.platform === "linux") {
+          assert.notStrictEqual(pgidOf(pid), pgidOf(parent.pid!))
+          assert.notStrictEqual(pgidOf(pid), pgidOf(process.pid))
+        }
+
+        // What a terminal's Ctrl-C does: SIGINT to every process of the foreground group.
+        process.kill(-parent.pid!, "SIGINT")
+        yield* eventually(Effect.sync(() => out.includes("SIGINT")))
+        yield* Effect.sleep("200 millis")
+        assert.isTrue(isRunning(pid), "anvil did not get the SIGINT")
+
+        // The whole job killed (kill -9 %1): the watchdog, in its own group too, still sees its pipe close.
+        process.kill(-parent.pid!, "SIGKILL")
+        yield* eventually(Effect.sync(() => !isRunning(pid)))
+      }).pipe(Effect.scoped),
+    20_000
+  )
 })
 
 describe("devnet", () => {

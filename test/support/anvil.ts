@@ -1,3 +1,7 @@
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
+import { existsSync, readFileSync } from "node:fs"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
 import { Context, Effect, Layer, type Scope } from "effect"
 import {
   type Address,
@@ -120,3 +124,101 @@ export const makeRegistryChain = Effect.fnUntraced(function*(options: AnvilOptio
 export class RegistryChain extends Context.Service<RegistryChain, RegistryChainShape>()("test/RegistryChain") {
   static readonly layer = Layer.effect(RegistryChain, makeRegistryChain())
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Processes: anvil's, and the miner CLI on its embedded devnet
+
+/** True while a process with this pid exists (a zombie waiting for its reaper counts as gone). */
+export const isRunning = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+  } catch {
+    return false
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"))
+  } catch {
+    return true
+  }
+}
+
+/** The process group of `pid` (the field after the state in /proc/PID/stat; Linux). */
+export const pgidOf = (pid: number): number => {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2])
+}
+
+/** Polls `check` every 20 ms; fails (a defect) after `ms`. */
+export const waitFor = (check: () => boolean, ms: number, what: string): Effect.Effect<void> =>
+  Effect.promise(() =>
+    new Promise<void>((resolve, reject) => {
+      const until = Date.now() + ms
+      const timer = setInterval(() => {
+        if (check()) {
+          clearInterval(timer)
+          resolve()
+        } else if (Date.now() > until) {
+          clearInterval(timer)
+          reject(new Error(`${what}: not within ${ms} ms`))
+        }
+      }, 20)
+    })
+  )
+
+export interface MinerProcess {
+  readonly child: ChildProcessWithoutNullStreams
+  readonly stdout: () => string
+  readonly stderr: () => string
+  /** The miner's log file (JSON lines), "" until it exists. */
+  readonly log: () => string
+  /** The pid of the embedded devnet's anvil now (from its state file's owner record). */
+  readonly anvilPid: () => number
+  readonly exited: Effect.Effect<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
+}
+
+const program = fileURLToPath(new URL("../../src/program.ts", import.meta.url))
+
+/**
+ * `r3mes-miner mine --json` on the embedded devnet and IPFS node in `dataDir`, as a child process killed (with its
+ * group when detached) when the scope closes.
+ */
+export const spawnMiner = (dataDir: string, args: ReadonlyArray<string>, options: { readonly detached?: boolean } = {}) =>
+  Effect.acquireRelease(
+    Effect.sync((): MinerProcess => {
+      const logFile = join(dataDir, "miner.log")
+      const env = {
+        ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("R3MES_"))),
+        NO_COLOR: "1"
+      }
+      const child = spawn(
+        process.execPath,
+        [program, "mine", "--json", "--data-dir", dataDir, "--stats-port", "0", "--log-file", logFile, ...args],
+        { env, stdio: ["pipe", "pipe", "pipe"], detached: options.detached ?? false }
+      )
+      let stdout = ""
+      let stderr = ""
+      child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d))
+      child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d))
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+        child.once("exit", (code, signal) => resolve({ code, signal }))
+      )
+      return {
+        child,
+        stdout: () => stdout,
+        stderr: () => stderr,
+        log: () => (existsSync(logFile) ? readFileSync(logFile, "utf8") : ""),
+        anvilPid: () => Number.parseInt(readFileSync(join(dataDir, "devnet", "anvil-state.json.pid"), "utf8"), 10),
+        exited: Effect.promise(() => exited)
+      }
+    }),
+    ({ child }) =>
+      Effect.sync(() => {
+        if (child.exitCode !== null || child.signalCode !== null) return
+        try {
+          if (options.detached) process.kill(-child.pid!, "SIGKILL")
+          else child.kill("SIGKILL")
+        } catch {
+          // already gone
+        }
+      })
+  )

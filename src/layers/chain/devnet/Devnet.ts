@@ -1,6 +1,6 @@
 import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs"
 import { join, resolve } from "node:path"
-import { Context, Duration, Effect, Layer, Schema, Schedule, type Scope, Semaphore } from "effect"
+import { Context, Duration, Effect, Layer, Result, Schema, Schedule, type Scope, Semaphore } from "effect"
 import {
   type Address,
   createPublicClient,
@@ -17,7 +17,13 @@ import { type MiningError, ResourceError, ValidationError } from "../../../domai
 import { canonicalRoundSpec, defaultRoundSpec } from "../../../domain/training/spec.ts"
 import { miningRegistryAbi, miningRegistryBytecode } from "../MiningRegistryArtifact.ts"
 import { fromViemError } from "../viemErrors.ts"
-import { type DevAccount, startAnvil } from "./Anvil.ts"
+import {
+  type AnvilHealth,
+  type AnvilInstance,
+  type DevAccount,
+  type RestartPolicy,
+  startSupervisedAnvil
+} from "./Anvil.ts"
 
 /**
  * The devnet: anvil + a deployed MiningRegistry + a round keeper. It plays the network's round coordinator
@@ -29,6 +35,13 @@ import { type DevAccount, startAnvil } from "./Anvil.ts"
  * `stateIntervalSeconds`), and `<dataDir>/devnet.json` records the registry, chain id and owner, so a restart on
  * the same directory reuses the same registry, its rounds and submissions instead of deploying a new one.
  * `<dataDir>/devnet.lock` keeps two devnets off one directory.
+ *
+ * Supervision (DESIGN.md "Durability"): an anvil that dies on its own is restarted on the same port (clients keep
+ * their RPC URL), from its state file in persistent mode, at most `restartPolicy.maxRestarts` times within its
+ * window. After a restart the registry is checked: a chain that lost it (state lost, or no data dir: a devnet without
+ * one restarts as a new, empty chain) gets it deployed again, at the same address (account 0's first transaction),
+ * with a warning — that chain is a new one. A devnet that cannot come back is down: `health` says so and `failure`
+ * fails, for the composition root to stop the miner with that error.
  */
 
 /** What one round is opened with. */
@@ -101,6 +114,8 @@ export interface DevnetOptions {
   readonly blockTime?: number
   /** An anvil binary instead of the npm platform package's. */
   readonly anvilBinary?: string
+  /** Restarts of an anvil that died on its own (default: at most 3 within 60 s, after 250 ms doubling). */
+  readonly restartPolicy?: RestartPolicy
 }
 
 /** How to reach the devnet. Devnet keys only. */
@@ -117,7 +132,7 @@ export interface DevnetInfo {
   readonly accounts: ReadonlyArray<DevAccount>
   /** The registry's lease duration (read from the contract: a reused registry keeps its own). */
   readonly leaseSeconds: number
-  /** anvil's process id. */
+  /** anvil's process id now (another one after a restart). */
   readonly pid: number
   /** Persistent mode's directory, absolute. */
   readonly dataDir: string | undefined
@@ -139,7 +154,17 @@ export interface RunningDevnet extends DevnetInfo {
    * free chunks, opened first when the newest round is fully claimed or near its deadline.
    */
   readonly keepRound: Effect.Effect<bigint, MiningError>
+  /** Whether anvil runs, is being restarted, or is down for good; for /health and /ready. */
+  readonly health: Effect.Effect<DevnetHealth>
+  /**
+   * Never completes while the devnet runs or is being restarted; fails with a ResourceError (message and hint) once
+   * it is down for good. Race the work that needs the chain against it.
+   */
+  readonly failure: Effect.Effect<never, MiningError>
 }
+
+/** The devnet's state in /health and /ready (snake_case JSON). */
+export type DevnetHealth = AnvilHealth
 
 // ---------------------------------------------------------------------------------------------------------------
 // Persistent mode's files
@@ -295,7 +320,7 @@ export const startDevnet = Effect.fn("startDevnet")(function*(
     yield* lockDataDir(dataDir)
   }
 
-  const anvil = yield* startAnvil({
+  const supervised = yield* startSupervisedAnvil({
     ...(options.port !== undefined ? { port: options.port } : {}),
     ...(options.chainId !== undefined ? { chainId: options.chainId } : {}),
     ...(options.blockTime !== undefined ? { blockTime: options.blockTime } : {}),
@@ -303,7 +328,9 @@ export const startDevnet = Effect.fn("startDevnet")(function*(
     ...(dataDir !== undefined
       ? { stateFile: join(dataDir, stateFileName), stateIntervalSeconds: options.stateIntervalSeconds ?? 5 }
       : {})
-  })
+  }, options.restartPolicy)
+  // Port, chain id and accounts stay the same across restarts; only the pid changes.
+  const anvil = supervised.current()
 
   const chain = defineChain({
     id: anvil.chainId,
@@ -445,12 +472,59 @@ export const startDevnet = Effect.fn("startDevnet")(function*(
   const keeperPermit = yield* Semaphore.make(1)
   const keepRound = Semaphore.withPermit(keeperPermit, keepStep).pipe(Effect.withSpan("Devnet.keepRound"))
 
+  /**
+   * After a restart: the chain must still hold the registry the miners use. A chain without it is a new chain
+   * (state lost, or none kept): the registry is deployed again, which lands at the same address on a fresh chain.
+   * Holding the keeper's permit keeps the keeper from opening rounds on a registry being replaced.
+   */
+  const recheckRegistry = (restarted: AnvilInstance) =>
+    Semaphore.withPermit(
+      keeperPermit,
+      Effect.gen(function*() {
+        if (yield* hasCode(registry)) {
+          const block = yield* rpc("reading the block number", () => client.getBlockNumber({ cacheTime: 0 }))
+          return yield* Effect.logInfo(
+            `devnet: the restarted chain (pid ${restarted.pid}) still holds the registry ${registry}, at block ` +
+              `${block} (anything after its last state dump is lost)`
+          )
+        }
+        yield* Effect.logWarning(
+          `devnet: the restarted chain has no registry at ${registry} (${
+            dataDir === undefined ? "no data dir: it restarted empty" : `${stateFileName} lost it`
+          }): this is a new chain; deploying the registry again`
+        )
+        const redeployed = yield* deploy(leaseSeconds)
+        if (redeployed !== registry) {
+          return yield* new ResourceError({
+            message: `the restarted chain lost the registry ${registry}, and its new deployment landed at ${redeployed}`,
+            resource: "devnet",
+            hint: "start the miner again: it connects to the registry of the devnet it starts"
+          })
+        }
+      })
+    ).pipe(Effect.andThen(Effect.ignore(keepRound)))
+
+  // The keeper speaks when its outcome changes, not at every tick: a dead chain would write a warning a second.
+  // While anvil is not running the supervisor speaks for it, and the keeper waits.
+  let keeperProblem: string | undefined
+  const keeperTick = Effect.gen(function*() {
+    if ((yield* supervised.health).state !== "running") return
+    const outcome = yield* Effect.result(keepRound)
+    if (Result.isSuccess(outcome)) {
+      if (keeperProblem !== undefined) yield* Effect.logInfo("devnet round keeper: working again")
+      keeperProblem = undefined
+    } else if (keeperProblem === undefined && (yield* supervised.health).state === "running") {
+      keeperProblem = outcome.failure.message
+      yield* Effect.logWarning(
+        `devnet round keeper: ${keeperProblem} (retrying every ${Duration.format(keeperInterval)}; said once)`
+      )
+    }
+  })
+
   yield* keepRound
-  yield* keepRound.pipe(
-    Effect.catch((error) => Effect.logWarning(`devnet round keeper: ${error.message}`)),
-    Effect.repeat(Schedule.spaced(keeperInterval)),
-    Effect.forkScoped
-  )
+  // Forked in this order, they stop in the reverse one: the keeper, the supervisor, then anvil itself.
+  yield* supervised.supervise(recheckRegistry)
+  yield* keeperTick.pipe(Effect.repeat(Schedule.spaced(keeperInterval)), Effect.forkScoped)
 
   return {
     rpcUrl: anvil.rpcUrl,
@@ -459,9 +533,13 @@ export const startDevnet = Effect.fn("startDevnet")(function*(
     owner,
     accounts: anvil.accounts,
     leaseSeconds,
-    pid: anvil.pid,
+    get pid() {
+      return supervised.current().pid
+    },
     dataDir,
-    keepRound
+    keepRound,
+    health: supervised.health,
+    failure: supervised.failure
   }
 })
 
