@@ -32,7 +32,8 @@ export const devnetCommand = Command.make(
         yield* Console.error(
           `devnet up: ${devnet.rpcUrl}, registry ${devnet.registry}; state in ${devnet.dataDir}. Ctrl-C stops it.`
         )
-        return yield* Effect.never
+        // Up until stopped, or until its anvil dies and cannot be restarted: then exit 1 with the cause.
+        return yield* devnet.failure
       }).pipe(Effect.scoped)
     )
   }, logToStderr)
