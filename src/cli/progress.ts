@@ -73,6 +73,7 @@ export const summaryTable = (run: MinerRun): string => {
     ["committed", String(s.committed)],
     ["failed", String(s.failed)],
     ["rolled back", String(s.rolled_back)],
+    ...(s.chain_lost > 0 ? [["  of which lost by the chain", String(s.chain_lost)] as [string, string]] : []),
     ...(s.suspended > 0 ? [["left to recovery", String(s.suspended)] as [string, string]] : []),
     ["task completed", String(s.task_completed)],
     ["latency p50 / p95", latencies.length === 0 ? "-" : `${ms(percentile(latencies, 50))} / ${ms(percentile(latencies, 95))}`],
@@ -92,6 +93,8 @@ export const summaryJson = (run: MinerRun, extra: Record<string, unknown>) => ({
   committed: run.summary.committed,
   failed: run.summary.failed,
   rolled_back: run.summary.rolled_back,
+  /** Committed, then lost by the chain (a reset devnet, a reorg): counted in rolled_back. */
+  chain_lost: run.summary.chain_lost,
   /** Stopped past their commit point by a forced stop: the next start settles them with the chain. */
   left_to_recovery: run.summary.suspended,
   task_completed: run.summary.task_completed,

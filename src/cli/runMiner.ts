@@ -1,5 +1,5 @@
 import { join } from "node:path"
-import { Deferred, Effect, Layer } from "effect"
+import { Deferred, Duration, Effect, Layer } from "effect"
 import type { Scope } from "effect"
 import packageJson from "../../package.json" with { type: "json" }
 import type { MiningError } from "../domain/errors.ts"
@@ -141,6 +141,9 @@ export const runMiner = (config: MinerConfig, options: RunMinerOptions): Effect.
         const mining = loop.run({
           iterations: options.iterations,
           stop: Deferred.await(stop),
+          // A stop must end: past the grace, what is still in flight is stopped (compensated before its commit
+          // point, left to recovery after it).
+          stopGrace: Duration.min(config.transactionTimeout, Duration.seconds(30)),
           abort: Deferred.await(abort),
           onFinished: options.onFinished
         })

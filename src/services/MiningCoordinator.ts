@@ -1,4 +1,4 @@
-import { Clock, Context, Duration, Effect, Layer, Option } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Option, PubSub, type Scope } from "effect"
 import { type MiningError, ResourceError, ValidationError } from "../domain/errors.ts"
 import { type Task, transactionKey } from "../domain/mining.ts"
 import { newRecord, type TransactionRecord, withAge } from "../domain/TransactionRecord.ts"
@@ -62,6 +62,8 @@ export class MiningCoordinator extends Context.Service<MiningCoordinator, {
   readonly recoverTransactions: (options?: RecoveryOptions) => Effect.Effect<RecoverySummary, MiningError>
   /** Checks the journal's committed records against the chain (see mining/ChainAudit.ts). */
   readonly auditChain: Effect.Effect<AuditSummary, MiningError>
+  /** The ids of committed transactions found lost by the chain from now on, for the scope's lifetime. */
+  readonly chainLost: Effect.Effect<PubSub.Subscription<string>, never, Scope.Scope>
   /** Rolls back one in-flight transaction; false when it is unknown, final, or past its commit point. */
   readonly forceCleanupTransaction: (transactionId: string) => Effect.Effect<boolean, MiningError>
   readonly activeCount: Effect.Effect<number>
@@ -92,12 +94,14 @@ const make = Effect.gen(function*() {
   const steps = makeTransactionSteps({ ...deps, records, judge })
   const runner = makeTransactionRunner({ ...deps, records, steps, inFlight })
   const recovery = makeRecovery({ ...deps, runner, steps, judge, inFlight })
+  const lost = yield* PubSub.unbounded<string>()
   const chainAudit = makeChainAudit({
     ...deps,
     records,
     judge,
     inFlight,
-    releaseIfUnreferenced: recovery.releaseIfUnreferenced
+    releaseIfUnreferenced: recovery.releaseIfUnreferenced,
+    lost
   })
   const admin = makeAdmin({ inFlight, runner })
 
@@ -198,6 +202,7 @@ const make = Effect.gen(function*() {
     forceCleanupTransaction: logged(admin.forceCleanupTransaction),
     recoverTransactions: logged(recovery.recoverTransactions),
     auditChain: chainAudit.audit().pipe(Effect.annotateLogs({ logger: "atomic_coordinator" })),
+    chainLost: PubSub.subscribe(lost),
     activeCount: Effect.sync(() => inFlight.size())
   })
 })

@@ -1,4 +1,4 @@
-import { Context, Deferred, Duration, Effect, FiberSet, Layer, Option, Schedule, Semaphore } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, FiberSet, Layer, Option, PubSub, Schedule, Semaphore } from "effect"
 import { errorOfCategory, isRetryable, isTransientCategory, type MiningError } from "../domain/errors.ts"
 import { nominalDelay, retryDelays } from "../domain/retryPolicy.ts"
 import type { Task } from "../domain/mining.ts"
@@ -25,6 +25,12 @@ export interface LoopOptions {
    */
   readonly abort?: Effect.Effect<void> | undefined
   /**
+   * After `stop`, how long the transactions in flight get to finish before they are stopped like an abort (a
+   * transaction past its commit point may wait for the chain until the round's deadline; recovery settles it at the
+   * next start). Default: no limit.
+   */
+  readonly stopGrace?: Duration.Input | undefined
+  /**
    * How many final records the summary keeps, the newest (default: all of a bounded run up to 1,000; 100 of an
    * endless one). The journal has them all.
    */
@@ -38,6 +44,8 @@ export interface LoopSummary {
   readonly committed: number
   readonly failed: number
   readonly rolled_back: number
+  /** Of this run's transactions, those committed and then lost by the chain (reset, reorg): counted rolled back. */
+  readonly chain_lost: number
   /** Stopped past the commit point by an abort: left to recovery, which asks the chain at the next start. */
   readonly suspended: number
   readonly task_completed: number
@@ -81,7 +89,32 @@ export class MiningLoop extends Context.Service<MiningLoop, {
           const keep = options.keepRecords ?? Math.min(options.iterations ?? 100, 1_000)
           const slots = yield* Semaphore.make(config.maxActiveTransactions)
           const runs = yield* FiberSet.make<void, never>()
-          const counts = { transactions: 0, committed: 0, failed: 0, rolled_back: 0, suspended: 0, task_completed: 0 }
+          const counts = {
+            transactions: 0,
+            committed: 0,
+            failed: 0,
+            rolled_back: 0,
+            chain_lost: 0,
+            suspended: 0,
+            task_completed: 0
+          }
+          const startedAt = new Date(yield* Clock.currentTimeMillis).toISOString()
+          const lost = yield* coordinator.chainLost
+
+          /** Transactions of this run reported committed, then found lost by the chain: the summary says so too. */
+          const applyLost = Effect.gen(function*() {
+            const waiting = yield* PubSub.remaining(lost)
+            if (waiting === 0) return
+            for (const id of yield* PubSub.takeUpTo(lost, waiting)) {
+              const record = Option.getOrUndefined(yield* coordinator.getTransactionStatus(id).pipe(Effect.option, Effect.map(Option.flatten)))
+              if (record === undefined || record.created_at < startedAt || counts.committed === 0) continue
+              counts.committed--
+              counts.rolled_back++
+              counts.chain_lost++
+              const kept = records.findIndex((r) => r.transaction_id === id)
+              if (kept !== -1) records[kept] = record
+            }
+          })
           const records: Array<TransactionRecord> = []
           let consecutive = 0
           let lastFailure: TransactionRecord | undefined
@@ -106,7 +139,10 @@ export class MiningLoop extends Context.Service<MiningLoop, {
                 if (consecutive >= config.maxConsecutiveFailures) return Deferred.succeed(halted, undefined)
               }
               return Effect.void
-            }).pipe(Effect.andThen(options.onFinished ? options.onFinished(final) : Effect.void))
+            }).pipe(
+              Effect.andThen(applyLost),
+              Effect.andThen(options.onFinished ? options.onFinished(final) : Effect.void)
+            )
 
           const runOne = (record: TransactionRecord) =>
             coordinator.executeAtomicMining(record.transaction_id).pipe(
@@ -160,7 +196,11 @@ export class MiningLoop extends Context.Service<MiningLoop, {
               }
               yield* FiberSet.run(runs, runOne(created))
             }
-            yield* FiberSet.awaitEmpty(runs)
+            // Stopped: what is in flight finishes, within the grace; past it the rest is stopped like an abort.
+            const graceOver = options.stopGrace === undefined
+              ? Effect.never
+              : Effect.andThen(stop, Effect.sleep(options.stopGrace))
+            return yield* Effect.raceFirst(FiberSet.awaitEmpty(runs).pipe(Effect.as(false)), graceOver.pipe(Effect.as(true)))
           })
 
           const audit = coordinator.auditChain.pipe(
@@ -170,15 +210,15 @@ export class MiningLoop extends Context.Service<MiningLoop, {
           )
           yield* Effect.forkScoped(audit)
 
-          const aborted = yield* Effect.raceFirst(
-            claiming.pipe(Effect.as(false)),
-            (options.abort ?? Effect.never).pipe(Effect.as(true))
-          )
+          const aborted = yield* Effect.raceFirst(claiming, (options.abort ?? Effect.never).pipe(Effect.as(true)))
           if (aborted) {
             yield* Effect.logWarning("stopping now: interrupting the transactions in flight")
             yield* FiberSet.clear(runs)
             yield* FiberSet.awaitEmpty(runs)
           }
+          // One last look at the chain, so that the summary does not report as committed what it no longer holds.
+          yield* coordinator.auditChain.pipe(Effect.ignore)
+          yield* applyLost
           if (yield* Deferred.isDone(halted)) {
             const last = lastFailure!
             return yield* errorOfCategory(last.error_category, {

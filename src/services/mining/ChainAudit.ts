@@ -1,4 +1,4 @@
-import { Effect, Option, Schema } from "effect"
+import { Effect, Option, PubSub, Schema } from "effect"
 import { isRetryable, type MiningError } from "../../domain/errors.ts"
 import { retryDelays } from "../../domain/retryPolicy.ts"
 import type { ChainFingerprint, MinerIdentity } from "../../domain/mining.ts"
@@ -41,6 +41,8 @@ export const makeChainAudit = (deps: MiningDeps & {
   readonly inFlight: InFlightRegistry
   /** Releases a CID unless something still references it (see releaseOrphanPins). */
   readonly releaseIfUnreferenced: (cids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, MiningError>
+  /** Told the id of every committed transaction found lost, so a running loop corrects what it reported. */
+  readonly lost: PubSub.PubSub<string>
 }) => {
   const { breakers, chain, inFlight, journal, judge, records, releaseIfUnreferenced, stats } = deps
   // Every read retried by the configured schedule: one lost answer must not fail a start.
@@ -79,6 +81,7 @@ export const makeChainAudit = (deps: MiningDeps & {
     }
     yield* records.saveRecord(updated, "chain_lost", why)
     yield* stats.chainLost
+    yield* PubSub.publish(deps.lost, record.transaction_id)
     yield* Effect.logError(`transaction ${record.transaction_id} was committed, but ${why}: now rolled back`)
     return updated
   })
