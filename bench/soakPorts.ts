@@ -207,6 +207,7 @@ export const makeSoakPorts = (options: SoakPortsOptions = {}) => {
     getSubmission: (roundId, chunkId) =>
       Effect.sync(() => Option.map(Option.fromUndefinedOr(submissions.get(chunkKey(roundId, chunkId))), onChain)),
     ownSubmissions: Effect.sync(() => [...submissions.values()].map(onChain)),
+    head: Effect.sync(() => ({ number: blockNumber, hash: blockHashOf(blockNumber) })),
     blockHash: (block) => Effect.sync(() => (block >= 1n && block <= blockNumber ? Option.some(blockHashOf(block)) : Option.none())),
     now: Effect.sync(() => Math.floor(Date.now() / 1000))
   }))

@@ -185,6 +185,48 @@ describe("the journal is a cache of the chain", () => {
       assert.strictEqual(stats.chain_lost, 2)
     }).pipe(Effect.provide(harness())))
 
+  it.effect("a chain that lost its last blocks and went on mining: lost and new records at the same heights are told apart", () =>
+    Effect.gen(function*() {
+      const chain = yield* TestChain
+      const coordinator = yield* MiningCoordinator
+      const a = yield* coordinator.mine(testTask(0))
+      yield* TestClock.adjust("1 second")
+      const b = yield* coordinator.mine(testTask(1))
+      yield* TestClock.adjust("1 second")
+      yield* coordinator.auditChain
+      yield* TestClock.adjust("1 second")
+      // The chain loses b's block, then mines c at that very height (another hash).
+      yield* chain.rewindTo(BigInt(a.block_number!))
+      const c = yield* coordinator.mine(testTask(2))
+      assert.strictEqual(c.block_number, b.block_number)
+      yield* TestClock.adjust("1 second")
+      const audit = yield* coordinator.auditChain
+      assert.deepStrictEqual(audit.lost, [b.transaction_id])
+      const journal = yield* Journal
+      assert.strictEqual((yield* journal.get(c.transaction_id))!.state, "committed")
+      assert.strictEqual((yield* journal.get(a.transaction_id))!.state, "committed")
+      // The next audit starts from the new head and finds nothing more.
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual((yield* coordinator.auditChain).lost, [])
+    }).pipe(Effect.provide(harness())))
+
+  it.effect("a chain that kept the submission but lost the completion: the record stops claiming task_completed", () =>
+    Effect.gen(function*() {
+      const chain = yield* TestChain
+      const coordinator = yield* MiningCoordinator
+      const record = yield* coordinator.mine(testTask(0))
+      assert.isTrue(record.task_completed)
+      // (The harness's task source does not touch the chain: mark the chunk complete there as ChainTaskSource would.)
+      yield* (yield* Chain).completeChunk(1n, 0)
+      yield* coordinator.auditChain // the periodic audit: its checkpoint is the head, the completion's block
+      yield* chain.rewindTo(BigInt(record.block_number!))
+      const audit = yield* coordinator.auditChain
+      assert.deepStrictEqual(audit.lost, [])
+      const after = (yield* (yield* Journal).get(record.transaction_id))!
+      assert.strictEqual(after.state, "committed")
+      assert.isFalse(after.task_completed)
+    }).pipe(Effect.provide(harness())))
+
   it.effect("a claim of a chunk the journal says committed, which the chain lost, is mined again (no false ✓)", () =>
     Effect.gen(function*() {
       const chain = yield* TestChain

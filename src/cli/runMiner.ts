@@ -108,13 +108,12 @@ export const runMiner = (config: MinerConfig, options: RunMinerOptions): Effect.
         const loop = yield* MiningLoop
         const api = yield* MonitoringApi
         // The journal is a cache of the chain: what the chain lost (a reset devnet) is found before anything resumes.
-        const audit = yield* coordinator.auditChain
+        yield* coordinator.auditChain
         // The embedded store is the miner's own: pins the journal does not know are leftovers, released too (unless
         // the chain records them as ours).
         const recovery = yield* coordinator.recoverTransactions({
           orphanGrace: "0 seconds",
-          releaseUnknownPins: embeddedStore,
-          chainReset: audit.reset
+          releaseUnknownPins: embeddedStore
         })
         yield* readiness.markReady
         if (options.onStarted) {

@@ -60,6 +60,8 @@ export class Chain extends Context.Service<Chain, {
   ) => Effect.Effect<Option.Option<OnChainSubmission>, MiningError>
   /** Every submission of this miner's address on chain, oldest first. */
   readonly ownSubmissions: Effect.Effect<ReadonlyArray<OnChainSubmission>, MiningError>
+  /** The newest block: its number and hash. */
+  readonly head: Effect.Effect<{ readonly number: bigint; readonly hash: string }, MiningError>
   /** The hash of block `blockNumber`, none past the chain's head. */
   readonly blockHash: (blockNumber: bigint) => Effect.Effect<Option.Option<string>, MiningError>
   /** The latest block's timestamp (Unix seconds): leases and deadlines are judged by chain time. */

@@ -14,6 +14,8 @@ export interface JournalEvent {
 
 export interface TransactionQuery {
   readonly state?: TransactionState | undefined
+  /** Only records updated after this instant (ISO 8601, as the records' `updated_at`). */
+  readonly updatedAfter?: string | undefined
   readonly limit?: number | undefined
 }
 

@@ -82,7 +82,10 @@ export class InMemoryJournal extends Context.Service<InMemoryJournal, {
           faults.wrap(
             "list",
             Effect.sync(() => {
-              const matching = newestFirst().filter((record) => query.state === undefined || record.state === query.state)
+              const matching = newestFirst().filter((record) =>
+                (query.state === undefined || record.state === query.state) &&
+                (query.updatedAfter === undefined || record.updated_at > query.updatedAfter)
+              )
               return query.limit === undefined ? matching : matching.slice(0, Math.max(0, Math.floor(query.limit)))
             })
           ),

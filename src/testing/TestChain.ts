@@ -31,6 +31,7 @@ export type ChainMethod =
   | "completeChunk"
   | "getSubmission"
   | "ownSubmissions"
+  | "head"
   | "blockHash"
   | "now"
 
@@ -613,6 +614,10 @@ export class TestChain extends Context.Service<TestChain, {
           Effect.sync(() =>
             recordedSubmissions.map((r) => onChain(r.roundId, r.chunkId, byChunk.get(chunkKey(r.roundId, r.chunkId))!))
           )
+        ),
+        head: faults.wrap(
+          "head",
+          Effect.sync(() => ({ number: blockNumber, hash: blockHashes.get(blockNumber) ?? sha256Hex(`genesis:${genesis}`) }))
         ),
         blockHash: (block) => faults.wrap("blockHash", Effect.sync(() => Option.fromUndefinedOr(blockHashes.get(block)))),
         now: faults.wrap("now", chainNow)

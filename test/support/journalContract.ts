@@ -133,6 +133,21 @@ export const journalContract = <R>(register: Register<R>, makeLayer: () => Layer
       })
     ))
 
+  register("list: updatedAfter keeps the records updated after an instant, with the other filters", () =>
+    withJournal((journal) =>
+      Effect.gen(function*() {
+        const at = (ms: number) => new Date(ms).toISOString()
+        for (const [i, updatedMs] of [[0, 5_000], [1, 9_000], [2, 7_000]] as const) {
+          const r = { ...contractRecord(`tx-${i}`, { chunkId: i, createdMs: 1_000 * (i + 1), state: "committed" }), updated_at: at(updatedMs) }
+          yield* journal.save(r, contractEvent(r))
+        }
+        assert.deepStrictEqual(ids(yield* journal.list({ updatedAfter: at(6_000) })), ["tx-2", "tx-1"])
+        assert.deepStrictEqual(ids(yield* journal.list({ state: "committed", updatedAfter: at(7_000) })), ["tx-1"])
+        assert.deepStrictEqual(ids(yield* journal.list({ state: "failed", updatedAfter: at(0) })), [])
+        assert.deepStrictEqual(ids(yield* journal.list({ updatedAfter: at(0), limit: 1 })), ["tx-2"])
+      })
+    ))
+
   register("meta: undefined until set, then the latest value of each key", () =>
     withJournal((journal) =>
       Effect.gen(function*() {

@@ -121,10 +121,24 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
       client.getContractEvents({ address: registry, abi: miningRegistryAbi, eventName, args, strict: true, ...blocks } as never)
     ) as Effect.Effect<ReadonlyArray<any>, MiningError>
 
+  /** Block `blockNumber`, none past the head (a failure to answer is a failure, not a "none"). */
+  const blockOrNone = (blockNumber: bigint) =>
+    readRpc(`reading block ${blockNumber}`, () => client.getBlock({ blockNumber })).pipe(
+      Effect.map(Option.some),
+      Effect.catch((error) =>
+        /BlockNotFound|could not be found/i.test(error.message) ? Effect.succeed(Option.none()) : Effect.fail(error)
+      )
+    )
+
+  // The genesis hash as block 1 names its parent: anvil regenerates block 0 (with a new timestamp, so a new hash)
+  // each time it loads a saved state, while the blocks it saved keep theirs. On any other chain the two agree.
   const fingerprint = Effect.gen(function*() {
-    const genesis = yield* readRpc("reading the genesis block", () => client.getBlock({ blockNumber: 0n }))
+    const first = yield* blockOrNone(1n)
+    const genesisHash = Option.isSome(first)
+      ? first.value.parentHash
+      : (yield* readRpc("reading the genesis block", () => client.getBlock({ blockNumber: 0n }))).hash!
     const current = yield* readRpc("reading the registry's code", () => client.getCode({ address: registry }))
-    return new ChainFingerprint({ genesisHash: genesis.hash!, registryCodeHash: keccak256(current ?? "0x") })
+    return new ChainFingerprint({ genesisHash, registryCodeHash: keccak256(current ?? "0x") })
   }).pipe(Effect.withSpan("Chain.fingerprint"))
 
   // A round's spec is immutable once opened: read it from RoundOpened once.
@@ -283,13 +297,11 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
     ) as ReadonlyArray<OnChainSubmission>
   }).pipe(Effect.withSpan("Chain.ownSubmissions"))
 
-  const now = readRpc("reading the latest block", () => client.getBlock({ blockTag: "latest" })).pipe(
-    Effect.map((block) => {
-      const time = Number(block.timestamp)
-      newestBlockTime = Math.max(newestBlockTime, time)
-      return time
-    })
+  const latest = readRpc("reading the latest block", () => client.getBlock({ blockTag: "latest" })).pipe(
+    Effect.tap((block) => Effect.sync(() => (newestBlockTime = Math.max(newestBlockTime, Number(block.timestamp)))))
   )
+  const now = Effect.map(latest, (block) => Number(block.timestamp))
+  const head = Effect.map(latest, (block) => ({ number: block.number, hash: block.hash as string }))
 
   /**
    * Leases of ours in rounds still open, unexpired and unsubmitted: our ChunkClaimed events whose lease has not run
@@ -320,12 +332,7 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
   }).pipe(Effect.withSpan("Chain.ownClaims"))
 
   const blockHash = Effect.fn("Chain.blockHash")(function*(blockNumber: bigint) {
-    return yield* readRpc(`reading block ${blockNumber}`, () => client.getBlock({ blockNumber })).pipe(
-      Effect.map((block) => Option.fromNullishOr(block.hash as string | null)),
-      Effect.catch((error) =>
-        /BlockNotFound|could not be found/i.test(error.message) ? Effect.succeed(Option.none<string>()) : Effect.fail(error)
-      )
-    )
+    return Option.flatMap(yield* blockOrNone(blockNumber), (block) => Option.fromNullishOr(block.hash as string | null))
   })
 
   return Chain.of({
@@ -341,6 +348,7 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
     completeChunk,
     getSubmission,
     ownSubmissions,
+    head,
     blockHash,
     now
   })

@@ -129,8 +129,17 @@ export const make = Effect.fnUntraced(function*(options: SqliteJournalOptions) {
 
   const list = (query: TransactionQuery) =>
     run("listing transactions", () => {
-      const where = query.state === undefined ? "" : "WHERE state = ?"
-      const params: Array<SQLInputValue> = query.state === undefined ? [] : [query.state]
+      const conditions: Array<string> = []
+      const params: Array<SQLInputValue> = []
+      if (query.state !== undefined) {
+        conditions.push("state = ?")
+        params.push(query.state)
+      }
+      if (query.updatedAfter !== undefined) {
+        conditions.push("updated_at > ?")
+        params.push(query.updatedAfter)
+      }
+      const where = conditions.length === 0 ? "" : `WHERE ${conditions.join(" AND ")}`
       const limit = query.limit === undefined ? "" : "LIMIT ?"
       if (query.limit !== undefined) params.push(Math.max(0, Math.floor(query.limit)))
       return db.prepare(`SELECT record FROM transactions ${where} ORDER BY created_at DESC, seq DESC ${limit}`).all(

@@ -32,5 +32,7 @@ export const migrations: ReadonlyArray<string> = [
    ) WITHOUT ROWID;`,
   // The newest records of a state (the chain audit every 10 s, /transactions?state=) without sorting every row of
   // that state: measured at 200,000 committed records, 599 ms a query before, 0.11 ms after.
-  `CREATE INDEX transactions_state_created ON transactions (state, created_at, seq);`
+  `CREATE INDEX transactions_state_created ON transactions (state, created_at, seq);`,
+  // The records committed since the chain audit's last checkpoint (mining/ChainAudit.ts), every 10 s.
+  `CREATE INDEX transactions_state_updated ON transactions (state, updated_at);`
 ]

@@ -1,4 +1,4 @@
-import { Effect, Option, PubSub, Schema } from "effect"
+import { Clock, Effect, Option, PubSub, Schema } from "effect"
 import { isRetryable, type MiningError } from "../../domain/errors.ts"
 import { retryDelays } from "../../domain/retryPolicy.ts"
 import type { ChainFingerprint, MinerIdentity } from "../../domain/mining.ts"
@@ -23,6 +23,14 @@ const StoredFingerprint = Schema.fromJsonString(Schema.Struct({
 }))
 
 const metaKeyOf = (id: MinerIdentity) => `chain:${id.chainId}:${id.registry.toLowerCase()}`
+const checkpointKeyOf = (id: MinerIdentity) => `chain_checkpoint:${id.chainId}:${id.registry.toLowerCase()}`
+
+const StoredCheckpoint = Schema.fromJsonString(Schema.Struct({
+  block_number: Schema.Number,
+  block_hash: Schema.String,
+  /** Records committed after this instant were not seen by the audit that set it. */
+  at: Schema.String
+}))
 const keyPrefixOf = (id: MinerIdentity) => `${id.chainId}:${id.registry.toLowerCase()}:${id.miner.toLowerCase()}:`
 
 /**
@@ -31,9 +39,12 @@ const keyPrefixOf = (id: MinerIdentity) => `${id.chainId}:${id.registry.toLowerC
  *
  * - the chain's identity (genesis hash, registry code hash) is kept in the journal: a chain that was reset is a new
  *   chain, and every record of the old one is lost with it;
- * - committed records are checked newest first by the hash of the block that holds them; the first one whose block
- *   is still there vouches for every older one (each block commits to its parent), so a healthy chain costs one
- *   look. Records the chain no longer holds become `rolled_back` (chain_lost) and their pins are released.
+ * - committed records are checked by the hash of the block that holds them. Each audit leaves a checkpoint (the
+ *   chain's head when it began): the next one checks that block, then each record committed since,
+ *   one by one — a devnet that lost its last seconds and went on mining interleaves lost and new blocks at the same
+ *   heights. When the checkpoint's block is gone, the older records are walked newest first until one whose block is
+ *   still there, which vouches for every older one (each block commits to its parent). A healthy chain costs one look
+ *   per transaction. Records the chain no longer holds become `rolled_back` (chain_lost), their pins released.
  */
 export const makeChainAudit = (deps: MiningDeps & {
   readonly records: TransactionJournal
@@ -90,22 +101,45 @@ export const makeChainAudit = (deps: MiningDeps & {
   const stillHeld = Effect.fnUntraced(function*(record: TransactionRecord) {
     if (record.block_hash !== null && record.block_number !== null) {
       const hash = yield* guarded(chain.blockHash(BigInt(record.block_number)))
-      if (Option.isSome(hash) && hash.value.toLowerCase() === record.block_hash.toLowerCase()) return "by_block" as const
+      if (Option.isSome(hash) && hash.value.toLowerCase() === record.block_hash.toLowerCase()) {
+        return { held: "by_block" as const, record }
+      }
     }
     const own = yield* retried(judge.ownSubmissionOf(record))
-    if (Option.isNone(own)) return "lost" as const
+    if (Option.isNone(own)) return { held: "lost" as const, record }
     // Held, in another block than the journal knew (re-included after a reorg, or a journal from before block hashes).
-    yield* records.saveRecord(
-      {
-        ...record,
-        blockchain_tx_hash: own.value.txHash,
-        block_number: Number(own.value.blockNumber),
-        block_hash: own.value.blockHash
-      },
-      "chain_verified",
-      `block ${own.value.blockNumber}`
-    )
-    return "by_submission" as const
+    const verified: TransactionRecord = {
+      ...record,
+      blockchain_tx_hash: own.value.txHash,
+      block_number: Number(own.value.blockNumber),
+      block_hash: own.value.blockHash
+    }
+    yield* records.saveRecord(verified, "chain_verified", `block ${own.value.blockNumber}`)
+    return { held: "by_submission" as const, record: verified }
+  })
+
+  /**
+   * Whether the chain still has the chunk marked complete, where the record says it is: the completion comes in a
+   * later block than the submission, so a chain that lost its last seconds may hold one and not the other. Task
+   * completion is non-critical: the record only stops claiming it.
+   */
+  const completionHeld = Effect.fnUntraced(function*(record: TransactionRecord) {
+    if (!record.task_completed) return true
+    const held = yield* guarded(chain.getSubmission(BigInt(record.round_id), record.chunk_id))
+    if (Option.isSome(held) && held.value.completed) return true
+    yield* records.saveRecord({ ...record, task_completed: false }, "completion_lost", "the chain no longer has the chunk completed")
+    yield* Effect.logWarning(`transaction ${record.transaction_id}: the chain lost the chunk's completion (non-critical)`)
+    return false
+  })
+
+  /** Checks one committed record: the held one as it is now (or undefined when lost), and whether its block vouches. */
+  const check = Effect.fnUntraced(function*(record: TransactionRecord, why: string, lost: Array<TransactionRecord>) {
+    const { held, record: current } = yield* stillHeld(record)
+    if (held === "lost") {
+      lost.push(yield* markLost(current, why))
+      return { current: undefined, vouches: false }
+    }
+    return { current, vouches: held === "by_block" }
   })
 
   const ours = (prefix: string, records: ReadonlyArray<TransactionRecord>) =>
@@ -113,40 +147,70 @@ export const makeChainAudit = (deps: MiningDeps & {
       .filter((r) => r.key.startsWith(prefix) && !inFlight.has(r.transaction_id))
       .sort((a, b) => (b.block_number ?? Number.MAX_SAFE_INTEGER) - (a.block_number ?? Number.MAX_SAFE_INTEGER))
 
+  /** The chain's head when the last audit began, and when: what the next audit starts from. */
+  const loadCheckpoint = (id: MinerIdentity) =>
+    journal.getMeta(checkpointKeyOf(id)).pipe(
+      Effect.flatMap((text) =>
+        text === undefined
+          ? Effect.succeed(undefined)
+          : Schema.decodeUnknownEffect(StoredCheckpoint)(text).pipe(Effect.option, Effect.map(Option.getOrUndefined))
+      )
+    )
+
   const audit = Effect.fn("ChainAudit.audit")(function*() {
+    const startedAt = new Date(yield* Clock.currentTimeMillis).toISOString()
+    // The head now: the next audit's checkpoint. Whatever is committed after this instant is checked next time.
+    const head = yield* guarded(chain.head)
     const id = yield* guarded(chain.identity)
     const reset = yield* identityChanged(id, yield* guarded(chain.fingerprint))
     const prefix = keyPrefixOf(id)
     const lost: Array<TransactionRecord> = []
     let checked = 0
-    // The newest records first: on a healthy chain the walk stops at the first one. Blocks are not in creation order
-    // (a transaction may wait for its receipt while later ones commit), so a window wider than the transactions that
-    // can be in flight together is sorted by block; only when the whole window is lost is everything read.
-    const window = 2 * deps.config.maxActiveTransactions + 32
-    const newest = reset ? [] : yield* journal.list({ state: "committed", limit: window })
-    let verified = false
-    for (const record of ours(prefix, newest)) {
+    const held: Array<TransactionRecord> = []
+    const why = reset ? "the chain was reset" : undefined
+    /** Checks a record; true when its block is there as the journal knew it. */
+    const checkOne = Effect.fnUntraced(function*(record: TransactionRecord) {
       checked++
-      const held = yield* stillHeld(record)
-      if (held === "by_block") {
-        verified = true
-        break
+      const { current, vouches } = yield* check(record, why ?? `block ${record.block_number} is gone (reset or reorg)`, lost)
+      if (current !== undefined) held.push(current)
+      return vouches
+    })
+
+    const checkpoint = reset ? undefined : yield* loadCheckpoint(id)
+    const checkpointHolds = checkpoint !== undefined &&
+      Option.getOrUndefined(yield* guarded(chain.blockHash(BigInt(checkpoint.block_number))))?.toLowerCase() ===
+        checkpoint.block_hash.toLowerCase()
+
+    if (checkpoint === undefined) {
+      // No checkpoint (a first audit, a journal from before them) or a reset chain: every record is looked at, newest
+      // block first; on an unreset chain the first one whose block is there vouches for the older ones.
+      for (const record of ours(prefix, yield* journal.list({ state: "committed" }))) {
+        if ((yield* checkOne(record)) && !reset) break
       }
-      if (held === "lost") lost.push(yield* markLost(record, `block ${record.block_number} is gone (reset or reorg)`))
-    }
-    if (reset || (!verified && newest.length === window)) {
-      const seen = new Set(newest.map((r) => r.transaction_id))
-      const rest = ours(prefix, (yield* journal.list({ state: "committed" })).filter((r) => !seen.has(r.transaction_id)))
-      for (const record of rest) {
-        checked++
-        const held = yield* stillHeld(record)
-        // After a reset a block that is there vouches for nothing older: older records may be of the old chain.
-        if (held === "by_block" && !reset) break
-        if (held === "lost") {
-          lost.push(yield* markLost(record, reset ? "the chain was reset" : `block ${record.block_number} is gone (reset or reorg)`))
-        }
+    } else {
+      // Committed since the checkpoint: each one on its own. A chain that lost its last seconds and went on mining
+      // interleaves lost blocks and new ones at the same heights, so no one of them vouches for another.
+      const fresh = ours(prefix, yield* journal.list({ state: "committed", updatedAfter: checkpoint.at }))
+      for (const record of fresh) yield* checkOne(record)
+      if (!checkpointHolds) {
+        // The chain lost blocks at or below the checkpoint. The older records were all seen on the old history: the
+        // first of them whose block is still there shows where the chains part, and vouches for those below it.
+        yield* Effect.logError(`the chain no longer has block ${checkpoint.block_number} as it was: checking older records`)
+        const seen = new Set(fresh.map((r) => r.transaction_id))
+        const older = ours(prefix, (yield* journal.list({ state: "committed" })).filter((r) => !seen.has(r.transaction_id)))
+        for (const record of older) if (yield* checkOne(record)) break
       }
     }
+
+    // The chain lost blocks: a chunk's completion comes after its submission, and may be lost with the tail alone.
+    if (lost.length > 0 || (checkpoint !== undefined && !checkpointHolds)) {
+      for (const record of held) yield* completionHeld(record)
+    }
+
+    yield* journal.setMeta(
+      checkpointKeyOf(id),
+      JSON.stringify({ block_number: Number(head.number), block_hash: head.hash, at: startedAt })
+    )
     const cids = lost.flatMap((r) => (r.ipfs_hash === null ? [] : [r.ipfs_hash]))
     if (cids.length > 0) yield* releaseIfUnreferenced(cids)
     return { reset, lost: lost.map((r) => r.transaction_id), checked } satisfies AuditSummary

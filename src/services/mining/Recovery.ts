@@ -15,8 +15,6 @@ export interface RecoveryOptions {
   readonly orphanGrace?: Duration.Input | undefined
   /** Also release pins the journal does not know (only for a store that is the miner's own). Default false. */
   readonly releaseUnknownPins?: boolean | undefined
-  /** The chain was reset since the journal last saw it: signed transactions of the old chain are never re-sent. */
-  readonly chainReset?: boolean | undefined
 }
 
 export interface RecoverySummary {
@@ -102,7 +100,9 @@ export const makeRecovery = (deps: MiningDeps & {
     return Option.getOrUndefined(yield* steps.retrying(judge.ownSubmissionOf(tx.record)))
   })
 
-  const resume = Effect.fnUntraced(function*(tx: InFlight, signed: SignedTransaction | undefined, chainReset: boolean) {
+  // Even when the chain looks reset, a journaled submission is the chain's to judge: a false "reset" that rolled it
+  // back would unpin what is on chain, and a truly new chain can only revert it (its claims are not ours) or hold it.
+  const resume = Effect.fnUntraced(function*(tx: InFlight, signed: SignedTransaction | undefined) {
     const record = tx.record
     if (record.state === "pending" || record.state === "training") {
       return yield* runner.abandon(
@@ -111,12 +111,6 @@ export const makeRecovery = (deps: MiningDeps & {
           message: "interrupted by a restart before anything was uploaded",
           hint: "the chunk can be mined again"
         })
-      )
-    }
-    if (chainReset) {
-      return yield* rollBack(
-        tx,
-        new ValidationError({ message: "the chain was reset since this transaction started; it is not re-sent" })
       )
     }
     if (record.state === "task_complete") {
@@ -146,7 +140,7 @@ export const makeRecovery = (deps: MiningDeps & {
     return yield* runner.run(tx, runner.stepsFrom("blockchain_submit"), registerPinned(tx))
   })
 
-  const recoverOne = Effect.fnUntraced(function*(record: TransactionRecord, chainReset: boolean) {
+  const recoverOne = Effect.fnUntraced(function*(record: TransactionRecord) {
     // A chain that cannot be read fails recovery (and the start): proving work at a guessed difficulty, or judging a
     // submission against a guessed deadline, could roll back what the chain holds.
     const round = yield* guardedChain(chain.getRound(BigInt(record.round_id)))
@@ -158,7 +152,7 @@ export const makeRecovery = (deps: MiningDeps & {
     const signed = yield* journaledSubmission(yield* journal.events(record.transaction_id)).pipe(
       Effect.catch((error) => Effect.logError(error.message).pipe(Effect.as(undefined)))
     )
-    return yield* resume(tx, signed, chainReset)
+    return yield* resume(tx, signed)
   })
 
   /**
@@ -211,7 +205,7 @@ export const makeRecovery = (deps: MiningDeps & {
 
   const recoverTransactions = Effect.fn("MiningCoordinator.recoverTransactions")(function*(options: RecoveryOptions = {}) {
     const open = (yield* journal.list({})).filter((r) => !isTerminal(r.state) && !inFlight.has(r.transaction_id))
-    const recovered = yield* Effect.forEach([...open].reverse(), (r) => recoverOne(r, options.chainReset === true))
+    const recovered = yield* Effect.forEach([...open].reverse(), recoverOne)
     const orphans = yield* releaseOrphanPins(options)
     const summary: RecoverySummary = {
       recovered: recovered.length,
