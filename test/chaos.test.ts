@@ -35,11 +35,12 @@ import {
 } from "./support/chaos.ts"
 
 /**
- * Issue 6's chaos test: one real miner (embedded anvil devnet, embedded Helia store, ONNX trainer, SQLite journal)
- * on one data dir, SIGKILLed again and again — at every crash point of a transaction (R3MES_CRASH_AT, a test hook),
- * some of them reached while recovery itself rolls a transaction forward, and twice by timing from outside — and
- * restarted each time (each start recovers first). A last clean run finishes; then the chain, the journal and the
- * pins must tell one consistent story.
+ * Issues 6 and 11's chaos test: one real miner (embedded anvil devnet, embedded Helia store, ONNX trainer, SQLite
+ * journal) on one data dir, SIGKILLed again and again — at every crash point of a transaction (R3MES_CRASH_AT, a test
+ * hook), some of them reached while recovery itself rolls a transaction forward, some in the post-broadcast window
+ * with a transaction timeout short enough to strike there, and by timing from outside — and restarted each time (each
+ * start recovers first); once its devnet's anvil is SIGKILLed instead and comes back without its last seconds. A
+ * last clean run finishes; then the chain, the journal and the pins must tell one consistent story.
  */
 
 const crashAt = (point: CrashPoint, nth: number): RunPlan => ({ _tag: "CrashAt", point, nth })
@@ -61,7 +62,15 @@ const schedule: ReadonlyArray<RunPlan> = [
   crashAt("after_pow", 1),
   // From outside, while recovery rolls the previous runs' transactions forward.
   { _tag: "KillWhen", when: /recovering transaction/, fallbackMs: 8_000 },
-  crashAt("after_submit_intent", 2)
+  crashAt("after_submit_intent", 2),
+  // Issue 11: the post-broadcast window with a transaction timeout short enough to strike there (the chain decides,
+  // never the timeout), killed right after the intent and right after a receipt.
+  { ...crashAt("after_submit_intent", 3), args: ["--transaction-timeout", "0.2"] },
+  { ...crashAt("after_broadcast", 4), args: ["--transaction-timeout", "0.2"] },
+  // Issue 11: the embedded anvil SIGKILLed ≥ 2.5 s after its last state dump (every 5 s): it comes back without its
+  // last seconds — claims, submissions, nonces — while the miner goes on.
+  { _tag: "KillAnvil", iterations: 12, afterCommits: 4, staleMs: 2_500 },
+  { _tag: "KillWhen", when: /→ committed/, fallbackMs: 20_000 }
 ]
 
 const runTimeoutMs = 60_000
@@ -147,6 +156,12 @@ describe("chaos: a real miner SIGKILLed at every state, restarted each time", ()
         runs.push(result)
         const what = `run ${i} (${describePlan(plan)}), ${result.ms} ms; stderr: ${result.stderr.slice(-2000)}`
         assert.isFalse(result.timedOut, `${what}: overran ${runTimeoutMs} ms`)
+        if (plan._tag === "KillAnvil") {
+          assert.strictEqual(result.code, 0, `${what}: the miner goes on past its devnet's restart`)
+          assert.strictEqual(result.anvilKills.length, 1, `${what}: anvil was killed once`)
+          assert.match(readFileSync(result.logFile, "utf8"), /restarting it from/, what)
+          continue
+        }
         assert.strictEqual(result.signal, "SIGKILL", `${what}: expected to die by SIGKILL, exited ${result.code}`)
         if (plan._tag === "CrashAt") {
           assert.include(result.stderr, "crash point reached", `${what}: died, but not at its crash point`)
@@ -180,12 +195,13 @@ describe("chaos: a real miner SIGKILLed at every state, restarted each time", ()
           }; ${killsFromOutside} from outside; ${killsInRecovery} of all during recovery)`,
           `chunks claimed: ${figures.claimed}, submissions on chain: ${figures.submissions}`,
           `transactions: ${figures.transactions}, committed: ${figures.committed}, ` +
-          `rolled back: ${figures.rolled_back}, failed: ${figures.failed}, non-terminal: ${figures.non_terminal}`,
+          `rolled back: ${figures.rolled_back} (${figures.chain_lost} of them committed, then lost with the devnet's last ` +
+          `seconds), failed: ${figures.failed}, non-terminal: ${figures.non_terminal}`,
           `recovered at start (as logged): ${recovered}`,
           `pins: ${figures.pins}, orphans: ${figures.orphans}, duplicates: ${figures.duplicates}`
         ].join("\n")
       )
-      assert.deepStrictEqual(problems, [], `data dir kept for inspection: ${dataDir}`)
+      assert.deepStrictEqual(problems, [], `data dir kept for inspection: ${dataDir}\n${problems.join("\n")}`)
       assert.isAtLeast(kills, 10)
       assert.isAtLeast(figures.committed, summary.committed)
       assert.strictEqual(figures.non_terminal, 0)
@@ -194,7 +210,7 @@ describe("chaos: a real miner SIGKILLed at every state, restarted each time", ()
       assert.strictEqual(figures.committed, figures.submissions)
       assert.strictEqual(figures.transactions, figures.committed + figures.rolled_back + figures.failed)
       rmSync(dataDir, { recursive: true, force: true })
-    }), 235_000)
+    }), 360_000)
 
   it.live("a restart right after a SIGKILL loads the whole chain the dead miner's anvil had", () =>
     Effect.gen(function*() {
