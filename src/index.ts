@@ -14,7 +14,16 @@ export * as Pow from "./domain/pow.ts"
 export { Chain } from "./services/Chain.ts"
 export { GradientStore } from "./services/GradientStore.ts"
 export { Journal, type JournalEvent, type TransactionQuery } from "./services/Journal.ts"
-export { type BreakerState, type CoordinatorStatistics, MiningCoordinator } from "./services/MiningCoordinator.ts"
+export {
+  type AuditSummary,
+  type CleanupResult,
+  type CoordinatorStatistics,
+  MiningCoordinator,
+  type RecoveryOptions,
+  type RecoverySummary
+} from "./services/MiningCoordinator.ts"
+export { type BreakerState, type OutsideService, ServiceBreakers } from "./services/ServiceBreakers.ts"
+export { rebuildJournal, type RebuildSummary } from "./services/JournalRebuild.ts"
 export { type LoopOptions, type LoopSummary, MiningLoop } from "./services/MiningLoop.ts"
 export * as MiningMetrics from "./services/MiningStats.ts"
 export { MiningStats, type StatisticsSnapshot } from "./services/MiningStats.ts"
@@ -30,7 +39,8 @@ export { ReferencePowSolver } from "./layers/pow/ReferencePowSolver.ts"
 export { ChainTaskSource } from "./layers/chain/ChainTaskSource.ts"
 export { HeliaStore } from "./layers/ipfs/HeliaStore.ts"
 export { KuboStore } from "./layers/ipfs/KuboStore.ts"
-export { SqliteJournal } from "./layers/journal/SqliteJournal.ts"
+export { SqliteJournal, type SqliteJournalOptions } from "./layers/journal/SqliteJournal.ts"
+export { checkJournal, type JournalCheck } from "./layers/journal/checkJournal.ts"
 export { OnnxTrainer } from "./layers/onnx/OnnxTrainer.ts"
 export { MonitoringApi } from "./layers/http/MonitoringApi.ts"
 export { type MinerAdapters, minerLayer } from "./miner.ts"

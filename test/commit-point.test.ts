@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, Option } from "effect"
+import { Duration, Effect, Fiber, Layer, Option } from "effect"
 import { TestClock } from "effect/testing"
 import { NetworkError } from "../src/domain/errors.ts"
 import { SUBMIT_INTENT } from "../src/domain/intents.ts"
@@ -11,7 +11,12 @@ import { Journal } from "../src/services/Journal.ts"
 import { MiningCoordinator } from "../src/services/MiningCoordinator.ts"
 import { TestChain } from "../src/testing/TestChain.ts"
 import { TestGradientStore } from "../src/testing/TestGradientStore.ts"
-import { testTask } from "../src/testing/TestTaskSource.ts"
+import { minerLayer } from "../src/miner.ts"
+import { Trainer } from "../src/services/Trainer.ts"
+import { InMemoryJournal } from "../src/testing/InMemoryJournal.ts"
+import { testMinerConfig } from "../src/testing/testConfig.ts"
+import { TestPowSolver } from "../src/testing/TestPowSolver.ts"
+import { TestTaskSource, testTask } from "../src/testing/TestTaskSource.ts"
 import { sha256Hex, testEnvelope } from "../src/testing/TestTrainer.ts"
 import { harness } from "./support/harness.ts"
 
@@ -155,6 +160,29 @@ describe("the commit point", () => {
       assert.strictEqual((yield* (yield* TestGradientStore).pinned).length, 1)
       yield* Fiber.interrupt(fiber)
     }).pipe(Effect.provide(harness({ config: { transactionTimeout: Duration.hours(1) } }))))
+})
+
+describe("error categories (defect 10)", () => {
+  it.effect("a defect (a bug in a port) is recorded as such (`unknown`, the defect's text), not as a validation error", () =>
+    Effect.gen(function*() {
+      const record = yield* (yield* MiningCoordinator).mine(testTask(0))
+      assert.strictEqual(record.state, "failed")
+      assert.strictEqual(record.error_category, "unknown")
+      assert.include(record.error_message ?? "", "defect")
+      assert.include(record.error_message ?? "", "a bug in the trainer")
+      const stats = yield* (yield* MiningCoordinator).getStatistics
+      assert.strictEqual(stats.error_breakdown.unknown, 1)
+      assert.strictEqual(stats.error_breakdown.validation, 0)
+    }).pipe(Effect.provide(
+      minerLayer(testMinerConfig(), {
+        chain: TestChain.layer(),
+        taskSource: TestTaskSource.layer(),
+        gradientStore: TestGradientStore.layer(),
+        trainer: Layer.succeed(Trainer, Trainer.of({ train: () => Effect.die(new Error("a bug in the trainer")) })),
+        journal: InMemoryJournal.layer(),
+        powSolver: TestPowSolver.layer()
+      })
+    )))
 })
 
 describe("the journal is a cache of the chain", () => {

@@ -148,18 +148,21 @@ describe("issue 11 defects, end to end", () => {
       const devnet = yield* testDevnet(dir)
       const dataDir = join(dir, "miner")
       const key = devnet.accounts[1]!.privateKey
-      const args = (logName: string, iterations: number) => [
+      const args = (logName: string, iterations: number | undefined) => [
         "mine", "--rpc-url", devnet.rpcUrl, "--registry", devnet.registry, "--ipfs", ipfs.url,
-        "--iterations", String(iterations), "--json", "--data-dir", dataDir, "--stats-port", "0",
-        "--log-file", join(dir, logName), "--difficulty", "16"
+        ...(iterations === undefined ? [] : ["--iterations", String(iterations)]), "--json", "--data-dir", dataDir,
+        "--stats-port", "0", "--log-file", join(dir, logName), "--difficulty", "16"
       ]
-      const first = spawnCli(args("first.log", 12), { env: { R3MES_PRIVATE_KEY: key }, timeoutMs: 150_000 })
+      // The first one mines until it is stopped, so it still runs whenever the second one starts (which takes seconds).
+      const first = spawnCli(args("first.log", undefined), { env: { R3MES_PRIVATE_KEY: key }, timeoutMs: 150_000 })
       // While the first one has transactions in flight.
       yield* promise(() =>
         waitFor(() => /→ (training|ipfs_upload)/.test(readFileSync(join(dir, "first.log"), "utf8")), 60_000, "the first miner at work")
       )
       const second = spawnCli(args("second.log", 3), { env: { R3MES_PRIVATE_KEY: key }, timeoutMs: 60_000 })
       const secondExit = yield* promise(() => second.exited)
+      const firstStillRan = first.running()
+      first.signal("SIGTERM")
       const firstExit = yield* promise(() => first.exited)
       const pins = new Set(yield* readKuboPins(ipfs.url))
       const { submissions } = yield* readChain(devnet.rpcUrl, devnet.registry, devnet.accounts[1]!.address)
@@ -191,13 +194,14 @@ describe("issue 11 defects, end to end", () => {
           `the second's log names ${touched.length} of the first's transactions (${touched.join(", ")})\n` +
           `  first's stderr: ${tail(firstExit.stderr, 3) || "(empty)"}`
       )
+      assert.isTrue(firstStillRan, "the first miner ran while the second one tried")
       assert.notStrictEqual(secondExit.code, 0, "the second miner must refuse to start")
       assert.include(secondExit.stderr, dataDir, "its message names the data dir")
       assert.match(secondExit.stderr, /in use|locked|lock/i, "and says it is in use")
       assert.deepStrictEqual(touched, [], "the second miner never touched the first one's transactions")
       assert.strictEqual(firstExit.code, 0, `the first miner ends normally: ${tail(firstExit.stderr)}`)
-      assert.strictEqual(summary.transactions, 12)
-      assert.strictEqual(summary.committed, 12, "all of the first miner's transactions committed")
+      assert.isAtLeast(summary.transactions ?? 0, 1)
+      assert.strictEqual(summary.committed, summary.transactions, "all of the first miner's transactions committed")
       assert.deepStrictEqual(notPinned.map((r) => r.transaction_id), [], "and pinned")
       assert.deepStrictEqual(notOnChain.map((r) => r.transaction_id), [], "and on chain")
     }), 240_000)

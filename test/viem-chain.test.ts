@@ -271,4 +271,32 @@ describe("ViemChain against a real anvil", () => {
       assert.notStrictEqual(b.genesisHash, a.genesisHash)
       assert.isTrue(Option.isNone(yield* chain.blockHash(10_000n)))
     }).pipe(Effect.scoped))
+
+  it.live("a node that lost earlier transactions: the same bytes re-sent, and the lost nonces below them filled", () =>
+    Effect.gen(function*() {
+      const { chain, devnet, id, round } = yield* setup
+      const snapshot = (yield* rpc(devnet, "evm_snapshot", [])) as { result: string }
+      const claim = yield* chain.claimChunk(round.roundId)
+      let signed: SignedTransaction | undefined
+      const submission = yield* prove(id, round.roundId, claim.chunkId, hash("88"), round.difficulty)
+      yield* chain.submitGradient(submission, (s) => Effect.sync(() => (signed = s)))
+      // The node loses both blocks (a devnet restarted from an older state): the claim's nonce is gone too.
+      yield* rpc(devnet, "evm_revert", [snapshot.result])
+      assert.strictEqual((yield* chain.transactionStatus(signed!))._tag, "Pending")
+      // Re-sent, it waits in the node's queue behind the lost nonce; past the patience the gap is filled.
+      yield* chain.rebroadcast(signed!)
+      assert.strictEqual((yield* chain.transactionStatus(signed!))._tag, "Pending")
+      yield* Effect.sleep("1600 millis")
+      yield* chain.rebroadcast(signed!)
+      let status = yield* chain.transactionStatus(signed!)
+      for (let i = 0; i < 50 && status._tag === "Pending"; i++) {
+        yield* Effect.sleep("20 millis")
+        status = yield* chain.transactionStatus(signed!)
+      }
+      // Mined at last (reverted: its claim was lost with the blocks), no longer stuck until the round's deadline.
+      assert.strictEqual(status._tag, "Mined")
+      assert.isFalse(status._tag === "Mined" && status.success)
+      // And the account writes again.
+      assert.strictEqual((yield* chain.claimChunk(round.roundId)).roundId, round.roundId)
+    }).pipe(Effect.scoped), 30_000)
 })

@@ -41,7 +41,7 @@ const alreadyThere = (error: unknown): boolean => {
   for (let e: unknown = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
     texts.push(e.message, (e as { details?: string }).details ?? "", e.name)
   }
-  return /already known|nonce too low|nonce has already been used|replacement transaction underpriced|known transaction|NonceTooLowError/i
+  return /already known|already imported|nonce too low|nonce has already been used|replacement transaction underpriced|known transaction|NonceTooLowError/i
     .test(texts.join(" "))
 }
 
@@ -249,5 +249,40 @@ export const makeViemWriter = (options: WriterOptions) => {
     return receipt
   })
 
-  return { write, transactionStatus, rebroadcast: send }
+  /**
+   * Sends the nonces below `nonce` that the node does not have as empty transfers to ourselves, once the node has
+   * lacked them for `gapPatienceMs`: a node that lost transactions (a devnet restarted without its last seconds)
+   * queues ours behind nonces nobody will send again, and a journaled submission queued there would wait for the
+   * round's deadline. Under the nonce permit, so no write of ours takes those nonces meanwhile.
+   */
+  const fillGapBelow = (nonce: number) =>
+    Semaphore.withPermit(
+      permit,
+      Effect.gen(function*() {
+        const pending = yield* nonceAt("pending")
+        if (pending >= nonce) {
+          gapSince.delete(nonce)
+          return
+        }
+        const now = yield* Clock.currentTimeMillis
+        const since = gapSince.get(nonce) ?? now
+        gapSince.set(nonce, since)
+        if (now - since < gapPatienceMs) return
+        yield* Effect.logWarning(`the node lacks nonces ${pending}..${nonce - 1} of the account: filling them with empty transfers`)
+        for (let n = pending; n < nonce; n++) {
+          const request = yield* read(`preparing a filler at nonce ${n}`, () =>
+            wallet.prepareTransactionRequest({ account, chain, to: account.address, value: 0n, nonce: n, gas: 21_000n } as never))
+          const raw = yield* rpc(`signing a filler at nonce ${n}`, () => signLocally(request))
+          yield* send(new SignedTransaction({ hash: keccak256(raw), raw, nonce: n }))
+        }
+        gapSince.delete(nonce)
+        if (nextNonce !== undefined && nextNonce < nonce) nextNonce = undefined
+      })
+    )
+  const gapSince = new Map<number, number>()
+
+  /** The same bytes again, and the nonces below them the node lost (see `fillGapBelow`). */
+  const rebroadcast = (signed: SignedTransaction) => Effect.andThen(send(signed), fillGapBelow(signed.nonce))
+
+  return { write, transactionStatus, rebroadcast }
 }
