@@ -15,7 +15,7 @@
  */
 import { spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -25,6 +25,7 @@ import { type EnvelopeHeader, FORMAT } from "../src/domain/gradientEnvelope.ts"
 import { HeliaStore } from "../src/layers/ipfs/HeliaStore.ts"
 import { pseudoGradientEnvelope } from "../src/layers/onnx/OnnxTrainer.ts"
 import { GradientStore } from "../src/services/GradientStore.ts"
+import { residentBytes, resetPeak } from "./procMemory.ts"
 
 const { values: args } = parseArgs({
   options: { mb: { type: "string", default: "100" }, child: { type: "boolean", default: false } }
@@ -49,21 +50,6 @@ interface ChildResult {
 
 // --- The child: the measurement itself. ---
 
-const statusKb = (field: "VmRSS" | "VmHWM"): number => {
-  const match = readFileSync("/proc/self/status", "utf8").match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"))
-  if (match === null) throw new Error(`no ${field} in /proc/self/status`)
-  return Number(match[1]) * 1024
-}
-
-/** Resets the kernel's peak-RSS mark to the current resident set; false where that is not allowed. */
-const resetPeak = (): boolean => {
-  try {
-    writeFileSync("/proc/self/clear_refs", "5")
-    return true
-  } catch {
-    return false
-  }
-}
 
 /** Float32 tensors of `bytes` in total, filled with a xorshift sequence (no two IPFS blocks alike, none deduplicated). */
 const gradientTensors = (bytes: number): Array<{ readonly name: string; readonly shape: [number, number]; readonly values: Float32Array }> => {
@@ -131,18 +117,18 @@ const child = Effect.scoped(Effect.gen(function*() {
   const gradientBytes = tensors.reduce((n, t) => n + t.values.byteLength, 0)
   gc()
   gc()
-  const baseline = statusKb("VmRSS")
+  const baseline = residentBytes("VmRSS")
   const exact = resetPeak()
   // Without clear_refs the peak is sampled between phases and on a timer, which misses peaks inside a phase.
   let sampled = baseline
-  const sample = () => (sampled = Math.max(sampled, statusKb("VmRSS")))
+  const sample = () => (sampled = Math.max(sampled, residentBytes("VmRSS")))
   const timer = exact ? undefined : setInterval(sample, 1)
   const phases: Array<Phase> = []
   let last = performance.now()
   const envelopeBytes = yield* encodeAndAdd(tensors, 1, (phase) => {
     if (!exact) sample()
     const now = performance.now()
-    phases.push({ phase, ms: now - last, peak_growth_bytes: (exact ? statusKb("VmHWM") : sampled) - baseline })
+    phases.push({ phase, ms: now - last, peak_growth_bytes: (exact ? residentBytes("VmHWM") : sampled) - baseline })
     last = now
   })
   if (timer !== undefined) clearInterval(timer)

@@ -28,7 +28,7 @@
  * Figures, not assertions: tests never time.
  */
 import { spawnSync } from "node:child_process"
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { cpus, loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
@@ -49,6 +49,7 @@ import { TestPowSolver } from "../src/testing/TestPowSolver.ts"
 import { TestTaskSource } from "../src/testing/TestTaskSource.ts"
 import { TestTrainer } from "../src/testing/TestTrainer.ts"
 import { makeSoakPorts, mixedFaults, noFaults, type SoakFaults, type SoakPortsState } from "./soakPorts.ts"
+import { residentBytes, resetPeak } from "./procMemory.ts"
 
 const { values: args } = parseArgs({
   options: {
@@ -89,21 +90,6 @@ const faults: SoakFaults = faultsKind === "mix" ? mixedFaults : noFaults
 
 // --- Memory readings. ---
 
-const statusBytes = (field: "VmRSS" | "VmHWM"): number => {
-  const match = readFileSync("/proc/self/status", "utf8").match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"))
-  if (match === null) throw new Error(`no ${field} in /proc/self/status`)
-  return Number(match[1]) * 1024
-}
-
-/** Resets the kernel's peak-RSS mark to the current resident set; false where that is not allowed. */
-const resetPeak = (): boolean => {
-  try {
-    writeFileSync("/proc/self/clear_refs", "5")
-    return true
-  } catch {
-    return false
-  }
-}
 
 const dataDir = mkdtempSync(join(tmpdir(), "r3mes-bench-soak-"))
 const journalPath = join(dataDir, "journal.sqlite")
@@ -184,7 +170,7 @@ const sample = () => {
       transactions: quarterSize,
       seconds: (now - quarterStarted) / 1000,
       tx_per_second: quarterSize / ((now - quarterStarted) / 1000),
-      peak_rss: exactPeak ? statusBytes("VmHWM") : maxSampled,
+      peak_rss: exactPeak ? residentBytes("VmHWM") : maxSampled,
       max_sampled_rss: maxSampled,
       max_heap_used: Math.max(...inQuarter.map((x) => x.heap_used)),
       end_heap_used: s.heap_used,
