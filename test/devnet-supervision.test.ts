@@ -10,25 +10,12 @@ import { foundry } from "viem/chains"
 import { resolveAnvilBinary } from "../src/layers/chain/devnet/Anvil.ts"
 import type { DevnetHealth, RunningDevnet } from "../src/layers/chain/devnet/Devnet.ts"
 import { miningRegistryAbi } from "../src/layers/chain/MiningRegistryArtifact.ts"
-import { freshDevnet } from "./support/anvil.ts"
+import { freshDevnet, isRunning } from "./support/anvil.ts"
 
 /**
  * A devnet whose anvil dies on its own (issue 11, item 7: nothing restarted it, and the miner never stopped): it is
  * restarted on the same port from its state, or it is down and says so, on a real anvil.
  */
-
-const isRunning = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-  } catch {
-    return false
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"))
-  } catch {
-    return true
-  }
-}
 
 const clientOf = (devnet: RunningDevnet) =>
   createPublicClient({ chain: { ...foundry, id: devnet.chainId }, transport: http(devnet.rpcUrl, { retryCount: 0 }) })

@@ -17,13 +17,8 @@ import { type MiningError, ResourceError, ValidationError } from "../../../domai
 import { canonicalRoundSpec, defaultRoundSpec } from "../../../domain/training/spec.ts"
 import { miningRegistryAbi, miningRegistryBytecode } from "../MiningRegistryArtifact.ts"
 import { fromViemError } from "../viemErrors.ts"
-import {
-  type AnvilHealth,
-  type AnvilInstance,
-  type DevAccount,
-  type RestartPolicy,
-  startSupervisedAnvil
-} from "./Anvil.ts"
+import type { AnvilInstance, DevAccount } from "./Anvil.ts"
+import { type AnvilHealth, type RestartPolicy, startSupervisedAnvil } from "./AnvilSupervisor.ts"
 
 /**
  * The devnet: anvil + a deployed MiningRegistry + a round keeper. It plays the network's round coordinator
