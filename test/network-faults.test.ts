@@ -20,6 +20,7 @@ import { formatFaults, startFaultProxy } from "./support/faultProxy.ts"
  * non-terminal.
  * Five seeds in a row, each with its own devnet and data dir; all must pass.
  *
+ * KEEP_DIR=1 keeps each run's devnet and data dir (log, journal, pins) for inspection.
  * FAULT_SEEDS=1,2,3 (or FAULT_SEEDS=random) replaces the default seeds; the seed of each run is printed, and the
  * proxy's faults depend only on the seed and the order of the requests.
  */
@@ -64,8 +65,11 @@ afterAll(() => {
 const runWithFaults = (seed: number) =>
   Effect.gen(function*() {
     const dir = mkdtempSync(join(tmpdir(), `r3mes-netfaults-${seed}-`))
-    if (process.env["KEEP_DIR"] === undefined) yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
-    else console.log(`keeping ${dir}`)
+    if (process.env["KEEP_DIR"] === undefined) {
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+    } else {
+      console.log(`keeping ${dir}`)
+    }
     const minerDir = join(dir, "miner")
     mkdirSync(minerDir)
     const devnet = yield* startDevnet({

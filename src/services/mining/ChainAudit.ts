@@ -158,8 +158,10 @@ export const makeChainAudit = (deps: MiningDeps & {
     )
 
   const audit = Effect.fn("ChainAudit.audit")(function*() {
-    const startedAt = new Date(yield* Clock.currentTimeMillis).toISOString()
-    // The head now: the next audit's checkpoint. Whatever is committed after this instant is checked next time.
+    // Whatever is committed after this instant is checked next time. A second early: a record saved in the same
+    // millisecond as the instant, after this audit listed the records, must not fall between two audits.
+    const startedAt = new Date((yield* Clock.currentTimeMillis) - 1_000).toISOString()
+    // The head now: the next audit's checkpoint.
     const head = yield* guarded(chain.head)
     const id = yield* guarded(chain.identity)
     const reset = yield* identityChanged(id, yield* guarded(chain.fingerprint))
