@@ -26,7 +26,7 @@ import { parseArgs } from "node:util"
 import { Effect, Tracer } from "effect"
 import type { TransactionRecord } from "../src/domain/TransactionRecord.ts"
 import { minerConfig, settingsProvider } from "../src/domain/MinerConfigSchema.ts"
-import { runMiner } from "../src/cli/runMiner.ts"
+import { runMiner } from "../src/app/runMiner.ts"
 import { FileLogger } from "../src/layers/telemetry/FileLogger.ts"
 
 const { values: args } = parseArgs({

@@ -6,9 +6,7 @@
  *   node_modules/.bin/node examples/custom-harness.ts
  */
 import { Effect, Layer } from "effect"
-import { NetworkError } from "../src/domain/errors.ts"
-import { MiningCoordinator, MiningLoop } from "../src/index.ts"
-import { minerLayer } from "../src/miner.ts"
+import { minerLayer, MiningCoordinator, MiningLoop, NetworkError } from "../src/index.ts"
 import {
   InMemoryJournal,
   TestChain,

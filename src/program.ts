@@ -12,8 +12,10 @@ import { statsCommand } from "./cli/stats.ts"
 import { statusCommand } from "./cli/status.ts"
 
 /**
- * The composition root: `r3mes-miner <subcommand>`. Each subcommand lives in src/cli/ and turns flags + env into a
- * validated configuration, then into layers. Add a subcommand by writing src/cli/<name>.ts and listing it here.
+ * The program: `r3mes-miner <subcommand>`. Each subcommand lives in src/cli/ and turns flags + env into a validated
+ * configuration; the wiring of that configuration into layers is src/app/ (the composition root, also the library's
+ * entry: `minerLayer`, `runMiner`, the adapter choice), so a command never picks an adapter itself. Add a
+ * subcommand by writing src/cli/<name>.ts and listing it here.
  */
 export const r3mesMiner = Command.make("r3mes-miner").pipe(
   Command.withDescription(

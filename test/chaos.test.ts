@@ -14,7 +14,7 @@ import {
   parseCrashPlan,
   withCrashPoints
 } from "../src/testing/CrashPoints.ts"
-import { minerLayer } from "../src/miner.ts"
+import { minerLayer } from "../src/app/minerLayer.ts"
 import { MiningCoordinator } from "../src/services/MiningCoordinator.ts"
 import { InMemoryJournal } from "../src/testing/InMemoryJournal.ts"
 import { TestChain } from "../src/testing/TestChain.ts"

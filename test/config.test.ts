@@ -19,7 +19,7 @@ import {
   settingsTable,
   showSetting
 } from "../src/domain/MinerConfigSchema.ts"
-import { settingsLayer, settingsLayerFrom } from "../src/layers/settings/SettingsFromConfig.ts"
+import { settingsLayer, settingsLayerFrom } from "../src/app/settings.ts"
 import { Settings } from "../src/services/Settings.ts"
 import { endMarker, startMarker } from "../scripts/update-readme-config.ts"
 

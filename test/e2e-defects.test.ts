@@ -4,7 +4,7 @@ import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { getAddress } from "viem"
-import { devnetRoundPlan } from "../src/cli/roundPlan.ts"
+import { devnetRoundPlan } from "../src/app/devnetRoundPlan.ts"
 import { startDevnet } from "../src/layers/chain/devnet/Devnet.ts"
 import {
   committedInLog,

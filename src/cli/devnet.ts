@@ -1,10 +1,9 @@
-import { join } from "node:path"
 import { Console, Effect } from "effect"
 import { Command, Flag } from "effect/cli"
+import { startDataDirDevnet } from "../app/chainEndpoint.ts"
 import { settingByEnv } from "../domain/MinerConfigSchema.ts"
-import { devnetInfoJson, startDevnet } from "../layers/chain/devnet/Devnet.ts"
+import { devnetInfoJson } from "../layers/chain/devnet/Devnet.ts"
 import { logToStderr, runCliEffect } from "./errors.ts"
-import { devnetRoundPlan } from "./roundPlan.ts"
 import { loadSettings, settingFlags } from "./settingsFlags.ts"
 
 const port = Flag.Int("port").pipe(
@@ -21,12 +20,7 @@ export const devnetCommand = Command.make(
     const { config } = yield* loadSettings(input.settings)
     yield* runCliEffect(
       Effect.gen(function*() {
-        const devnet = yield* startDevnet({
-          dataDir: join(config.dataDir, "devnet"),
-          port: input.port,
-          difficulty: config.powDifficulty,
-          roundPlan: devnetRoundPlan(config.powDifficulty)
-        })
+        const devnet = yield* startDataDirDevnet(config, { port: input.port })
         // stdout carries only the JSON, so other programs can read it; logs go to stderr.
         yield* Console.log(JSON.stringify(devnetInfoJson(devnet)))
         yield* Console.error(

@@ -1,17 +1,16 @@
 import { createReadStream } from "node:fs"
 import { readFile } from "node:fs/promises"
-import { Config, Console, Effect, type Layer } from "effect"
+import { Console, Effect } from "effect"
 import { Argument, Command } from "effect/cli"
 import { classify } from "../domain/classify.ts"
 import type { MiningError } from "../domain/errors.ts"
 import { maxGradientBytes } from "../domain/MinerConfig.ts"
-import { describeConfigError, minerSettings, settingsProvider } from "../domain/MinerConfigSchema.ts"
-import { HeliaStore } from "../layers/ipfs/HeliaStore.ts"
+import { minerSettings } from "../domain/MinerConfigSchema.ts"
+import { gradientStoreLayer } from "../app/adapters.ts"
 import { cidOf } from "../layers/ipfs/importOptions.ts"
-import { KuboStore } from "../layers/ipfs/KuboStore.ts"
 import { GradientStore } from "../services/GradientStore.ts"
 import { CliExit, ExitCode } from "./exit.ts"
-import { type SettingFlagValues, settingFlags } from "./settingsFlags.ts"
+import { loadSomeSettings, type SettingFlagValues, settingFlags } from "./settingsFlags.ts"
 
 /**
  * `r3mes-miner ipfs …`: the operator's view of the gradient store the miner uses (the embedded node in the data
@@ -30,34 +29,10 @@ export interface StoreSettings {
 }
 
 /** The three store settings from flags over the environment; an invalid one prints a line + hint and exits 2. */
-export const loadStoreSettings = Effect.fnUntraced(function*(
+export const loadStoreSettings = (
   values: SettingFlagValues,
   env: Readonly<Record<string, string | undefined>> = process.env
-) {
-  const overrides: Record<string, string> = {}
-  for (const setting of storeSettings) {
-    const value = values[setting.key]
-    if (value !== undefined && value._tag === "Some" && value.value !== "") overrides[setting.env] = value.value
-  }
-  return yield* Config.all({
-    ipfsApi: minerSettings.ipfsApi.config,
-    dataDir: minerSettings.dataDir.config,
-    maxGradientSizeMb: minerSettings.maxGradientSizeMb.config
-  }).parse(settingsProvider({ overrides, env })).pipe(
-    Effect.catchTag("ConfigError", (error) => {
-      const { hint, message } = describeConfigError(error, {
-        source: (setting) => (setting.env in overrides ? "flag" : (env[setting.env] ?? "") !== "" ? "env" : "default")
-      })
-      return Console.error(`${message}\nhint: ${hint}`).pipe(Effect.andThen(Effect.fail(new CliExit({ code: ExitCode.usage }))))
-    })
-  ) satisfies Effect.Effect<StoreSettings, CliExit>
-})
-
-/** The GradientStore the settings name: the embedded Helia node in the data dir, or the Kubo daemon at the URL. */
-export const gradientStoreLayer = (settings: Pick<StoreSettings, "ipfsApi" | "dataDir">): Layer.Layer<GradientStore, MiningError> =>
-  settings.ipfsApi === "embedded"
-    ? HeliaStore.layer({ dataDir: settings.dataDir })
-    : KuboStore.layer({ url: settings.ipfsApi })
+): Effect.Effect<StoreSettings, CliExit> => loadSomeSettings(storeSettings, values, env)
 
 /** Prints a typed failure as one line plus its hint, and exits 1. */
 export const reportFailure = (error: MiningError): Effect.Effect<never, CliExit> =>

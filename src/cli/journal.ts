@@ -3,20 +3,18 @@ import { Console, Effect, Layer, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { classify } from "../domain/classify.ts"
 import type { MinerConfig } from "../domain/MinerConfig.ts"
-import { ViemChain } from "../layers/chain/ViemChain.ts"
-import { HeliaStore } from "../layers/ipfs/HeliaStore.ts"
-import { KuboStore } from "../layers/ipfs/KuboStore.ts"
+import { chainLayer, gradientStoreLayer, journalPath } from "../app/adapters.ts"
+import { chainEndpoint } from "../app/chainEndpoint.ts"
 import { acquireDataDirLock } from "../layers/journal/dataDirLock.ts"
 import { SqliteJournal } from "../layers/journal/SqliteJournal.ts"
 import { rebuildJournal, type RebuildSummary } from "../services/JournalRebuild.ts"
-import { chainEndpoint } from "./chainEndpoint.ts"
-import { describeConfigError, minerSettings, settingsProvider } from "../domain/MinerConfigSchema.ts"
+import { minerSettings } from "../domain/MinerConfigSchema.ts"
 import { checkJournal, type JournalCheck } from "../layers/journal/checkJournal.ts"
 import type { LockState } from "../layers/journal/dataDirLock.ts"
 import { logToStderr, runCliEffect } from "./errors.ts"
 import { CliExit, ExitCode } from "./exit.ts"
-import { loadSettings, type SettingFlagValues, settingFlags } from "./settingsFlags.ts"
-import { journalFile, printJson } from "./status.ts"
+import { loadSettings, loadSomeSettings, type SettingFlagValues, settingFlags } from "./settingsFlags.ts"
+import { printJson } from "./status.ts"
 
 /**
  * `r3mes-miner journal …`: the operator's tools for the journal in a data dir. Each subcommand is a
@@ -33,23 +31,8 @@ export const dataDirFlags = settingFlags([minerSettings.dataDir])
  * The data dir from the flag over the environment. Only this setting is read, so an unrelated invalid setting in
  * the environment does not stop a look at the journal. An invalid one prints a line + hint and exits 2.
  */
-export const loadDataDir = Effect.fnUntraced(function*(
-  values: SettingFlagValues,
-  env: Readonly<Record<string, string | undefined>> = process.env
-) {
-  const flag = values[minerSettings.dataDir.key]
-  const overrides: Record<string, string> = flag !== undefined && Option.isSome(flag) && flag.value !== ""
-    ? { [minerSettings.dataDir.env]: flag.value }
-    : {}
-  return yield* minerSettings.dataDir.config.parse(settingsProvider({ overrides, env })).pipe(
-    Effect.catchTag("ConfigError", (error) => {
-      const { hint, message } = describeConfigError(error, {
-        source: (setting) => (setting.env in overrides ? "flag" : (env[setting.env] ?? "") !== "" ? "env" : "default")
-      })
-      return Console.error(`${message}\nhint: ${hint}`).pipe(Effect.andThen(Effect.fail(new CliExit({ code: ExitCode.usage }))))
-    })
-  )
-})
+export const loadDataDir = (values: SettingFlagValues, env: Readonly<Record<string, string | undefined>> = process.env) =>
+  Effect.map(loadSomeSettings([minerSettings.dataDir], values, env), (settings) => settings.dataDir)
 
 // ---------------------------------------------------------------------------------------------------------------
 // journal check
@@ -99,7 +82,7 @@ const checkCommand = Command.make(
   { settings: dataDirFlags, json },
   Effect.fnUntraced(function*(input) {
     const dataDir = yield* loadDataDir(input.settings)
-    const check = yield* runCliEffect(checkJournal(journalFile(dataDir)))
+    const check = yield* runCliEffect(checkJournal(journalPath(dataDir)))
     yield* input.json ? printJson(check) : Console.log(renderCheck(check))
     if (check.status === "corrupted") {
       yield* Console.error(`r3mes-miner: the journal ${check.path} is corrupted\nhint: ${check.hint}`)
@@ -145,18 +128,14 @@ const moveJournal = (from: string, to: string) =>
  * journal.sqlite.replaced-<time>.
  */
 export const rebuildJournalFile = Effect.fnUntraced(function*(config: MinerConfig) {
-  const path = journalFile(config.dataDir)
+  const path = journalPath(config.dataDir)
   yield* acquireDataDirLock(path)
   const building = `${path}.rebuilding`
   for (const suffix of [...sqliteSidecars, ".lock", ".pid"]) rmSync(building + suffix, { force: true })
   const summary = yield* Effect.scoped(Effect.gen(function*() {
     const endpoint = yield* chainEndpoint(config)
     return yield* rebuildJournal().pipe(
-      Effect.provide(Layer.mergeAll(
-        ViemChain.layer({ rpcUrl: endpoint.rpcUrl, registry: endpoint.registry, privateKey: endpoint.privateKey }),
-        config.ipfsApi === "embedded" ? HeliaStore.layer({ dataDir: config.dataDir }) : KuboStore.layer({ url: config.ipfsApi }),
-        SqliteJournal.layer({ path: building })
-      ))
+      Effect.provide(Layer.mergeAll(chainLayer(endpoint), gradientStoreLayer(config), SqliteJournal.layer({ path: building })))
     )
   }))
   const previous = existsSync(path) ? `${path}.replaced-${new Date().toISOString().replaceAll(":", "-")}` : null

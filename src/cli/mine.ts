@@ -1,10 +1,8 @@
 import { Console, Effect, Option } from "effect"
-import packageJson from "../../package.json" with { type: "json" }
-import { FileLogger } from "../layers/telemetry/FileLogger.ts"
-import { Tracing } from "../layers/telemetry/Tracing.ts"
+import { observabilityLayer } from "../app/observability.ts"
 import { runCliEffect } from "./errors.ts"
 import { makeProgress, summaryJson, summaryTable } from "./progress.ts"
-import { runMiner } from "./runMiner.ts"
+import { runMiner } from "../app/runMiner.ts"
 import { Command, Flag } from "effect/cli"
 import { configToJson, settingsTable, showSetting } from "../domain/MinerConfigSchema.ts"
 import { CliExit, ExitCode } from "./exit.ts"
@@ -62,10 +60,7 @@ export const mineCommand = Command.make(
           progress.started(statsUrl, recovery, endpoint.devnet ? `the embedded devnet (${endpoint.rpcUrl})` : "the configured chain"),
         onFinished: progress.onFinished,
         onStopping: progress.stopping
-      }).pipe(
-        Effect.provide(FileLogger.layerFromConfig(config, { console: "stderr", consoleLevel: input.json ? "Error" : "Warn" })),
-        Effect.provide(Tracing.layer({ serviceVersion: packageJson.version }))
-      )
+      }).pipe(Effect.provide(observabilityLayer(config, { console: "stderr", consoleLevel: input.json ? "Error" : "Warn" })))
     )
     yield* progress.done
     if (input.json) {

@@ -1,7 +1,7 @@
 import { Console, Effect } from "effect"
 import { percentile } from "../domain/statistics.ts"
 import type { TransactionRecord } from "../domain/TransactionRecord.ts"
-import type { MinerRun } from "./runMiner.ts"
+import type { MinerRun } from "../app/runMiner.ts"
 
 const ms = (value: number | null) => (value === null ? "-" : `${Math.round(value)}ms`)
 

@@ -1,6 +1,6 @@
 import { type Context, Effect, Layer } from "effect"
 import { ValidationError } from "../domain/errors.ts"
-import type { MinerAdapters } from "../miner.ts"
+import type { MinerAdapters } from "../app/minerLayer.ts"
 import { Chain } from "../services/Chain.ts"
 import { GradientStore } from "../services/GradientStore.ts"
 import { Journal } from "../services/Journal.ts"

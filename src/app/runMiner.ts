@@ -1,50 +1,18 @@
-import { join } from "node:path"
 import { Deferred, Duration, Effect, Layer } from "effect"
-import type { Scope } from "effect"
 import packageJson from "../../package.json" with { type: "json" }
 import type { MiningError } from "../domain/errors.ts"
 import type { MinerConfig } from "../domain/MinerConfig.ts"
 import { redactUrl } from "../domain/redaction.ts"
 import type { TransactionRecord } from "../domain/TransactionRecord.ts"
-import { ChainTaskSource } from "../layers/chain/ChainTaskSource.ts"
-import { ViemChain } from "../layers/chain/ViemChain.ts"
 import { MonitoringApi } from "../layers/http/MonitoringApi.ts"
 import { Readiness } from "../layers/http/Readiness.ts"
-import { HeliaStore } from "../layers/ipfs/HeliaStore.ts"
-import { KuboStore } from "../layers/ipfs/KuboStore.ts"
-import { SqliteJournal } from "../layers/journal/SqliteJournal.ts"
-import { OnnxTrainer } from "../layers/onnx/OnnxTrainer.ts"
-import { FastPowSolver } from "../layers/pow/WorkerPowSolver.ts"
-import { minerLayer } from "../miner.ts"
-import { chainEndpoint } from "./chainEndpoint.ts"
-import { crashPointsFromEnv, withCrashPoints } from "../testing/CrashPoints.ts"
 import { MiningCoordinator, type RecoverySummary } from "../services/MiningCoordinator.ts"
 import { type LoopSummary, MiningLoop } from "../services/MiningLoop.ts"
-
-/**
- * Takes SIGINT and SIGTERM over for the scope (the runtime's handlers would interrupt the whole program at once)
- * and gives them back afterwards.
- */
-const withSignalHandler = (onSignal: (count: number) => void): Effect.Effect<void, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const saved = { SIGINT: process.listeners("SIGINT"), SIGTERM: process.listeners("SIGTERM") }
-      let count = 0
-      const handler = () => onSignal(++count)
-      for (const signal of ["SIGINT", "SIGTERM"] as const) {
-        process.removeAllListeners(signal)
-        process.on(signal, handler)
-      }
-      return { saved, handler }
-    }),
-    ({ handler, saved }) =>
-      Effect.sync(() => {
-        for (const signal of ["SIGINT", "SIGTERM"] as const) {
-          process.removeListener(signal, handler)
-          for (const listener of saved[signal]) process.on(signal, listener as () => void)
-        }
-      })
-  ).pipe(Effect.asVoid)
+import { crashPointsFromEnv, withCrashPoints } from "../testing/CrashPoints.ts"
+import { journalLayer, productionAdapters } from "./adapters.ts"
+import { chainEndpoint } from "./chainEndpoint.ts"
+import { minerLayer } from "./minerLayer.ts"
+import { withSignalHandler } from "./signals.ts"
 
 export interface RunMinerOptions {
   readonly iterations: number | undefined
@@ -66,27 +34,18 @@ export interface MinerRun {
  * claiming and lets in-flight transactions finish (their state is journaled at every step either way); a second
  * one interrupts them, which runs their compensations.
  */
-export const runMiner = (config: MinerConfig, options: RunMinerOptions): Effect.Effect<MinerRun, MiningError> =>
-  Effect.scoped(
-    Effect.gen(function*() {
+export const runMiner: (config: MinerConfig, options: RunMinerOptions) => Effect.Effect<MinerRun, MiningError> = Effect
+  .fn("runMiner")(
+    function*(config: MinerConfig, options: RunMinerOptions) {
       // Test hook (chaos test): R3MES_CRASH_AT=POINT[:N] makes the miner SIGKILL itself at a crash point.
       const crashPoints = yield* crashPointsFromEnv()
       // The journal first: it locks the data dir (one miner per data dir, whatever the IPFS backend) and refuses a
       // corrupted file before a devnet or an IPFS node starts in that dir; released last.
-      const journal = yield* Layer.build(SqliteJournal.layer({ path: join(config.dataDir, "journal.sqlite") }))
+      const journal = yield* Layer.build(journalLayer(config.dataDir))
       const endpoint = yield* chainEndpoint(config)
       const embeddedStore = config.ipfsApi === "embedded"
       const readiness = yield* Readiness.make()
-      const adapters = {
-        chain: ViemChain.layer({ rpcUrl: endpoint.rpcUrl, registry: endpoint.registry, privateKey: endpoint.privateKey }),
-        taskSource: ChainTaskSource.layer(),
-        gradientStore: embeddedStore ? HeliaStore.layer({ dataDir: config.dataDir }) : KuboStore.layer({ url: config.ipfsApi }),
-        trainer: OnnxTrainer.layerWithModelStore(),
-        journal: Layer.succeedContext(journal),
-        // Every core: measured with `npm run bench:mining`, training's step time is the same with one PoW thread or
-        // two on 2 cores (the solves are ~20 ms bursts), while one thread makes concurrent solves queue (p50 66 ms).
-        powSolver: FastPowSolver.layer()
-      }
+      const adapters = productionAdapters(config, endpoint, Layer.succeedContext(journal))
       const miner = minerLayer(config, crashPoints === undefined ? adapters : withCrashPoints(adapters, crashPoints))
       const app = MonitoringApi.layer({
         readiness: readiness.status,
@@ -153,5 +112,6 @@ export const runMiner = (config: MinerConfig, options: RunMinerOptions): Effect.
           : Effect.raceFirst(mining, endpoint.embedded.failure))
         return { summary, recovery, interrupted: yield* Deferred.isDone(stop) } satisfies MinerRun
       }).pipe(Effect.provide(context))
-    })
+    },
+    Effect.scoped
   )

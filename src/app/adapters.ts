@@ -1,0 +1,61 @@
+import { join } from "node:path"
+import type { Layer } from "effect"
+import type { MiningError } from "../domain/errors.ts"
+import type { MinerConfig } from "../domain/MinerConfig.ts"
+import { ChainTaskSource } from "../layers/chain/ChainTaskSource.ts"
+import { ViemChain } from "../layers/chain/ViemChain.ts"
+import { HeliaStore } from "../layers/ipfs/HeliaStore.ts"
+import { KuboStore } from "../layers/ipfs/KuboStore.ts"
+import { SqliteJournal } from "../layers/journal/SqliteJournal.ts"
+import { OnnxTrainer } from "../layers/onnx/OnnxTrainer.ts"
+import { FastPowSolver } from "../layers/pow/WorkerPowSolver.ts"
+import type { Chain } from "../services/Chain.ts"
+import type { GradientStore } from "../services/GradientStore.ts"
+import type { Journal } from "../services/Journal.ts"
+import type { ChainEndpoint } from "./chainEndpoint.ts"
+import type { MinerAdapters } from "./minerLayer.ts"
+
+/**
+ * Which adapter serves each port, chosen from the configuration. Every command that touches a port (mine, journal
+ * rebuild, ipfs, gradient, status) takes it from here, so one setting means the same adapter everywhere.
+ */
+
+/** The miner's journal file in a data dir. */
+export const journalPath = (dataDir: string): string => join(dataDir, "journal.sqlite")
+
+/**
+ * The data dir's journal. The miner's own by default (locked, integrity-checked); `readOnly` for readers such as
+ * `status`, which work beside a running miner.
+ */
+export const journalLayer = (
+  dataDir: string,
+  options: { readonly readOnly?: boolean } = {}
+): Layer.Layer<Journal, MiningError> => SqliteJournal.layer({ path: journalPath(dataDir), readOnly: options.readOnly })
+
+/** The gradient store the settings name: the embedded Helia node in the data dir, or the Kubo daemon at the URL. */
+export const gradientStoreLayer = (
+  settings: Pick<MinerConfig, "ipfsApi" | "dataDir">
+): Layer.Layer<GradientStore, MiningError> =>
+  settings.ipfsApi === "embedded"
+    ? HeliaStore.layer({ dataDir: settings.dataDir })
+    : KuboStore.layer({ url: settings.ipfsApi })
+
+/** The MiningRegistry at the endpoint, from the endpoint's miner account. */
+export const chainLayer = (endpoint: ChainEndpoint): Layer.Layer<Chain, MiningError> =>
+  ViemChain.layer({ rpcUrl: endpoint.rpcUrl, registry: endpoint.registry, privateKey: endpoint.privateKey })
+
+/** The production adapters of every port, for `minerLayer`; the journal is built by the caller (it locks the data dir). */
+export const productionAdapters = (
+  config: MinerConfig,
+  endpoint: ChainEndpoint,
+  journal: Layer.Layer<Journal, MiningError>
+): MinerAdapters => ({
+  chain: chainLayer(endpoint),
+  taskSource: ChainTaskSource.layer(),
+  gradientStore: gradientStoreLayer(config),
+  trainer: OnnxTrainer.layerWithModelStore(),
+  journal,
+  // Every core: measured with `npm run bench:mining`, training's step time is the same with one PoW thread or
+  // two on 2 cores (the solves are ~20 ms bursts), while one thread makes concurrent solves queue (p50 66 ms).
+  powSolver: FastPowSolver.layer()
+})
