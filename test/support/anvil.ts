@@ -65,6 +65,8 @@ export interface RegistryChainShape {
   readonly now: Effect.Effect<bigint, MiningError>
   /** Moves chain time forward (anvil's evm_increaseTime); the next block carries it. */
   readonly increaseTime: (seconds: number) => Effect.Effect<void, MiningError>
+  /** Mines an empty block now (anvil's evm_mine): the latest block then carries the time `increaseTime` added. */
+  readonly mine: Effect.Effect<void, MiningError>
 }
 
 export const makeRegistryChain = Effect.fnUntraced(function*(options: AnvilOptions = {}) {
@@ -118,7 +120,9 @@ export const makeRegistryChain = Effect.fnUntraced(function*(options: AnvilOptio
       Effect.asVoid
     )
 
-  return { anvil, client, account, deploy, send, call, now, increaseTime } satisfies RegistryChainShape
+  const mine = rpc("evm_mine", () => client.request({ method: "evm_mine" } as never)).pipe(Effect.asVoid)
+
+  return { anvil, client, account, deploy, send, call, now, increaseTime, mine } satisfies RegistryChainShape
 })
 
 export class RegistryChain extends Context.Service<RegistryChain, RegistryChainShape>()("test/RegistryChain") {

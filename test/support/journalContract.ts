@@ -102,6 +102,10 @@ export const journalContract = <R>(register: Register<R>, makeLayer: () => Layer
         const twin = contractRecord("tx-twin", { createdMs: 3_000, key: "same" })
         yield* journal.save(twin, contractEvent(twin))
         assert.strictEqual((yield* journal.findByKey("same"))?.transaction_id, "tx-twin")
+        // Saving the earlier twin again keeps its creation rank: an update is not a creation.
+        yield* journal.save(newest, contractEvent(newest, "attempt"))
+        assert.strictEqual((yield* journal.findByKey("same"))?.transaction_id, "tx-twin")
+        assert.deepStrictEqual(ids(yield* journal.list({})), ["tx-twin", "tx-new", "tx-old"])
         assert.isUndefined(yield* journal.findByKey("other"))
       })
     ))
