@@ -317,6 +317,33 @@ export const chainContract = <R>(
       assert.strictEqual(onChain.powNonce, submission.powNonce)
     }))
 
+  register("a write after re-sent bytes were mined takes the next nonce at once (the re-sent ones used theirs)", () =>
+    Effect.gen(function*() {
+      const { chain, id, round } = yield* setup
+      const first = yield* chain.claimChunk(round.roundId)
+      const second = yield* chain.claimChunk(round.roundId)
+      let signed: SignedTransaction | undefined
+      const crash = new ResourceError({ message: "crashed before the broadcast", resource: "process" })
+      yield* failureOf(chain.submitGradient(
+        yield* prove(id, round, first.chunkId, "resent"),
+        (s) => Effect.andThen(Effect.sync(() => void (signed = s)), Effect.fail(crash))
+      ))
+      yield* chain.rebroadcast(signed!)
+      assert.strictEqual((yield* chain.transactionStatus(signed!))._tag, "Mined")
+
+      // One attempt, no retry: a writer still counting on the re-sent nonce would sign over it, be told "nonce too
+      // low", and fail the write as retryable.
+      let next: SignedTransaction | undefined
+      const receipt = yield* chain.submitGradient(
+        yield* prove(id, round, second.chunkId, "after"),
+        (s) => Effect.sync(() => void (next = s))
+      )
+      assert.strictEqual(next!.nonce, signed!.nonce + 1)
+      assert.strictEqual(receipt.txHash, next!.hash)
+      assert.isFalse(receipt.alreadySubmitted)
+      assert.strictEqual(Option.getOrThrow(yield* chain.getSubmission(round.roundId, second.chunkId)).txHash, next!.hash)
+    }))
+
   register("transactionStatus of a mined submission is Mined with its receipt; rebroadcasting it succeeds and changes nothing", () =>
     Effect.gen(function*() {
       const { chain, id, round } = yield* setup

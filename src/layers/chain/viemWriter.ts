@@ -61,7 +61,7 @@ export const receiptOf = (receipt: TransactionReceipt, alreadySubmitted = false)
  * broadcast happen under one permit, so this miner's transactions never collide. A nonce is spent once its
  * transaction was handed to the node or journaled: a lost answer is followed by the same bytes again, never by another
  * transaction on the same nonce. The nonce is read from the chain again only when the node proves it lost earlier
- * transactions (a restarted devnet) or another writer used it.
+ * transactions (a restarted devnet) or another writer used it, or when bytes this writer let go unsent are re-sent.
  */
 export const makeViemWriter = (options: WriterOptions) => {
   const { abi, account, chain, client, registry, wallet } = options
@@ -185,41 +185,37 @@ export const makeViemWriter = (options: WriterOptions) => {
     )
 
   /** Signs with the account's next nonce, hands it to `beforeBroadcast`, and sends it (under the nonce permit). */
-  const signAndSend = (
+  const signAndSend = Effect.fnUntraced(function*(
     functionName: string,
     data: Hex,
     gas: bigint | undefined,
     beforeBroadcast: ((signed: SignedTransaction) => Effect.Effect<void, MiningError>) | undefined
-  ) =>
-    Semaphore.withPermit(
-      permit,
-      Effect.gen(function*() {
-        const nonce = nextNonce ?? (yield* nonceAt("pending"))
-        const request = yield* read(`preparing ${functionName}`, () =>
-          wallet.prepareTransactionRequest({ account, chain, to: registry, data, nonce, gas } as never))
-        // Signed with the local key: the wallet action would first ask the node for its chain id (one more round trip
-        // per write) to compare it with the one this client was built for.
-        const raw = yield* rpc(`signing ${functionName}`, () => signLocally(request))
-        const signed = new SignedTransaction({ hash: keccak256(raw), raw, nonce })
-        // From here the nonce belongs to this transaction: journaled, it may be re-sent by recovery; sent, the node
-        // may have it even when its answer is lost.
-        yield* Effect.uninterruptible(
-          (beforeBroadcast === undefined ? Effect.void : beforeBroadcast(signed)).pipe(
-            Effect.andThen(Effect.sync(() => (nextNonce = nonce + 1)))
-          )
-        )
-        const sent = yield* Effect.result(send(signed).pipe(
-          Effect.retry({ schedule: Schedule.exponential("20 millis", 3), times: 2, while: isRetryable })
-        ))
-        if (sent._tag === "Failure" && !isRetryable(sent.failure)) {
-          // Refused outright by the node (e.g. insufficient funds): it holds nothing at this nonce. A journaled
-          // transaction is then the chain's to judge (pending while its nonce is free, dropped once reused).
-          if (nextNonce === nonce + 1) nextNonce = nonce
-          return yield* sent.failure
-        }
-        return signed
-      })
+  ) {
+    const nonce = nextNonce ?? (yield* nonceAt("pending"))
+    const request = yield* read(`preparing ${functionName}`, () =>
+      wallet.prepareTransactionRequest({ account, chain, to: registry, data, nonce, gas } as never))
+    // Signed with the local key: the wallet action would first ask the node for its chain id (one more round trip
+    // per write) to compare it with the one this client was built for.
+    const raw = yield* rpc(`signing ${functionName}`, () => signLocally(request))
+    const signed = new SignedTransaction({ hash: keccak256(raw), raw, nonce })
+    // From here the nonce belongs to this transaction: journaled, it may be re-sent by recovery; sent, the node
+    // may have it even when its answer is lost.
+    yield* Effect.uninterruptible(
+      (beforeBroadcast === undefined ? Effect.void : beforeBroadcast(signed)).pipe(
+        Effect.andThen(Effect.sync(() => (nextNonce = nonce + 1)))
+      )
     )
+    const sent = yield* Effect.result(send(signed).pipe(
+      Effect.retry({ schedule: Schedule.exponential("20 millis", 3), times: 2, while: isRetryable })
+    ))
+    if (sent._tag === "Failure" && !isRetryable(sent.failure)) {
+      // Refused outright by the node (e.g. insufficient funds): it holds nothing at this nonce. A journaled
+      // transaction is then the chain's to judge (pending while its nonce is free, dropped once reused).
+      if (nextNonce === nonce + 1) nextNonce = nonce
+      return yield* sent.failure
+    }
+    return signed
+  }, Semaphore.withPermit(permit))
 
   /**
    * Simulates, signs, runs `beforeBroadcast` (the caller's intent), broadcasts and returns the receipt. A mined
@@ -253,36 +249,44 @@ export const makeViemWriter = (options: WriterOptions) => {
    * Sends the nonces below `nonce` that the node does not have as empty transfers to ourselves, once the node has
    * lacked them for `gapPatienceMs`: a node that lost transactions (a devnet restarted without its last seconds)
    * queues ours behind nonces nobody will send again, and a journaled submission queued there would wait for the
-   * round's deadline. Under the nonce permit, so no write of ours takes those nonces meanwhile.
+   * round's deadline. Runs under the nonce permit (see `rebroadcast`), so no write of ours takes those nonces meanwhile.
    */
-  const fillGapBelow = (nonce: number) =>
-    Semaphore.withPermit(
-      permit,
-      Effect.gen(function*() {
-        const pending = yield* nonceAt("pending")
-        if (pending >= nonce) {
-          gapSince.delete(nonce)
-          return
-        }
-        const now = yield* Clock.currentTimeMillis
-        const since = gapSince.get(nonce) ?? now
-        gapSince.set(nonce, since)
-        if (now - since < gapPatienceMs) return
-        yield* Effect.logWarning(`the node lacks nonces ${pending}..${nonce - 1} of the account: filling them with empty transfers`)
-        for (let n = pending; n < nonce; n++) {
-          const request = yield* read(`preparing a filler at nonce ${n}`, () =>
-            wallet.prepareTransactionRequest({ account, chain, to: account.address, value: 0n, nonce: n, gas: 21_000n } as never))
-          const raw = yield* rpc(`signing a filler at nonce ${n}`, () => signLocally(request))
-          yield* send(new SignedTransaction({ hash: keccak256(raw), raw, nonce: n }))
-        }
-        gapSince.delete(nonce)
-        if (nextNonce !== undefined && nextNonce < nonce) nextNonce = undefined
-      })
-    )
   const gapSince = new Map<number, number>()
+  const fillGapBelow = Effect.fnUntraced(function*(nonce: number) {
+    const pending = yield* nonceAt("pending")
+    if (pending >= nonce) {
+      gapSince.delete(nonce)
+      return
+    }
+    const now = yield* Clock.currentTimeMillis
+    const since = gapSince.get(nonce) ?? now
+    gapSince.set(nonce, since)
+    if (now - since < gapPatienceMs) return
+    yield* Effect.logWarning(`the node lacks nonces ${pending}..${nonce - 1} of the account: filling them with empty transfers`)
+    for (let n = pending; n < nonce; n++) {
+      const request = yield* read(`preparing a filler at nonce ${n}`, () =>
+        wallet.prepareTransactionRequest({ account, chain, to: account.address, value: 0n, nonce: n, gas: 21_000n } as never))
+      const raw = yield* rpc(`signing a filler at nonce ${n}`, () => signLocally(request))
+      yield* send(new SignedTransaction({ hash: keccak256(raw), raw, nonce: n }))
+    }
+    gapSince.delete(nonce)
+    if (nextNonce !== undefined && nextNonce < nonce) nextNonce = undefined
+  })
 
-  /** The same bytes again, and the nonces below them the node lost (see `fillGapBelow`). */
-  const rebroadcast = (signed: SignedTransaction) => Effect.andThen(send(signed), fillGapBelow(signed.nonce))
+  /**
+   * The same bytes again, and the nonces below them the node lost (see `fillGapBelow`), under the nonce permit. Bytes
+   * at or past the nonce this writer would use next are ones it let go without sending (their `beforeBroadcast`
+   * failed, or a process before this one signed them): once the node may hold them, the next write reads the nonce
+   * from the node again, or it would sign over theirs, be told "nonce too low", and fail as dropped.
+   */
+  const rebroadcast = Effect.fnUntraced(function*(signed: SignedTransaction) {
+    yield* send(signed).pipe(
+      Effect.ensuring(Effect.sync(() => {
+        if (nextNonce !== undefined && signed.nonce >= nextNonce) nextNonce = undefined
+      }))
+    )
+    yield* fillGapBelow(signed.nonce)
+  }, Semaphore.withPermit(permit))
 
   return { write, transactionStatus, rebroadcast }
 }
