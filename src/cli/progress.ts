@@ -41,14 +41,13 @@ export const makeProgress = (options: { readonly tty: boolean; readonly json: bo
   const clearBar = options.tty ? write("\r\x1b[2K") : Effect.void
   const drawBar = options.tty ? Effect.suspend(() => write(bar(done, options.iterations))) : Effect.void
   return {
-    onFinished: (record: TransactionRecord) =>
-      Effect.gen(function*() {
-        done++
-        if (options.json) return
-        yield* clearBar
-        yield* Console.log(transactionLine(record))
-        yield* drawBar
-      }),
+    onFinished: Effect.fnUntraced(function*(record: TransactionRecord) {
+      done++
+      if (options.json) return
+      yield* clearBar
+      yield* Console.log(transactionLine(record))
+      yield* drawBar
+    }),
     started: (statsUrl: string, recovery: MinerRun["recovery"], chain: string) =>
       options.json ? Effect.void : Console.log(
         [

@@ -92,81 +92,79 @@ export const float32Values = (tensor: Tensor): Float32Array => {
 }
 
 /** Encodes header and tensors; the tensors must match the header's specs in order, dtype × shape = bytes. */
-export const encodeEnvelope = (
+export const encodeEnvelope = Effect.fnUntraced(function*(
   header: EnvelopeHeader,
   tensors: ReadonlyArray<Uint8Array>
-): Effect.Effect<Uint8Array, ValidationError> =>
-  Effect.gen(function*() {
-    const checked = yield* Schema.decodeUnknownEffect(EnvelopeHeader)(header).pipe(
-      Effect.mapError((e) => invalid(e.message, "header"))
-    )
-    if (checked.tensors.length !== tensors.length) {
-      return yield* invalid(`${checked.tensors.length} tensor specs but ${tensors.length} tensors`)
+): Effect.fn.Return<Uint8Array, ValidationError> {
+  const checked = yield* Schema.decodeUnknownEffect(EnvelopeHeader)(header).pipe(
+    Effect.mapError((e) => invalid(e.message, "header"))
+  )
+  if (checked.tensors.length !== tensors.length) {
+    return yield* invalid(`${checked.tensors.length} tensor specs but ${tensors.length} tensors`)
+  }
+  const names = new Set<string>()
+  let dataBytes = 0
+  for (const [i, spec] of checked.tensors.entries()) {
+    if (names.has(spec.name)) return yield* invalid(`duplicate tensor name ${spec.name}`)
+    names.add(spec.name)
+    const expected = tensorByteLength(spec)
+    if (tensors[i]!.byteLength !== expected) {
+      return yield* invalid(`tensor ${spec.name} has ${tensors[i]!.byteLength} bytes, ${spec.dtype} ${JSON.stringify(spec.shape)} needs ${expected}`)
     }
-    const names = new Set<string>()
-    let dataBytes = 0
-    for (const [i, spec] of checked.tensors.entries()) {
-      if (names.has(spec.name)) return yield* invalid(`duplicate tensor name ${spec.name}`)
-      names.add(spec.name)
-      const expected = tensorByteLength(spec)
-      if (tensors[i]!.byteLength !== expected) {
-        return yield* invalid(`tensor ${spec.name} has ${tensors[i]!.byteLength} bytes, ${spec.dtype} ${JSON.stringify(spec.shape)} needs ${expected}`)
-      }
-      dataBytes += expected
-    }
-    const headerBytes = new TextEncoder().encode(canonicalJson(checked))
-    const out = new Uint8Array(PREFIX_BYTES + headerBytes.byteLength + dataBytes)
-    out.set(MAGIC, 0)
-    out[4] = VERSION
-    new DataView(out.buffer).setUint32(5, headerBytes.byteLength, true)
-    out.set(headerBytes, PREFIX_BYTES)
-    let offset = PREFIX_BYTES + headerBytes.byteLength
-    for (const t of tensors) {
-      out.set(t, offset)
-      offset += t.byteLength
-    }
-    return out
-  })
+    dataBytes += expected
+  }
+  const headerBytes = new TextEncoder().encode(canonicalJson(checked))
+  const out = new Uint8Array(PREFIX_BYTES + headerBytes.byteLength + dataBytes)
+  out.set(MAGIC, 0)
+  out[4] = VERSION
+  new DataView(out.buffer).setUint32(5, headerBytes.byteLength, true)
+  out.set(headerBytes, PREFIX_BYTES)
+  let offset = PREFIX_BYTES + headerBytes.byteLength
+  for (const t of tensors) {
+    out.set(t, offset)
+    offset += t.byteLength
+  }
+  return out
+})
 
 /** Decodes and validates an envelope's structure (the hash is checked by `verifyEnvelopeHash`). */
-export const decodeEnvelope = (bytes: Uint8Array): Effect.Effect<DecodedEnvelope, ValidationError> =>
-  Effect.gen(function*() {
-    if (bytes.byteLength < PREFIX_BYTES) return yield* invalid(`${bytes.byteLength} bytes is shorter than the prefix`)
-    for (let i = 0; i < MAGIC.length; i++) {
-      if (bytes[i] !== MAGIC[i]) return yield* invalid("bad magic (not an R3GR envelope)", "magic")
-    }
-    if (bytes[4] !== VERSION) return yield* invalid(`unsupported version ${bytes[4]}`, "version")
-    const headerLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(5, true)
-    if (headerLength > MAX_HEADER_BYTES || PREFIX_BYTES + headerLength > bytes.byteLength) {
-      return yield* invalid(`header length ${headerLength} exceeds the envelope`, "header_length")
-    }
-    const headerText = yield* Effect.try({
-      try: () => new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(PREFIX_BYTES, PREFIX_BYTES + headerLength)),
-      catch: () => invalid("header is not UTF-8", "header")
-    })
-    const parsed = yield* Effect.try({ try: () => JSON.parse(headerText) as unknown, catch: () => invalid("header is not JSON", "header") })
-    const header = yield* Schema.decodeUnknownEffect(EnvelopeHeader)(parsed, { onExcessProperty: "error" }).pipe(
-      Effect.mapError((e) => invalid(e.message, "header"))
-    )
-    if (canonicalJson(parsed) !== headerText) return yield* invalid("header is not canonical JSON", "header")
-    const tensors: Array<Tensor> = []
-    const names = new Set<string>()
-    let offset = PREFIX_BYTES + headerLength
-    for (const spec of header.tensors) {
-      if (names.has(spec.name)) return yield* invalid(`duplicate tensor name ${spec.name}`, "tensors")
-      names.add(spec.name)
-      const length = tensorByteLength(spec)
-      if (!Number.isSafeInteger(length) || offset + length > bytes.byteLength) {
-        return yield* invalid(`tensor ${spec.name} (${spec.dtype} ${JSON.stringify(spec.shape)}) runs past the end`, "tensors")
-      }
-      tensors.push({ spec, bytes: bytes.subarray(offset, offset + length) })
-      offset += length
-    }
-    if (offset !== bytes.byteLength) {
-      return yield* invalid(`${bytes.byteLength - offset} bytes after the last tensor`, "tensors")
-    }
-    return { header, tensors }
+export const decodeEnvelope = Effect.fnUntraced(function*(bytes: Uint8Array): Effect.fn.Return<DecodedEnvelope, ValidationError> {
+  if (bytes.byteLength < PREFIX_BYTES) return yield* invalid(`${bytes.byteLength} bytes is shorter than the prefix`)
+  for (let i = 0; i < MAGIC.length; i++) {
+    if (bytes[i] !== MAGIC[i]) return yield* invalid("bad magic (not an R3GR envelope)", "magic")
+  }
+  if (bytes[4] !== VERSION) return yield* invalid(`unsupported version ${bytes[4]}`, "version")
+  const headerLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(5, true)
+  if (headerLength > MAX_HEADER_BYTES || PREFIX_BYTES + headerLength > bytes.byteLength) {
+    return yield* invalid(`header length ${headerLength} exceeds the envelope`, "header_length")
+  }
+  const headerText = yield* Effect.try({
+    try: () => new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(PREFIX_BYTES, PREFIX_BYTES + headerLength)),
+    catch: () => invalid("header is not UTF-8", "header")
   })
+  const parsed = yield* Effect.try({ try: () => JSON.parse(headerText) as unknown, catch: () => invalid("header is not JSON", "header") })
+  const header = yield* Schema.decodeUnknownEffect(EnvelopeHeader)(parsed, { onExcessProperty: "error" }).pipe(
+    Effect.mapError((e) => invalid(e.message, "header"))
+  )
+  if (canonicalJson(parsed) !== headerText) return yield* invalid("header is not canonical JSON", "header")
+  const tensors: Array<Tensor> = []
+  const names = new Set<string>()
+  let offset = PREFIX_BYTES + headerLength
+  for (const spec of header.tensors) {
+    if (names.has(spec.name)) return yield* invalid(`duplicate tensor name ${spec.name}`, "tensors")
+    names.add(spec.name)
+    const length = tensorByteLength(spec)
+    if (!Number.isSafeInteger(length) || offset + length > bytes.byteLength) {
+      return yield* invalid(`tensor ${spec.name} (${spec.dtype} ${JSON.stringify(spec.shape)}) runs past the end`, "tensors")
+    }
+    tensors.push({ spec, bytes: bytes.subarray(offset, offset + length) })
+    offset += length
+  }
+  if (offset !== bytes.byteLength) {
+    return yield* invalid(`${bytes.byteLength - offset} bytes after the last tensor`, "tensors")
+  }
+  return { header, tensors }
+})
 
 /** Checks sha256(envelope) = expected; the hasher is passed in so adapters can use native hashing. */
 export const verifyEnvelopeHash = (

@@ -162,30 +162,32 @@ export const weightsEnvelope = (spec: RoundSpec, weights: ModelWeights): Effect.
  * Reads a "weights" envelope (e.g. fetched by the round's modelCid) as the spec's model weights: the encoding,
  * model_hash and every tensor's name, dtype and shape must be what the spec says; ternary values must be in {−1, 0, 1}.
  */
-export const decodeWeightsEnvelope = (spec: RoundSpec, bytes: Uint8Array): Effect.Effect<ModelWeights, ValidationError> =>
-  Effect.gen(function*() {
-    const invalid = (message: string) => new ValidationError({ message: `initial weights: ${message}`, field: "model_cid" })
-    const { header, tensors } = yield* decodeEnvelope(bytes)
-    if (header.encoding !== "weights") return yield* invalid(`encoding is ${header.encoding}, not weights`)
-    const expectedHash = modelHash(spec)
-    if (header.model_hash !== expectedHash) return yield* invalid(`model_hash ${header.model_hash} is not ${expectedHash}`)
-    const params = modelParameters(spec.model)
-    if (tensors.length !== params.length) return yield* invalid(`${tensors.length} tensors, the model has ${params.length}`)
-    const weights = new Map<string, ParameterValues>()
-    for (const [i, p] of params.entries()) {
-      const t = tensors[i]!
-      if (t.spec.name !== p.name || t.spec.dtype !== p.dtype || t.spec.shape.join(",") !== p.shape.join(",")) {
-        return yield* invalid(`tensor ${i} is ${t.spec.name} ${t.spec.dtype} [${t.spec.shape}], expected ${p.name} ${p.dtype} [${p.shape}]`)
-      }
-      if (p.dtype === "int8") {
-        const values = Int8Array.from(new Int8Array(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength))
-        if (values.some((v) => v < -1 || v > 1)) return yield* invalid(`${p.name} is not ternary`)
-        weights.set(p.name, values)
-      } else {
-        const values = float32Values(t)
-        if (values.some((v) => !Number.isFinite(v))) return yield* invalid(`${p.name} has non-finite values`)
-        weights.set(p.name, values)
-      }
+export const decodeWeightsEnvelope = Effect.fnUntraced(function*(
+  spec: RoundSpec,
+  bytes: Uint8Array
+): Effect.fn.Return<ModelWeights, ValidationError> {
+  const invalid = (message: string) => new ValidationError({ message: `initial weights: ${message}`, field: "model_cid" })
+  const { header, tensors } = yield* decodeEnvelope(bytes)
+  if (header.encoding !== "weights") return yield* invalid(`encoding is ${header.encoding}, not weights`)
+  const expectedHash = modelHash(spec)
+  if (header.model_hash !== expectedHash) return yield* invalid(`model_hash ${header.model_hash} is not ${expectedHash}`)
+  const params = modelParameters(spec.model)
+  if (tensors.length !== params.length) return yield* invalid(`${tensors.length} tensors, the model has ${params.length}`)
+  const weights = new Map<string, ParameterValues>()
+  for (const [i, p] of params.entries()) {
+    const t = tensors[i]!
+    if (t.spec.name !== p.name || t.spec.dtype !== p.dtype || t.spec.shape.join(",") !== p.shape.join(",")) {
+      return yield* invalid(`tensor ${i} is ${t.spec.name} ${t.spec.dtype} [${t.spec.shape}], expected ${p.name} ${p.dtype} [${p.shape}]`)
     }
-    return weights
-  })
+    if (p.dtype === "int8") {
+      const values = Int8Array.from(new Int8Array(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength))
+      if (values.some((v) => v < -1 || v > 1)) return yield* invalid(`${p.name} is not ternary`)
+      weights.set(p.name, values)
+    } else {
+      const values = float32Values(t)
+      if (values.some((v) => !Number.isFinite(v))) return yield* invalid(`${p.name} has non-finite values`)
+      weights.set(p.name, values)
+    }
+  }
+  return weights
+})

@@ -14,29 +14,30 @@ export interface KuboStoreOptions {
 }
 
 /** The URL without its credentials, and those credentials as a header: fetch refuses URLs that carry them. */
-const endpoint = (url: string): Effect.Effect<{ readonly url: URL; readonly headers: Record<string, string> }, ValidationError> =>
-  Effect.gen(function*() {
-    const parsed = yield* Effect.try({
-      try: () => new URL(url),
-      catch: () => new ValidationError({ message: `${JSON.stringify(url)} is not a URL`, field: "ipfs" })
-    })
-    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-      return yield* new ValidationError({
-        message: `the Kubo RPC API URL must be http(s), got ${parsed.protocol}`,
-        field: "ipfs",
-        hint: "e.g. --ipfs http://127.0.0.1:5001"
-      })
-    }
-    const headers: Record<string, string> = {}
-    if (parsed.username !== "" || parsed.password !== "") {
-      const user = decodeURIComponent(parsed.username)
-      const password = decodeURIComponent(parsed.password)
-      headers.authorization = `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`
-      parsed.username = ""
-      parsed.password = ""
-    }
-    return { url: parsed, headers }
+const endpoint = Effect.fnUntraced(function*(
+  url: string
+): Effect.fn.Return<{ readonly url: URL; readonly headers: Record<string, string> }, ValidationError> {
+  const parsed = yield* Effect.try({
+    try: () => new URL(url),
+    catch: () => new ValidationError({ message: `${JSON.stringify(url)} is not a URL`, field: "ipfs" })
   })
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    return yield* new ValidationError({
+      message: `the Kubo RPC API URL must be http(s), got ${parsed.protocol}`,
+      field: "ipfs",
+      hint: "e.g. --ipfs http://127.0.0.1:5001"
+    })
+  }
+  const headers: Record<string, string> = {}
+  if (parsed.username !== "" || parsed.password !== "") {
+    const user = decodeURIComponent(parsed.username)
+    const password = decodeURIComponent(parsed.password)
+    headers.authorization = `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`
+    parsed.username = ""
+    parsed.password = ""
+  }
+  return { url: parsed, headers }
+})
 
 /** The URL as an operator may show it: no credentials. */
 const redacted = (url: URL): string => `${url.protocol}//${url.host}${url.pathname === "/" ? "" : url.pathname}`

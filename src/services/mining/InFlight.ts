@@ -49,23 +49,22 @@ export interface InFlight {
   readonly finished: Deferred.Deferred<TransactionRecord>
 }
 
-export const makeInFlight = (record: TransactionRecord, task: Task) =>
-  Effect.gen(function*() {
-    const tx: InFlight = {
-      record,
-      task,
-      startedAtMs: yield* Clock.currentTimeMillis,
-      training: undefined,
-      signed: undefined,
-      receipt: undefined,
-      timedOut: false,
-      running: false,
-      cancelReason: undefined,
-      cancelled: yield* Deferred.make<never, MiningError>(),
-      finished: yield* Deferred.make<TransactionRecord>()
-    }
-    return tx
-  })
+export const makeInFlight = Effect.fnUntraced(function*(record: TransactionRecord, task: Task) {
+  const tx: InFlight = {
+    record,
+    task,
+    startedAtMs: yield* Clock.currentTimeMillis,
+    training: undefined,
+    signed: undefined,
+    receipt: undefined,
+    timedOut: false,
+    running: false,
+    cancelReason: undefined,
+    cancelled: yield* Deferred.make<never, MiningError>(),
+    finished: yield* Deferred.make<TransactionRecord>()
+  }
+  return tx
+})
 
 /**
  * The transactions in flight, by id and by idempotency key. Only these are in memory: a finished transaction lives in

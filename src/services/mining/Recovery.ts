@@ -28,12 +28,11 @@ export interface RecoverySummary {
 }
 
 /** The signed submission the journal holds for a transaction, unless the chain has since proved it is not there. */
-const journaledSubmission = (events: ReadonlyArray<JournalEvent>) =>
-  Effect.gen(function*() {
-    const last = events.findLastIndex((e) => e.event === SUBMIT_INTENT)
-    if (last === -1 || events.slice(last).some((e) => e.event === "not_submitted")) return undefined
-    return yield* decodeSubmitIntent(events[last]!.detail)
-  })
+const journaledSubmission = Effect.fnUntraced(function*(events: ReadonlyArray<JournalEvent>) {
+  const last = events.findLastIndex((e) => e.event === SUBMIT_INTENT)
+  if (last === -1 || events.slice(last).some((e) => e.event === "not_submitted")) return undefined
+  return yield* decodeSubmitIntent(events[last]!.detail)
+})
 
 /** The receipt a transaction journaled before it crashed in task_complete. */
 const receiptOf = (record: TransactionRecord): SubmissionReceipt | undefined =>

@@ -39,25 +39,24 @@ export const makeSubmissionJudge = (deps: {
   const guarded = <A>(call: Effect.Effect<A, MiningError>) => breakers.guard("chain", call)
 
   /** This miner's submission of the chunk with the same gradient, as the chain records it. */
-  const ownSubmission = (submission: Submission, signed: SignedTransaction | undefined) =>
-    guarded(chain.identity).pipe(
-      Effect.flatMap((id) =>
-        guarded(chain.getSubmission(submission.roundId, submission.chunkId)).pipe(
-          Effect.map(Option.filter((s) =>
-            s.miner.toLowerCase() === id.miner.toLowerCase() &&
-            s.gradientHash.toLowerCase() === submission.gradientHash.toLowerCase()
-          )),
-          Effect.map(Option.map((s) =>
-            new SubmissionReceipt({
-              txHash: s.txHash,
-              blockNumber: s.blockNumber,
-              blockHash: s.blockHash,
-              alreadySubmitted: signed === undefined || s.txHash.toLowerCase() !== signed.hash.toLowerCase()
-            })
-          ))
-        )
+  const ownSubmission = Effect.fnUntraced(function*(submission: Submission, signed: SignedTransaction | undefined) {
+    const id = yield* guarded(chain.identity)
+    const recorded = yield* guarded(chain.getSubmission(submission.roundId, submission.chunkId))
+    return recorded.pipe(
+      Option.filter((s) =>
+        s.miner.toLowerCase() === id.miner.toLowerCase() &&
+        s.gradientHash.toLowerCase() === submission.gradientHash.toLowerCase()
+      ),
+      Option.map((s) =>
+        new SubmissionReceipt({
+          txHash: s.txHash,
+          blockNumber: s.blockNumber,
+          blockHash: s.blockHash,
+          alreadySubmitted: signed === undefined || s.txHash.toLowerCase() !== signed.hash.toLowerCase()
+        })
       )
     )
+  })
 
   /** This miner's submission of a journaled record's gradient, as the chain records it (none when it has none). */
   const ownSubmissionOf = (record: TransactionRecord) =>
@@ -74,31 +73,34 @@ export const makeSubmissionJudge = (deps: {
         undefined
       )
 
-  const judgeOnce = (signed: SignedTransaction, submission: Submission, deadline: number) =>
-    Effect.gen(function*(): Effect.fn.Return<Judgement, MiningError> {
-      const status = yield* guarded(chain.transactionStatus(signed))
-      if (status._tag === "Mined" && status.success) return submitted(status.receipt)
-      if (status._tag === "Pending") {
-        // The latest block is past the deadline: any block that could still include it is too, so it would revert.
-        const now = yield* guarded(chain.now)
-        if (now <= deadline) return { _tag: "Undecided" }
-      }
-      // Reverted, dropped, or pending past the deadline (it would revert if mined now): only the chunk's record says
-      // whether an earlier transaction of ours put the same gradient there.
-      const own = yield* ownSubmission(submission, signed)
-      if (Option.isSome(own)) return submitted(own.value)
-      if (status._tag === "Mined") {
-        return notSubmitted(`transaction ${signed.hash} reverted in block ${status.receipt.blockNumber}`, false)
-      }
-      if (status._tag === "Dropped") {
-        const now = yield* guarded(chain.now)
-        return notSubmitted(
-          `transaction ${signed.hash} was dropped: another transaction of the account used its nonce ${signed.nonce}`,
-          now <= deadline
-        )
-      }
-      return notSubmitted(`the round's deadline passed and transaction ${signed.hash} was never mined`, false)
-    })
+  const judgeOnce = Effect.fnUntraced(function*(
+    signed: SignedTransaction,
+    submission: Submission,
+    deadline: number
+  ): Effect.fn.Return<Judgement, MiningError> {
+    const status = yield* guarded(chain.transactionStatus(signed))
+    if (status._tag === "Mined" && status.success) return submitted(status.receipt)
+    if (status._tag === "Pending") {
+      // The latest block is past the deadline: any block that could still include it is too, so it would revert.
+      const now = yield* guarded(chain.now)
+      if (now <= deadline) return { _tag: "Undecided" }
+    }
+    // Reverted, dropped, or pending past the deadline (it would revert if mined now): only the chunk's record says
+    // whether an earlier transaction of ours put the same gradient there.
+    const own = yield* ownSubmission(submission, signed)
+    if (Option.isSome(own)) return submitted(own.value)
+    if (status._tag === "Mined") {
+      return notSubmitted(`transaction ${signed.hash} reverted in block ${status.receipt.blockNumber}`, false)
+    }
+    if (status._tag === "Dropped") {
+      const now = yield* guarded(chain.now)
+      return notSubmitted(
+        `transaction ${signed.hash} was dropped: another transaction of the account used its nonce ${signed.nonce}`,
+        now <= deadline
+      )
+    }
+    return notSubmitted(`the round's deadline passed and transaction ${signed.hash} was never mined`, false)
+  })
 
   const settle = Effect.fn("SubmissionJudge.settle")(function*(
     signed: SignedTransaction,

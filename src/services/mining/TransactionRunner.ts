@@ -48,21 +48,23 @@ export const makeTransactionRunner = (deps: MiningDeps & {
 }) => {
   const { config, inFlight, records, stats, steps } = deps
 
-  const runStep = (tx: InFlight, spec: StepSpec) =>
-    Effect.gen(function*() {
+  const runStep = Effect.fnUntraced(
+    function*(tx: InFlight, spec: StepSpec) {
       yield* records.enter(tx, spec.step)
       const started = yield* Clock.currentTimeMillis
       yield* spec.run(tx)
       yield* steps.completed(tx, spec.step, (yield* Clock.currentTimeMillis) - started)
-    }).pipe(
-      Effect.withSpan(`MiningCoordinator.${spec.step}`, {
+    },
+    // The span is named after the step, so it is not Effect.fn's.
+    (effect, tx, spec) =>
+      Effect.withSpan(effect, `MiningCoordinator.${spec.step}`, {
         attributes: {
           "r3mes.transaction_id": tx.record.transaction_id,
           "r3mes.round_id": tx.record.round_id,
           "r3mes.chunk_id": tx.record.chunk_id
         }
       })
-    )
+  )
 
   const runSteps = (tx: InFlight, specs: ReadonlyArray<StepSpec>) =>
     Effect.forEach(specs, (spec) => runStep(tx, spec), { discard: true })

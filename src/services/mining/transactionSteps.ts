@@ -70,8 +70,8 @@ export const makeTransactionSteps = (deps: MiningDeps & {
   }
 
   /** Appends a compensation's outcome to the record (and the log: "Rolling back transaction" is an operator's grep). */
-  const recordRollback = (tx: InFlight) => (action: RollbackAction) =>
-    Effect.gen(function*() {
+  const recordRollback = (tx: InFlight) =>
+    Effect.fnUntraced(function*(action: RollbackAction) {
       tx.record = { ...tx.record, rollback_actions: [...tx.record.rollback_actions, action] }
       if (action.status === "done") {
         yield* Effect.logWarning(
@@ -170,12 +170,12 @@ export const makeTransactionSteps = (deps: MiningDeps & {
    * THE COMMIT POINT: the signed transaction is journaled, then marked. Uninterruptible, so that a timeout or a
    * shutdown finds it either not journaled (and compensates) or journaled and marked (and lets the chain decide).
    */
-  const commit = (tx: InFlight) => (signed: SignedTransaction): Effect.Effect<void, MiningError> =>
-    Effect.uninterruptible(Effect.gen(function*() {
+  const commit = (tx: InFlight) =>
+    Effect.fnUntraced(function*(signed: SignedTransaction): Effect.fn.Return<void, MiningError> {
       tx.record = { ...tx.record, blockchain_tx_hash: signed.hash }
       yield* records.save(tx, SUBMIT_INTENT, encodeSubmitIntent(signed))
       tx.signed = signed
-    }))
+    }, Effect.uninterruptible)
 
   /** Asks the chain to rule on the journaled submission; a proof that it is not there voids the commit point. */
   const settle = Effect.fnUntraced(function*(tx: InFlight, submission: Submission) {
@@ -228,15 +228,13 @@ export const makeTransactionSteps = (deps: MiningDeps & {
     const receipt = tx.receipt
     if (receipt === undefined) return yield* Effect.die("task completion without a receipt")
     const completed = yield* withRetry(tx, "task_complete", breakers.guard("chain", tasks.complete(tx.task, receipt))).pipe(
-      Effect.catch((error) =>
-        Effect.gen(function*() {
-          yield* Effect.logWarning(
-            `task completion failed for transaction ${tx.record.transaction_id} (non-critical): ${error.message}`
-          )
-          tx.record = { ...tx.record, error_category: errorCategory(error), error_message: error.message }
-          return false
-        })
-      )
+      Effect.catch(Effect.fnUntraced(function*(error: MiningError) {
+        yield* Effect.logWarning(
+          `task completion failed for transaction ${tx.record.transaction_id} (non-critical): ${error.message}`
+        )
+        tx.record = { ...tx.record, error_category: errorCategory(error), error_message: error.message }
+        return false
+      }))
     )
     tx.record = { ...tx.record, task_completed: completed }
   })
