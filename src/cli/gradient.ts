@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto"
 import { stat } from "node:fs/promises"
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
@@ -6,6 +5,7 @@ import type { ValidationError } from "../domain/errors.ts"
 import { decodeEnvelope, elementCount, tensorByteLength } from "../domain/gradientEnvelope.ts"
 import { maxGradientBytes } from "../domain/MinerConfig.ts"
 import { computeCid } from "../layers/ipfs/importOptions.ts"
+import { sha256Hex } from "../layers/sha256Hex.ts"
 import { CliExit, ExitCode } from "./exit.ts"
 import { readFileBytes, reportFailure, storeFlags, withStore } from "./ipfs.ts"
 
@@ -51,7 +51,7 @@ export const inspectCommand = Command.make(
     const envelope = yield* decodeEnvelope(bytes).pipe(
       Effect.catch((error: ValidationError) => reportFailure(error))
     )
-    const gradientHash = `0x${createHash("sha256").update(bytes).digest("hex")}`
+    const gradientHash = sha256Hex(bytes)
     const matches = Option.map(expectHash, (expected) => expected.toLowerCase() === gradientHash)
     let offset = bytes.byteLength - envelope.tensors.reduce((n, t) => n + t.bytes.byteLength, 0)
     const report = {

@@ -1,7 +1,7 @@
-import { createHash } from "node:crypto"
 import { base58btc } from "multiformats/bases/base58"
 import { Context, Effect, Layer } from "effect"
 import { ResourceError, ValidationError } from "../domain/errors.ts"
+import { sha256Bytes } from "../layers/sha256Hex.ts"
 import { GradientStore } from "../services/GradientStore.ts"
 import { type FaultPlan, makeFaultInjector } from "./Faults.ts"
 
@@ -28,7 +28,7 @@ export interface TestGradientStoreOptions {
  * here). Tests may rely on it being deterministic and well-formed, never on it matching a real node.
  */
 export const rawCidV0 = (bytes: Uint8Array): string => {
-  const digest = createHash("sha256").update(bytes).digest()
+  const digest = sha256Bytes(bytes)
   const multihash = new Uint8Array(34)
   multihash[0] = 0x12
   multihash[1] = 0x20
@@ -70,29 +70,24 @@ export class TestGradientStore extends Context.Service<TestGradientStore, {
       }
       for (const bytes of options.pinned ?? []) store(bytes)
 
+      const read = Effect.fnUntraced(function*(cid: string, maxBytes: number) {
+        const bytes = blocks.get(cid)
+        if (bytes === undefined) {
+          return yield* new ValidationError({ message: `no block for CID ${cid} in the in-memory store`, field: "cid" })
+        }
+        if (bytes.length > maxBytes) {
+          return yield* new ResourceError({
+            message: `content of ${cid} is ${bytes.length} bytes, over the limit of ${maxBytes}`,
+            resource: "size"
+          })
+        }
+        return Uint8Array.from(bytes)
+      })
+
       const port = GradientStore.of({
         add: (bytes) => faults.wrap("add", Effect.sync(() => store(bytes))),
         computeCid: (bytes) => faults.wrap("computeCid", Effect.sync(() => rawCidV0(bytes))),
-        get: (cid, maxBytes) =>
-          faults.wrap(
-            "get",
-            Effect.gen(function*() {
-              const bytes = blocks.get(cid)
-              if (bytes === undefined) {
-                return yield* new ValidationError({
-                  message: `no block for CID ${cid} in the in-memory store`,
-                  field: "cid"
-                })
-              }
-              if (bytes.length > maxBytes) {
-                return yield* new ResourceError({
-                  message: `content of ${cid} is ${bytes.length} bytes, over the limit of ${maxBytes}`,
-                  resource: "size"
-                })
-              }
-              return Uint8Array.from(bytes)
-            })
-          ),
+        get: (cid, maxBytes) => faults.wrap("get", read(cid, maxBytes)),
         unpin: (cid) =>
           faults.wrap(
             "unpin",

@@ -1,6 +1,6 @@
-import { createHash } from "node:crypto"
 import { Context, Effect, Layer } from "effect"
 import { type Task, TrainingResult } from "../domain/mining.ts"
+import { sha256Bytes, sha256Hex } from "../layers/sha256Hex.ts"
 import { Trainer } from "../services/Trainer.ts"
 import { type FaultPlan, makeFaultInjector } from "./Faults.ts"
 
@@ -27,7 +27,7 @@ export const testEnvelope = (roundId: bigint, chunkId: number, size: number): Ui
   const counter = new Uint8Array(4)
   for (let offset = header.length, block = 0; offset < size; block++) {
     new DataView(counter.buffer).setUint32(0, block)
-    const digest = createHash("sha256").update(header).update(counter).digest()
+    const digest = sha256Bytes(header, counter)
     const take = Math.min(digest.length, size - offset)
     out.set(digest.subarray(0, take), offset)
     offset += take
@@ -35,8 +35,8 @@ export const testEnvelope = (roundId: bigint, chunkId: number, size: number): Ui
   return out
 }
 
-export const sha256Hex = (bytes: Uint8Array): `0x${string}` =>
-  `0x${createHash("sha256").update(bytes).digest("hex")}`
+/** Re-exported: tests and benches compute the gradient hash of test envelopes from here. */
+export { sha256Hex }
 
 /** Control side of the test Trainer. */
 export class TestTrainer extends Context.Service<TestTrainer, {

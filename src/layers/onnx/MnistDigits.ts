@@ -1,10 +1,10 @@
 import { Effect } from "effect"
-import { createHash } from "node:crypto"
 import { readFile } from "node:fs/promises"
 import { createRequire } from "node:module"
 import * as path from "node:path"
 import { isMiningError, type MiningError, ResourceError, ValidationError } from "../../domain/errors.ts"
 import { type Dataset, datasetFingerprintBytes, MNIST } from "../../domain/training/data.ts"
+import { sha256Hex } from "../sha256Hex.ts"
 
 /**
  * Loads the bundled MNIST digits from the `mnist` package's JSON files (digits/0.json … 9.json, each
@@ -57,7 +57,7 @@ const readDigits = async (dir: string): Promise<Dataset> => {
     offset += examples
   }
   const dataset: Dataset = { count: MNIST.count, features, classes, pixels, labels }
-  const fingerprint = `0x${createHash("sha256").update(datasetFingerprintBytes(dataset)).digest("hex")}`
+  const fingerprint = sha256Hex(datasetFingerprintBytes(dataset))
   if (fingerprint !== MNIST.sha256) {
     throw new ValidationError({
       message: `the MNIST digits in ${dir} have fingerprint ${fingerprint}, rounds are defined on ${MNIST.sha256}`,

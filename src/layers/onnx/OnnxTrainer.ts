@@ -1,5 +1,4 @@
 import { Effect, Exit, Layer } from "effect"
-import { createHash } from "node:crypto"
 import * as ort from "onnxruntime-node"
 import { type MiningError, type ResourceError, ValidationError } from "../../domain/errors.ts"
 import { canonicalJson, type EnvelopeHeader, encodeEnvelope, FORMAT, float32Bytes } from "../../domain/gradientEnvelope.ts"
@@ -14,6 +13,7 @@ import {
 import { modelHash, parseRoundSpec, type RoundSpec } from "../../domain/training/spec.ts"
 import { GradientStore } from "../../services/GradientStore.ts"
 import { Trainer } from "../../services/Trainer.ts"
+import { sha256Hex } from "../sha256Hex.ts"
 import { loadMnist } from "./MnistDigits.ts"
 import {
   createSession,
@@ -143,30 +143,29 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
    * against the round's modelCid (the CID of the weights envelope); weights that do not regenerate to that CID are
    * fetched by CID instead (DESIGN.md "CLI": rounds whose weights cannot be regenerated).
    */
-  const startingPoint = (spec: RoundSpec, graph: TrainingGraph, modelCid: string) =>
-    Effect.gen(function*() {
-      const key = `${modelHash(spec)}|${modelCid}`
-      const cached = starts.get(key)
-      if (cached !== undefined) return cached
-      let weights = initialWeights(spec)
-      const source = options.modelSource
-      if (source !== undefined && modelCid !== "") {
-        const regenerated = yield* source.computeCid(yield* initialWeightsEnvelope(spec))
-        if (regenerated !== modelCid) {
-          yield* Effect.logWarning(
-            `round model ${modelCid} is not the weights generated from its spec (${regenerated}): fetching it by CID`
-          )
-          weights = yield* decodeWeightsEnvelope(spec, yield* source.get(modelCid, maxWeightsBytes))
-        }
+  const startingPoint = Effect.fnUntraced(function*(spec: RoundSpec, graph: TrainingGraph, modelCid: string) {
+    const key = `${modelHash(spec)}|${modelCid}`
+    const cached = starts.get(key)
+    if (cached !== undefined) return cached
+    let weights = initialWeights(spec)
+    const source = options.modelSource
+    if (source !== undefined && modelCid !== "") {
+      const regenerated = yield* source.computeCid(yield* initialWeightsEnvelope(spec))
+      if (regenerated !== modelCid) {
+        yield* Effect.logWarning(
+          `round model ${modelCid} is not the weights generated from its spec (${regenerated}): fetching it by CID`
+        )
+        weights = yield* decodeWeightsEnvelope(spec, yield* source.get(modelCid, maxWeightsBytes))
       }
-      const start: StartingPoint = {
-        frozen: graph.parameters.filter((p) => !p.trainable).map((p) => [p.name, tensor(Float32Array.from(weights.get(p.name)!), p.shape)] as const),
-        trainable: graph.parameters.filter((p) => p.trainable).map((p) => ({ spec: p, values: Float32Array.from(weights.get(p.name)!) }))
-      }
-      if (starts.size >= maxStarts) starts.delete(starts.keys().next().value!)
-      starts.set(key, start)
-      return start
-    })
+    }
+    const start: StartingPoint = {
+      frozen: graph.parameters.filter((p) => !p.trainable).map((p) => [p.name, tensor(Float32Array.from(weights.get(p.name)!), p.shape)] as const),
+      trainable: graph.parameters.filter((p) => p.trainable).map((p) => ({ spec: p, values: Float32Array.from(weights.get(p.name)!) }))
+    }
+    if (starts.size >= maxStarts) starts.delete(starts.keys().next().value!)
+    starts.set(key, start)
+    return start
+  })
 
   const train = Effect.fn("Trainer.train")(function*(task: Task, miner: string): Effect.fn.Return<TrainingResult, MiningError> {
     const spec = yield* parseRoundSpec(task.spec)
@@ -229,7 +228,7 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
     yield* Effect.annotateCurrentSpan({ "training.loss_before": lossBefore, "training.loss_after": lossAfter })
     return new TrainingResult({
       envelope,
-      gradientHash: `0x${createHash("sha256").update(envelope).digest("hex")}`,
+      gradientHash: sha256Hex(envelope),
       lossBefore,
       lossAfter,
       steps: spec.steps
