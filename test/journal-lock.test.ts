@@ -1,10 +1,11 @@
-import { existsSync, mkdtempSync, readFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Exit, Layer, Scope } from "effect"
 import { holderFile, lockState } from "../src/layers/journal/dataDirLock.ts"
 import { SqliteJournal } from "../src/layers/journal/SqliteJournal.ts"
+import { acquirePidLock } from "../src/layers/process/pidLock.ts"
 import { Journal } from "../src/services/Journal.ts"
 import { killHard, spawnHolder } from "./support/journalHolderProcess.ts"
 
@@ -94,4 +95,73 @@ describe("one miner per data dir (issue 11, defect 3)", () => {
         new RegExp(`is in use by another miner \\((pid ${winners[0]!.child.pid}|pid unknown)\\)$`)
       )
     }).pipe(Effect.scoped), 30_000)
+})
+
+/**
+ * The pid lock of the embedded IPFS repository and the devnet's data dir (src/layers/process/pidLock.ts): unlike the
+ * journal's OS lock it survives its holder's death, so its takeover rules are what keeps a crashed run from blocking
+ * the next one, and two live ones apart.
+ */
+describe("pid lock (embedded IPFS repository, devnet data dir)", () => {
+  const lockIn = (dir: string) => ({
+    path: join(dir, "x.lock"),
+    what: `the test directory ${dir}`,
+    resource: "test",
+    hint: "stop the other one",
+    sameProcessHint: "share the first one"
+  })
+  const freshDir = () => mkdtempSync(join(tmpdir(), "r3mes-pidlock-"))
+
+  it.effect("held: the file names this process; released: the file is gone, nothing else left behind", () =>
+    Effect.gen(function*() {
+      const dir = freshDir()
+      const scope = yield* Scope.make()
+      yield* acquirePidLock(lockIn(dir)).pipe(Scope.provide(scope))
+      assert.strictEqual(readFileSync(join(dir, "x.lock"), "utf8").trim(), String(process.pid))
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(readdirSync(dir), [])
+    }))
+
+  it.effect("a second holder in this process is refused, naming this process and the fix", () =>
+    Effect.gen(function*() {
+      const dir = freshDir()
+      yield* acquirePidLock(lockIn(dir))
+      const refused = yield* Effect.flip(Effect.scoped(acquirePidLock(lockIn(dir))))
+      assert.strictEqual(refused._tag, "ResourceError")
+      assert.include(refused.message, `already open in this process (in use by process ${process.pid})`)
+      assert.strictEqual(refused.hint, "share the first one")
+      // The refused attempt did not take the first holder's lock away.
+      assert.strictEqual(readFileSync(join(dir, "x.lock"), "utf8").trim(), String(process.pid))
+    }).pipe(Effect.scoped))
+
+  it.effect("another live process holds it: refused, naming that process and the fix", () =>
+    Effect.gen(function*() {
+      const dir = freshDir()
+      // The test runner's parent is alive.
+      writeFileSync(join(dir, "x.lock"), `${process.ppid}\n`)
+      const refused = yield* Effect.flip(Effect.scoped(acquirePidLock(lockIn(dir))))
+      assert.strictEqual(refused._tag, "ResourceError")
+      assert.strictEqual(refused.message, `the test directory ${dir} is in use by process ${process.ppid}`)
+      assert.strictEqual(refused.hint, "stop the other one")
+      assert.strictEqual(readFileSync(join(dir, "x.lock"), "utf8").trim(), String(process.ppid))
+    }))
+
+  for (
+    const [stale, content] of [
+      ["a process that is gone", "4194305"],
+      ["no pid at all", "garbage"],
+      ["an empty file", ""],
+      // A container restarted with the same pid: this process does not hold it.
+      ["our own pid, not held by this process", String(process.pid)]
+    ] as const
+  ) {
+    it.effect(`a lock naming ${stale} is taken over`, () =>
+      Effect.gen(function*() {
+        const dir = freshDir()
+        writeFileSync(join(dir, "x.lock"), content)
+        yield* acquirePidLock(lockIn(dir))
+        assert.strictEqual(readFileSync(join(dir, "x.lock"), "utf8").trim(), String(process.pid))
+        assert.deepStrictEqual(readdirSync(dir), ["x.lock"])
+      }).pipe(Effect.scoped))
+  }
 })

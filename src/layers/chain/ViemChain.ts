@@ -1,13 +1,10 @@
 import { Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
 import {
   createPublicClient,
-  createWalletClient,
-  defineChain,
   type Hex,
   isAddress,
   keccak256,
   parseEventLogs,
-  type PublicClient,
   type TransactionReceipt,
   zeroAddress
 } from "viem"
@@ -25,6 +22,7 @@ import {
 import { Chain } from "../../services/Chain.ts"
 import { miningRegistryAbi } from "./MiningRegistryArtifact.ts"
 import { rpcTransport } from "./rpcTransport.ts"
+import { viemClients } from "./viemClients.ts"
 import { decodeRevert } from "./viemErrors.ts"
 import { read as readRpc, rpc } from "./viemRpc.ts"
 import { makeViemWriter, receiptOf } from "./viemWriter.ts"
@@ -72,14 +70,13 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
   const transport = yield* rpcTransport(options.rpcUrl, { timeout: options.rpcTimeout ?? "10 seconds" })
   const bootstrap = createPublicClient({ transport })
   const chainId = yield* rpc("reaching the chain", () => bootstrap.getChainId()).pipe(Effect.retry(startupRetry))
-  const chain = defineChain({
-    id: chainId,
-    name: `r3mes-${chainId}`,
-    nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
-    rpcUrls: { default: { http: [options.rpcUrl] } }
+  const { chain, client, wallet } = viemClients({
+    chainId,
+    rpcUrl: options.rpcUrl,
+    transport,
+    account,
+    pollingIntervalMs: Duration.toMillis(pollingInterval)
   })
-  const client: PublicClient = createPublicClient({ chain, transport, pollingInterval: Duration.toMillis(pollingInterval) })
-  const wallet = createWalletClient({ chain, transport, account })
   const identity = new MinerIdentity({ chainId, registry, miner: account.address })
   const isOurs = (address: string) => address.toLowerCase() === account.address.toLowerCase()
 

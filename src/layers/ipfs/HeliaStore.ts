@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises"
+import { mkdir } from "node:fs/promises"
 import { join } from "node:path"
 import type { UnixFS } from "@helia/unixfs"
 import type { FsBlockstore } from "blockstore-fs"
@@ -8,8 +8,9 @@ import type { GraphNode, GraphWalkerFactory, Helia } from "helia"
 import { createUnsafe } from "multiformats/block"
 import type { CID } from "multiformats/cid"
 import { classify } from "../../domain/classify.ts"
-import { type MiningError, ResourceError, ValidationError } from "../../domain/errors.ts"
+import { type MiningError, ValidationError } from "../../domain/errors.ts"
 import { GradientStore } from "../../services/GradientStore.ts"
+import { acquirePidLock } from "../process/pidLock.ts"
 import { oversize, parseCid, readLimited, showCid } from "./content.ts"
 import { computeCid, unixfsImporterOptions } from "./importOptions.ts"
 
@@ -26,54 +27,6 @@ interface Node {
   readonly fs: UnixFS
   readonly blockstore: FsBlockstore
   readonly datastore: FsDatastore
-  readonly lock: string
-}
-
-const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM"
-  }
-}
-
-/** Repositories this process has open: a lock file naming our own pid is ours only if listed here. */
-const openHere = new Set<string>()
-
-/**
- * One node per repository, like Kubo's repo.lock: a gc in one node would delete the blocks another has imported and
- * not pinned yet. A lock left by a process that is gone is taken over, including one naming our own pid (a container
- * restarts with the same pid) when this process does not have the repository open.
- */
-const acquireLock = async (repo: string): Promise<string> => {
-  const lock = join(repo, "repo.lock")
-  if (openHere.has(lock)) {
-    throw new ResourceError({
-      message: `the embedded IPFS repository ${repo} is already open in this process`,
-      resource: "ipfs repository",
-      hint: "build one HeliaStore layer per data dir and share it"
-    })
-  }
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      await writeFile(lock, String(process.pid), { flag: "wx" })
-      openHere.add(lock)
-      return lock
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
-      const holder = Number.parseInt(await readFile(lock, "utf8").catch(() => ""), 10)
-      if (Number.isInteger(holder) && holder !== process.pid && isAlive(holder)) {
-        throw new ResourceError({
-          message: `the embedded IPFS repository ${repo} is in use by process ${holder}`,
-          resource: "ipfs repository",
-          hint: "stop that r3mes-miner first, or give this command another --data-dir"
-        })
-      }
-      await rm(lock, { force: true })
-    }
-  }
-  throw new ResourceError({ message: `could not lock the embedded IPFS repository ${repo}`, resource: "ipfs repository" })
 }
 
 const errorName = (u: unknown): string | undefined =>
@@ -119,19 +72,41 @@ const eachBlockOnce: GraphWalkerFactory = ({ blockstore, getCodec }) => ({
   }
 })
 
-const releaseLock = async (lock: string) => {
-  openHere.delete(lock)
-  await rm(lock, { force: true })
+/** A repository that cannot be opened is most often a data dir that is not writable: say so. */
+const openFailure = (repo: string) => (error: unknown): MiningError => {
+  const classified = classify(error, `opening the embedded IPFS repository ${repo}`)
+  return classified._tag === "ValidationError"
+    ? new ValidationError({
+      message: classified.message,
+      ...(classified.cause === undefined ? {} : { cause: classified.cause }),
+      hint: "is the data dir writable and undamaged? (try another --data-dir)"
+    })
+    : classified
 }
 
 /**
- * Opens the repository and starts a Helia node with no networking: `createHeliaLight` has no libp2p, no routers and
- * no block brokers, so it opens no socket and starts in milliseconds; content it does not hold is simply not found.
+ * One node per repository, like Kubo's repo.lock: a gc in one node would delete the blocks another has imported and
+ * not pinned yet.
+ */
+const lockRepo = Effect.fnUntraced(function*(repo: string) {
+  yield* Effect.tryPromise({ try: () => mkdir(repo, { recursive: true }), catch: openFailure(repo) })
+  yield* acquirePidLock({
+    path: join(repo, "repo.lock"),
+    what: `the embedded IPFS repository ${repo}`,
+    resource: "ipfs repository",
+    hint: "stop that r3mes-miner first, or give this command another --data-dir",
+    sameProcessHint: "build one HeliaStore layer per data dir and share it"
+  })
+})
+
+/**
+ * Starts a Helia node on the (locked) repository with no networking: `createHeliaLight` has no libp2p, no routers
+ * and no block brokers, so it opens no socket and starts in milliseconds; content it does not hold is simply not
+ * found.
  */
 const open = (repo: string): Effect.Effect<Node, MiningError> =>
   Effect.tryPromise({
     try: async () => {
-      await mkdir(repo, { recursive: true })
       // Loaded here, not at the top: helia's entry module brings libp2p and friends (~1 s of loading) that
       // `ipfs cid`, `--help` and a miner on Kubo never need.
       const [{ createHeliaLight }, { unixfs }, { FsBlockstore }, { FsDatastore }] = await Promise.all([
@@ -140,7 +115,6 @@ const open = (repo: string): Effect.Effect<Node, MiningError> =>
         import("blockstore-fs"),
         import("datastore-fs")
       ])
-      const lock = await acquireLock(repo)
       const blockstore = new FsBlockstore(join(repo, "blocks"))
       const datastore = new FsDatastore(join(repo, "datastore"))
       try {
@@ -148,35 +122,26 @@ const open = (repo: string): Effect.Effect<Node, MiningError> =>
         await datastore.open()
         const helia = createHeliaLight({ blockstore, datastore })
         await helia.start()
-        return { helia, fs: unixfs(helia), blockstore, datastore, lock }
+        return { helia, fs: unixfs(helia), blockstore, datastore }
       } catch (error) {
         await Promise.allSettled([datastore.close(), blockstore.close()])
-        await releaseLock(lock)
         throw error
       }
     },
-    catch: (error) => {
-      const classified = classify(error, `opening the embedded IPFS repository ${repo}`)
-      return classified._tag === "ValidationError"
-        ? new ValidationError({
-          message: classified.message,
-          ...(classified.cause === undefined ? {} : { cause: classified.cause }),
-          hint: "is the data dir writable and undamaged? (try another --data-dir)"
-        })
-        : classified
-    }
+    catch: openFailure(repo)
   })
 
-const close = ({ blockstore, datastore, helia, lock }: Node) =>
+const close = ({ blockstore, datastore, helia }: Node) =>
   Effect.promise(async () => {
     await helia.stop().catch(() => undefined)
     await Promise.allSettled([datastore.close(), blockstore.close()])
-    await releaseLock(lock)
   })
 
 /** The GradientStore port on an embedded Helia node whose repository lives in the data dir. */
 export const make = Effect.fnUntraced(function*(options: HeliaStoreOptions) {
   const repo = heliaRepoPath(options.dataDir)
+  // Released in reverse: the node stops before its lock goes.
+  yield* lockRepo(repo)
   const node = yield* Effect.acquireRelease(open(repo), close)
   const { fs, helia } = node
   // An add (import, then pin) must never interleave with a gc's mark and sweep, or the sweep could delete blocks

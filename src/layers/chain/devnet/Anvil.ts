@@ -1,10 +1,15 @@
-import { type ChildProcess, spawn } from "node:child_process"
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { createRequire } from "node:module"
-import { createServer } from "node:net"
-import { dirname, join, resolve } from "node:path"
+import { mkdirSync } from "node:fs"
+import { dirname, resolve } from "node:path"
 import { Clock, Duration, Effect, type Scope } from "effect"
 import { ResourceError, TimeoutError, ValidationError } from "../../../domain/errors.ts"
+import { resolveAnvilBinary } from "./anvilBinary.ts"
+import { checkPortFree, freePort, host } from "./anvilPorts.ts"
+import { type AnvilExit, type AnvilProcess, exitedEarly, spawnAnvil, stopAnvil } from "./anvilProcess.ts"
+import { awaitPreviousOwner, dropOwner, recordOwner } from "./anvilStateOwner.ts"
+
+export { anvilPlatformPackage, resolveAnvilBinary } from "./anvilBinary.ts"
+export { freePort } from "./anvilPorts.ts"
+export type { AnvilExit } from "./anvilProcess.ts"
 
 /**
  * anvil (Foundry's local node, from the npm platform package) as a scoped child process: started on 127.0.0.1,
@@ -23,9 +28,10 @@ import { ResourceError, TimeoutError, ValidationError } from "../../../domain/er
  * SIGKILL dumps nothing, hence the optional `--state-interval`. The dump truncates and rewrites FILE in place, and a
  * missing directory makes the dump fail silently: the directory is created here first.
  *
- * A dead parent's anvil still writes FILE for a moment after the parent is gone (the watchdog's SIGTERM → dump →
- * exit), so a restart right away could load a half-written FILE, or have its chain overwritten by the old dump:
- * `FILE.pid` names the anvil that owns FILE, and a new one starts only once that one has exited.
+ * A dead parent's anvil still writes FILE for a moment after the parent is gone: anvilStateOwner.ts waits for it.
+ *
+ * Parts: anvilBinary.ts (which binary), anvilPorts.ts (which port), anvilProcess.ts (spawn, watchdog, stop),
+ * anvilStateOwner.ts (who owns the state file); this file starts one anvil and waits until it answers.
  */
 
 /** One of anvil's dev accounts. Devnet keys only: they are public knowledge. */
@@ -66,14 +72,6 @@ export interface AnvilInstance {
   readonly exited: Effect.Effect<AnvilExit>
 }
 
-/** How an anvil process ended. */
-export interface AnvilExit {
-  readonly code: number | null
-  readonly signal: NodeJS.Signals | null
-  /** The tail of its stderr. */
-  readonly stderr: string
-}
-
 /** anvil's default mnemonic (also Hardhat's); its accounts are in {@link anvilAccounts}. */
 export const anvilMnemonic = "test test test test test test test test test test test junk"
 
@@ -94,295 +92,7 @@ export const anvilAccounts: ReadonlyArray<DevAccount> = [
   ["0xa0Ee7A142d267C1f36714E4a8F75612F20a79720", "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6"]
 ].map(([address, privateKey]) => ({ address, privateKey }) as DevAccount)
 
-const host = "127.0.0.1"
-/** SIGTERM lets anvil dump its state and exit; it takes a few milliseconds. After this, SIGKILL. */
-const stopGraceMs = 3_000
 const maxPortAttempts = 3
-
-// ---------------------------------------------------------------------------------------------------------------
-// The binary
-
-const platformNames: Record<string, string> = { linux: "linux", darwin: "darwin", win32: "win32" }
-const archNames: Record<string, string> = { x64: "amd64", arm64: "arm64" }
-
-/** The npm package that ships anvil for this machine, as `@foundry-rs/anvil` names its optional dependencies. */
-export const anvilPlatformPackage = (
-  platform: string = process.platform,
-  arch: string = process.arch
-): string | undefined => {
-  const os = platformNames[platform]
-  const cpu = archNames[arch]
-  return os === undefined || cpu === undefined ? undefined : `@foundry-rs/anvil-${os}-${cpu}`
-}
-
-/** The path of the anvil binary from this platform's npm package. */
-export const resolveAnvilBinary: Effect.Effect<string, ResourceError> = Effect.suspend(() => {
-  const pkg = anvilPlatformPackage()
-  const hint = "install Foundry's anvil and pass its path as the anvil binary, or run on linux/darwin (x64, arm64) " +
-    "or win32 (x64) where npm installs it"
-  if (pkg === undefined) {
-    return Effect.fail(
-      new ResourceError({
-        message: `no anvil npm package exists for ${process.platform}-${process.arch}`,
-        resource: "anvil binary",
-        hint
-      })
-    )
-  }
-  return Effect.try({
-    try: () => {
-      const manifest = createRequire(import.meta.url).resolve(`${pkg}/package.json`)
-      return join(dirname(manifest), "bin", process.platform === "win32" ? "anvil.exe" : "anvil")
-    },
-    catch: (cause) =>
-      new ResourceError({
-        message: `${pkg} is not installed: the devnet needs its anvil binary`,
-        resource: "anvil binary",
-        cause: String(cause),
-        hint: `run \`npm install\` (npm skips optional dependencies with --omit=optional), or ${hint}`
-      })
-  })
-})
-
-// ---------------------------------------------------------------------------------------------------------------
-// Ports
-
-const listenOnce = (port: number): Promise<number> =>
-  new Promise((resolvePort, reject) => {
-    const server = createServer()
-    server.unref()
-    server.once("error", reject)
-    server.listen({ port, host, exclusive: true }, () => {
-      const address = server.address()
-      const bound = typeof address === "object" && address !== null ? address.port : port
-      server.close(() => resolvePort(bound))
-    })
-  })
-
-/** A port on 127.0.0.1 that was free a moment ago (the OS picks it). */
-export const freePort: Effect.Effect<number, ResourceError> = Effect.tryPromise({
-  try: () => listenOnce(0),
-  catch: (cause) =>
-    new ResourceError({ message: `cannot find a free TCP port on ${host}`, resource: "port", cause: String(cause) })
-})
-
-/** Fails when something already listens on the port (else anvil's probe could be answered by that other server). */
-const checkPortFree = (port: number): Effect.Effect<void, ResourceError> =>
-  Effect.tryPromise({
-    try: () => listenOnce(port),
-    catch: (cause) =>
-      new ResourceError({
-        message: `port ${port} on ${host} is in use`,
-        resource: "port",
-        cause: String(cause),
-        hint: "stop whatever listens there (another devnet?) or choose another port (0 picks a free one)"
-      })
-  }).pipe(Effect.asVoid)
-
-// ---------------------------------------------------------------------------------------------------------------
-// The child process
-
-interface AnvilProcess {
-  readonly child: ChildProcess
-  readonly pid: number
-  readonly port: number
-  /** The tail of anvil's stderr, for error messages. */
-  readonly stderr: () => string
-  /** Set once the process has exited. */
-  readonly exit: () => { readonly code: number | null; readonly signal: NodeJS.Signals | null } | undefined
-  /** Completes when the process has exited, for whatever reason. */
-  readonly exited: Effect.Effect<AnvilExit>
-  readonly watchdog: ChildProcess | undefined
-}
-
-/** Children still running, stopped by the exit hook if the process ends without closing their scopes. */
-const running = new Set<ChildProcess>()
-let exitHookInstalled = false
-const installExitHook = (): void => {
-  if (exitHookInstalled) return
-  exitHookInstalled = true
-  // Only synchronous work is possible here: signal, and let anvil dump its state and exit on its own.
-  process.on("exit", () => {
-    for (const child of running) child.kill("SIGTERM")
-  })
-}
-
-/**
- * A shell that waits for EOF on a pipe from this process, then stops anvil (TERM, then KILL after the grace period
- * if it is still there). The pipe closes when this process dies in any way; on a normal stop the watchdog is killed
- * first, so it never signals a pid that the OS might have reused.
- */
-const startWatchdog = (pid: number): ChildProcess | undefined => {
-  if (process.platform === "win32") return undefined
-  const tenths = stopGraceMs / 100
-  const script = `while read -r _; do :; done; kill -TERM ${pid} 2>/dev/null; i=0; ` +
-    `while kill -0 ${pid} 2>/dev/null && [ $i -lt ${tenths} ]; do sleep 0.1; i=$((i+1)); done; ` +
-    `kill -KILL ${pid} 2>/dev/null`
-  try {
-    // Its own process group like anvil's (a Ctrl-C must not take the guard away); the pipe's EOF does not care
-    // which group the reader is in.
-    const watchdog = spawn("/bin/sh", ["-c", script], { stdio: ["pipe", "ignore", "ignore"], detached: true })
-    watchdog.on("error", () => {})
-    watchdog.unref()
-    const stdin = watchdog.stdin as unknown as { unref?: () => void } | null
-    stdin?.unref?.()
-    return watchdog
-  } catch {
-    return undefined
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// The state file's owner
-
-const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM"
-  }
-}
-
-/** Whether `pid` is an anvil on this state file (where /proc tells; elsewhere a live pid is taken for it). */
-const ownsStateFile = (pid: number, stateFile: string): boolean => {
-  if (!isAlive(pid)) return false
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes(stateFile)
-  } catch {
-    return process.platform !== "linux"
-  }
-}
-
-const pidFileOf = (stateFile: string): string => `${stateFile}.pid`
-
-/**
- * Waits until no earlier anvil owns the state file: one whose parent died is dumping its chain there and exits on
- * its own (its watchdog escalates to SIGKILL after the grace period), so this waits a little longer than that.
- */
-const awaitPreviousOwner = Effect.fnUntraced(function*(stateFile: string) {
-  const pidFile = pidFileOf(stateFile)
-  let previous: number
-  try {
-    previous = Number.parseInt(readFileSync(pidFile, "utf8"), 10)
-  } catch {
-    return
-  }
-  if (!Number.isSafeInteger(previous) || previous === process.pid) return
-  const start = yield* Clock.currentTimeMillis
-  while (ownsStateFile(previous, stateFile)) {
-    if ((yield* Clock.currentTimeMillis) - start > stopGraceMs + 2_000) {
-      return yield* new ResourceError({
-        message: `anvil (pid ${previous}) still runs on the chain state file ${stateFile}`,
-        resource: "anvil",
-        hint: `stop that anvil (kill ${previous}) or give this devnet another data dir`
-      })
-    }
-    yield* Effect.sleep("25 millis")
-  }
-  yield* Effect.logDebug(`anvil: the previous owner (pid ${previous}) of ${stateFile} is gone`)
-})
-
-/** Records a started anvil as the state file's owner. Best effort: without it a restart only loses the wait. */
-const recordOwner = (stateFile: string, pid: number): Effect.Effect<void> =>
-  Effect.sync(() => {
-    try {
-      writeFileSync(pidFileOf(stateFile), `${pid}\n`)
-    } catch {
-      // An unwritable data dir shows up soon enough in anvil's own dump.
-    }
-  })
-
-/** Drops the record once its anvil has exited (a record naming another pid is left alone). */
-const dropOwner = (stateFile: string, pid: number): Effect.Effect<void> =>
-  Effect.sync(() => {
-    try {
-      if (Number.parseInt(readFileSync(pidFileOf(stateFile), "utf8"), 10) === pid) rmSync(pidFileOf(stateFile))
-    } catch {
-      // already gone
-    }
-  })
-
-const spawnAnvil = (binary: string, args: ReadonlyArray<string>, port: number) =>
-  Effect.callback<AnvilProcess, ResourceError>((resume) => {
-    let stderr = ""
-    let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined
-    let exited: (exit: AnvilExit) => void = () => {}
-    const exitPromise = new Promise<AnvilExit>((resolveExit) => (exited = resolveExit))
-    // A process group of its own (setsid): a terminal's Ctrl-C goes to the foreground group, which is then the
-    // miner's alone; the miner stops anvil last, once its transactions in flight have ended (DESIGN.md "Durability").
-    // Not unref'd: like any child, a running anvil keeps this process's event loop alive until it is stopped.
-    const child = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"], detached: true })
-    child.stderr?.setEncoding("utf8")
-    child.stderr?.on("data", (chunk: string) => {
-      stderr = (stderr + chunk).slice(-4_000)
-    })
-    child.once("exit", (code, signal) => {
-      exit = { code, signal }
-      running.delete(child)
-      exited({ code, signal, stderr: stderr.trim() })
-    })
-    child.once("error", (error: NodeJS.ErrnoException) => {
-      running.delete(child)
-      resume(Effect.fail(
-        new ResourceError({
-          message: `cannot start anvil (${binary}): ${error.message}`,
-          resource: "anvil binary",
-          cause: error.code ?? error.message,
-          hint: error.code === "EACCES"
-            ? "the anvil binary is not executable: reinstall node_modules or chmod +x it"
-            : "reinstall node_modules (npm install) so that the anvil platform package is present"
-        })
-      ))
-    })
-    child.once("spawn", () => {
-      const pid = child.pid!
-      running.add(child)
-      installExitHook()
-      resume(Effect.succeed({
-        child,
-        pid,
-        port,
-        stderr: () => stderr.trim(),
-        exit: () => exit,
-        exited: Effect.promise(() => exitPromise),
-        watchdog: startWatchdog(pid)
-      }))
-    })
-  })
-
-/** SIGTERM (anvil dumps its state and exits), SIGKILL after the grace period. Idempotent. */
-const stopAnvil = (proc: AnvilProcess): Effect.Effect<void> =>
-  Effect.callback<void>((resume) => {
-    proc.watchdog?.kill("SIGKILL")
-    if (proc.exit() !== undefined) return resume(Effect.void)
-    const escalate = setTimeout(() => proc.child.kill("SIGKILL"), stopGraceMs)
-    proc.child.once("exit", () => {
-      clearTimeout(escalate)
-      resume(Effect.void)
-    })
-    proc.child.kill("SIGTERM")
-  }).pipe(
-    Effect.tap(() => Effect.logDebug(`anvil (pid ${proc.pid}, port ${proc.port}) stopped`))
-  )
-
-const exitedEarly = (proc: AnvilProcess, stateFile: string | undefined): ResourceError => {
-  const exit = proc.exit()!
-  const stderr = proc.stderr()
-  const how = exit.signal !== null ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`
-  const badState = stateFile !== undefined && /state|json/i.test(stderr)
-  return new ResourceError({
-    message: `anvil ${how} before it was ready (port ${proc.port})${stderr ? `: ${stderr}` : ""}`,
-    resource: "anvil",
-    ...(stderr ? { cause: stderr } : {}),
-    hint: badState
-      ? `the chain state file ${stateFile} cannot be loaded (written while anvil was killed?): ` +
-        "move it away to start a fresh chain"
-      : /address already in use/i.test(stderr)
-      ? "another process took the port: choose another one (0 picks a free one)"
-      : "run the anvil binary by hand with the same arguments to see why"
-  })
-}
 
 const chainIdProbe = async (rpcUrl: string): Promise<number | undefined> => {
   try {

@@ -153,8 +153,8 @@ export const startSupervisedAnvil = Effect.fn("startSupervisedAnvil")(function*(
     }
   })
 
-  const supervise: SupervisedAnvil["supervise"] = (afterRestart) =>
-    Effect.gen(function*() {
+  const supervise: SupervisedAnvil["supervise"] = Effect.fnUntraced(
+    function*(afterRestart: (anvil: AnvilInstance) => Effect.Effect<void, MiningError>) {
       for (;;) {
         const died = describeExit(current.pid, yield* current.exited)
         if (closing) return
@@ -167,7 +167,9 @@ export const startSupervisedAnvil = Effect.fn("startSupervisedAnvil")(function*(
         yield* Scope.close(scope, Exit.void)
         if (!(yield* restart(died, afterRestart))) return
       }
-    }).pipe(Effect.forkScoped, Effect.asVoid)
+    },
+    (watching) => Effect.asVoid(Effect.forkScoped(watching))
+  )
 
   return {
     current: () => current,

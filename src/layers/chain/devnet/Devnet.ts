@@ -1,24 +1,23 @@
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs"
+import { mkdirSync } from "node:fs"
 import { join, resolve } from "node:path"
-import { Context, Duration, Effect, Layer, Result, Schema, Schedule, type Scope, Semaphore } from "effect"
-import {
-  type Address,
-  createPublicClient,
-  createWalletClient,
-  defineChain,
-  encodeDeployData,
-  getAddress,
-  type Hex,
-  http
-} from "viem"
-import { privateKeyToAccount } from "viem/accounts"
+import { Context, Duration, Effect, Layer, type Scope } from "effect"
+import type { Address } from "viem"
 import { classify } from "../../../domain/classify.ts"
 import { type MiningError, ResourceError, ValidationError } from "../../../domain/errors.ts"
-import { canonicalRoundSpec, defaultRoundSpec } from "../../../domain/training/spec.ts"
-import { miningRegistryAbi, miningRegistryBytecode } from "../MiningRegistryArtifact.ts"
-import { fromViemError } from "../viemErrors.ts"
 import type { AnvilInstance, DevAccount } from "./Anvil.ts"
 import { type AnvilHealth, type RestartPolicy, startSupervisedAnvil } from "./AnvilSupervisor.ts"
+import { devnetClients } from "./devnetClients.ts"
+import { lockDataDir, stateFileName } from "./devnetFiles.ts"
+import { deployRegistry, hasCode, setUpRegistry } from "./devnetRegistry.ts"
+import { defaultRoundPlan, makeRoundKeeper, repeatTicks, type RoundPlan } from "./roundKeeper.ts"
+
+export {
+  defaultRoundPlan,
+  defaultRoundSpecJson,
+  placeholderModelCid,
+  type RoundParams,
+  type RoundPlan
+} from "./roundKeeper.ts"
 
 /**
  * The devnet: anvil + a deployed MiningRegistry + a round keeper. It plays the network's round coordinator
@@ -38,48 +37,6 @@ import { type AnvilHealth, type RestartPolicy, startSupervisedAnvil } from "./An
  * with a warning — that chain is a new one. A devnet that cannot come back is down: `health` says so and `failure`
  * fails, for the composition root to stop the miner with that error.
  */
-
-/** What one round is opened with. */
-export interface RoundParams {
-  readonly modelCid: string
-  /** The round's task spec, canonical JSON. */
-  readonly spec: string
-  readonly chunkCount: number
-  /** The on-chain PoW floor, 1..64. */
-  readonly difficulty: number
-  /** The deadline is chain time at opening + this. */
-  readonly durationSeconds: number
-}
-
-/**
- * The parameters of round `roundId`: the round coordinator's policy. May be effectful (e.g. computing the CID of
- * the round's initial weights).
- */
-export type RoundPlan = (roundId: bigint) => RoundParams | Effect.Effect<RoundParams, MiningError>
-
-/**
- * The model CID of the built-in default plan: a placeholder (an empty UnixFS directory), because this adapter cannot
- * compute the CID of the generated weights (that takes the IPFS import settings of another adapter). The CLI's
- * devnets (`mine` without --rpc-url, and `devnet`) pass `devnetRoundPlan` (src/cli/roundPlan.ts), whose modelCid is
- * that CID, as DESIGN.md "CLI" asks; a trainer that checks modelCid would fail to fetch this placeholder.
- */
-export const placeholderModelCid = "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"
-
-/**
- * The default task spec of round `roundId`: the trainer's quick MNIST MLP spec (src/domain/training/spec.ts),
- * seeded by the round id, as canonical JSON.
- */
-export const defaultRoundSpecJson = (roundId: bigint): string =>
-  canonicalRoundSpec(defaultRoundSpec(Number(BigInt.asUintN(32, roundId))))
-
-/** 64 chunks, an hour per round, the given PoW floor, {@link defaultRoundSpecJson}, {@link placeholderModelCid}. */
-export const defaultRoundPlan = (difficulty: number): RoundPlan => (roundId) => ({
-  modelCid: placeholderModelCid,
-  spec: defaultRoundSpecJson(roundId),
-  chunkCount: 64,
-  difficulty,
-  durationSeconds: 3600
-})
 
 export interface DevnetOptions {
   /** anvil's port on 127.0.0.1; 0 or absent picks a free one. */
@@ -161,114 +118,6 @@ export interface RunningDevnet extends DevnetInfo {
 /** The devnet's state in /health and /ready (snake_case JSON). */
 export type DevnetHealth = AnvilHealth
 
-// ---------------------------------------------------------------------------------------------------------------
-// Persistent mode's files
-
-const devnetFileName = "devnet.json"
-const stateFileName = "anvil-state.json"
-const lockFileName = "devnet.lock"
-
-const AddressString = Schema.String.check(Schema.isPattern(/^0x[0-9a-fA-F]{40}$/, { expected: "an address" }))
-
-/** `<dataDir>/devnet.json`. */
-const DevnetFile = Schema.Struct({
-  registry: AddressString,
-  chain_id: Schema.Int,
-  owner: AddressString,
-  lease_seconds: Schema.Int
-})
-type DevnetFile = typeof DevnetFile.Type
-
-const readDevnetFile = (dataDir: string): Effect.Effect<DevnetFile | undefined, ValidationError> => {
-  const path = join(dataDir, devnetFileName)
-  let text: string
-  try {
-    text = readFileSync(path, "utf8")
-  } catch {
-    return Effect.succeed(undefined)
-  }
-  const invalid = (cause: string) =>
-    new ValidationError({
-      message: `${path} is not a devnet description`,
-      field: "data dir",
-      cause,
-      hint: "remove the data dir's devnet files (devnet.json, anvil-state.json) to start a fresh devnet"
-    })
-  return Effect.try({ try: () => JSON.parse(text) as unknown, catch: (e) => invalid(String(e)) }).pipe(
-    Effect.flatMap((json) => Schema.decodeUnknownEffect(DevnetFile)(json)),
-    Effect.mapError((e) => (e instanceof ValidationError ? e : invalid(e.message)))
-  )
-}
-
-const writeDevnetFile = (dataDir: string, file: DevnetFile): Effect.Effect<void, MiningError> =>
-  Effect.try({
-    try: () => {
-      const path = join(dataDir, devnetFileName)
-      writeFileSync(`${path}.tmp`, `${JSON.stringify(file, null, 2)}\n`)
-      renameSync(`${path}.tmp`, path)
-    },
-    catch: (e) => classify(e, `writing ${join(dataDir, devnetFileName)}`)
-  })
-
-const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM"
-  }
-}
-
-/** `<dataDir>/devnet.lock` holds our pid while the devnet runs; a lock whose process is gone is taken over. */
-const lockDataDir = (dataDir: string): Effect.Effect<void, MiningError, Scope.Scope> => {
-  const path = join(dataDir, lockFileName)
-  const take = (): void => {
-    for (let attempt = 0;; attempt++) {
-      try {
-        const fd = openSync(path, "wx")
-        writeSync(fd, `${process.pid}\n`)
-        closeSync(fd)
-        return
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 0) throw e
-        const holder = Number.parseInt(readFileSync(path, "utf8"), 10)
-        // Our own pid too: a second devnet of this process on the same directory would fight over the state file.
-        if (Number.isSafeInteger(holder) && isAlive(holder)) {
-          throw new ResourceError({
-            message: `the devnet data dir ${dataDir} is in use by process ${holder}`,
-            resource: "data dir",
-            hint: "stop that devnet, or give this one another data dir"
-          })
-        }
-        rmSync(path, { force: true })
-      }
-    }
-  }
-  return Effect.acquireRelease(
-    Effect.try({ try: take, catch: (e) => classify(e, `locking ${path}`) }),
-    () => Effect.sync(() => rmSync(path, { force: true }))
-  )
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// The devnet
-
-const checkRoundParams = (roundId: bigint, p: RoundParams): ValidationError | undefined => {
-  const problem = !Number.isInteger(p.chunkCount) || p.chunkCount < 1 || p.chunkCount > 0xffffffff
-    ? `chunkCount ${p.chunkCount} is not in 1..2^32-1`
-    : !Number.isInteger(p.difficulty) || p.difficulty < 1 || p.difficulty > 64
-    ? `difficulty ${p.difficulty} is not in 1..64`
-    : !Number.isSafeInteger(p.durationSeconds) || p.durationSeconds < 1
-    ? `durationSeconds ${p.durationSeconds} is not a positive whole number`
-    : typeof p.spec !== "string" || typeof p.modelCid !== "string"
-    ? "modelCid and spec must be strings"
-    : undefined
-  return problem === undefined ? undefined : new ValidationError({
-    message: `the round plan for round ${roundId} is invalid: ${problem}`,
-    field: "roundPlan"
-  })
-}
-
 const checkOptions = (options: DevnetOptions): ValidationError | undefined => {
   const bad = (field: string, value: unknown, expected: string) =>
     new ValidationError({ message: `devnet option ${field} = ${String(value)} is not ${expected}`, field })
@@ -326,213 +175,61 @@ export const startDevnet = Effect.fn("startDevnet")(function*(
   }, options.restartPolicy)
   // Port, chain id and accounts stay the same across restarts; only the pid changes.
   const anvil = supervised.current()
+  const clients = devnetClients(anvil)
+  const { registry, leaseSeconds } = yield* setUpRegistry(clients, anvil.chainId, dataDir, options.leaseSeconds ?? 600)
+  const keeper = yield* makeRoundKeeper({ clients, registry, roundPlan, firstRoundId, marginSeconds })
 
-  const chain = defineChain({
-    id: anvil.chainId,
-    name: `r3mes-devnet-${anvil.chainId}`,
-    nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
-    rpcUrls: { default: { http: [anvil.rpcUrl] } }
-  })
-  const transport = http(anvil.rpcUrl, { timeout: 10_000, retryCount: 0 })
-  const client = createPublicClient({ chain, transport, pollingInterval: 50 })
-  const ownerAccount = privateKeyToAccount(anvil.accounts[0]!.privateKey)
-  const wallet = createWalletClient({ chain, transport, account: ownerAccount })
-  const owner = ownerAccount.address
-
-  const rpc = <A>(context: string, f: () => Promise<A>): Effect.Effect<A, MiningError> =>
-    Effect.tryPromise({ try: f, catch: (e) => fromViemError(e, `devnet: ${context}`) })
-
-  const deploy = Effect.fnUntraced(function*(leaseSeconds: number) {
-    const receipt = yield* rpc("deploying MiningRegistry", () =>
-      wallet.sendTransactionSync({
-        data: encodeDeployData({
-          abi: miningRegistryAbi,
-          bytecode: miningRegistryBytecode,
-          args: [BigInt(leaseSeconds)]
-        }),
-        throwOnReceiptRevert: true
-      }))
-    const address = receipt.contractAddress
-    if (address === null || address === undefined) {
-      return yield* new ValidationError({ message: `the MiningRegistry deployment ${receipt.transactionHash} made no contract` })
-    }
-    yield* Effect.logInfo(`devnet: deployed MiningRegistry at ${address} (lease ${leaseSeconds} s)`)
-    return getAddress(address)
-  })
-
-  const hasCode = (address: Address) =>
-    rpc(`reading the code at ${address}`, () => client.getCode({ address })).pipe(
-      Effect.map((code) => code !== undefined && code !== "0x")
-    )
-
-  // The registry: reused from devnet.json when the chain state still holds it, else deployed.
-  const previous = dataDir === undefined ? undefined : yield* readDevnetFile(dataDir)
-  if (previous !== undefined && previous.chain_id !== anvil.chainId) {
-    return yield* new ValidationError({
-      message: `the devnet in ${dataDir} runs chain ${previous.chain_id}, not ${anvil.chainId}`,
-      field: "chain id",
-      hint: `start it with chain id ${previous.chain_id}, or use another data dir for a new chain`
-    })
-  }
-  let registry: Address
-  if (previous !== undefined && (yield* hasCode(previous.registry as Address))) {
-    registry = getAddress(previous.registry)
-    yield* Effect.logInfo(`devnet: reusing MiningRegistry at ${registry} from ${dataDir}`)
-  } else {
-    if (previous !== undefined) {
-      yield* Effect.logWarning(
-        `devnet: ${dataDir}/${devnetFileName} names ${previous.registry}, but the chain state has no code there ` +
-          `(${stateFileName} lost or replaced): deploying a new registry`
+  const redeployIfLost = Effect.fnUntraced(function*(restarted: AnvilInstance) {
+    if (yield* hasCode(clients, registry)) {
+      const block = yield* clients.rpc("reading the block number", () => clients.client.getBlockNumber({ cacheTime: 0 }))
+      return yield* Effect.logInfo(
+        `devnet: the restarted chain (pid ${restarted.pid}) still holds the registry ${registry}, at block ` +
+          `${block} (anything after its last state dump is lost)`
       )
     }
-    registry = yield* deploy(options.leaseSeconds ?? 600)
-  }
-  const leaseSeconds = Number(
-    yield* rpc("reading the lease duration", () =>
-      client.readContract({ address: registry, abi: miningRegistryAbi, functionName: "leaseDuration" }))
-  )
-  if (dataDir !== undefined) {
-    yield* writeDevnetFile(dataDir, { registry, chain_id: anvil.chainId, owner, lease_seconds: leaseSeconds })
-  }
-
-  // The round keeper.
-
-  /** Chain time as the next block will see it: the pending block's timestamp (the latest one is stale when idle). */
-  const chainNow = rpc("reading the chain time", () => client.getBlock({ blockTag: "pending" })).pipe(
-    Effect.map((block) => block.timestamp)
-  )
-
-  /** The plan's parameters for a round, checked; a plan that throws is a ValidationError, not a dead keeper. */
-  const planOf = (roundId: bigint): Effect.Effect<RoundParams, ValidationError> =>
-    Effect.try({
-      try: () => roundPlan(roundId),
-      catch: (e) =>
-        new ValidationError({ message: `the round plan failed for round ${roundId}: ${String(e)}`, field: "roundPlan" })
-    }).pipe(
-      Effect.flatMap((planned) => (Effect.isEffect(planned) ? planned : Effect.succeed(planned))),
-      Effect.mapError((e) =>
-        e._tag === "ValidationError"
-          ? e
-          : new ValidationError({ message: `the round plan failed for round ${roundId}: ${e.message}`, field: "roundPlan" })
-      ),
-      Effect.flatMap((params) => {
-        const invalidParams = checkRoundParams(roundId, params)
-        return invalidParams === undefined ? Effect.succeed(params) : Effect.fail(invalidParams)
+    yield* Effect.logWarning(
+      `devnet: the restarted chain has no registry at ${registry} (${
+        dataDir === undefined ? "no data dir: it restarted empty" : `${stateFileName} lost it`
+      }): this is a new chain; deploying the registry again`
+    )
+    const redeployed = yield* deployRegistry(clients, leaseSeconds)
+    if (redeployed !== registry) {
+      return yield* new ResourceError({
+        message: `the restarted chain lost the registry ${registry}, and its new deployment landed at ${redeployed}`,
+        resource: "devnet",
+        hint: "start the miner again: it connects to the registry of the devnet it starts"
       })
-    )
-
-  const openRound = Effect.fnUntraced(function*(roundId: bigint) {
-    const params = yield* planOf(roundId)
-    const deadline = (yield* chainNow) + BigInt(params.durationSeconds)
-    yield* rpc(`opening round ${roundId}`, () =>
-      wallet.writeContractSync({
-        address: registry,
-        abi: miningRegistryAbi,
-        functionName: "openRound",
-        args: [roundId, params.modelCid, params.spec, params.chunkCount, params.difficulty, deadline],
-        throwOnReceiptRevert: true
-      })).pipe(
-        // Opened meanwhile by someone else with the owner key: it exists, which is all the keeper wants.
-        Effect.catchTag("ChainRevertError", (e) => e.errorName === "RoundExists" ? Effect.void : Effect.fail(e))
-      )
-    yield* Effect.logInfo(
-      `devnet: opened round ${roundId} (${params.chunkCount} chunks, difficulty ${params.difficulty}, ` +
-        `deadline ${deadline})`
-    )
-    return roundId
+    }
   })
-
-  const read = <const F extends "roundCount" | "roundIdAt" | "getRound">(
-    functionName: F,
-    args: ReadonlyArray<bigint>
-  ) =>
-    rpc(`calling ${functionName}`, () =>
-      client.readContract({ address: registry, abi: miningRegistryAbi, functionName, args } as never)) as Effect.Effect<
-        F extends "getRound" ? readonly [string, Hex, number, number, bigint, number, number, boolean] : bigint,
-        MiningError
-      >
-
-  const keepStep = Effect.gen(function*() {
-    const count = yield* read("roundCount", [])
-    if (count === 0n) return yield* openRound(firstRoundId)
-    const newest = yield* read("roundIdAt", [count - 1n])
-    const [, , chunkCount, , deadline, nextChunk] = yield* read("getRound", [newest])
-    const now = yield* chainNow
-    const planned = (yield* planOf(newest)).durationSeconds
-    const margin = BigInt(Math.floor(Math.min(marginSeconds, planned / 4)))
-    if (nextChunk >= chunkCount || now + margin >= deadline) return yield* openRound(newest + 1n)
-    return newest
-  })
-
-  const keeperPermit = yield* Semaphore.make(1)
-  const keepRound = Semaphore.withPermit(keeperPermit, keepStep).pipe(Effect.withSpan("Devnet.keepRound"))
 
   /**
    * After a restart: the chain must still hold the registry the miners use. A chain without it is a new chain
    * (state lost, or none kept): the registry is deployed again, which lands at the same address on a fresh chain.
-   * Holding the keeper's permit keeps the keeper from opening rounds on a registry being replaced.
+   * The keeper is paused meanwhile, so it never opens rounds on a registry being replaced.
    */
-  const recheckRegistry = (restarted: AnvilInstance) =>
-    Semaphore.withPermit(
-      keeperPermit,
-      Effect.gen(function*() {
-        if (yield* hasCode(registry)) {
-          const block = yield* rpc("reading the block number", () => client.getBlockNumber({ cacheTime: 0 }))
-          return yield* Effect.logInfo(
-            `devnet: the restarted chain (pid ${restarted.pid}) still holds the registry ${registry}, at block ` +
-              `${block} (anything after its last state dump is lost)`
-          )
-        }
-        yield* Effect.logWarning(
-          `devnet: the restarted chain has no registry at ${registry} (${
-            dataDir === undefined ? "no data dir: it restarted empty" : `${stateFileName} lost it`
-          }): this is a new chain; deploying the registry again`
-        )
-        const redeployed = yield* deploy(leaseSeconds)
-        if (redeployed !== registry) {
-          return yield* new ResourceError({
-            message: `the restarted chain lost the registry ${registry}, and its new deployment landed at ${redeployed}`,
-            resource: "devnet",
-            hint: "start the miner again: it connects to the registry of the devnet it starts"
-          })
-        }
-      })
-    ).pipe(Effect.andThen(Effect.ignore(keepRound)))
-
-  // The keeper speaks when its outcome changes, not at every tick: a dead chain would write a warning a second.
-  // While anvil is not running the supervisor speaks for it, and the keeper waits.
-  let keeperProblem: string | undefined
-  const keeperTick = Effect.gen(function*() {
-    if ((yield* supervised.health).state !== "running") return
-    const outcome = yield* Effect.result(keepRound)
-    if (Result.isSuccess(outcome)) {
-      if (keeperProblem !== undefined) yield* Effect.logInfo("devnet round keeper: working again")
-      keeperProblem = undefined
-    } else if (keeperProblem === undefined && (yield* supervised.health).state === "running") {
-      keeperProblem = outcome.failure.message
-      yield* Effect.logWarning(
-        `devnet round keeper: ${keeperProblem} (retrying every ${Duration.format(keeperInterval)}; said once)`
-      )
-    }
+  const recheckRegistry = Effect.fn("Devnet.recheckRegistry")(function*(restarted: AnvilInstance) {
+    yield* keeper.paused(redeployIfLost(restarted))
+    yield* Effect.ignore(keeper.keepRound)
   })
 
-  yield* keepRound
+  yield* keeper.keepRound
   // Forked in this order, they stop in the reverse one: the keeper, the supervisor, then anvil itself.
   yield* supervised.supervise(recheckRegistry)
-  yield* keeperTick.pipe(Effect.repeat(Schedule.spaced(keeperInterval)), Effect.forkScoped)
+  const chainUp = Effect.map(supervised.health, (health) => health.state === "running")
+  yield* repeatTicks(keeper, chainUp, keeperInterval)
 
   return {
     rpcUrl: anvil.rpcUrl,
     chainId: anvil.chainId,
     registry,
-    owner,
+    owner: clients.owner,
     accounts: anvil.accounts,
     leaseSeconds,
     get pid() {
       return supervised.current().pid
     },
     dataDir,
-    keepRound,
+    keepRound: keeper.keepRound,
     health: supervised.health,
     failure: supervised.failure
   }
