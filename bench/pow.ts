@@ -2,13 +2,15 @@
  * Proof-of-work hashing rates, in one run (~30 s): the fast solver (worker threads on every core, native addon with
  * the SHA extensions / portable C, and TypeScript workers), next to node:crypto (OpenSSL) hashing the same 40-byte
  * messages challenge ‖ nonce one at a time and the reference solver (pure TypeScript, one thread); then the
- * distribution of 20-bit solve times on the fast solver. Writes bench/results/pow.json.
+ * distribution of 20-bit solve times on the fast solver; then how a search shares the machine (timers next to the
+ * reference solver, interrupt latency of both solvers, CPU time once the pool is interrupted). Writes
+ * bench/results/pow.json.
  *
  *   npm run bench:pow
  *
  * Each rate is the median of three timed passes after a warm-up. Figures, not assertions: tests never time.
  */
-import { Effect } from "effect"
+import { Effect, Fiber } from "effect"
 import { createHash, hash as oneShotHash } from "node:crypto"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { availableParallelism, cpus } from "node:os"
@@ -146,6 +148,39 @@ const pow20 = (): Promise<{ readonly ms: Array<number>; readonly hashes: Array<n
     }))
   )
 
+/**
+ * How a search shares the machine (test/pow*.test.ts check the behaviour, untimed): ten 10 ms sleeps of another
+ * fiber next to a difficulty-40 reference search, the time an interrupt of that search takes, the same for the
+ * worker pool after 200 ms of hashing, and the process's CPU time in the 300 ms after it (idle workers hash nothing).
+ */
+const lifecycle = (): Promise<{
+  readonly ticksMs: number
+  readonly referenceInterruptMs: number
+  readonly fastInterruptMs: number
+  readonly idleCpuMs: number
+}> =>
+  Effect.runPromise(
+    Effect.scoped(Effect.gen(function*() {
+      const reference = yield* Effect.forkChild(solveReference({ ...input, difficulty: 40 }))
+      const ticking = performance.now()
+      for (let tick = 0; tick < 10; tick++) yield* Effect.sleep("10 millis")
+      const ticksMs = performance.now() - ticking
+      const interrupting = performance.now()
+      yield* Fiber.interrupt(reference)
+      const referenceInterruptMs = performance.now() - interrupting
+      const pool = yield* makePowWorkerPool()
+      const fastSolve = yield* Effect.forkChild(pool.solve({ ...input, difficulty: 40 }))
+      yield* Effect.sleep("200 millis")
+      const interruptingFast = performance.now()
+      yield* Fiber.interrupt(fastSolve)
+      const fastInterruptMs = performance.now() - interruptingFast
+      const cpuBefore = process.cpuUsage()
+      yield* Effect.sleep("300 millis")
+      const used = process.cpuUsage(cpuBefore)
+      return { ticksMs, referenceInterruptMs, fastInterruptMs, idleCpuMs: (used.user + used.system) / 1000 }
+    }))
+  )
+
 /** TypeScript workers are shown on their own line unless "auto" already was TypeScript (no addon). */
 const unlessSameEngine = (figures: PoolFigures | undefined, other: PoolFigures | undefined): PoolFigures | undefined =>
   figures !== undefined && other !== undefined && figures.engine === other.engine ? undefined : figures
@@ -159,6 +194,7 @@ const core = await measure(4_000_000, searcherOnly)
 const node = await measure(600_000, nodeCreateHash)
 const nodeHash = await measure(600_000, nodeOneShot)
 const distribution = await pow20()
+const sharing = await lifecycle()
 
 const row = (label: string, value: string, extra = "") => console.log(`  ${label.padEnd(62)}${value.padStart(12)}  ${extra}`)
 const mhs = (rate: number) => `${(rate / 1e6).toFixed(2)} MH/s`
@@ -192,6 +228,15 @@ console.log(
     `max ${sorted[sorted.length - 1]!.toFixed(1)} ms (mean ${(meanHashes / 1e6).toFixed(2)} M hashes)`
 )
 
+console.log(
+  `  next to a difficulty-40 reference search, ten 10 ms sleeps of another fiber took ${sharing.ticksMs.toFixed(1)} ms; ` +
+    `interrupting it took ${sharing.referenceInterruptMs.toFixed(1)} ms`
+)
+console.log(
+  `  interrupting the fast solver after 200 ms took ${sharing.fastInterruptMs.toFixed(1)} ms; ` +
+    `CPU time in the 300 ms after: ${sharing.idleCpuMs.toFixed(0)} ms (all threads)`
+)
+
 const best = fast ?? tsWorkers!
 const result = {
   solver: `${label(best.engine)} on ${best.threads} worker threads`,
@@ -201,6 +246,10 @@ const result = {
   baseline_node_crypto_per_second: Math.round(nodeBest),
   reference_solver_per_second: Math.round(reference),
   typescript_workers_per_second_total: tsWorkers === undefined ? null : Math.round(tsWorkers.total),
+  ticks_next_to_reference_search_ms: Math.round(sharing.ticksMs * 10) / 10,
+  reference_interrupt_ms: Math.round(sharing.referenceInterruptMs * 10) / 10,
+  fast_interrupt_ms: Math.round(sharing.fastInterruptMs * 10) / 10,
+  cpu_ms_300ms_after_fast_interrupt: Math.round(sharing.idleCpuMs),
   pow20_ms: Object.fromEntries(
     Object.entries({ min: sorted[0]!, p50: at(0.5), p95: at(0.95), max: sorted[sorted.length - 1]! }).map((
       [k, v]

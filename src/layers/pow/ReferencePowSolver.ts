@@ -1,14 +1,10 @@
-import { Effect, Layer } from "effect"
-import type { PowInput } from "../../domain/mining.ts"
+import { Layer } from "effect"
 import { solveReference } from "../../domain/pow.ts"
 import { PowSolver } from "../../services/PowSolver.ts"
+import { spannedSolve } from "./solveSpan.ts"
 
-const solve = Effect.fn("PowSolver.solve")(function*(input: PowInput) {
-  yield* Effect.annotateCurrentSpan({ "pow.solver": "reference", "pow.difficulty": input.difficulty })
-  const solution = yield* solveReference(input)
-  yield* Effect.annotateCurrentSpan({ "pow.hashes": solution.hashes, "pow.nonce": solution.nonce.toString() })
-  return solution
-})
+/** `solveReference` as a PowSolver's solve; also the worker pool's fallback when no worker thread starts. */
+export const referenceSolve = spannedSolve({ "pow.solver": "reference" }, (input) => solveReference(input))
 
 /**
  * The PowSolver port on the pure-TypeScript reference solver (`solveReference`, domain/pow.ts). It hashes on the
@@ -17,5 +13,5 @@ const solve = Effect.fn("PowSolver.solve")(function*(input: PowInput) {
  * against.
  */
 export const ReferencePowSolver = {
-  layer: Layer.succeed(PowSolver, PowSolver.of({ solve })) satisfies Layer.Layer<PowSolver>
+  layer: Layer.succeed(PowSolver, PowSolver.of({ solve: referenceSolve })) satisfies Layer.Layer<PowSolver>
 } as const

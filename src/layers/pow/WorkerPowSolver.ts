@@ -2,17 +2,9 @@ import { Effect, Layer, Semaphore } from "effect"
 import type * as Scope from "effect/Scope"
 import { availableParallelism } from "node:os"
 import { Worker } from "node:worker_threads"
-import { ResourceError, RetryableError, ValidationError } from "../../domain/errors.ts"
-import { type PowInput, PowSolution } from "../../domain/mining.ts"
-import {
-  bytesToHex,
-  MAX_DIFFICULTY,
-  MAX_NONCE,
-  powHash,
-  prepareSearch,
-  solveReference,
-  type SolveInput
-} from "../../domain/pow.ts"
+import { ResourceError, RetryableError, type ValidationError } from "../../domain/errors.ts"
+import { PowSolution } from "../../domain/mining.ts"
+import { bytesToHex, exhaustedRange, powHash, prepareSearch, searchProblem, type SolveInput } from "../../domain/pow.ts"
 import { PowSolver } from "../../services/PowSolver.ts"
 import { nativePowAddonPath } from "./nativePowAddon.ts"
 import {
@@ -25,6 +17,8 @@ import {
   type PowWorkerMessage,
   STOP
 } from "./powWorkerProtocol.ts"
+import { referenceSolve } from "./ReferencePowSolver.ts"
+import { spannedSolve } from "./solveSpan.ts"
 
 export type { PowEngine, PowEngineRequest } from "./powWorkerProtocol.ts"
 
@@ -267,15 +261,8 @@ export const makePowWorkerPool = Effect.fnUntraced(function*(
     })
 
   const search = (challengeBytes: Uint8Array, from: bigint, to: bigint, difficulty: number) => {
-    if (challengeBytes.length !== 32) {
-      return Effect.die(new RangeError(`a challenge is 32 bytes, got ${challengeBytes.length}`))
-    }
-    if (from < 0n || to > MAX_NONCE || from > to) {
-      return Effect.die(new RangeError(`nonce range ${from}..${to} is empty or outside the uint64 range`))
-    }
-    if (!Number.isInteger(difficulty) || difficulty < 0 || difficulty > MAX_DIFFICULTY) {
-      return Effect.die(new RangeError(`difficulty ${difficulty} is out of range 0..${MAX_DIFFICULTY}`))
-    }
+    const problem = searchProblem(challengeBytes, from, to, difficulty)
+    if (problem !== undefined) return Effect.die(new RangeError(problem))
     return oneAtATime.withPermit(runJob(challengeBytes, from, to, difficulty))
   }
 
@@ -283,16 +270,10 @@ export const makePowWorkerPool = Effect.fnUntraced(function*(
     input: SolveInput,
     solveOptions: { readonly startNonce?: bigint; readonly maxNonce?: bigint } = {}
   ): Effect.fn.Return<PowSolution, ValidationError | ResourceError | RetryableError> {
-    const { challengeBytes, difficulty, maxNonce, startNonce } = yield* prepareSearch(input, solveOptions)
+    const prepared = yield* prepareSearch(input, solveOptions)
+    const { challengeBytes, difficulty, maxNonce, startNonce } = prepared
     const found = yield* search(challengeBytes, startNonce, maxNonce, difficulty)
-    if (found.nonce === undefined) {
-      return yield* new ResourceError({
-        message: `no nonce in ${startNonce}..${maxNonce} meets difficulty ${difficulty} ` +
-          `(${maxNonce - startNonce + 1n} hashes)`,
-        resource: "pow nonce range",
-        hint: "the nonce range is exhausted: lower the difficulty or widen the range"
-      })
-    }
+    if (found.nonce === undefined) return yield* exhaustedRange(prepared)
     return new PowSolution({
       nonce: found.nonce,
       powHash: bytesToHex(powHash(challengeBytes, found.nonce)),
@@ -313,6 +294,28 @@ export const makePowWorkerPool = Effect.fnUntraced(function*(
 
 const engineLabel = (engine: PowEngine): string => (engine === "typescript" ? "typescript" : `native ${engine}`)
 
+/** The pool as a PowSolver, or the reference solver when no worker thread starts. */
+const makeFastPowSolver = Effect.fnUntraced(function*(options: FastPowSolverOptions) {
+  const pool = yield* makePowWorkerPool(options).pipe(
+    Effect.catch((error) =>
+      Effect.logWarning(`${error.message}: proof of work runs on the reference solver`).pipe(Effect.as(undefined))
+    )
+  )
+  if (pool === undefined) return PowSolver.of({ solve: referenceSolve })
+  const label = engineLabel(pool.engine)
+  if (pool.fallbackReason !== undefined && options.engine !== "typescript") {
+    yield* Effect.logWarning(
+      `proof of work: ${pool.fallbackReason}; hashing with ${label} on ${pool.threads} worker threads ` +
+        `(build the addon with \`npm run build:native\`)`
+    )
+  } else {
+    yield* Effect.logInfo(`proof of work: ${label} on ${pool.threads} worker threads`)
+  }
+  return PowSolver.of({
+    solve: spannedSolve({ "pow.solver": label, "pow.threads": pool.threads }, (input) => pool.solve(input))
+  })
+})
+
 /**
  * The PowSolver port on a pool of worker threads (all cores by default), each hashing with the native addon
  * (SHA extensions or portable C) or, without it, the TypeScript searcher. Same nonce as the reference solver for the
@@ -321,46 +324,5 @@ const engineLabel = (engine: PowEngine): string => (engine === "typescript" ? "t
  * warning.
  */
 export const FastPowSolver = {
-  layer: (options: FastPowSolverOptions = {}): Layer.Layer<PowSolver> =>
-    Layer.effect(
-      PowSolver,
-      Effect.gen(function*() {
-        const pool = yield* makePowWorkerPool(options).pipe(
-          Effect.catch((error) =>
-            Effect.logWarning(`${error.message}: proof of work runs on the reference solver`).pipe(
-              Effect.as(undefined)
-            )
-          )
-        )
-        if (pool === undefined) {
-          return PowSolver.of({
-            solve: Effect.fn("PowSolver.solve")(function*(input: PowInput) {
-              yield* Effect.annotateCurrentSpan({ "pow.solver": "reference", "pow.difficulty": input.difficulty })
-              return yield* solveReference(input)
-            })
-          })
-        }
-        const label = engineLabel(pool.engine)
-        if (pool.fallbackReason !== undefined && options.engine !== "typescript") {
-          yield* Effect.logWarning(
-            `proof of work: ${pool.fallbackReason}; hashing with ${label} on ${pool.threads} worker threads ` +
-              `(build the addon with \`npm run build:native\`)`
-          )
-        } else {
-          yield* Effect.logInfo(`proof of work: ${label} on ${pool.threads} worker threads`)
-        }
-        return PowSolver.of({
-          solve: Effect.fn("PowSolver.solve")(function*(input: PowInput) {
-            yield* Effect.annotateCurrentSpan({
-              "pow.solver": label,
-              "pow.threads": pool.threads,
-              "pow.difficulty": input.difficulty
-            })
-            const solution = yield* pool.solve(input)
-            yield* Effect.annotateCurrentSpan({ "pow.hashes": solution.hashes, "pow.nonce": solution.nonce.toString() })
-            return solution
-          })
-        })
-      })
-    )
-}
+  layer: (options: FastPowSolverOptions = {}): Layer.Layer<PowSolver> => Layer.effect(PowSolver, makeFastPowSolver(options))
+} as const
