@@ -1,0 +1,198 @@
+import { Schema } from "effect"
+import type { MinerConfig } from "./MinerConfig.ts"
+import { redactUrl } from "./redaction.ts"
+import { type AnySetting, number, optionalText, secretText, seconds, type Setting, text } from "./settingKinds.ts"
+import {
+  address,
+  hasProtocol,
+  intAtLeast,
+  intBetween,
+  nonBlank,
+  noWhitespace,
+  rpcSchemes,
+  rpcUrl
+} from "./settingValues.ts"
+
+/**
+ * The table of the miner's settings (DESIGN.md "Configuration"). Order = the order of DESIGN.md, of `--help`, of the
+ * printed configuration and of the README. Add a setting here and loading, flags, messages and the README follow.
+ */
+
+/** Every setting by its `MinerConfig` field; the mapped type makes a missing or extra setting a type error. */
+export const minerSettings: { readonly [K in keyof MinerConfig]: Setting<K> } = {
+  transactionTimeout: seconds("transactionTimeout", {
+    env: "R3MES_TRANSACTION_TIMEOUT",
+    flag: "transaction-timeout",
+    metavar: "SECONDS",
+    description:
+      "Time limit of a mining transaction until its signed submission is journaled; past it, the transaction is rolled back. A submission already signed is never undone by the timeout: the chain decides",
+    expected: "a number of seconds greater than 0",
+    defaultText: "300"
+  }, 300),
+  maxRetries: number("maxRetries", {
+    env: "R3MES_MAX_RETRIES",
+    flag: "max-retries",
+    metavar: "N",
+    description: "Retries of a step after a retryable failure (network, timeout, transient chain or IPFS error)",
+    expected: "an integer from 0 to 100",
+    defaultText: "3"
+  }, intBetween(0, 100), 3),
+  powDifficulty: number("powDifficulty", {
+    env: "R3MES_POW_DIFFICULTY",
+    flag: "difficulty",
+    metavar: "BITS",
+    description: "Proof-of-work difficulty in leading zero bits; a round's own difficulty is a floor",
+    expected: "an integer from 16 to 32",
+    defaultText: "20"
+  }, intBetween(16, 32), 20),
+  retryInitialDelay: seconds("retryInitialDelay", {
+    env: "R3MES_RETRY_INITIAL_DELAY",
+    flag: "retry-initial-delay",
+    metavar: "SECONDS",
+    description: "First delay of the exponential, jittered retry back-off",
+    expected: "a number of seconds greater than 0",
+    defaultText: "1.0"
+  }, 1),
+  retryMaxDelay: seconds("retryMaxDelay", {
+    env: "R3MES_RETRY_MAX_DELAY",
+    flag: "retry-max-delay",
+    metavar: "SECONDS",
+    description: "Cap on any single retry delay",
+    expected: "a number of seconds greater than 0, not less than R3MES_RETRY_INITIAL_DELAY",
+    defaultText: "60.0"
+  }, 60),
+  retryBackoffFactor: number("retryBackoffFactor", {
+    env: "R3MES_RETRY_BACKOFF_FACTOR",
+    flag: "retry-backoff-factor",
+    metavar: "FACTOR",
+    description: "Multiplier between consecutive retry delays",
+    expected: "a number of at least 1",
+    defaultText: "2.0"
+  }, Schema.FiniteFromString.check(Schema.isGreaterThanOrEqualTo(1)), 2),
+  maxGradientSizeMb: number("maxGradientSizeMb", {
+    env: "R3MES_MAX_GRADIENT_SIZE_MB",
+    flag: "max-gradient-size-mb",
+    metavar: "MB",
+    description: "Largest gradient accepted, in MiB; a larger one is refused before any upload",
+    expected: "a number of MiB greater than 0",
+    defaultText: "100"
+  }, Schema.FiniteFromString.check(Schema.isGreaterThan(0)), 100, "MiB"),
+  maxActiveTransactions: number("maxActiveTransactions", {
+    env: "R3MES_MAX_ACTIVE_TRANSACTIONS",
+    flag: "max-active-transactions",
+    metavar: "N",
+    description: "Transactions in flight at once; one more is refused",
+    expected: "an integer of at least 1",
+    defaultText: "10"
+  }, intAtLeast(1), 10),
+  circuitBreakerThreshold: number("circuitBreakerThreshold", {
+    env: "R3MES_CIRCUIT_BREAKER_THRESHOLD",
+    flag: "circuit-breaker-threshold",
+    metavar: "N",
+    description: "Consecutive retryable failures of the chain or IPFS that open its circuit breaker",
+    expected: "an integer of at least 1",
+    defaultText: "5"
+  }, intAtLeast(1), 5),
+  circuitBreakerReset: seconds("circuitBreakerReset", {
+    env: "R3MES_CIRCUIT_BREAKER_RESET",
+    flag: "circuit-breaker-reset",
+    metavar: "SECONDS",
+    description: "Wait of an open circuit breaker before it lets a trial call through",
+    expected: "a number of seconds greater than 0",
+    defaultText: "30"
+  }, 30),
+  maxConsecutiveFailures: number("maxConsecutiveFailures", {
+    env: "R3MES_MAX_CONSECUTIVE_FAILURES",
+    flag: "max-consecutive-failures",
+    metavar: "N",
+    description: "Consecutive non-retryable transaction failures (a gradient over the size limit, an unfunded account) " +
+      "after which the miner stops with exit 1 and the cause; before that each one backs off exponentially",
+    expected: "an integer of at least 1",
+    defaultText: "10"
+  }, intAtLeast(1), 10),
+  privateKey: secretText("privateKey", {
+    env: "R3MES_PRIVATE_KEY",
+    flag: "private-key",
+    metavar: "HEX",
+    description: "Key of the miner's account, never printed; prefer the env var (command lines are visible to others)",
+    expected: "0x followed by 64 hex digits",
+    defaultText: "devnet key when on the devnet"
+  }, Schema.String.check(Schema.isPattern(/^0x[0-9a-fA-F]{64}$/))),
+  rpcUrl: optionalText("rpcUrl", {
+    env: "R3MES_RPC_URL",
+    flag: "rpc-url",
+    metavar: "URL",
+    description: "JSON-RPC endpoint of the chain (HTTP or WebSocket); without it the miner starts an embedded devnet. " +
+      "Printed without user:password@, path and query, which may hold an API key",
+    expected: rpcSchemes,
+    defaultText: "embedded devnet",
+    shown: redactUrl
+  }, rpcUrl),
+  registryAddress: optionalText("registryAddress", {
+    env: "R3MES_REGISTRY_ADDRESS",
+    flag: "registry",
+    metavar: "ADDRESS",
+    description: "Address of the MiningRegistry contract; in mixed case its EIP-55 checksum is checked",
+    expected: "0x followed by 40 hex digits",
+    defaultText: "deployed on the devnet"
+  }, address),
+  ipfsApi: text("ipfsApi", {
+    env: "R3MES_IPFS_API",
+    flag: "ipfs",
+    metavar: "API",
+    description: "Where gradients are pinned: the embedded IPFS node or a Kubo daemon's RPC API",
+    expected: "`embedded` or an http:// or https:// URL",
+    defaultText: "embedded",
+    shown: (value) => (value === "embedded" ? value : redactUrl(value))
+  }, Schema.String.check(Schema.makeFilter((s: string) => s === "embedded" || hasProtocol(["http:", "https:"])(s), {
+    expected: "`embedded` or an http:// or https:// URL"
+  })), "embedded"),
+  dataDir: text("dataDir", {
+    env: "R3MES_DATA_DIR",
+    flag: "data-dir",
+    metavar: "DIR",
+    description: "Directory of the journal, the embedded IPFS repository and the devnet state",
+    expected: "a non-empty path",
+    defaultText: "./.r3mes"
+  }, nonBlank, "./.r3mes"),
+  statsHost: text("statsHost", {
+    env: "R3MES_STATS_HOST",
+    flag: "stats-host",
+    metavar: "HOST",
+    description: "Interface the monitoring HTTP API listens on",
+    expected: "a host name or IP address without spaces",
+    defaultText: "127.0.0.1"
+  }, noWhitespace, "127.0.0.1"),
+  statsPort: number("statsPort", {
+    env: "R3MES_STATS_PORT",
+    flag: "stats-port",
+    metavar: "PORT",
+    description: "Port of the monitoring HTTP API (0: any free port)",
+    expected: "an integer from 0 to 65535",
+    defaultText: "8080"
+  }, intBetween(0, 65535), 8080),
+  adminToken: secretText("adminToken", {
+    env: "R3MES_ADMIN_TOKEN",
+    flag: "admin-token",
+    metavar: "TOKEN",
+    description: "Bearer token of the admin routes (POST /cleanup-stale), never printed",
+    expected: "a string without spaces",
+    defaultText: "none (admin routes refuse)"
+  }, noWhitespace),
+  logFile: text("logFile", {
+    env: "R3MES_LOG_FILE",
+    flag: "log-file",
+    metavar: "FILE",
+    description: "File of the JSON log lines, one per state change",
+    expected: "a non-empty path",
+    defaultText: "logs/miner.log"
+  }, nonBlank, "logs/miner.log")
+}
+
+/** The settings in table order. */
+export const settingsTable: ReadonlyArray<AnySetting> = Object.values(minerSettings)
+
+export const settingByEnv = (env: string): AnySetting | undefined => settingsTable.find((s) => s.env === env)
+
+export const settingByFlag = (flag: string): AnySetting | undefined =>
+  settingsTable.find((s) => s.flag === flag.replace(/^--/, ""))
