@@ -11,6 +11,9 @@
  * is reset (`echo 5 > /proc/self/clear_refs`); after each phase the peak (VmHWM) is read. The growth is that peak
  * minus the resident set before: every byte the phases held at once, whether V8 heap, buffers or native memory.
  *
+ * The parent also times the embedded store's start in its own process (test/ipfs-helia.test.ts checks it opens no
+ * socket, untimed): a first start, which loads helia's modules, and a second one on the same repository.
+ *
  * Figures, not assertions: tests never time.
  */
 import { spawnSync } from "node:child_process"
@@ -20,7 +23,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import { type EnvelopeHeader, FORMAT } from "../src/domain/gradientEnvelope.ts"
 import { HeliaStore } from "../src/layers/ipfs/HeliaStore.ts"
 import { pseudoGradientEnvelope } from "../src/layers/onnx/OnnxTrainer.ts"
@@ -145,7 +148,19 @@ const child = Effect.scoped(Effect.gen(function*() {
 
 // --- The parent: starts the child, prints and writes the figures. ---
 
-const parent = () => {
+/** Milliseconds to open and close the embedded store: the first start loads helia's modules, the second does not. */
+const heliaStarts = Effect.gen(function*() {
+  const dataDir = mkdtempSync(join(tmpdir(), "r3mes-bench-helia-"))
+  yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dataDir, { recursive: true, force: true })))
+  const startOnce = Effect.gen(function*() {
+    const started = performance.now()
+    yield* Effect.scoped(Layer.build(HeliaStore.layer({ dataDir })))
+    return performance.now() - started
+  })
+  return { first: yield* startOnce, second: yield* startOnce }
+}).pipe(Effect.scoped)
+
+const parent = async () => {
   const run = spawnSync(
     process.execPath,
     ["--expose-gc", fileURLToPath(import.meta.url), "--child", "--mb", String(gradientMb)],
@@ -163,6 +178,8 @@ const parent = () => {
     row(`peak growth after ${phase.phase}`, mb(phase.peak_growth_bytes), `${(phase.peak_growth_bytes / measured.gradient_bytes).toFixed(2)}× · ${phase.ms.toFixed(0)} ms`)
   }
   row("peak RSS growth", mb(measured.peak_rss_growth_bytes), `${ratio.toFixed(2)}× the gradient (target ≤ 2.5×; ${measured.peak_source})`)
+  const starts = await Effect.runPromise(heliaStarts)
+  row("embedded IPFS store start (open + close)", `${starts.second.toFixed(0)} ms`, `first start ${starts.first.toFixed(0)} ms (loads helia)`)
 
   const result = {
     gradient_bytes: measured.gradient_bytes,
@@ -170,7 +187,8 @@ const parent = () => {
     ratio: Math.round(ratio * 100) / 100,
     envelope_bytes: measured.envelope_bytes,
     peak_source: measured.peak_source,
-    phases: measured.phases.map((p) => ({ ...p, ms: Math.round(p.ms) }))
+    phases: measured.phases.map((p) => ({ ...p, ms: Math.round(p.ms) })),
+    helia_start_ms: { first: Math.round(starts.first), second: Math.round(starts.second) }
   }
   const resultsDir = new URL("./results/", import.meta.url)
   mkdirSync(resultsDir, { recursive: true })
@@ -179,4 +197,4 @@ const parent = () => {
 }
 
 if (args.child) await Effect.runPromise(child)
-else parent()
+else await parent()
