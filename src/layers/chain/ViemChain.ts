@@ -1,4 +1,4 @@
-import { Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
+import { Cache, Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
 import {
   createPublicClient,
   type Hex,
@@ -138,19 +138,20 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
     return new ChainFingerprint({ genesisHash, registryCodeHash: keccak256(current ?? "0x") })
   }).pipe(Effect.withSpan("Chain.fingerprint"))
 
-  // A round's spec is immutable once opened: read it from RoundOpened once.
-  const specs = new Map<bigint, string>()
-  const roundSpec = (roundId: bigint) =>
-    specs.has(roundId) ? Effect.succeed(specs.get(roundId)!) : events("RoundOpened", { roundId }).pipe(
-      Effect.flatMap((logs) => {
-        const spec = logs[0]?.args.spec as string | undefined
-        if (spec === undefined) {
-          return Effect.fail(new ValidationError({ message: `no RoundOpened event for round ${roundId}` }))
-        }
-        specs.set(roundId, spec)
-        return Effect.succeed(spec)
-      })
-    )
+  // A round's spec is immutable once opened: read it from RoundOpened once, and again only after a failure. The
+  // capacity holds far more rounds than a miner works on (a devnet opens one every 256 chunks).
+  const specs = yield* Cache.makeWith(
+    Effect.fnUntraced(function*(roundId: bigint) {
+      const logs = yield* events("RoundOpened", { roundId })
+      const spec = logs[0]?.args.spec as string | undefined
+      if (spec === undefined) {
+        return yield* new ValidationError({ message: `no RoundOpened event for round ${roundId}` })
+      }
+      return spec
+    }),
+    { capacity: 4096, timeToLive: (exit) => (exit._tag === "Success" ? Duration.infinity : Duration.zero) }
+  )
+  const roundSpec = (roundId: bigint) => Cache.get(specs, roundId)
 
   const getRound = Effect.fn("Chain.getRound")(function*(roundId: bigint) {
     const [modelCid, specHash, chunkCount, difficulty, deadline, nextChunk, submittedCount, exists] = yield* read(
