@@ -464,3 +464,48 @@ describe("r3mes-miner status / stats with a miner running", () => {
       assert.deepStrictEqual(unknown.stderrLines, [`r3mes-miner: no transaction tx-9-9-nope at ${url}`])
     }).pipe(Effect.provide(runningMiner)), 60_000)
 })
+
+// ---------------------------------------------------------------------------------------------------------------
+// fetch refuses the ports of the Fetch standard's "bad ports" list; a miner may listen on one, and is reached there.
+
+const fetchBadPorts = [10080, 6665, 6666, 6667, 6668, 6669, 6000, 6566, 6697]
+
+/** The first of `ports` free on 127.0.0.1 now, if any. */
+const firstFree = async (ports: ReadonlyArray<number>): Promise<number | undefined> => {
+  for (const port of ports) {
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer()
+      server.once("error", () => resolve(false))
+      server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)))
+    })
+    if (free) return port
+  }
+  return undefined
+}
+
+describe("r3mes-miner stats with a miner on a port fetch refuses", () => {
+  it.live("reads the miner there (node:http, not fetch)", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.promise(() => firstFree(fetchBadPorts))
+      if (port === undefined) return // every one of them is taken on this machine: nothing to show here
+      yield* Effect.gen(function*() {
+        const { url } = yield* MonitoringApi
+        // The premise: fetch will not even try.
+        const refused = yield* Effect.promise(() => fetch(`${url}/stats`).then(() => false, () => true))
+        assert.isTrue(refused)
+        const run = yield* Effect.promise(() =>
+          cli(["stats", "--json", "--stats-port", String(port), "--data-dir", mkdtempSync(join(tmpdir(), "r3mes-status-badport-"))])
+        )
+        assert.strictEqual(run.status, 0, run.stderr)
+        assert.strictEqual(JSON.parse(run.stdout).source, "api")
+      }).pipe(
+        Effect.provide(
+          MonitoringApi.layer({ port }).pipe(
+            Layer.provideMerge(harness()),
+            Layer.provideMerge(Layer.sync(Metric.MetricRegistry, () => new Map())),
+            Layer.provideMerge(Logger.layer([]))
+          )
+        )
+      )
+    }), 60_000)
+})

@@ -9,7 +9,7 @@ import type { TransactionRecord } from "../src/domain/TransactionRecord.ts"
 import { Chain } from "../src/services/Chain.ts"
 import { Journal } from "../src/services/Journal.ts"
 import { MiningCoordinator } from "../src/services/MiningCoordinator.ts"
-import { activeTransactions, errorsTotal, stepDuration, transactionsTotal } from "../src/services/MiningStats.ts"
+import { activeTransactions, errorsTotal, MiningStats, stepDuration, transactionsTotal } from "../src/services/MiningStats.ts"
 import { InMemoryJournal } from "../src/testing/InMemoryJournal.ts"
 import { TestChain } from "../src/testing/TestChain.ts"
 import { TestGradientStore } from "../src/testing/TestGradientStore.ts"
@@ -483,21 +483,25 @@ describe("MiningCoordinator", () => {
       assert.strictEqual(stats.rollbacks.compensations_done, 2)
     }).pipe(Effect.provide(harness())))
 
-  it.effect("statistics are also exported as Effect metrics", () =>
+  it.effect("statistics are also exported as Effect metrics, in the miner's own registry", () =>
     Effect.gen(function*() {
       const coordinator = yield* MiningCoordinator
       yield* coordinator.mine(task(0))
       yield* (yield* TestChain).setFaults({ submitGradient: { alwaysFail: new AuthenticationError({ message: "no" }) } })
       yield* coordinator.mine(task(1))
-      const committed = yield* Metric.value(Metric.withAttributes(transactionsTotal, { state: "committed" }))
-      const rolledBack = yield* Metric.value(Metric.withAttributes(transactionsTotal, { state: "rolled_back" }))
+      const { metricRegistry } = yield* MiningStats
+      const own = <A>(read: Effect.Effect<A>) => Effect.provideService(read, Metric.MetricRegistry, metricRegistry)
+      const committed = yield* own(Metric.value(Metric.withAttributes(transactionsTotal, { state: "committed" })))
+      const rolledBack = yield* own(Metric.value(Metric.withAttributes(transactionsTotal, { state: "rolled_back" })))
       assert.strictEqual(committed.count, 1)
       assert.strictEqual(rolledBack.count, 1)
-      const auth = yield* Metric.value(Metric.withAttributes(errorsTotal, { category: "authentication" }))
+      const auth = yield* own(Metric.value(Metric.withAttributes(errorsTotal, { category: "authentication" })))
       assert.strictEqual(auth.count, 1)
-      const training = yield* Metric.value(Metric.withAttributes(stepDuration, { step: "training" }))
+      const training = yield* own(Metric.value(Metric.withAttributes(stepDuration, { step: "training" })))
       assert.strictEqual(training.count, 2)
-      assert.strictEqual((yield* Metric.value(activeTransactions)).value, 0)
+      assert.strictEqual((yield* own(Metric.value(activeTransactions))).value, 0)
+      // Nothing went to the process-wide registry.
+      assert.strictEqual((yield* Metric.value(Metric.withAttributes(transactionsTotal, { state: "committed" }))).count, 0)
     }).pipe(Effect.provide(harness()), Effect.provideService(Metric.MetricRegistry, new Map())))
 
   it.effect("transactions per minute is counted over a sliding one-minute window", () =>

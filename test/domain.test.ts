@@ -13,7 +13,7 @@ import {
   ValidationError
 } from "../src/domain/errors.ts"
 import { nominalDelay, retryDelays } from "../src/domain/retryPolicy.ts"
-import { percentile, ratePerMinute, SampleRing } from "../src/domain/statistics.ts"
+import { latencyFromSummary, percentile, pruneWindow, ratePerMinute, rateWindowMs } from "../src/domain/statistics.ts"
 import { newRecord, TransactionRecord, transition } from "../src/domain/TransactionRecord.ts"
 import { canTransition, TransactionState } from "../src/domain/TransactionState.ts"
 
@@ -136,19 +136,37 @@ describe("statistics helpers", () => {
     assert.isNull(percentile([], 50))
   })
 
-  it("the sample ring keeps the most recent values in bounded memory", () => {
-    const ring = new SampleRing(3)
-    for (const v of [1, 2, 3, 4, 5]) ring.add(v)
-    assert.deepStrictEqual([...ring.values()].sort(), [3, 4, 5])
-    assert.strictEqual(ring.total, 5)
+  it("a latency summary reads totals for count, mean and max, the recent window for percentiles", () => {
+    const summary = { count: 4, sum: 100, max: 70, quantiles: [[0.5, 10], [0.95, 20], [0.99, 20]] as const }
+    assert.deepStrictEqual(latencyFromSummary(summary), {
+      count: 4,
+      mean_ms: 25,
+      p50_ms: 10,
+      p95_ms: 20,
+      p99_ms: 20,
+      max_ms: 70
+    })
+    // Samples long ago, none recent: totals stay, percentiles say "none in the window".
+    const old = { count: 2, sum: 30, max: 20, quantiles: [[0.5, undefined], [0.95, undefined], [0.99, undefined]] as const }
+    assert.deepStrictEqual(latencyFromSummary(old), { count: 2, mean_ms: 15, p50_ms: null, p95_ms: null, p99_ms: null, max_ms: 20 })
+    const none = { count: 0, sum: 0, max: -Number.MAX_VALUE, quantiles: [] }
+    assert.deepStrictEqual(latencyFromSummary(none), { count: 0, mean_ms: null, p50_ms: null, p95_ms: null, p99_ms: null, max_ms: null })
   })
 
   it("rate per minute counts the window, not the epoch", () => {
+    assert.strictEqual(rateWindowMs, 60_000)
     const now = 1_800_000_000_000
     const started = now - 3_600_000
-    assert.strictEqual(ratePerMinute([now - 70_000, now - 50_000, now - 10_000], now, 60_000, started), 2)
+    assert.strictEqual(ratePerMinute([now - 70_000, now - 50_000, now - 10_000], now, started), 2)
     // Up for 30 s with 3 events: 6 per minute, not 3 and not 3 / (minutes since 1970).
-    assert.strictEqual(ratePerMinute([now - 20_000, now - 10_000, now], now, 60_000, now - 30_000), 6)
+    assert.strictEqual(ratePerMinute([now - 20_000, now - 10_000, now], now, now - 30_000), 6)
+  })
+
+  it("pruning drops what left the window and keeps the rest", () => {
+    const now = 1_800_000_000_000
+    const times = [now - 90_000, now - 60_000, now - 59_999, now]
+    pruneWindow(times, now)
+    assert.deepStrictEqual(times, [now - 59_999, now])
   })
 })
 

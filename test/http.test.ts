@@ -6,6 +6,10 @@ import type { MinerConfig } from "../src/domain/MinerConfig.ts"
 import { MonitoringApi, type MonitoringApiOptions, prometheusContentType } from "../src/layers/http/MonitoringApi.ts"
 import { Readiness } from "../src/layers/http/Readiness.ts"
 import { MiningCoordinator } from "../src/services/MiningCoordinator.ts"
+import { NodeHttpClient } from "@effect/platform-node"
+import { HttpApiClient } from "effect/http-api"
+import { TransactionNotFound } from "../src/api/MonitoringApiErrors.ts"
+import { MonitoringApiSpec } from "../src/api/MonitoringApiSpec.ts"
 import { harness, type HarnessOptions } from "./support/harness.ts"
 
 const adminToken = "admin-token-7f3c9e1d"
@@ -164,6 +168,23 @@ describe("MonitoringApi", () => {
       assert.strictEqual(metrics.contentType, prometheusContentType)
     }).pipe(Effect.provide(api({ api: { miner: { chain: { chain_id: 31337 } } } }))))
 
+  it.live("the client derived from the description decodes every answer the server gives", () =>
+    Effect.gen(function*() {
+      const [first] = yield* mineSome
+      const { url } = yield* MonitoringApi
+      const client = yield* HttpApiClient.make(MonitoringApiSpec, { baseUrl: url })
+      assert.strictEqual((yield* client.health()).status, "ok")
+      assert.strictEqual((yield* client.ready()).status, "ready")
+      assert.strictEqual((yield* client.stats()).atomic_coordinator["committed"], 2)
+      assert.strictEqual((yield* client.transactions({ query: { state: "committed", limit: 5 } })).count, 2)
+      const record = yield* client.transaction({ params: { id: first!.transaction_id }, query: { events: "true" } })
+      assert.strictEqual(record.events?.at(-1)?.state, "committed")
+      assert.strictEqual((yield* client.errorBreakdown()).total_errors, 0)
+      assert.include(yield* client.metrics(), "r3mes_transactions_total")
+      const missing = yield* Effect.flip(client.transaction({ params: { id: "tx-9-9-nope" }, query: {} }))
+      assert.instanceOf(missing, TransactionNotFound)
+    }).pipe(Effect.provide(NodeHttpClient.layerNodeHttp), Effect.provide(api())))
+
   it.live("components (the embedded devnet): /ready while it restarts, /health 503 once it is down for good", () => {
     let devnet = { state: "running", restarts: 0, alive: true, ready: true }
     return Effect.gen(function*() {
@@ -232,6 +253,11 @@ describe("MonitoringApi", () => {
 
   it.live("bad query parameters answer 400 JSON", () =>
     Effect.gen(function*() {
+      // Empty parameters, as DESIGN.md writes the route, mean "not given".
+      const empty = yield* call("/transactions?state=&limit=")
+      assert.strictEqual(empty.status, 200)
+      assert.strictEqual(empty.json.state, null)
+      assert.strictEqual(empty.json.limit, 50)
       const bogus = yield* call("/transactions?state=bogus")
       assert.strictEqual(bogus.status, 400)
       assert.strictEqual(bogus.json.error, "invalid_state")
@@ -247,6 +273,48 @@ describe("MonitoringApi", () => {
       assert.strictEqual(negative.json.error, "invalid_max_age")
       const notJson = yield* call("/cleanup-stale", { ...bearer(adminToken), body: "{oops" })
       assert.strictEqual(notJson.status, 400)
+    }).pipe(Effect.provide(api())))
+
+  it.live("a malformed query or body answers 400 with the schema's message, as { error, message }", () =>
+    Effect.gen(function*() {
+      const limit = yield* call("/transactions?limit=0")
+      assert.deepStrictEqual(limit.json, {
+        error: "invalid_limit",
+        message: "query parameter limit: expected an integer from 1 to 1000"
+      })
+      const state = yield* call("/transactions?state=bogus")
+      assert.match(state.json.message, /^query parameter state: Expected "pending" \| "training"/)
+      const events = yield* call("/transaction/tx-1-1-00000000?events=maybe")
+      assert.strictEqual(events.status, 400)
+      assert.strictEqual(events.json.error, "invalid_parameter")
+      const negative = yield* call("/cleanup-stale", {
+        method: "POST",
+        headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+        body: JSON.stringify({ max_age_seconds: -3 })
+      })
+      assert.deepStrictEqual(negative.json, {
+        error: "invalid_max_age",
+        message: "body max_age_seconds: expected a number of seconds, 0 or more"
+      })
+      const notObject = yield* call("/cleanup-stale", { ...bearer(adminToken), body: "[1]" })
+      assert.strictEqual(notObject.status, 400)
+      assert.strictEqual(notObject.json.error, "invalid_body")
+      // Text from a form or written by hand is read as the number it spells; an empty value is the default.
+      const text = yield* call("/cleanup-stale", { ...bearer(adminToken), body: JSON.stringify({ max_age_seconds: "7" }) })
+      assert.strictEqual(text.json.max_age_seconds, 7)
+      const empty = yield* call("/cleanup-stale", {
+        method: "POST",
+        headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/x-www-form-urlencoded" },
+        body: "max_age_seconds="
+      })
+      assert.strictEqual(empty.json.max_age_seconds, 30)
+    }).pipe(Effect.provide(api())))
+
+  it.live("a body over 64 KiB answers 413 JSON", () =>
+    Effect.gen(function*() {
+      const big = yield* call("/cleanup-stale", { ...bearer(adminToken), body: `max_age_seconds=1&pad=${"x".repeat(70_000)}` })
+      assert.strictEqual(big.status, 413)
+      assert.strictEqual(big.json.error, "body_too_large")
     }).pipe(Effect.provide(api())))
 
   it.live("POST /cleanup-stale needs the bearer token and cleans the stale transactions", () =>

@@ -1,112 +1,20 @@
 import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
-import { errorCategories } from "../domain/errors.ts"
-import { type LatencySummary, ratePerMinute, summarizeLatency } from "../domain/statistics.ts"
-import type { TransactionRecord } from "../domain/TransactionRecord.ts"
-import { isTerminal, type Step, steps, TransactionState } from "../domain/TransactionState.ts"
+import { steps } from "../domain/TransactionState.ts"
 import type { CoordinatorStatistics } from "../services/MiningCoordinator.ts"
+import { journalStatistics, type JournalStatistics } from "../services/stats/journalStatistics.ts"
 import { logToStderr, runCliEffect } from "./errors.ts"
 import {
   askMinerOrJournal,
   describeSource,
-  formatAge,
   loadMonitorTarget,
   type MonitorTarget,
   monitorFlags,
   noteJsonSource,
   printJson,
-  type Source,
-  table
-} from "./status.ts"
-
-/** The sliding window of the miner's rates (MiningStats): one minute. */
-const windowMs = 60_000
-
-/**
- * The statistics of `/stats`'s `atomic_coordinator` that the journal's records can give: counts, rates, latencies,
- * errors, retries and compensations. What only a live process knows (uptime, peak active, PoW hash rate, circuit
- * breakers, recovery runs) is left out rather than guessed. Rates are over the minute ending at the journal's last
- * update (`window_ends_at`), so a stopped miner's last minute of work still reads as a rate.
- */
-export const journalStatistics = (records: ReadonlyArray<TransactionRecord>) => {
-  const distribution = Object.fromEntries(TransactionState.literals.map((s) => [s, 0])) as Record<TransactionState, number>
-  const errors: Record<string, number> = Object.fromEntries(errorCategories.map((c) => [c, 0]))
-  const samples = Object.fromEntries([...steps, "total"].map((s) => [s, [] as Array<number>])) as Record<
-    Step | "total",
-    Array<number>
-  >
-  const retries = Object.fromEntries([...steps, "total"].map((s) => [s, 0])) as Record<Step | "total", number>
-  const finishedAt: Array<number> = []
-  const committedAt: Array<number> = []
-  let taskCompletionFailures = 0
-  let compensationsDone = 0
-  let compensationsFailed = 0
-  let first = Infinity
-  let last = -Infinity
-
-  for (const r of records) {
-    const created = Date.parse(r.created_at)
-    const updated = Date.parse(r.updated_at)
-    first = Math.min(first, created)
-    last = Math.max(last, updated)
-    distribution[r.state]++
-    for (const step of steps) {
-      const ms = r.step_ms[step]
-      if (ms !== null) samples[step].push(ms)
-      const retried = Math.max(0, r.attempts[step] - 1)
-      retries[step] += retried
-      retries.total += retried
-    }
-    for (const action of r.rollback_actions) {
-      if (action.status === "done") compensationsDone++
-      else compensationsFailed++
-    }
-    if (!isTerminal(r.state)) continue
-    finishedAt.push(updated)
-    samples.total.push(updated - created)
-    if (r.state === "committed") {
-      committedAt.push(updated)
-      if (!r.task_completed) taskCompletionFailures++
-    } else {
-      // As MiningStats counts them: the category of what ended a transaction that did not commit.
-      const category = r.error_category ?? "unknown"
-      errors[category] = (errors[category] ?? 0) + 1
-    }
-  }
-
-  const finished = finishedAt.length
-  const rate = (n: number) => (finished === 0 ? 0 : n / finished)
-  const perMinute = (timestamps: ReadonlyArray<number>) =>
-    records.length === 0 ? 0 : ratePerMinute(timestamps, last, windowMs, first)
-  return {
-    total_transactions: records.length,
-    active_transactions: records.length - finished,
-    committed: distribution.committed,
-    failed: distribution.failed,
-    rolled_back: distribution.rolled_back,
-    success_rate: rate(distribution.committed),
-    failure_rate: rate(distribution.failed),
-    rollback_rate: rate(distribution.rolled_back),
-    task_completion_failures: taskCompletionFailures,
-    window_seconds: windowMs / 1000,
-    window_ends_at: records.length === 0 ? null : new Date(last).toISOString(),
-    transactions_per_minute: perMinute(finishedAt),
-    committed_per_minute: perMinute(committedAt),
-    latency_ms: Object.fromEntries(
-      [...steps, "total" as const].map((s) => [s, summarizeLatency(samples[s])])
-    ) as Record<Step | "total", LatencySummary>,
-    error_breakdown: errors,
-    state_distribution: distribution,
-    retries,
-    rollbacks: {
-      transactions: distribution.rolled_back,
-      compensations_done: compensationsDone,
-      compensations_failed: compensationsFailed
-    }
-  }
-}
-
-export type JournalStatistics = ReturnType<typeof journalStatistics>
+  type Source
+} from "./monitorClient.ts"
+import { formatAge, table } from "./render.ts"
 
 /** Either side's `atomic_coordinator`: the journal's keys always, the live ones when a miner answered. */
 type StatisticsView = JournalStatistics & Partial<Omit<CoordinatorStatistics, keyof JournalStatistics>>
@@ -187,16 +95,20 @@ const json = Flag.Boolean("json").pipe(
   Flag.withDefault(false)
 )
 
+/** GET /stats, or its journal part: the API keeps `atomic_coordinator` open-ended, the renderer reads what it knows. */
+interface StatisticsBody {
+  readonly atomic_coordinator: StatisticsView
+  readonly miner?: Readonly<Record<string, unknown>>
+}
+
 const showStatistics = Effect.fnUntraced(function*(target: MonitorTarget, options: { readonly json: boolean }) {
   const found = yield* askMinerOrJournal(target, {
     path: "/stats",
-    recognize: (body) => typeof body["atomic_coordinator"] === "object" && body["atomic_coordinator"] !== null,
-    fromJournal: (journal) => Effect.map(journal.list({}), (records) => Option.some({ atomic_coordinator: journalStatistics(records) }))
+    ask: (client) => Effect.map(client.stats(), (stats) => stats as unknown as StatisticsBody),
+    fromJournal: (journal) =>
+      Effect.map(journal.list({}), (records) => Option.some<StatisticsBody>({ atomic_coordinator: journalStatistics(records) }))
   })
-  const body = Option.getOrElse(found.value, () => ({})) as {
-    readonly atomic_coordinator: StatisticsView
-    readonly miner?: Readonly<Record<string, unknown>>
-  }
+  const body = Option.getOrElse(found.value, () => ({}) as StatisticsBody)
   if (options.json) {
     yield* noteJsonSource(found.source)
     return yield* printJson(
