@@ -43,6 +43,7 @@ export { SqliteJournal, type SqliteJournalOptions } from "./layers/journal/Sqlit
 export { checkJournal, type JournalCheck } from "./layers/journal/checkJournal.ts"
 export { OnnxTrainer } from "./layers/onnx/OnnxTrainer.ts"
 export { MonitoringApi } from "./layers/http/MonitoringApi.ts"
+export { MonitoringApiSpec } from "./api/MonitoringApiSpec.ts"
 export { type Miner, type MinerAdapters, minerLayer } from "./app/minerLayer.ts"
 export { type MinerRun, runMiner, type RunMinerOptions } from "./app/runMiner.ts"
 export { chainEndpoint, type ChainEndpoint } from "./app/chainEndpoint.ts"

@@ -14,7 +14,7 @@ import type { LockState } from "../layers/journal/dataDirLock.ts"
 import { logToStderr, runCliEffect } from "./errors.ts"
 import { CliExit, ExitCode } from "./exit.ts"
 import { loadSettings, loadSomeSettings, type SettingFlagValues, settingFlags } from "./settingsFlags.ts"
-import { printJson } from "./status.ts"
+import { printJson } from "./monitorClient.ts"
 
 /**
  * `r3mes-miner journal …`: the operator's tools for the journal in a data dir. Each subcommand is a

@@ -1,5 +1,4 @@
 import { existsSync } from "node:fs"
-import { join } from "node:path"
 import { NodeHttpClient } from "@effect/platform-node"
 import { Cause, Console, Duration, Effect, Exit, Option } from "effect"
 import { HttpClientError } from "effect/http"
@@ -14,9 +13,9 @@ import {
   Unauthorized
 } from "../api/MonitoringApiErrors.ts"
 import { MonitoringApiSpec } from "../api/MonitoringApiSpec.ts"
+import { journalLayer, journalPath } from "../app/adapters.ts"
 import { type MiningError, ResourceError } from "../domain/errors.ts"
 import { minerSettings } from "../domain/MinerConfigSchema.ts"
-import { SqliteJournal } from "../layers/journal/SqliteJournal.ts"
 import { Journal } from "../services/Journal.ts"
 import { CliExit, ExitCode } from "./exit.ts"
 import { loadSettings, type SettingFlagValues, settingFlags } from "./settingsFlags.ts"
@@ -48,7 +47,6 @@ const apiTimeout = Duration.seconds(2)
 export const minerUrl = (target: Pick<MonitorTarget, "host" | "port">): string =>
   `http://${target.host.includes(":") ? `[${target.host}]` : target.host}:${target.port}`
 
-export const journalFile = (dataDir: string): string => join(dataDir, "journal.sqlite")
 
 /** Where an answer came from, as the human output's first line and the JSON's `source` say. */
 export type Source =
@@ -126,7 +124,7 @@ const readJournal = <A>(
   why: string,
   read: (journal: Journal["Service"]) => Effect.Effect<A, MiningError>
 ): Effect.Effect<A, MiningError> => {
-  const path = journalFile(target.dataDir)
+  const path = journalPath(target.dataDir)
   if (!existsSync(path)) {
     return Effect.fail(
       new ResourceError({
@@ -136,7 +134,7 @@ const readJournal = <A>(
       })
     )
   }
-  return Journal.use(read).pipe(Effect.provide(SqliteJournal.layer({ path, readOnly: true })))
+  return Journal.use(read).pipe(Effect.provide(journalLayer(target.dataDir, { readOnly: true })))
 }
 
 /**
@@ -161,7 +159,7 @@ export const askMinerOrJournal = Effect.fnUntraced(function*<A, E>(
     return yield* new CliExit({ code: ExitCode.failure })
   }
   const value = yield* readJournal(target, answer.why, request.fromJournal)
-  const source: Source = { _tag: "journal", path: journalFile(target.dataDir), why: answer.why }
+  const source: Source = { _tag: "journal", path: journalPath(target.dataDir), why: answer.why }
   return { source, value }
 })
 

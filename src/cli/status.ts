@@ -17,7 +17,6 @@ import {
 import { renderList, renderTransaction } from "./statusRender.ts"
 
 // Where `journal` took these from before status.ts was split.
-export { journalFile, printJson } from "./monitorClient.ts"
 
 /**
  * `r3mes-miner status [TX_ID]`: what a miner is doing, asked of its monitoring API when one answers, else read
