@@ -11,7 +11,7 @@
  * is reset (`echo 5 > /proc/self/clear_refs`); after each phase the peak (VmHWM) is read. The growth is that peak
  * minus the resident set before: every byte the phases held at once, whether V8 heap, buffers or native memory.
  *
- * The parent also times the embedded store's start in its own process (test/ipfs-helia.test.ts checks it opens no
+ * The parent also times the embedded store's start in its own process (test/integration/ipfs-helia.test.ts checks it opens no
  * socket, untimed): a first start, which loads helia's modules, and a second one on the same repository.
  *
  * Figures, not assertions: tests never time.

@@ -1,7 +1,7 @@
 /**
  * Rewrites the configuration table of README.md from the settings table (src/domain/MinerConfigSchema.ts), between
  * the `config-table` markers. Run after changing a setting: `node scripts/update-readme-config.ts`.
- * test/config.test.ts fails while the README's copy differs.
+ * test/unit/config.test.ts fails while the README's copy differs.
  */
 import { readFileSync, writeFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"

@@ -21,7 +21,7 @@ export const showSetting = (setting: AnySetting, config: MinerConfig): string =>
 export const configToJson = (config: MinerConfig): Record<string, SettingJson> =>
   Object.fromEntries(settingsTable.map((s) => [s.env, jsonOf(s as Setting<keyof MinerConfig>, config)]))
 
-/** The settings as the README's markdown table; `test/config.test.ts` fails when the README's copy differs. */
+/** The settings as the README's markdown table; `test/unit/config.test.ts` fails when the README's copy differs. */
 export const settingsMarkdownTable = (): string => {
   const cell = (text: string) => text.replace(/\|/g, "\\|")
   const rows = settingsTable.map((s) =>

@@ -1,7 +1,7 @@
 /**
  * EIP-55 address checksums, so that a mistyped registry address is refused at start instead of failing at the first
  * chain call. Keccak-256 is written out here because the domain imports nothing but effect (as pow.ts writes out
- * SHA-256); it runs once per address at start, so BigInt lanes are plenty fast. test/config.test.ts checks it
+ * SHA-256); it runs once per address at start, so BigInt lanes are plenty fast. test/unit/config.test.ts checks it
  * against viem's `keccak256` and `getAddress`.
  */
 

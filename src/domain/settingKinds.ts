@@ -61,13 +61,8 @@ const withDefaultValue = <A>(env: string, codec: Schema.Codec<A, string>, defaul
 const optionalValue = <A>(env: string, codec: Schema.Codec<A, string>, secret: boolean): Config.Config<Option.Option<A>> =>
   Config.String(env).pipe(Config.mapEffect(decodeRaw(env, codec, secret)), Config.option)
 
-export interface Spec {
-  readonly env: string
-  readonly flag: string
-  readonly metavar: string
-  readonly description: string
-  readonly expected: string
-  readonly defaultText: string
+/** What a setting's table row gives; the kind of setting adds the rest. */
+export type Spec = Pick<Setting<keyof MinerConfig>, "env" | "flag" | "metavar" | "description" | "expected" | "defaultText"> & {
   readonly shown?: (raw: string) => string
 }
 

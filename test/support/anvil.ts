@@ -1,7 +1,6 @@
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { Context, Effect, Layer, type Scope } from "effect"
 import {
   type Address,
@@ -24,6 +23,7 @@ import { type AnvilInstance, type AnvilOptions, startAnvil } from "../../src/lay
 import { type DevnetOptions, type RunningDevnet, startDevnet } from "../../src/layers/chain/devnet/Devnet.ts"
 import { miningRegistryAbi, miningRegistryBytecode } from "../../src/layers/chain/MiningRegistryArtifact.ts"
 import { fromViemError } from "../../src/layers/chain/viemErrors.ts"
+import { program } from "./cli.ts"
 
 /**
  * Real chains for integration tests, each on a free port and gone when the test's scope closes.
@@ -180,7 +180,6 @@ export interface MinerProcess {
   readonly exited: Effect.Effect<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
 }
 
-const program = fileURLToPath(new URL("../../src/program.ts", import.meta.url))
 
 /**
  * `r3mes-miner mine --json` on the embedded devnet and IPFS node in `dataDir`, as a child process killed (with its

@@ -1,7 +1,6 @@
 import { spawn } from "node:child_process"
 import { existsSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { Effect, Redacted } from "effect"
 import { type Address, createPublicClient, http } from "viem"
 import type { TransactionRecord } from "../../src/domain/TransactionRecord.ts"
@@ -13,13 +12,13 @@ import { SqliteJournal } from "../../src/layers/journal/SqliteJournal.ts"
 import type { CrashPoint } from "../../src/testing/CrashPoints.ts"
 import { GradientStore } from "../../src/services/GradientStore.ts"
 import { Journal, type JournalEvent } from "../../src/services/Journal.ts"
+import { program } from "./cli.ts"
 
 /**
  * The chaos test's tools: the real miner as a child process that dies on the spot (a crash point, or SIGKILL from
  * outside), and a reading of what it left behind on the chain, in the journal and in the IPFS pins.
  */
 
-const program = fileURLToPath(new URL("../../src/program.ts", import.meta.url))
 
 const minerEnv = (crashAt: string | undefined): NodeJS.ProcessEnv => ({
   ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("R3MES_"))),

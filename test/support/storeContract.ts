@@ -47,7 +47,7 @@ export const deterministicBytes = (length: number, seed: number): Uint8Array => 
 
 /**
  * 1.5 MiB + 12,345 bytes, seed 4: seven 256 KiB leaves under one root. Its CID (Kubo's defaults) was checked against
- * the js-ipfs daemon and against the independent encoder in test/ipfs-cid.test.ts; both stores must give it.
+ * the js-ipfs daemon and against the independent encoder in test/unit/ipfs-cid.test.ts; both stores must give it.
  */
 export const multiChunk = {
   bytes: () => deterministicBytes(1_572_864 + 12_345, 4),

@@ -77,7 +77,7 @@ export const anvilMnemonic = "test test test test test test test test test test 
 
 /**
  * Accounts 0..9 of {@link anvilMnemonic} at m/44'/60'/0'/0/i, written out because deriving them (PBKDF2 + BIP32)
- * costs ~0.1 s; test/devnet.test.ts re-derives them with viem's mnemonicToAccount and asks anvil's eth_accounts.
+ * costs ~0.1 s; test/integration/devnet.test.ts re-derives them with viem's mnemonicToAccount and asks anvil's eth_accounts.
  */
 export const anvilAccounts: ReadonlyArray<DevAccount> = [
   ["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"],

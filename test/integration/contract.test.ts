@@ -1,0 +1,285 @@
+import { assert, describe, it, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import { readFileSync } from "node:fs"
+import { type Address, type Hex, parseEventLogs, type TransactionReceipt } from "viem"
+import { renderArtifact } from "../../scripts/build-contracts.ts"
+import type { ChainRevertError, MiningError } from "../../src/domain/errors.ts"
+import { bytesToHex, challenge, leadingZeroBits, powHash, sha256, solveReference } from "../../src/domain/pow.ts"
+import { miningRegistryAbi } from "../../src/layers/chain/MiningRegistryArtifact.ts"
+import fixture from "../fixtures/pow-vectors.json" with { type: "json" }
+import { RegistryChain } from "../support/anvil.ts"
+
+/** MiningRegistry on a real anvil, driven with viem: the rules of DESIGN.md "Contract MiningRegistry". */
+
+const difficulty = 16
+const cid = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
+const spec = `{"model":"test"}`
+const gradientHashOf = (text: string): Hex => bytesToHex(sha256(new TextEncoder().encode(text)))
+
+const events = <N extends "RoundOpened" | "ChunkClaimed" | "GradientSubmitted" | "ChunkCompleted">(
+  receipt: TransactionReceipt,
+  eventName: N
+) => parseEventLogs({ abi: miningRegistryAbi, logs: receipt.logs, eventName, strict: true })
+
+/** The decoded revert of a failed call; fails the test when the call succeeded or failed otherwise. */
+const revertOf = <A>(effect: Effect.Effect<A, MiningError>): Effect.Effect<ChainRevertError> =>
+  effect.pipe(
+    Effect.matchEffect({
+      onSuccess: () => Effect.die(new Error("expected a revert, but the call succeeded")),
+      onFailure: (error) =>
+        error._tag === "ChainRevertError"
+          ? Effect.succeed(error)
+          : Effect.die(new Error(`expected a revert, got ${error._tag}: ${error.message}`))
+    })
+  )
+
+describe("artifact", () => {
+  it("src/layers/chain/MiningRegistryArtifact.ts is what solc makes of contracts/MiningRegistry.sol", () => {
+    const committed = readFileSync(new URL("../../src/layers/chain/MiningRegistryArtifact.ts", import.meta.url), "utf8")
+    assert.strictEqual(committed, renderArtifact(), "stale artifact: run `npm run build:contracts`")
+  })
+})
+
+layer(RegistryChain.layer, { excludeTestServices: true, timeout: "30 seconds" })("MiningRegistry on anvil", (it) => {
+  /** A fresh registry (owner = account 0) with round 1 open: 4 chunks, difficulty 16, an hour to go. */
+  const setup = Effect.fnUntraced(function*(options: { leaseSeconds?: number; chunkCount?: number; duration?: number } = {}) {
+    const chain = yield* RegistryChain
+    const registry = yield* chain.deploy(options.leaseSeconds ?? 600)
+    const deadline = (yield* chain.now) + BigInt(options.duration ?? 3600)
+    const opened = yield* chain.send(0, registry, "openRound", [
+      1n,
+      cid,
+      spec,
+      options.chunkCount ?? 4,
+      difficulty,
+      deadline
+    ])
+    return { chain, registry, deadline, opened }
+  })
+
+  /** Claims a chunk of round 1 from account `from`; the chunk id and lease come from ChunkClaimed. */
+  const claim = Effect.fnUntraced(function*(registry: Address, from: number) {
+    const chain = yield* RegistryChain
+    const receipt = yield* chain.send(from, registry, "claimChunk", [1n])
+    const [claimed] = events(receipt, "ChunkClaimed")
+    assert.isDefined(claimed)
+    return { ...claimed!.args, blockNumber: receipt.blockNumber }
+  })
+
+  const solve = Effect.fnUntraced(function*(registry: Address, from: number, chunkId: number, gradientHash: Hex) {
+    const chain = yield* RegistryChain
+    return yield* solveReference({
+      chainId: chain.anvil.chainId,
+      registry,
+      miner: chain.account(from).address,
+      roundId: 1n,
+      chunkId,
+      gradientHash,
+      cid,
+      difficulty
+    })
+  })
+
+  it.effect("powChallenge equals every test vector's challenge and the domain's challenge", () =>
+    Effect.gen(function*() {
+      const { chain, registry } = yield* setup()
+      assert.isAtLeast(fixture.vectors.length, 1)
+      for (const v of fixture.vectors) {
+        const onChain = yield* chain.call(registry, "powChallenge", [
+          BigInt(v.chain_id),
+          v.registry as Address,
+          v.miner as Address,
+          BigInt(v.round_id),
+          v.chunk_id,
+          v.gradient_hash as Hex,
+          v.cid
+        ])
+        assert.strictEqual(onChain, v.challenge, `vector ${v.cid}`)
+        const domain = challenge({
+          chainId: v.chain_id,
+          registry: v.registry,
+          miner: v.miner,
+          roundId: BigInt(v.round_id),
+          chunkId: v.chunk_id,
+          gradientHash: v.gradient_hash,
+          cid: v.cid
+        })
+        assert.strictEqual(bytesToHex(domain), onChain)
+        // The contract counts the vector's pow hash's zero bits as the domain does.
+        const bits = yield* chain.call(registry, "leadingZeroBits", [v.pow_hash as Hex])
+        assert.strictEqual(Number(bits), leadingZeroBits(Uint8Array.from(Buffer.from(v.pow_hash.slice(2), "hex"))))
+        assert.isAtLeast(Number(bits), v.difficulty)
+      }
+    }))
+
+  it.effect("openRound → claim → submit (PoW at difficulty 16) → complete, with every event read back", () =>
+    Effect.gen(function*() {
+      const { chain, registry, deadline, opened } = yield* setup()
+      const [roundOpened] = events(opened, "RoundOpened")
+      assert.deepStrictEqual(roundOpened!.args, {
+        roundId: 1n,
+        modelCid: cid,
+        spec,
+        specHash: gradientHashOf(spec),
+        chunkCount: 4,
+        difficulty,
+        deadline
+      })
+
+      const miner = chain.account(1).address
+      const claimed = yield* claim(registry, 1)
+      assert.strictEqual(claimed.chunkId, 0)
+      assert.strictEqual(claimed.miner, miner)
+      const claimBlock = yield* Effect.promise(() => chain.client.getBlock({ blockNumber: claimed.blockNumber }))
+      assert.strictEqual(claimed.leaseExpiry, claimBlock.timestamp + 600n)
+
+      const gradientHash = gradientHashOf("gradient of chunk 0")
+      const solution = yield* solve(registry, 1, 0, gradientHash)
+      const submitted = yield* chain.send(1, registry, "submitGradient", [1n, 0, cid, gradientHash, solution.nonce])
+      const [event] = events(submitted, "GradientSubmitted")
+      assert.deepStrictEqual(event!.args, {
+        roundId: 1n,
+        chunkId: 0,
+        miner,
+        cid,
+        gradientHash,
+        powNonce: solution.nonce
+      })
+
+      const completed = yield* chain.send(1, registry, "completeChunk", [1n, 0])
+      assert.deepStrictEqual(events(completed, "ChunkCompleted")[0]!.args, { roundId: 1n, chunkId: 0, miner })
+      // Completing twice is idempotent: no second event.
+      const again = yield* chain.send(1, registry, "completeChunk", [1n, 0])
+      assert.strictEqual(events(again, "ChunkCompleted").length, 0)
+
+      const [subMiner, subCid, subHash, subNonce, subBlock, subCompleted] = yield* chain.call(
+        registry,
+        "getSubmission",
+        [1n, 0]
+      )
+      assert.deepStrictEqual([subMiner, subCid, subHash, subNonce, subBlock, subCompleted], [
+        miner,
+        cid,
+        gradientHash,
+        solution.nonce,
+        submitted.blockNumber,
+        true
+      ])
+      const round = yield* chain.call(registry, "getRound", [1n])
+      assert.strictEqual(round[5], 1, "nextChunk")
+      assert.strictEqual(round[6], 1, "submittedCount")
+
+      // The same history through eth_getLogs, as a miner reading the chain sees it.
+      const logs = yield* Effect.promise(() =>
+        chain.client.getContractEvents({ address: registry, abi: miningRegistryAbi, fromBlock: 0n, strict: true })
+      )
+      assert.deepStrictEqual(logs.map((l) => l.eventName), [
+        "RoundOpened",
+        "ChunkClaimed",
+        "GradientSubmitted",
+        "ChunkCompleted"
+      ])
+    }))
+
+  it.effect("a nonce with too few zero bits reverts with InsufficientWork(powHash, difficulty)", () =>
+    Effect.gen(function*() {
+      const { chain, registry } = yield* setup()
+      yield* claim(registry, 1)
+      const gradientHash = gradientHashOf("weak")
+      const c = challenge({
+        chainId: chain.anvil.chainId,
+        registry,
+        miner: chain.account(1).address,
+        roundId: 1n,
+        chunkId: 0,
+        gradientHash,
+        cid
+      })
+      let nonce = 0n
+      while (leadingZeroBits(powHash(c, nonce)) >= difficulty) nonce++
+      const revert = yield* revertOf(chain.send(1, registry, "submitGradient", [1n, 0, cid, gradientHash, nonce]))
+      assert.strictEqual(revert.errorName, "InsufficientWork")
+      assert.deepStrictEqual(revert.args, [bytesToHex(powHash(c, nonce)), String(difficulty)])
+    }))
+
+  it.effect("a second submission of a chunk reverts with AlreadySubmitted(round, chunk, miner, hash)", () =>
+    Effect.gen(function*() {
+      const { chain, registry } = yield* setup()
+      yield* claim(registry, 1)
+      const gradientHash = gradientHashOf("first")
+      const solution = yield* solve(registry, 1, 0, gradientHash)
+      yield* chain.send(1, registry, "submitGradient", [1n, 0, cid, gradientHash, solution.nonce])
+      const revert = yield* revertOf(
+        chain.send(1, registry, "submitGradient", [1n, 0, cid, gradientHash, solution.nonce])
+      )
+      assert.strictEqual(revert.errorName, "AlreadySubmitted")
+      assert.deepStrictEqual(revert.args, ["1", "0", chain.account(1).address, gradientHash])
+    }))
+
+  it.effect("an expired lease reverts with LeaseExpired and the chunk goes to the next claimer", () =>
+    Effect.gen(function*() {
+      const { chain, registry } = yield* setup({ leaseSeconds: 60, chunkCount: 1 })
+      const first = yield* claim(registry, 1)
+      const gradientHash = gradientHashOf("late")
+      const solution = yield* solve(registry, 1, 0, gradientHash)
+      // While the lease holds, nobody else gets the round's only chunk.
+      assert.strictEqual((yield* revertOf(chain.send(2, registry, "claimChunk", [1n]))).errorName, "NoFreeChunk")
+
+      yield* chain.increaseTime(61)
+      const revert = yield* revertOf(chain.send(1, registry, "submitGradient", [1n, 0, cid, gradientHash, solution.nonce]))
+      assert.strictEqual(revert.errorName, "LeaseExpired")
+      assert.deepStrictEqual(revert.args, ["1", "0", String(first.leaseExpiry)])
+
+      const second = yield* claim(registry, 2)
+      assert.strictEqual(second.chunkId, 0)
+      assert.strictEqual(second.miner, chain.account(2).address)
+      // The first miner no longer holds it; the second one submits.
+      assert.strictEqual(
+        (yield* revertOf(chain.send(1, registry, "submitGradient", [1n, 0, cid, gradientHash, solution.nonce])))
+          .errorName,
+        "ChunkNotClaimed"
+      )
+      const theirs = yield* solve(registry, 2, 0, gradientHash)
+      yield* chain.send(2, registry, "submitGradient", [1n, 0, cid, gradientHash, theirs.nonce])
+      const [miner] = yield* chain.call(registry, "getSubmission", [1n, 0])
+      assert.strictEqual(miner, chain.account(2).address)
+    }))
+
+  it.effect("past its deadline a round reverts claims and submissions with RoundExpired", () =>
+    Effect.gen(function*() {
+      const { chain, registry, deadline } = yield* setup({ duration: 100 })
+      yield* claim(registry, 1)
+      const gradientHash = gradientHashOf("too late")
+      const solution = yield* solve(registry, 1, 0, gradientHash)
+      yield* chain.increaseTime(101)
+      const onSubmit = yield* revertOf(chain.send(1, registry, "submitGradient", [1n, 0, cid, gradientHash, solution.nonce]))
+      assert.strictEqual(onSubmit.errorName, "RoundExpired")
+      assert.deepStrictEqual(onSubmit.args, ["1", String(deadline)])
+      const onClaim = yield* revertOf(chain.send(2, registry, "claimChunk", [1n]))
+      assert.strictEqual(onClaim.errorName, "RoundExpired")
+    }))
+
+  it.effect("openRound from a non-owner reverts with NotOwner", () =>
+    Effect.gen(function*() {
+      const { chain, registry } = yield* setup()
+      const deadline = (yield* chain.now) + 3600n
+      const revert = yield* revertOf(chain.send(1, registry, "openRound", [2n, cid, spec, 4, difficulty, deadline]))
+      assert.strictEqual(revert.errorName, "NotOwner")
+    }))
+
+  it.effect("openRound rejects difficulty 0 and over 64 with InvalidDifficulty, and an existing id with RoundExists", () =>
+    Effect.gen(function*() {
+      const { chain, registry } = yield* setup()
+      const deadline = (yield* chain.now) + 3600n
+      for (const bad of [0, 65, 255]) {
+        const revert = yield* revertOf(chain.send(0, registry, "openRound", [2n, cid, spec, 4, bad, deadline]))
+        assert.strictEqual(revert.errorName, "InvalidDifficulty")
+        assert.deepStrictEqual(revert.args, [String(bad)])
+      }
+      yield* chain.send(0, registry, "openRound", [2n, cid, spec, 4, 64, deadline])
+      assert.strictEqual(
+        (yield* revertOf(chain.send(0, registry, "openRound", [2n, cid, spec, 4, 20, deadline]))).errorName,
+        "RoundExists"
+      )
+    }))
+})

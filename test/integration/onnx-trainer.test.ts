@@ -1,0 +1,214 @@
+import { assert, describe, it, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import { createHash } from "node:crypto"
+import * as ort from "onnxruntime-node"
+import { decodeEnvelope, float32Values } from "../../src/domain/gradientEnvelope.ts"
+import { Task, type TrainingResult } from "../../src/domain/mining.ts"
+import { chunkBatch, chunkExampleIndices } from "../../src/domain/training/data.ts"
+import { initialWeights, trainableParameters } from "../../src/domain/training/model.ts"
+import { canonicalRoundSpec, defaultRoundSpec, modelHash, type RoundSpec } from "../../src/domain/training/spec.ts"
+import { loadMnist } from "../../src/layers/onnx/MnistDigits.ts"
+import { OnnxTrainer, type OnnxTrainerOptions } from "../../src/layers/onnx/OnnxTrainer.ts"
+import { cudaAvailable, runtimeError } from "../../src/layers/onnx/ortSession.ts"
+import { LOSS_OUTPUT, trainingGraph } from "../../src/layers/onnx/trainingGraphs.ts"
+import { Trainer } from "../../src/services/Trainer.ts"
+
+const MINER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+const OTHER_MINER = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+
+const task = (spec: RoundSpec | string, chunkId = 0, roundId = 1n) =>
+  new Task({
+    roundId,
+    chunkId,
+    modelCid: "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o",
+    spec: typeof spec === "string" ? spec : canonicalRoundSpec(spec),
+    difficulty: 16,
+    leaseExpiry: 0,
+    deadline: 0
+  })
+
+const sha256Hex = (bytes: Uint8Array) => `0x${createHash("sha256").update(bytes).digest("hex")}`
+
+/** Trains on a fresh trainer instance (its own sessions and caches), closed afterwards. */
+const trainOnce = (t: Task, miner = MINER, options: OnnxTrainerOptions = {}) =>
+  Effect.gen(function*() {
+    const trainer = yield* Trainer
+    return yield* trainer.train(t, miner)
+  }).pipe(Effect.provide(OnnxTrainer.layer(options)))
+
+const sameResult = (a: TrainingResult, b: TrainingResult) => {
+  assert.strictEqual(a.gradientHash, b.gradientHash)
+  assert.deepStrictEqual(a.envelope, b.envelope)
+  assert.strictEqual(a.lossBefore, b.lossBefore)
+  assert.strictEqual(a.lossAfter, b.lossAfter)
+}
+
+layer(OnnxTrainer.layer(), { timeout: 60_000 })("OnnxTrainer on real digits", (it) => {
+  it.effect("trains the default model: an R3GR pseudo-gradient whose loss fell, hashed as sha256(envelope)", () =>
+    Effect.gen(function*() {
+      const trainer = yield* Trainer
+      const spec = defaultRoundSpec(7)
+      const result = yield* trainer.train(task(spec, 3, 12n), MINER)
+      assert.strictEqual(result.gradientHash, sha256Hex(result.envelope))
+      assert.strictEqual(result.steps, spec.steps)
+      assert.isAbove(result.lossBefore, result.lossAfter)
+
+      const { header, tensors } = yield* decodeEnvelope(result.envelope)
+      assert.strictEqual(header.encoding, "pseudo-gradient")
+      assert.strictEqual(header.round_id, "12")
+      assert.strictEqual(header.chunk_id, 3)
+      assert.strictEqual(header.miner, MINER)
+      assert.strictEqual(header.model_hash, modelHash(spec))
+      assert.strictEqual(header.steps, spec.steps)
+      assert.strictEqual(header.batch_size, spec.batch_size)
+      assert.strictEqual(header.lr, spec.lr)
+      assert.strictEqual(header.loss_before, result.lossBefore)
+      assert.strictEqual(header.loss_after, result.lossAfter)
+      assert.isAbove(header.loss_before!, header.loss_after!)
+      assert.deepStrictEqual(
+        tensors.map((t) => [t.spec.name, t.spec.dtype, t.spec.shape]),
+        trainableParameters(spec.model).map((p) => [p.name, "float32", p.shape])
+      )
+      for (const t of tensors) {
+        const values = float32Values(t)
+        assert.isTrue(values.every(Number.isFinite))
+        assert.isTrue(values.some((v) => v !== 0), `${t.spec.name} moved`)
+      }
+    }))
+
+  it.effect("the same chunk twice gives the same bytes; another chunk or miner does not", () =>
+    Effect.gen(function*() {
+      const trainer = yield* Trainer
+      const spec = defaultRoundSpec(7)
+      const a = yield* trainer.train(task(spec, 5), MINER)
+      const b = yield* trainer.train(task(spec, 5), MINER)
+      sameResult(a, b)
+      const otherChunk = yield* trainer.train(task(spec, 6), MINER)
+      assert.notStrictEqual(otherChunk.gradientHash, a.gradientHash)
+      const otherMiner = yield* trainer.train(task(spec, 5), OTHER_MINER)
+      assert.notStrictEqual(otherMiner.gradientHash, a.gradientHash)
+      // Only the header differs: the tensors are the same numbers.
+      const [x, y] = [yield* decodeEnvelope(a.envelope), yield* decodeEnvelope(otherMiner.envelope)]
+      assert.deepStrictEqual(x.tensors.map((t) => t.bytes), y.tensors.map((t) => t.bytes))
+    }))
+
+  it.effect("the loss falls over 20 steps for both model families", () =>
+    Effect.gen(function*() {
+      const trainer = yield* Trainer
+      const mlp = yield* trainer.train(task({ ...defaultRoundSpec(7), steps: 20 }), MINER)
+      assert.isBelow(mlp.lossAfter, mlp.lossBefore - 0.2, `mlp ${mlp.lossBefore} → ${mlp.lossAfter}`)
+      const bitnet = yield* trainer.train(task({ ...defaultRoundSpec(7, "bitnet-lora"), steps: 20 }), MINER)
+      assert.isBelow(bitnet.lossAfter, bitnet.lossBefore, `bitnet-lora ${bitnet.lossBefore} → ${bitnet.lossAfter}`)
+      const { header } = yield* decodeEnvelope(bitnet.envelope)
+      assert.deepStrictEqual(header.tensors.map((t) => t.name), ["fc1.lora_a", "fc1.lora_b", "fc2.lora_a", "fc2.lora_b"])
+    }))
+
+  it.effect("one step's pseudo-gradient is lr × the graph's gradient on the chunk's first batch", () =>
+    Effect.gen(function*() {
+      const trainer = yield* Trainer
+      const spec: RoundSpec = { ...defaultRoundSpec(9), steps: 1, lr: 0.01 }
+      const result = yield* trainer.train(task(spec, 2), MINER)
+      const { tensors } = yield* decodeEnvelope(result.envelope)
+
+      // Recompute the gradient independently of the trainer's loop: same data selection, a fresh session.
+      const dataset = yield* loadMnist()
+      const examples = chunkExampleIndices(spec.dataset_seed, 2, dataset.count, spec.examples_per_chunk)
+      const batch = chunkBatch(dataset, examples, 0, spec.batch_size)
+      const graph = trainingGraph(spec.model)
+      const session = yield* Effect.promise(() => ort.InferenceSession.create(graph.onnx, { graphOptimizationLevel: "disabled" }))
+      const weights = initialWeights(spec)
+      const feeds: Record<string, ort.Tensor> = {
+        x: new ort.Tensor("float32", batch.x, [batch.size, 784]),
+        y: new ort.Tensor("float32", batch.y, [batch.size, 10])
+      }
+      for (const p of graph.parameters) feeds[p.name] = new ort.Tensor("float32", weights.get(p.name) as Float32Array, [...p.shape])
+      const out = yield* Effect.promise(() => session.run(feeds))
+      yield* Effect.promise(() => session.release())
+
+      assert.strictEqual(out[LOSS_OUTPUT]!.data[0], result.lossBefore)
+      for (const t of tensors) {
+        const delta = float32Values(t)
+        const gradient = out[graph.gradientOutputs.get(t.spec.name)!]!.data as Float32Array
+        let err = 0
+        let scale = 0
+        for (let i = 0; i < delta.length; i++) {
+          err = Math.max(err, Math.abs(delta[i]! - spec.lr * gradient[i]!))
+          scale = Math.max(scale, Math.abs(spec.lr * gradient[i]!))
+        }
+        assert.isBelow(err / scale, 1e-3, t.spec.name)
+      }
+    }))
+
+  it.effect("a malformed spec is a ValidationError", () =>
+    Effect.gen(function*() {
+      const trainer = yield* Trainer
+      for (const spec of ["not json", `{"round":1}`, canonicalRoundSpec({ ...defaultRoundSpec(1), batch_size: 0 })]) {
+        const error = yield* Effect.flip(trainer.train(task(spec), MINER))
+        assert.strictEqual(error._tag, "ValidationError")
+      }
+    }))
+
+  it.effect("a run that diverges is a ValidationError, not a gradient", () =>
+    Effect.gen(function*() {
+      const trainer = yield* Trainer
+      const error = yield* Effect.flip(trainer.train(task({ ...defaultRoundSpec(7, "bitnet-lora"), lr: 50, steps: 20 }), MINER))
+      assert.strictEqual(error._tag, "ValidationError")
+      assert.match(error.message, /diverged/)
+    }))
+
+  it.effect("a bad miner address is a ValidationError", () =>
+    Effect.gen(function*() {
+      const trainer = yield* Trainer
+      const error = yield* Effect.flip(trainer.train(task(defaultRoundSpec(1)), "miner"))
+      assert.strictEqual(error._tag, "ValidationError")
+    }))
+})
+
+describe("OnnxTrainer determinism", () => {
+  it.effect("a second trainer instance recomputes a chunk to the same gradient hash", () =>
+    Effect.gen(function*() {
+      const t = task(defaultRoundSpec(21), 17, 4n)
+      sameResult(yield* trainOnce(t), yield* trainOnce(t))
+      const bitnet = task(defaultRoundSpec(21, "bitnet-lora"), 17, 4n)
+      sameResult(yield* trainOnce(bitnet), yield* trainOnce(bitnet))
+    }), 60_000)
+
+  it.effect("1 and 2 intra-op threads give bit-identical results", () =>
+    Effect.gen(function*() {
+      // Large enough for ONNX Runtime to split the MatMuls between threads.
+      const spec: RoundSpec = { ...defaultRoundSpec(5), model: { family: "mlp", hidden: 256 }, batch_size: 128, steps: 4, examples_per_chunk: 512 }
+      const one = yield* trainOnce(task(spec, 1), MINER, { intraOpNumThreads: 1 })
+      const two = yield* trainOnce(task(spec, 1), MINER, { intraOpNumThreads: 2 })
+      sameResult(one, two)
+      const lora: RoundSpec = { ...spec, model: { family: "bitnet-lora", hidden: 256, rank: 8, alpha: 16 }, lr: 0.05 }
+      sameResult(
+        yield* trainOnce(task(lora, 1), MINER, { intraOpNumThreads: 1 }),
+        yield* trainOnce(task(lora, 1), MINER, { intraOpNumThreads: 2 })
+      )
+    }), 60_000)
+})
+
+describe("OnnxTrainer failures", () => {
+  it.effect.skipIf(cudaAvailable())("a provider that cannot load is a ResourceError", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(trainOnce(task(defaultRoundSpec(1)), MINER, { executionProvider: "cuda" }))
+      assert.strictEqual(error._tag, "ResourceError")
+      assert.strictEqual(error._tag === "ResourceError" && error.resource, "onnxruntime")
+    }), 60_000)
+
+  it("ONNX Runtime's out-of-memory failures are ResourceErrors about memory", () => {
+    for (const message of ["Failed to allocate memory for requested buffer of size 123", "CUDA failure 2: out of memory", "std::bad_alloc"]) {
+      const error = runtimeError("running the training step", ["cuda", "cpu"])(new Error(message))
+      assert.strictEqual(error._tag, "ResourceError")
+      assert.strictEqual(error.resource, "memory")
+      assert.strictEqual(error.cause, message)
+    }
+    assert.strictEqual(runtimeError("x", ["cpu"])(new Error("Non-zero status code returned while running MatMul")).resource, "onnxruntime")
+  })
+
+  it.effect("a digits directory without the dataset is a ResourceError", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(trainOnce(task(defaultRoundSpec(1)), MINER, { digitsDir: "/nonexistent/digits" }))
+      assert.strictEqual(error._tag, "ResourceError")
+    }), 60_000)
+})
