@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import { TransactionRecord } from "../domain/TransactionRecord.ts"
+import { JournalEvent, TransactionRecord } from "../domain/TransactionRecord.ts"
 import { TransactionState } from "../domain/TransactionState.ts"
 
 /**
@@ -90,19 +90,11 @@ export const Stats = Schema.Struct({
 })
 export type Stats = typeof Stats.Type
 
-/** One entry of a transaction's history, as the journal keeps it. */
-export const JournalEventJson = Schema.Struct({
-  transaction_id: Schema.String,
-  at: Schema.String,
-  state: TransactionState,
-  event: Schema.String,
-  detail: Schema.NullOr(Schema.String)
-})
 
 /** GET /transaction/:id: the record, and its history with `?events=true`. */
 export const TransactionWithEvents = Schema.Struct({
   ...TransactionRecord.fields,
-  events: Schema.optionalKey(Schema.Array(JournalEventJson))
+  events: Schema.optionalKey(Schema.Array(JournalEvent))
 })
 export type TransactionWithEvents = typeof TransactionWithEvents.Type
 

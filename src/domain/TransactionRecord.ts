@@ -118,3 +118,13 @@ export const withAge = (record: TransactionRecord, nowMs: number): TransactionRe
   ...record,
   age_seconds: Math.max(0, (nowMs - Date.parse(record.created_at)) / 1000)
 })
+
+/** One entry of a transaction's history, as the journal keeps it and `/transaction/:id?events=true` shows it. */
+export const JournalEvent = Schema.Struct({
+  transaction_id: Schema.String,
+  at: Schema.String,
+  state: TransactionState,
+  event: Schema.String,
+  detail: Schema.NullOr(Schema.String)
+})
+export type JournalEvent = typeof JournalEvent.Type

@@ -68,17 +68,21 @@ export type Spec = Pick<Setting<keyof MinerConfig>, "env" | "flag" | "metavar" |
 
 type KeysOf<T> = { [K in keyof MinerConfig]: MinerConfig[K] extends T ? K : never }[keyof MinerConfig]
 
-export const seconds = <K extends KeysOf<Duration.Duration>>(key: K, spec: Spec, defaultSeconds: number): Setting<K> => ({
-  ...spec,
-  key,
-  unit: "s",
-  secret: false,
-  shown: undefined,
-  config: withDefaultValue(spec.env, positiveSeconds, defaultSeconds).pipe(Config.map(Duration.seconds)) as Config.Config<
-    MinerConfig[K]
-  >,
-  toJson: (value) => Duration.toSeconds(value as Duration.Duration)
-})
+/** A setting of the table: its row, its key, and what its kind says about decoding and showing the value. */
+const setting = <K extends keyof MinerConfig>(
+  key: K,
+  spec: Spec,
+  kind: Pick<Setting<K>, "unit" | "secret" | "shown" | "toJson"> & { readonly config: Config.Config<unknown> }
+): Setting<K> => ({ ...spec, key, ...kind, config: kind.config as Config.Config<MinerConfig[K]> })
+
+export const seconds = <K extends KeysOf<Duration.Duration>>(key: K, spec: Spec, defaultSeconds: number): Setting<K> =>
+  setting(key, spec, {
+    unit: "s",
+    secret: false,
+    shown: undefined,
+    config: withDefaultValue(spec.env, positiveSeconds, defaultSeconds).pipe(Config.map(Duration.seconds)),
+    toJson: (value) => Duration.toSeconds(value as Duration.Duration)
+  })
 
 export const number = <K extends KeysOf<number>>(
   key: K,
@@ -86,57 +90,51 @@ export const number = <K extends KeysOf<number>>(
   codec: Schema.Codec<number, string>,
   defaultValue: number,
   unit?: "MiB"
-): Setting<K> => ({
-  ...spec,
-  key,
-  unit,
-  secret: false,
-  shown: undefined,
-  config: withDefaultValue(spec.env, codec, defaultValue) as Config.Config<MinerConfig[K]>,
-  toJson: (value) => value as number
-})
+): Setting<K> =>
+  setting(key, spec, {
+    unit,
+    secret: false,
+    shown: undefined,
+    config: withDefaultValue(spec.env, codec, defaultValue),
+    toJson: (value) => value as number
+  })
+
+/** A text setting shown as given (or as its spec's `shown` makes it, e.g. an URL without its key). */
+const plainText = (spec: Spec) => ({ unit: undefined, secret: false, shown: spec.shown })
 
 export const text = <K extends KeysOf<string>>(
   key: K,
   spec: Spec,
   codec: Schema.Codec<string, string>,
   defaultValue: string
-): Setting<K> => ({
-  ...spec,
-  key,
-  unit: undefined,
-  secret: false,
-  shown: spec.shown,
-  config: withDefaultValue(spec.env, codec, defaultValue) as Config.Config<MinerConfig[K]>,
-  toJson: (value) => (spec.shown ?? String)(value as string)
-})
+): Setting<K> =>
+  setting(key, spec, {
+    ...plainText(spec),
+    config: withDefaultValue(spec.env, codec, defaultValue),
+    toJson: (value) => (spec.shown ?? String)(value as string)
+  })
 
 export const optionalText = <K extends KeysOf<Option.Option<string>>>(
   key: K,
   spec: Spec,
   codec: Schema.Codec<string, string>
-): Setting<K> => ({
-  ...spec,
-  key,
-  unit: undefined,
-  secret: false,
-  shown: spec.shown,
-  config: optionalValue(spec.env, codec, false) as Config.Config<MinerConfig[K]>,
-  toJson: (value) => Option.getOrNull(Option.map(value as Option.Option<string>, spec.shown ?? String))
-})
+): Setting<K> =>
+  setting(key, spec, {
+    ...plainText(spec),
+    config: optionalValue(spec.env, codec, false),
+    toJson: (value) => Option.getOrNull(Option.map(value as Option.Option<string>, spec.shown ?? String))
+  })
 
+/** Never shown: `<redacted>` wherever a value would be. */
 export const secretText = <K extends KeysOf<Option.Option<Redacted.Redacted<string>>>>(
   key: K,
   spec: Spec,
   codec: Schema.Codec<string, string>
-): Setting<K> => ({
-  ...spec,
-  key,
-  unit: undefined,
-  secret: true,
-  shown: () => "<redacted>",
-  config: optionalValue(spec.env, codec, true).pipe(
-    Config.map(Option.map((value) => Redacted.make(value)))
-  ) as Config.Config<MinerConfig[K]>,
-  toJson: (value) => (Option.isSome(value as Option.Option<unknown>) ? "<redacted>" : null)
-})
+): Setting<K> =>
+  setting(key, spec, {
+    unit: undefined,
+    secret: true,
+    shown: () => "<redacted>",
+    config: optionalValue(spec.env, codec, true).pipe(Config.map(Option.map((value) => Redacted.make(value)))),
+    toJson: (value) => (Option.isSome(value as Option.Option<unknown>) ? "<redacted>" : null)
+  })

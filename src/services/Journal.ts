@@ -1,16 +1,10 @@
 import { Context, type Effect } from "effect"
 import type { MiningError } from "../domain/errors.ts"
-import type { TransactionRecord } from "../domain/TransactionRecord.ts"
+import type { JournalEvent, TransactionRecord } from "../domain/TransactionRecord.ts"
 import type { TransactionState } from "../domain/TransactionState.ts"
 
 /** One entry of a transaction's history: every state change and notable step, with its time and cause. */
-export interface JournalEvent {
-  readonly transaction_id: string
-  readonly at: string
-  readonly state: TransactionState
-  readonly event: string
-  readonly detail: string | null
-}
+export type { JournalEvent } from "../domain/TransactionRecord.ts"
 
 export interface TransactionQuery {
   readonly state?: TransactionState | undefined
