@@ -160,6 +160,10 @@ export const makeSoakPorts = (options: SoakPortsOptions = {}) => {
     getRound: (roundId) => Effect.sync(() => (roundId <= newestRound ? Option.some(roundInfo(roundId)) : Option.none())),
     claimChunk: () => Effect.die("the soak's task source claims without the chain"),
     ownClaims: Effect.succeed([]),
+    submissionsBetween: () => Effect.succeed([]),
+    recordVerdict: () => Effect.die("the soak does not verify"),
+    getVerdict: () => Effect.succeed(Option.none()),
+    isVerifier: Effect.succeed(false),
     submitGradient: (submission, beforeBroadcast) =>
       Effect.gen(function*() {
         if (hits(++calls.submit, faults.submitRetryEvery)) {

@@ -39,6 +39,16 @@ contract MiningRegistry {
     mapping(uint256 => mapping(uint32 => Claim)) private claims;
     mapping(uint256 => mapping(uint32 => Submission)) private submissions;
 
+    struct Verdict {
+        uint8 verdict;
+        bytes32 reportHash;
+    }
+
+    /// Accounts allowed to record verdicts (DESIGN.md "Verification"), set by the owner.
+    mapping(address => bool) private verifiers;
+    /// One verdict per (round, chunk, verifier); verdict 0 = none.
+    mapping(uint256 => mapping(uint32 => mapping(address => Verdict))) private verdicts;
+
     event RoundOpened(
         uint256 indexed roundId,
         string modelCid,
@@ -58,6 +68,14 @@ contract MiningRegistry {
         uint64 powNonce
     );
     event ChunkCompleted(uint256 indexed roundId, uint32 indexed chunkId, address indexed miner);
+    event VerifierSet(address indexed verifier, bool allowed);
+    event GradientVerified(
+        uint256 indexed roundId,
+        uint32 indexed chunkId,
+        address indexed verifier,
+        uint8 verdict,
+        bytes32 reportHash
+    );
 
     error NotOwner();
     error RoundNotOpen(uint256 roundId);
@@ -70,6 +88,10 @@ contract MiningRegistry {
     error RoundExists(uint256 roundId);
     error InvalidChunkCount(uint32 chunkCount);
     error NoFreeChunk(uint256 roundId);
+    error NotVerifier(address account);
+    error NoSubmission(uint256 roundId, uint32 chunkId);
+    error InvalidVerdict(uint8 verdict);
+    error AlreadyVerified(uint256 roundId, uint32 chunkId, address verifier, uint8 verdict, bytes32 reportHash);
 
     constructor(uint64 leaseSeconds) {
         owner = msg.sender;
@@ -174,6 +196,43 @@ contract MiningRegistry {
         if (submission.completed) return;
         submission.completed = true;
         emit ChunkCompleted(roundId, chunkId, msg.sender);
+    }
+
+    /// @notice Allows or disallows an account to record verdicts.
+    function setVerifier(address verifier, bool allowed) external onlyOwner {
+        verifiers[verifier] = allowed;
+        emit VerifierSet(verifier, allowed);
+    }
+
+    function isVerifier(address account) external view returns (bool) {
+        return verifiers[account];
+    }
+
+    /// @notice Records the caller's verdict on a submitted chunk: once per (round, chunk, verifier), so a verifier
+    /// cannot change its mind and several verifiers judge independently.
+    /// @param verdict 1 accepted_exact, 2 accepted_within_tolerance; 16 unavailable, 17 malformed, 18 wrong task,
+    /// 19 recompute mismatch, 20 no improvement (DESIGN.md "Verification").
+    /// @param reportHash sha256 of the verification report (canonical JSON), pinned by the verifier.
+    function recordVerdict(uint256 roundId, uint32 chunkId, uint8 verdict, bytes32 reportHash) external {
+        if (!verifiers[msg.sender]) revert NotVerifier(msg.sender);
+        if (submissions[roundId][chunkId].miner == address(0)) revert NoSubmission(roundId, chunkId);
+        if (!(verdict == 1 || verdict == 2 || (verdict >= 16 && verdict <= 20))) revert InvalidVerdict(verdict);
+        Verdict storage existing = verdicts[roundId][chunkId][msg.sender];
+        if (existing.verdict != 0) {
+            revert AlreadyVerified(roundId, chunkId, msg.sender, existing.verdict, existing.reportHash);
+        }
+        verdicts[roundId][chunkId][msg.sender] = Verdict({verdict: verdict, reportHash: reportHash});
+        emit GradientVerified(roundId, chunkId, msg.sender, verdict, reportHash);
+    }
+
+    /// @return verdict 0 when `verifier` recorded none for the chunk.
+    function getVerdict(uint256 roundId, uint32 chunkId, address verifier)
+        external
+        view
+        returns (uint8 verdict, bytes32 reportHash)
+    {
+        Verdict storage v = verdicts[roundId][chunkId][verifier];
+        return (v.verdict, v.reportHash);
     }
 
     /// @notice sha256(abi.encode(chainId, registry, miner, roundId, chunkId, gradientHash, sha256(utf8(cid)))).

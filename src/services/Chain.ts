@@ -11,6 +11,7 @@ import type {
   SubmissionReceipt,
   TransactionStatus
 } from "../domain/mining.ts"
+import type { OnChainVerdict, VerdictRecord } from "../domain/verification.ts"
 
 /**
  * Port: the MiningRegistry contract (DESIGN.md "Contract MiningRegistry"), from the miner's account. An adapter only
@@ -45,7 +46,7 @@ export class Chain extends Context.Service<Chain, {
      */
     beforeBroadcast?: (signed: SignedTransaction) => Effect.Effect<void, MiningError>
   ) => Effect.Effect<SubmissionReceipt, MiningError>
-  /** Where a transaction this miner signed stands: mined (with its receipt), pending, or dropped for good. */
+  /** Where a transaction this account signed (a submission, a verdict, a claim) stands: mined (with its receipt), pending, or dropped for good. */
   readonly transactionStatus: (signed: SignedTransaction) => Effect.Effect<TransactionStatus, MiningError>
   /**
    * Sends the same signed bytes again. A node that already has them, or has mined something at their nonce,
@@ -60,6 +61,32 @@ export class Chain extends Context.Service<Chain, {
   ) => Effect.Effect<Option.Option<OnChainSubmission>, MiningError>
   /** Every submission of this miner's address on chain, oldest first. */
   readonly ownSubmissions: Effect.Effect<ReadonlyArray<OnChainSubmission>, MiningError>
+  /**
+   * Every miner's submissions (GradientSubmitted events) in blocks `fromBlock`..`toBlock` inclusive, in chain order
+   * (block, then position in the block); `completed` as the chain holds it now. What a verifier follows from its cursor.
+   */
+  readonly submissionsBetween: (
+    fromBlock: bigint,
+    toBlock: bigint
+  ) => Effect.Effect<ReadonlyArray<OnChainSubmission>, MiningError>
+  /**
+   * Records this account's verdict on a submitted chunk, with the rules of `submitGradient` (simulated, signed with
+   * the account's next nonce, `beforeBroadcast` before the broadcast, `transactionStatus`/`rebroadcast` after a
+   * crash). Reverts are ChainRevertErrors: NotVerifier, NoSubmission, AlreadyVerified (with the verdict recorded
+   * before), InvalidVerdict.
+   */
+  readonly recordVerdict: (
+    record: VerdictRecord,
+    beforeBroadcast?: (signed: SignedTransaction) => Effect.Effect<void, MiningError>
+  ) => Effect.Effect<SubmissionReceipt, MiningError>
+  /** The verdict `verifier` recorded on the chunk; none when it recorded none. */
+  readonly getVerdict: (
+    roundId: bigint,
+    chunkId: number,
+    verifier: string
+  ) => Effect.Effect<Option.Option<OnChainVerdict>, MiningError>
+  /** Whether this account may record verdicts (the registry owner's `setVerifier`). */
+  readonly isVerifier: Effect.Effect<boolean, MiningError>
   /** The newest block: its number and hash. */
   readonly head: Effect.Effect<{ readonly number: bigint; readonly hash: string }, MiningError>
   /** The hash of block `blockNumber`, none past the chain's head. */

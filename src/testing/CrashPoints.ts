@@ -38,7 +38,18 @@ export const crashPointNames = [
   "after_task_complete"
 ] as const
 
-export type CrashPoint = typeof crashPointNames[number]
+/**
+ * The verifier's points (DESIGN.md "Verification"), apart from the mining transaction's: a mining transaction passes
+ * every point of `crashPointNames`, and none of these.
+ */
+export const verifierCrashPointNames = [
+  /** The verdict is on chain (receipt read); the verifier's journal does not know yet. */
+  "after_verdict"
+] as const
+
+export type CrashPoint = typeof crashPointNames[number] | typeof verifierCrashPointNames[number]
+
+const allCrashPointNames: ReadonlyArray<CrashPoint> = [...crashPointNames, ...verifierCrashPointNames]
 
 /** Where and when to crash: the `nth` pass (1-based) through `point`. */
 export interface CrashPlan {
@@ -58,12 +69,12 @@ export const CRASH_AT_ENV = "R3MES_CRASH_AT"
 export const parseCrashPlan = (spec: string): Effect.Effect<CrashPlan, ValidationError> => {
   const [name = "", nthText = "1", ...rest] = spec.trim().split(":")
   const nth = Number(nthText)
-  if (!crashPointNames.includes(name as CrashPoint) || rest.length > 0 || !Number.isSafeInteger(nth) || nth < 1) {
+  if (!allCrashPointNames.includes(name as CrashPoint) || rest.length > 0 || !Number.isSafeInteger(nth) || nth < 1) {
     return Effect.fail(
       new ValidationError({
         message: `${CRASH_AT_ENV}=${spec} is not a crash plan`,
         field: CRASH_AT_ENV,
-        hint: `a test hook: POINT[:N], POINT one of ${crashPointNames.join(", ")}, N ≥ 1; unset it to mine normally`
+        hint: `a test hook: POINT[:N], POINT one of ${allCrashPointNames.join(", ")}, N ≥ 1; unset it to mine normally`
       })
     )
   }
@@ -132,7 +143,9 @@ export const withCrashPoints = <E, R>(adapters: MinerAdapters<E, R>, points: Cra
   chain: decorate(Chain, adapters.chain, (chain) => ({
     ...chain,
     submitGradient: (submission, beforeBroadcast) =>
-      chain.submitGradient(submission, beforeBroadcast).pipe(Effect.tap(() => points.hit("after_broadcast")))
+      chain.submitGradient(submission, beforeBroadcast).pipe(Effect.tap(() => points.hit("after_broadcast"))),
+    recordVerdict: (record, beforeBroadcast) =>
+      chain.recordVerdict(record, beforeBroadcast).pipe(Effect.tap(() => points.hit("after_verdict")))
   })),
   journal: decorate(Journal, adapters.journal, (journal) => ({
     ...journal,

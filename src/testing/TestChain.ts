@@ -1,18 +1,28 @@
 import { Context, Effect, Layer, Option } from "effect"
 import type { ChainRevertError } from "../domain/errors.ts"
-import { ChainFingerprint, type ChunkClaim, MinerIdentity, type RoundInfo } from "../domain/mining.ts"
+import {
+  ChainFingerprint,
+  type ChunkClaim,
+  MinerIdentity,
+  type OnChainSubmission,
+  type RoundInfo,
+  type Submission
+} from "../domain/mining.ts"
+import type { OnChainVerdict } from "../domain/verification.ts"
 import { sha256Hex } from "../layers/sha256Hex.ts"
 import { Chain } from "../services/Chain.ts"
 import { type FaultPlan, makeFaultInjector } from "./Faults.ts"
 import { makeBlocks } from "./testChain/blocks.ts"
 import { chainNow, makeRegistry } from "./testChain/registry.ts"
 import { makeTransactions } from "./testChain/transactions.ts"
+import { makeVerdicts } from "./testChain/verdicts.ts"
 import {
   type ChainMethod,
   type CompletedChunk,
   defaultTestIdentity,
   type RecordedSubmission,
   type SignedSubmission,
+  type SignedVerdict,
   type TestChainOptions,
   type TestRound
 } from "./testChain/types.ts"
@@ -23,10 +33,22 @@ export * from "./testChain/types.ts"
 export class TestChain extends Context.Service<TestChain, {
   readonly setFaults: (faults: FaultPlan<ChainMethod>) => Effect.Effect<void>
   readonly calls: (method: ChainMethod) => Effect.Effect<number>
-  /** Submissions recorded on the chain, in block order. */
+  /** This miner's submissions recorded on the chain, in block order (another miner's: `submissionsBetween`). */
   readonly submissions: Effect.Effect<ReadonlyArray<RecordedSubmission>>
   /** Every submission transaction signed, in signing order, with what became of it. */
   readonly transactions: Effect.Effect<ReadonlyArray<SignedSubmission>>
+  /** Every verdict transaction signed, in signing order, with what became of it. */
+  readonly verdictTransactions: Effect.Effect<ReadonlyArray<SignedVerdict>>
+  /** Every verdict recorded on the chain, in block order. */
+  readonly verdicts: Effect.Effect<ReadonlyArray<OnChainVerdict>>
+  /** The owner's `setVerifier`: allows or disallows `address` (this account's own included) to record verdicts. */
+  readonly setVerifier: (address: string, allowed: boolean) => Effect.Effect<void>
+  /**
+   * Another miner (`miner`, an address) claims `submission.chunkId` and submits it, in one new block, without a proof
+   * of work checked: RoundNotOpen, AlreadySubmitted, RoundExpired, and ChunkNotClaimed for a chunk outside the round
+   * or leased to this miner. What a verifier sees of the other miners.
+   */
+  readonly submitAs: (miner: string, submission: Submission) => Effect.Effect<OnChainSubmission, ChainRevertError>
   /** Every successful `claimChunk`, in block order (a re-claimed chunk appears again). */
   readonly claims: Effect.Effect<ReadonlyArray<ChunkClaim>>
   /** Chunks marked complete, in block order. */
@@ -63,7 +85,11 @@ export class TestChain extends Context.Service<TestChain, {
    *   the checks are made when signing (the simulation) and again when mining;
    * - submissions are signed with the account's next nonce and mined at once; a transaction whose nonce another one
    *   used is dropped (`transactionStatus`), one never broadcast is pending until re-sent;
-   * - `completeChunk` is idempotent (true each time) and reverts ChunkNotClaimed for a chunk with no submission.
+   * - `completeChunk` is idempotent (true each time) and reverts ChunkNotClaimed for a chunk with no submission of ours;
+   * - `recordVerdict` checks, in the contract's order: NotVerifier (the account is one when built with
+   *   `verifier: true`, or after `setVerifier`), NoSubmission, InvalidVerdict (not 1, 2, 16..20), AlreadyVerified;
+   *   it is signed, journaled and mined like a submission (same nonces, `loseBroadcasts`, `rebroadcast`);
+   * - `submissionsBetween` lists every miner's submissions (`submitAs` adds another's) mined in the range.
    *
    * Every state-changing transaction (claim, accepted submission, first completion) mines the next block (from 1;
    * block 0 is the genesis the fingerprint names). A submission's tx hash is `0x` + sha256 of the identity, the
@@ -71,8 +97,10 @@ export class TestChain extends Context.Service<TestChain, {
    * contract's error name and arguments as strings. test/support/chainContract.ts holds this fake and ViemChain on
    * anvil to the same behaviours.
    *
-   * The parts: testChain/registry.ts (the contract's storage and rules), testChain/transactions.ts (nonces,
-   * broadcast, mining of submissions), testChain/blocks.ts (block numbers and hashes across rewinds and resets).
+   * The parts: testChain/registry.ts (the contract's storage and rules), testChain/verdicts.ts (verifiers and
+   * verdicts), testChain/transactions.ts (nonces, broadcast, mining of submissions and verdicts), testChain/blocks.ts
+   * (block numbers and hashes across rewinds and resets), testChain/reverts.ts (reverts as ViemChain decodes them).
+   * `setVerifier` mines a block but is not undone by `rewindTo`.
    */
   static readonly layer = (options: TestChainOptions = {}): Layer.Layer<Chain | TestChain> =>
     Layer.effectContext(Effect.gen(function*() {
@@ -80,7 +108,8 @@ export class TestChain extends Context.Service<TestChain, {
       const identity = new MinerIdentity({ ...defaultTestIdentity, ...options.identity })
       const blocks = makeBlocks()
       const registry = makeRegistry({ identity, options, blocks })
-      const transactions = makeTransactions({ identity, registry, blocks })
+      const verdicts = makeVerdicts({ identity, registry, verifierAtGenesis: options.verifier ?? false })
+      const transactions = makeTransactions({ identity, registry, verdicts, blocks })
       const invalidSeed = registry.seedRounds()
       if (invalidSeed !== undefined) return yield* Effect.die(new Error(invalidSeed))
 
@@ -105,6 +134,13 @@ export class TestChain extends Context.Service<TestChain, {
         getSubmission: (roundId, chunkId) =>
           faults.wrap("getSubmission", Effect.sync(() => registry.getSubmission(roundId, chunkId))),
         ownSubmissions: faults.wrap("ownSubmissions", Effect.sync(registry.ownSubmissions)),
+        submissionsBetween: (fromBlock, toBlock) =>
+          faults.wrap("submissionsBetween", Effect.sync(() => registry.submissionsBetween(fromBlock, toBlock))),
+        recordVerdict: (record, beforeBroadcast) =>
+          faults.wrap("recordVerdict", transactions.recordVerdict(record, beforeBroadcast)),
+        getVerdict: (roundId, chunkId, verifier) =>
+          faults.wrap("getVerdict", Effect.sync(() => verdicts.getVerdict(roundId, chunkId, verifier))),
+        isVerifier: faults.wrap("isVerifier", Effect.sync(() => verdicts.isVerifier(identity.miner))),
         head: faults.wrap("head", Effect.sync(() => ({ number: blocks.head(), hash: blocks.hashOf(blocks.head())! }))),
         blockHash: (block) => faults.wrap("blockHash", Effect.sync(() => Option.fromUndefinedOr(blocks.hashOf(block)))),
         now: faults.wrap("now", chainNow)
@@ -115,6 +151,14 @@ export class TestChain extends Context.Service<TestChain, {
         calls: faults.calls,
         submissions: Effect.sync(registry.recordedSubmissions),
         transactions: Effect.sync(transactions.all),
+        verdictTransactions: Effect.sync(transactions.verdicts),
+        verdicts: Effect.sync(verdicts.all),
+        setVerifier: (address, allowed) =>
+          Effect.sync(() => {
+            blocks.mine()
+            verdicts.setVerifier(address, allowed)
+          }),
+        submitAs: registry.submitAs,
         claims: Effect.sync(registry.recordedClaims),
         completedChunks: Effect.sync(registry.completedChunks),
         openRound: registry.openRound,
@@ -123,6 +167,7 @@ export class TestChain extends Context.Service<TestChain, {
         rewindTo: (target) =>
           Effect.sync(() => {
             registry.rewindTo(target)
+            verdicts.rewindTo(target)
             transactions.rewindTo(target)
             blocks.rewindTo(target)
           }),
@@ -130,6 +175,7 @@ export class TestChain extends Context.Service<TestChain, {
           transactions.reset()
           blocks.reset()
           registry.reset()
+          verdicts.reset()
         })
       })
 

@@ -1,12 +1,19 @@
 import { describe, it } from "@effect/vitest"
 import { Clock, Context, Duration, Effect, Exit, Layer, Redacted, Schedule, Scope } from "effect"
 import { TestClock } from "effect/testing"
-import type { Hex } from "viem"
+import { type Hex, parseEventLogs } from "viem"
+import { Submission } from "../../src/domain/mining.ts"
+import { solveReference } from "../../src/domain/pow.ts"
+import { miningRegistryAbi } from "../../src/layers/chain/MiningRegistryArtifact.ts"
 import { ViemChain } from "../../src/layers/chain/ViemChain.ts"
 import { Chain } from "../../src/services/Chain.ts"
 import { TestChain } from "../../src/testing/TestChain.ts"
 import { type RegistryChainShape, makeRegistryChain } from "../support/anvil.ts"
-import { type ChainSubject, chainContract, subjectRound } from "../support/chainContract.ts"
+import { CID, type ChainSubject, chainContract, gradientHash, subjectRound } from "../support/chainContract.ts"
+import { chainVerdictContract } from "../support/chainVerdictContract.ts"
+
+/** The other miner of `submitAs`: anvil's account 2. */
+const otherMiner = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
 
 /** The fake, as the contract runs it: claims required, proofs of work checked, chain time on the TestClock. */
 const testChainSubject = Effect.gen(function*() {
@@ -19,16 +26,27 @@ const testChainSubject = Effect.gen(function*() {
     checkPow: true
   }))
   const control = Context.get(context, TestChain)
+  const port = Context.get(context, Chain)
   let nextRound = 2n
   return {
-    layer: Layer.succeed(Chain, Context.get(context, Chain)),
+    layer: Layer.succeed(Chain, port),
     openRound: Effect.fnUntraced(function*(count: number, deadlineIn: number) {
       const now = Math.floor((yield* Clock.currentTimeMillis) / 1000)
       const info = yield* control.openRound({ roundId: nextRound++, chunkCount: count, difficulty, deadline: now + deadlineIn })
       return info.roundId
     }),
     advanceTime: (seconds) => TestClock.adjust(Duration.seconds(seconds)),
-    reset: control.reset
+    reset: control.reset,
+    setVerifier: control.setVerifier,
+    submitAs: Effect.fnUntraced(function*(roundId: bigint, seed: string) {
+      const round = yield* Effect.flatMap(port.getRound(roundId), Effect.fromOption)
+      const hash = gradientHash(seed)
+      const submitted = yield* control.submitAs(
+        otherMiner,
+        new Submission({ roundId, chunkId: round.nextChunk, cid: CID, gradientHash: hash, powNonce: 0n })
+      )
+      return { chunkId: submitted.chunkId, miner: submitted.miner, gradientHash: hash, blockNumber: submitted.blockNumber }
+    }, Effect.orDie)
   } satisfies ChainSubject
 })
 
@@ -97,14 +115,39 @@ const anvilSubject = Effect.gen(function*() {
     openRound: (chunkCount, deadlineIn) =>
       Effect.as(openRoundOn(current.chain, current.registry, nextRound, chunkCount, deadlineIn), nextRound++),
     advanceTime: (seconds) => Effect.andThen(current.chain.increaseTime(seconds), current.chain.mine),
-    reset
+    reset,
+    setVerifier: (address, allowed) =>
+      Effect.asVoid(current.chain.send(0, current.registry, "setVerifier", [address as Hex, allowed])),
+    submitAs: Effect.fnUntraced(function*(roundId: bigint, seed: string) {
+      const { chain, registry } = current
+      const claimed = yield* chain.send(2, registry, "claimChunk", [roundId])
+      const [event] = parseEventLogs({ abi: miningRegistryAbi, logs: claimed.logs, eventName: "ChunkClaimed", strict: true })
+      const chunkId = event!.args.chunkId
+      const miner = chain.account(2).address
+      const hash = gradientHash(seed) as Hex
+      const [, , , difficulty] = yield* chain.call(registry, "getRound", [roundId])
+      const solution = yield* solveReference({
+        chainId: chain.anvil.chainId,
+        registry,
+        miner,
+        roundId,
+        chunkId,
+        gradientHash: hash,
+        cid: CID,
+        difficulty
+      })
+      const receipt = yield* chain.send(2, registry, "submitGradient", [roundId, chunkId, CID, hash, solution.nonce])
+      return { chunkId, miner, gradientHash: hash, blockNumber: receipt.blockNumber }
+    })
   } satisfies ChainSubject
 })
 
 describe("Chain contract: TestChain", () => {
   chainContract(it.effect, testChainSubject)
+  chainVerdictContract(it.effect, testChainSubject)
 })
 
 describe("Chain contract: ViemChain on anvil", () => {
   chainContract(it.live, anvilSubject)
+  chainVerdictContract(it.live, anvilSubject)
 })

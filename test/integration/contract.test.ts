@@ -16,7 +16,9 @@ const cid = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
 const spec = `{"model":"test"}`
 const gradientHashOf = (text: string): Hex => bytesToHex(sha256(new TextEncoder().encode(text)))
 
-const events = <N extends "RoundOpened" | "ChunkClaimed" | "GradientSubmitted" | "ChunkCompleted">(
+const events = <
+  N extends "RoundOpened" | "ChunkClaimed" | "GradientSubmitted" | "ChunkCompleted" | "VerifierSet" | "GradientVerified"
+>(
   receipt: TransactionReceipt,
   eventName: N
 ) => parseEventLogs({ abi: miningRegistryAbi, logs: receipt.logs, eventName, strict: true })
@@ -281,5 +283,104 @@ layer(RegistryChain.layer, { excludeTestServices: true, timeout: "30 seconds" })
         (yield* revertOf(chain.send(0, registry, "openRound", [2n, cid, spec, 4, 20, deadline]))).errorName,
         "RoundExists"
       )
+    }))
+  /** A registry with chunk 0 of round 1 submitted by account 1, and accounts 2 and 3 allowed to verify. */
+  const submitted = Effect.fnUntraced(function*() {
+    const { chain, registry } = yield* setup()
+    yield* claim(registry, 1)
+    const gradientHash = gradientHashOf("to verify")
+    const solution = yield* solve(registry, 1, 0, gradientHash)
+    yield* chain.send(1, registry, "submitGradient", [1n, 0, cid, gradientHash, solution.nonce])
+    for (const verifier of [2, 3]) {
+      const set = yield* chain.send(0, registry, "setVerifier", [chain.account(verifier).address, true])
+      assert.deepStrictEqual(events(set, "VerifierSet")[0]!.args, { verifier: chain.account(verifier).address, allowed: true })
+    }
+    return { chain, registry }
+  })
+
+  const reportHash = gradientHashOf("report")
+
+  it.effect("setVerifier: owner only (NotOwner), allows and disallows, isVerifier follows", () =>
+    Effect.gen(function*() {
+      const { chain, registry } = yield* setup()
+      const verifier = chain.account(2).address
+      assert.isFalse(yield* chain.call(registry, "isVerifier", [verifier]))
+      assert.strictEqual(
+        (yield* revertOf(chain.send(1, registry, "setVerifier", [verifier, true]))).errorName,
+        "NotOwner"
+      )
+      yield* chain.send(0, registry, "setVerifier", [verifier, true])
+      assert.isTrue(yield* chain.call(registry, "isVerifier", [verifier]))
+      const removed = yield* chain.send(0, registry, "setVerifier", [verifier, false])
+      assert.deepStrictEqual(events(removed, "VerifierSet")[0]!.args, { verifier, allowed: false })
+      assert.isFalse(yield* chain.call(registry, "isVerifier", [verifier]))
+    }))
+
+  it.effect("recordVerdict: stored, read back with getVerdict, GradientVerified emitted; 0 for no verdict", () =>
+    Effect.gen(function*() {
+      const { chain, registry } = yield* submitted()
+      const verifier = chain.account(2).address
+      assert.deepStrictEqual(yield* chain.call(registry, "getVerdict", [1n, 0, verifier]), [0, `0x${"0".repeat(64)}`])
+      const receipt = yield* chain.send(2, registry, "recordVerdict", [1n, 0, 19, reportHash])
+      assert.deepStrictEqual(events(receipt, "GradientVerified")[0]!.args, {
+        roundId: 1n,
+        chunkId: 0,
+        verifier,
+        verdict: 19,
+        reportHash
+      })
+      assert.deepStrictEqual(yield* chain.call(registry, "getVerdict", [1n, 0, verifier]), [19, reportHash])
+    }))
+
+  it.effect("recordVerdict reverts NotVerifier, NoSubmission, InvalidVerdict, and AlreadyVerified for a second verdict", () =>
+    Effect.gen(function*() {
+      const { chain, registry } = yield* submitted()
+      const notVerifier = yield* revertOf(chain.send(1, registry, "recordVerdict", [1n, 0, 1, reportHash]))
+      assert.strictEqual(notVerifier.errorName, "NotVerifier")
+      assert.deepStrictEqual(notVerifier.args, [chain.account(1).address])
+      // A verifier removed by the owner is refused too.
+      yield* chain.send(0, registry, "setVerifier", [chain.account(3).address, false])
+      assert.strictEqual(
+        (yield* revertOf(chain.send(3, registry, "recordVerdict", [1n, 0, 1, reportHash]))).errorName,
+        "NotVerifier"
+      )
+
+      const noSubmission = yield* revertOf(chain.send(2, registry, "recordVerdict", [1n, 1, 1, reportHash]))
+      assert.strictEqual(noSubmission.errorName, "NoSubmission")
+      assert.deepStrictEqual(noSubmission.args, ["1", "1"])
+      assert.strictEqual(
+        (yield* revertOf(chain.send(2, registry, "recordVerdict", [7n, 0, 1, reportHash]))).errorName,
+        "NoSubmission"
+      )
+
+      for (const bad of [0, 3, 15, 21, 255]) {
+        const invalid = yield* revertOf(chain.send(2, registry, "recordVerdict", [1n, 0, bad, reportHash]))
+        assert.strictEqual(invalid.errorName, "InvalidVerdict")
+        assert.deepStrictEqual(invalid.args, [String(bad)])
+      }
+
+      yield* chain.send(2, registry, "recordVerdict", [1n, 0, 2, reportHash])
+      const again = yield* revertOf(chain.send(2, registry, "recordVerdict", [1n, 0, 20, gradientHashOf("other")]))
+      assert.strictEqual(again.errorName, "AlreadyVerified")
+      assert.deepStrictEqual(again.args, ["1", "0", chain.account(2).address, "2", reportHash])
+      assert.deepStrictEqual(yield* chain.call(registry, "getVerdict", [1n, 0, chain.account(2).address]), [2, reportHash])
+    }))
+
+  it.effect("every defined verdict code is accepted, one per verifier, and two verifiers judge the same chunk", () =>
+    Effect.gen(function*() {
+      const { chain, registry } = yield* submitted()
+      yield* chain.send(2, registry, "recordVerdict", [1n, 0, 1, reportHash])
+      const otherReport = gradientHashOf("other report")
+      yield* chain.send(3, registry, "recordVerdict", [1n, 0, 20, otherReport])
+      assert.deepStrictEqual(yield* chain.call(registry, "getVerdict", [1n, 0, chain.account(2).address]), [1, reportHash])
+      assert.deepStrictEqual(yield* chain.call(registry, "getVerdict", [1n, 0, chain.account(3).address]), [20, otherReport])
+
+      // Each code the contract defines, from a verifier of its own (one verdict per verifier and chunk).
+      for (const [index, code] of [2, 16, 17, 18, 19].entries()) {
+        const account = 4 + index
+        yield* chain.send(0, registry, "setVerifier", [chain.account(account).address, true])
+        yield* chain.send(account, registry, "recordVerdict", [1n, 0, code, reportHash])
+        assert.deepStrictEqual(yield* chain.call(registry, "getVerdict", [1n, 0, chain.account(account).address]), [code, reportHash])
+      }
     }))
 })

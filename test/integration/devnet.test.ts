@@ -1,10 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Scope } from "effect"
 import { spawn } from "node:child_process"
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { type Address, createPublicClient, createWalletClient, type Hex, http, parseEventLogs } from "viem"
+import { type Address, createPublicClient, createWalletClient, type Hex, http, keccak256, parseEventLogs } from "viem"
 import { mnemonicToAccount, privateKeyToAccount } from "viem/accounts"
 import { foundry } from "viem/chains"
 import { bytesToHex, sha256, solveReference } from "../../src/domain/pow.ts"
@@ -18,7 +18,7 @@ import {
   placeholderModelCid,
   startDevnet
 } from "../../src/layers/chain/devnet/Devnet.ts"
-import { miningRegistryAbi } from "../../src/layers/chain/MiningRegistryArtifact.ts"
+import { miningRegistryAbi, miningRegistryBytecode } from "../../src/layers/chain/MiningRegistryArtifact.ts"
 import { freshDevnet, isRunning, pgidOf } from "../support/anvil.ts"
 
 /** The devnet on a real anvil: deployment, the round keeper, persistence, and no process left behind. */
@@ -32,6 +32,16 @@ const clientsOf = (info: DevnetInfo, account: number) => {
 }
 
 const read = <A>(f: () => Promise<A>) => Effect.promise(f)
+
+const isVerifier = (info: DevnetInfo, address: Address) =>
+  read(() =>
+    clientsOf(info, 0).client.readContract({
+      address: info.registry,
+      abi: miningRegistryAbi,
+      functionName: "isVerifier",
+      args: [address]
+    })
+  )
 
 const roundCount = (info: DevnetInfo) =>
   read(() =>
@@ -207,7 +217,15 @@ describe("devnet", () => {
       assert.strictEqual(parsed.dataset_seed, 1)
 
       const printed = devnetInfoJson(devnet)
-      assert.deepStrictEqual(Object.keys(printed), ["rpc_url", "chain_id", "registry", "owner", "accounts"])
+      assert.deepStrictEqual(Object.keys(printed), ["rpc_url", "chain_id", "registry", "owner", "verifier", "accounts"])
+      // The verifier is account 2, and the registry lets it (and no other account) record verdicts.
+      assert.deepStrictEqual(printed.verifier, {
+        address: anvilAccounts[2]!.address,
+        private_key: anvilAccounts[2]!.privateKey
+      })
+      for (const [index, expected] of [[2, true], [1, false], [0, false]] as const) {
+        assert.strictEqual(yield* isVerifier(devnet, devnet.accounts[index]!.address), expected, `account ${index}`)
+      }
       assert.deepStrictEqual(printed.accounts[1], {
         address: anvilAccounts[1]!.address,
         private_key: anvilAccounts[1]!.privateKey
@@ -294,7 +312,8 @@ describe("devnet", () => {
         registry: first.devnet.registry,
         chain_id: 31337,
         owner: first.devnet.owner,
-        lease_seconds: 900
+        lease_seconds: 900,
+        artifact: keccak256(miningRegistryBytecode)
       })
 
       // Restarted through the Layer, on another port.
@@ -322,8 +341,31 @@ describe("devnet", () => {
             strict: true
           })
         )
-        assert.deepStrictEqual(logs.map((l) => l.eventName), ["RoundOpened", "ChunkClaimed", "GradientSubmitted"])
+        // The verifier was registered once, at deployment: a devnet re-opened from its state keeps it.
+        assert.deepStrictEqual(logs.map((l) => l.eventName), ["VerifierSet", "RoundOpened", "ChunkClaimed", "GradientSubmitted"])
+        assert.strictEqual(devnet.verifier.address, first.devnet.verifier.address)
+        assert.isTrue(yield* isVerifier(devnet, devnet.verifier.address))
       }).pipe(Effect.provide(Devnet.layer({ dataDir, keeperInterval: "100 millis" })))
+    }))
+
+  it.live("a devnet.json of an older version (a registry without the verifier role) gets today's registry", () =>
+    Effect.gen(function*() {
+      const dataDir = mkdtempSync(join(tmpdir(), "r3mes-devnet-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dataDir, { recursive: true, force: true })))
+      const first = yield* Effect.scoped(freshDevnet({ dataDir }))
+      // As an r3mes-miner before the verifier role wrote it: no artifact key.
+      const file = join(dataDir, "devnet.json")
+      const { artifact: _artifact, ...older } = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>
+      writeFileSync(file, JSON.stringify(older))
+      const second = yield* Effect.scoped(
+        Effect.gen(function*() {
+          const devnet = yield* freshDevnet({ dataDir })
+          assert.isTrue(yield* isVerifier(devnet, devnet.verifier.address))
+          return devnet
+        })
+      )
+      assert.notStrictEqual(second.registry, first.registry)
+      assert.strictEqual(JSON.parse(readFileSync(file, "utf8")).artifact, keccak256(miningRegistryBytecode))
     }))
 
   it.live("a devnet.json for another chain id is refused with a hint", () =>

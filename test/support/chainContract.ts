@@ -27,20 +27,35 @@ export interface ChainSubject {
    * registry as new with its first round open, nothing claimed or submitted. The built port keeps working on it.
    */
   readonly reset: Effect.Effect<void, MiningError>
+  /** The owner's setVerifier: allows or disallows `address` to record verdicts. */
+  readonly setVerifier: (address: string, allowed: boolean) => Effect.Effect<void, MiningError>
+  /**
+   * Another miner (not the port's account) claims the next free chunk of `roundId` and submits a gradient for it (seed
+   * `seed`); what it put on chain.
+   */
+  readonly submitAs: (roundId: bigint, seed: string) => Effect.Effect<OtherSubmission, MiningError>
+}
+
+/** A submission by another miner (`ChainSubject.submitAs`). */
+export interface OtherSubmission {
+  readonly chunkId: number
+  readonly miner: string
+  readonly gradientHash: string
+  readonly blockNumber: bigint
 }
 
 export const subjectRound = { chunkCount: 4, difficulty: 16, deadlineIn: 3600, leaseSeconds: 600 } as const
 
 /** What @effect/vitest's `it.effect` / `it.live` are: a test registration for effects needing R. */
-type Register<R> = <A, E>(name: string, self: () => Effect.Effect<A, E, R | Scope.Scope>, timeout?: number) => void
+export type Register<R> = <A, E>(name: string, self: () => Effect.Effect<A, E, R | Scope.Scope>, timeout?: number) => void
 
-const CID = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
+export const CID = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
 const OTHER_CID = "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
-const gradientHash = (seed: string) => sha256Hex(`gradient ${seed}`)
-const hex32 = /^0x[0-9a-f]{64}$/i
+export const gradientHash = (seed: string) => sha256Hex(`gradient ${seed}`)
+export const hex32 = /^0x[0-9a-f]{64}$/i
 
 /** A submission with a real proof of work at the round's difficulty (the reference solver: ~0.1 s at 16). */
-const prove = Effect.fnUntraced(function*(
+export const prove = Effect.fnUntraced(function*(
   id: MinerIdentity,
   round: RoundInfo,
   chunkId: number,
@@ -61,22 +76,19 @@ const withWrongWork = (id: MinerIdentity, round: RoundInfo, submission: Submissi
 }
 
 /** The failure of `effect`; a success is a defect of the test. */
-const failureOf = <A>(effect: Effect.Effect<A, MiningError>) =>
+export const failureOf = <A>(effect: Effect.Effect<A, MiningError>) =>
   Effect.flip(effect).pipe(Effect.catch(() => Effect.die(new Error("expected a failure, got a success"))))
 
 /** The revert `effect` fails with; a success or another failure is a defect of the test. */
-const revertOf = <A>(effect: Effect.Effect<A, MiningError>) =>
+export const revertOf = <A>(effect: Effect.Effect<A, MiningError>) =>
   Effect.flatMap(failureOf(effect), (error) =>
     error._tag === "ChainRevertError"
       ? Effect.succeed(error)
       : Effect.die(new Error(`expected a revert, got ${error._tag}: ${error.message}`)))
 
-export const chainContract = <R>(
-  register: Register<R>,
-  makeSubject: Effect.Effect<ChainSubject, MiningError, R | Scope.Scope>
-) => {
-  /** The subject, its port built once for the test, the miner's identity and the open round. */
-  const setup = Effect.gen(function*() {
+/** The subject, its port built once for the test, the miner's identity and the open round. */
+export const setupOf = <R>(makeSubject: Effect.Effect<ChainSubject, MiningError, R | Scope.Scope>) =>
+  Effect.gen(function*() {
     const subject = yield* makeSubject
     const chain = Context.get(yield* Layer.build(subject.layer), Chain)
     const id = yield* chain.identity
@@ -84,6 +96,12 @@ export const chainContract = <R>(
     assert.strictEqual(rounds.length, 1)
     return { subject, chain, id, round: rounds[0]! }
   })
+
+export const chainContract = <R>(
+  register: Register<R>,
+  makeSubject: Effect.Effect<ChainSubject, MiningError, R | Scope.Scope>
+) => {
+  const setup = setupOf(makeSubject)
 
   register("identity: chain id, registry and miner, the same on every read", () =>
     Effect.gen(function*() {

@@ -25,6 +25,7 @@ import { rpcTransport } from "./rpcTransport.ts"
 import { viemClients } from "./viemClients.ts"
 import { decodeRevert } from "./viemErrors.ts"
 import { read as readRpc, rpc } from "./viemRpc.ts"
+import { makeViemVerification } from "./viemVerification.ts"
 import { makeViemWriter, receiptOf } from "./viemWriter.ts"
 
 export interface ViemChainOptions {
@@ -333,6 +334,8 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
     return Option.flatMap(yield* blockOrNone(blockNumber), (block) => Option.fromNullishOr(block.hash as string | null))
   })
 
+  const verification = makeViemVerification({ read, events, writer, account })
+
   return Chain.of({
     identity: Effect.succeed(identity),
     fingerprint,
@@ -346,6 +349,7 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
     completeChunk,
     getSubmission,
     ownSubmissions,
+    ...verification,
     head,
     blockHash,
     now

@@ -1,10 +1,11 @@
 import { Clock, Effect, Option } from "effect"
 import { ChainRevertError, ValidationError } from "../../domain/errors.ts"
-import { ChunkClaim, type MinerIdentity, OnChainSubmission, RoundInfo, type Submission, type SubmissionReceipt } from "../../domain/mining.ts"
+import { ChunkClaim, type MinerIdentity, OnChainSubmission, RoundInfo, type Submission, SubmissionReceipt } from "../../domain/mining.ts"
 import { bytesToHex, challenge, meetsDifficulty, powHash } from "../../domain/pow.ts"
 import { sha256Hex } from "../../layers/sha256Hex.ts"
 import { rawCidV0 } from "../TestGradientStore.ts"
 import type { Blocks } from "./blocks.ts"
+import { revert, roundNotOpen } from "./reverts.ts"
 import { type CompletedChunk, defaultLeaseSeconds, defaultTestRound, type RecordedSubmission, type TestChainOptions, type TestRound } from "./types.ts"
 
 interface RoundState {
@@ -26,6 +27,8 @@ interface ClaimState {
 }
 interface SubmissionState {
   readonly recorded: RecordedSubmission
+  /** Whose it is: this miner's, or another's (`submitAs`). */
+  readonly miner: string
   completed: boolean
   completedIn: bigint | undefined
 }
@@ -35,25 +38,10 @@ export const chainNow = Effect.map(Clock.currentTimeMillis, (ms) => Math.floor(m
 
 const chunkKey = (roundId: bigint, chunkId: number) => `${roundId}:${chunkId}`
 
-const revert = (errorName: string, args: ReadonlyArray<string>, hint?: string) =>
-  new ChainRevertError({
-    message: `MiningRegistry reverted with ${errorName}(${args.join(", ")})`,
-    errorName,
-    args: [...args],
-    ...(hint === undefined ? {} : { hint })
-  })
-
-const roundNotOpen = (roundId: bigint) =>
-  revert(
-    "RoundNotOpen",
-    [roundId.toString()],
-    "the test chain has no such round: seed it with TestChain.layer({ rounds }) or open it with openRound"
-  )
-
 /**
  * The MiningRegistry's storage and rules in memory (contracts/MiningRegistry.sol is the reference): rounds, leases,
  * submissions and completions, each remembering the block that wrote it so a rewind can forget it. Every claim on
- * this chain is the miner's own: there is no other account to hold a lease.
+ * this chain is the miner's own; another miner only appears through `submitAs`, which claims and submits at once.
  */
 export const makeRegistry = (deps: {
   readonly identity: MinerIdentity
@@ -66,10 +54,13 @@ export const makeRegistry = (deps: {
   const checkPow = options.checkPow ?? false
   const defaultModelCid = rawCidV0(new TextEncoder().encode("r3mes test model"))
 
+  const isOurs = (miner: string) => miner.toLowerCase() === identity.miner.toLowerCase()
   const rounds = new Map<bigint, RoundState>()
   const claims = new Map<string, ClaimState>()
   const byChunk = new Map<string, SubmissionState>()
   const recordedSubmissions: Array<RecordedSubmission> = []
+  /** Every miner's submissions, in block order. */
+  const allSubmissions: Array<SubmissionState> = []
   const recordedClaims: Array<ChunkClaim> = []
   const completed: Array<CompletedChunk & { readonly block: bigint }> = []
 
@@ -187,23 +178,30 @@ export const makeRegistry = (deps: {
     }
   })
 
+  /** submitGradient's first checks, whoever submits: RoundNotOpen, AlreadySubmitted, RoundExpired. */
+  const openChunk = (roundId: bigint, chunkId: number, now: number): RoundState | ChainRevertError => {
+    const round = rounds.get(roundId)
+    if (round === undefined) return roundNotOpen(roundId)
+    const existing = byChunk.get(chunkKey(roundId, chunkId))
+    if (existing !== undefined) {
+      return revert("AlreadySubmitted", [
+        roundId.toString(),
+        String(chunkId),
+        existing.miner,
+        existing.recorded.gradientHash.toLowerCase()
+      ])
+    }
+    if (now > round.deadline) return revert("RoundExpired", [roundId.toString(), String(round.deadline)])
+    return round
+  }
+
   /** The contract's submitGradient checks, in its order, without changing anything: the round the chunk is of. */
   const check = Effect.fnUntraced(function*(submission: Submission) {
     const now = yield* chainNow
     const { chunkId, roundId } = submission
-    const round = rounds.get(roundId)
-    if (round === undefined) return yield* roundNotOpen(roundId)
+    const round = openChunk(roundId, chunkId, now)
+    if (round instanceof ChainRevertError) return yield* round
     const key = chunkKey(roundId, chunkId)
-    const existing = byChunk.get(key)
-    if (existing !== undefined) {
-      return yield* revert("AlreadySubmitted", [
-        roundId.toString(),
-        String(chunkId),
-        identity.miner,
-        existing.recorded.gradientHash.toLowerCase()
-      ])
-    }
-    if (now > round.deadline) return yield* revert("RoundExpired", [roundId.toString(), String(round.deadline)])
     const claim = claims.get(key)
     if (chunkId >= round.chunkCount || (requireClaim && claim === undefined)) {
       return yield* revert("ChunkNotClaimed", [roundId.toString(), String(chunkId)])
@@ -215,8 +213,8 @@ export const makeRegistry = (deps: {
     return round
   })
 
-  /** Records a submission that passed `check`, mined with `receipt`. */
-  const record = (submission: Submission, receipt: SubmissionReceipt): void => {
+  /** Records a submission that passed `check`, mined with `receipt`; this miner's unless `miner` says otherwise. */
+  const record = (submission: Submission, receipt: SubmissionReceipt, miner: string = identity.miner): void => {
     const recorded: RecordedSubmission = {
       roundId: submission.roundId,
       chunkId: submission.chunkId,
@@ -225,15 +223,44 @@ export const makeRegistry = (deps: {
       powNonce: submission.powNonce,
       receipt
     }
-    byChunk.set(chunkKey(submission.roundId, submission.chunkId), { recorded, completed: false, completedIn: undefined })
+    const state: SubmissionState = { recorded, miner, completed: false, completedIn: undefined }
+    byChunk.set(chunkKey(submission.roundId, submission.chunkId), state)
     rounds.get(submission.roundId)!.submittedCount += 1
-    recordedSubmissions.push(recorded)
+    allSubmissions.push(state)
+    if (isOurs(miner)) recordedSubmissions.push(recorded)
   }
+
+  /**
+   * Another miner claims `submission.chunkId` and submits it in one block (no proof of work checked): RoundNotOpen,
+   * AlreadySubmitted, RoundExpired, and ChunkNotClaimed for a chunk outside the round or leased to this miner.
+   */
+  const submitAs = Effect.fnUntraced(function*(miner: string, submission: Submission) {
+    const now = yield* chainNow
+    const { chunkId, roundId } = submission
+    const round = openChunk(roundId, chunkId, now)
+    if (round instanceof ChainRevertError) return yield* round
+    const key = chunkKey(roundId, chunkId)
+    const lease = claims.get(key)
+    if (chunkId >= round.chunkCount || (lease !== undefined && lease.leaseExpiry >= now)) {
+      return yield* revert("ChunkNotClaimed", [roundId.toString(), String(chunkId)], "the chunk is leased to this miner")
+    }
+    // Their claim, as the contract hands chunks out in order: the next never-claimed one is taken.
+    if (chunkId === round.nextChunk) round.nextChunk += 1
+    const block = blocks.mine()
+    const txHash = sha256Hex(
+      ["submitAs", identity.chainId, identity.registry.toLowerCase(), miner.toLowerCase(), roundId, chunkId,
+        submission.gradientHash.toLowerCase(), block, blocks.fork()].join(":")
+    )
+    record(submission, new SubmissionReceipt({ txHash, blockNumber: block, blockHash: blocks.hashOf(block)!, alreadySubmitted: false }), miner)
+    return onChain(byChunk.get(key)!)
+  })
 
   /** Idempotent (true each time); ChunkNotClaimed for a chunk with no submission. */
   const complete = Effect.fnUntraced(function*(roundId: bigint, chunkId: number) {
     const submission = byChunk.get(chunkKey(roundId, chunkId))
-    if (submission === undefined) return yield* revert("ChunkNotClaimed", [roundId.toString(), String(chunkId)])
+    if (submission === undefined || !isOurs(submission.miner)) {
+      return yield* revert("ChunkNotClaimed", [roundId.toString(), String(chunkId)])
+    }
     if (!submission.completed) {
       const block = blocks.mine()
       submission.completed = true
@@ -247,7 +274,7 @@ export const makeRegistry = (deps: {
     new OnChainSubmission({
       roundId: state.recorded.roundId,
       chunkId: state.recorded.chunkId,
-      miner: identity.miner,
+      miner: state.miner,
       cid: state.recorded.cid,
       gradientHash: state.recorded.gradientHash,
       powNonce: state.recorded.powNonce,
@@ -280,6 +307,9 @@ export const makeRegistry = (deps: {
       }
     }
     for (const [id, r] of rounds) if (r.openedIn > target) rounds.delete(id)
+    for (let i = allSubmissions.length - 1; i >= 0; i--) {
+      if (allSubmissions[i]!.recorded.receipt.blockNumber > target) allSubmissions.splice(i, 1)
+    }
     for (let i = recordedSubmissions.length - 1; i >= 0; i--) {
       if (recordedSubmissions[i]!.receipt.blockNumber > target) recordedSubmissions.splice(i, 1)
     }
@@ -292,6 +322,7 @@ export const makeRegistry = (deps: {
     claims.clear()
     byChunk.clear()
     recordedSubmissions.length = 0
+    allSubmissions.length = 0
     recordedClaims.length = 0
     completed.length = 0
     seedRounds()
@@ -303,6 +334,7 @@ export const makeRegistry = (deps: {
     claimChunk,
     check,
     record,
+    submitAs,
     complete,
     ownClaims,
     rewindTo,
@@ -311,6 +343,12 @@ export const makeRegistry = (deps: {
     getRound: (roundId: bigint) => Option.map(Option.fromUndefinedOr(rounds.get(roundId)), roundInfo),
     getSubmission: (roundId: bigint, chunkId: number) =>
       Option.map(Option.fromUndefinedOr(byChunk.get(chunkKey(roundId, chunkId))), onChain),
+    /** Every miner's submissions mined in `fromBlock`..`toBlock`, in block order. */
+    submissionsBetween: (fromBlock: bigint, toBlock: bigint) =>
+      allSubmissions
+        .filter((s) => s.recorded.receipt.blockNumber >= fromBlock && s.recorded.receipt.blockNumber <= toBlock)
+        .map(onChain),
+    hasSubmission: (roundId: bigint, chunkId: number) => byChunk.has(chunkKey(roundId, chunkId)),
     ownSubmissions: () => recordedSubmissions.map((r) => onChain(byChunk.get(chunkKey(r.roundId, r.chunkId))!)),
     recordedSubmissions: () => [...recordedSubmissions],
     recordedClaims: () => [...recordedClaims],

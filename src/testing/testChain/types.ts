@@ -1,4 +1,5 @@
 import type { SignedTransaction, Submission, SubmissionReceipt } from "../../domain/mining.ts"
+import type { VerdictRecord } from "../../domain/verification.ts"
 import type { FaultPlan } from "../Faults.ts"
 
 export type ChainMethod =
@@ -14,6 +15,10 @@ export type ChainMethod =
   | "completeChunk"
   | "getSubmission"
   | "ownSubmissions"
+  | "submissionsBetween"
+  | "recordVerdict"
+  | "getVerdict"
+  | "isVerifier"
   | "head"
   | "blockHash"
   | "now"
@@ -32,6 +37,14 @@ export interface RecordedSubmission {
 export interface SignedSubmission {
   readonly signed: SignedTransaction
   readonly submission: Submission
+  /** Mined: its receipt (`success` false when it reverted). Absent while pending or dropped. */
+  readonly mined?: { readonly success: boolean; readonly receipt: SubmissionReceipt } | undefined
+}
+
+/** A verdict transaction the test chain signed, and what became of it. */
+export interface SignedVerdict {
+  readonly signed: SignedTransaction
+  readonly record: VerdictRecord
   /** Mined: its receipt (`success` false when it reverted). Absent while pending or dropped. */
   readonly mined?: { readonly success: boolean; readonly receipt: SubmissionReceipt } | undefined
 }
@@ -81,6 +94,11 @@ export interface TestChainOptions {
    * domain's pow functions. Default false: TestPowSolver answers nonces that are not valid proofs.
    */
   readonly checkPow?: boolean
+  /**
+   * Whether the account may record verdicts from genesis (as if the owner had called `setVerifier` for it), and
+   * again after `reset`. Default false: `recordVerdict` reverts NotVerifier until `setVerifier` allows it.
+   */
+  readonly verifier?: boolean
 }
 
 /** Anvil's defaults: chain 31337, the first contract deployed by account 0, account 1 as the miner. */

@@ -8,7 +8,7 @@ import type { AnvilInstance, DevAccount } from "./Anvil.ts"
 import { type AnvilHealth, type RestartPolicy, startSupervisedAnvil } from "./AnvilSupervisor.ts"
 import { devnetClients } from "./devnetClients.ts"
 import { lockDataDir, stateFileName } from "./devnetFiles.ts"
-import { deployRegistry, hasCode, setUpRegistry } from "./devnetRegistry.ts"
+import { deployRegistry, hasCode, registerVerifier, setUpRegistry } from "./devnetRegistry.ts"
 import { defaultRoundPlan, makeRoundKeeper, repeatTicks, type RoundPlan } from "./roundKeeper.ts"
 
 export {
@@ -37,6 +37,9 @@ export {
  * with a warning — that chain is a new one. A devnet that cannot come back is down: `health` says so and `failure`
  * fails, for the composition root to stop the miner with that error.
  */
+
+/** The devnet's verifier is anvil's account 2: account 0 owns the registry, account 1 mines in `mine`. */
+const verifierAccount = 2
 
 export interface DevnetOptions {
   /** anvil's port on 127.0.0.1; 0 or absent picks a free one. */
@@ -77,9 +80,11 @@ export interface DevnetInfo {
   readonly registry: Address
   /** The registry's owner: anvil's account 0. */
   readonly owner: Address
+  /** The account the registry lets record verdicts: anvil's account 2 (`r3mes-miner verify`'s default). */
+  readonly verifier: DevAccount
   /**
    * anvil's ten funded dev accounts. accounts[0] is the owner, whose nonces the round keeper uses: give miners
-   * accounts 1..9.
+   * accounts 1..9 (account 2 is the verifier: a miner on it shares the verifier's nonces, so give it to one process).
    */
   readonly accounts: ReadonlyArray<DevAccount>
   /** The registry's lease duration (read from the contract: a reused registry keeps its own). */
@@ -96,6 +101,7 @@ export const devnetInfoJson = (info: DevnetInfo) => ({
   chain_id: info.chainId,
   registry: info.registry,
   owner: info.owner,
+  verifier: { address: info.verifier.address, private_key: info.verifier.privateKey },
   accounts: info.accounts.map((a) => ({ address: a.address, private_key: a.privateKey }))
 })
 
@@ -176,7 +182,14 @@ export const startDevnet = Effect.fn("startDevnet")(function*(
   // Port, chain id and accounts stay the same across restarts; only the pid changes.
   const anvil = supervised.current()
   const clients = devnetClients(anvil)
-  const { registry, leaseSeconds } = yield* setUpRegistry(clients, anvil.chainId, dataDir, options.leaseSeconds ?? 600)
+  const verifier = anvil.accounts[verifierAccount]!
+  const { registry, leaseSeconds } = yield* setUpRegistry(
+    clients,
+    anvil.chainId,
+    dataDir,
+    options.leaseSeconds ?? 600,
+    verifier.address
+  )
   const keeper = yield* makeRoundKeeper({ clients, registry, roundPlan, firstRoundId, marginSeconds })
 
   const redeployIfLost = Effect.fnUntraced(function*(restarted: AnvilInstance) {
@@ -200,6 +213,7 @@ export const startDevnet = Effect.fn("startDevnet")(function*(
         hint: "start the miner again: it connects to the registry of the devnet it starts"
       })
     }
+    yield* registerVerifier(clients, registry, verifier.address)
   })
 
   /**
@@ -223,6 +237,7 @@ export const startDevnet = Effect.fn("startDevnet")(function*(
     chainId: anvil.chainId,
     registry,
     owner: clients.owner,
+    verifier,
     accounts: anvil.accounts,
     leaseSeconds,
     get pid() {

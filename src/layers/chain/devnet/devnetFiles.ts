@@ -22,7 +22,12 @@ export const DevnetFile = Schema.Struct({
   registry: AddressString,
   chain_id: Schema.Int,
   owner: AddressString,
-  lease_seconds: Schema.Int
+  lease_seconds: Schema.Int,
+  /**
+   * keccak256 of the contract artifact the registry was deployed from: a devnet.json from an older version (no such
+   * key, or another artifact) names a registry without today's functions, which is deployed anew.
+   */
+  artifact: Schema.optionalKey(Schema.String)
 })
 export type DevnetFile = typeof DevnetFile.Type
 

@@ -1,11 +1,14 @@
 import { Effect } from "effect"
-import { type Address, encodeDeployData, getAddress } from "viem"
+import { type Address, encodeDeployData, getAddress, keccak256 } from "viem"
 import { ValidationError } from "../../../domain/errors.ts"
 import { miningRegistryAbi, miningRegistryBytecode } from "../MiningRegistryArtifact.ts"
 import type { DevnetClients } from "./devnetClients.ts"
 import { devnetFileName, readDevnetFile, stateFileName, writeDevnetFile } from "./devnetFiles.ts"
 
 /** The devnet's MiningRegistry: deployed by account 0, or reused from a previous run's devnet.json. */
+
+/** Which contract a devnet.json's registry was deployed from (see DevnetFile.artifact). */
+const artifactHash = keccak256(miningRegistryBytecode)
 
 export const deployRegistry = Effect.fn("Devnet.deployRegistry")(function*(
   { rpc, wallet }: DevnetClients,
@@ -34,15 +37,40 @@ export const hasCode = Effect.fn("Devnet.hasCode")(function*({ client, rpc }: De
 })
 
 /**
+ * Makes `verifier` one of the registry's verifiers (DESIGN.md "Verification": the devnet registers a verifier
+ * account), unless it already is one: a registry reused from the data dir keeps its verifiers in the chain state, and
+ * setting it again would only add a VerifierSet event per restart.
+ */
+export const registerVerifier = Effect.fn("Devnet.registerVerifier")(function*(
+  { client, rpc, wallet }: DevnetClients,
+  registry: Address,
+  verifier: Address
+) {
+  const allowed = yield* rpc(`reading whether ${verifier} is a verifier`, () =>
+    client.readContract({ address: registry, abi: miningRegistryAbi, functionName: "isVerifier", args: [verifier] }))
+  if (allowed) return
+  yield* rpc(`allowing ${verifier} to record verdicts`, () =>
+    wallet.writeContractSync({
+      address: registry,
+      abi: miningRegistryAbi,
+      functionName: "setVerifier",
+      args: [verifier, true],
+      throwOnReceiptRevert: true
+    }))
+  yield* Effect.logInfo(`devnet: ${verifier} records verdicts on ${registry}`)
+})
+
+/**
  * The registry the devnet serves: the one devnet.json names when the chain state still holds it, else a new
  * deployment (with `leaseSeconds`); recorded in devnet.json in persistent mode. Its lease duration is read from the
- * contract, since a reused registry keeps its own.
+ * contract, since a reused registry keeps its own. `verifier` is registered as a verifier on it.
  */
 export const setUpRegistry = Effect.fn("Devnet.setUpRegistry")(function*(
   clients: DevnetClients,
   chainId: number,
   dataDir: string | undefined,
-  leaseSeconds: number
+  leaseSeconds: number,
+  verifier: Address
 ) {
   const previous = dataDir === undefined ? undefined : yield* readDevnetFile(dataDir)
   if (previous !== undefined && previous.chain_id !== chainId) {
@@ -53,7 +81,14 @@ export const setUpRegistry = Effect.fn("Devnet.setUpRegistry")(function*(
     })
   }
   let registry: Address
-  if (previous !== undefined && (yield* hasCode(clients, previous.registry as Address))) {
+  const current = previous !== undefined && previous.artifact === artifactHash
+  if (previous !== undefined && !current) {
+    yield* Effect.logWarning(
+      `devnet: ${dataDir}/${devnetFileName} names a MiningRegistry built by an older r3mes-miner (${previous.registry}): ` +
+        "deploying one with today's contract on the same chain"
+    )
+    registry = yield* deployRegistry(clients, leaseSeconds)
+  } else if (previous !== undefined && (yield* hasCode(clients, previous.registry as Address))) {
     registry = getAddress(previous.registry)
     yield* Effect.logInfo(`devnet: reusing MiningRegistry at ${registry} from ${dataDir}`)
   } else {
@@ -65,12 +100,19 @@ export const setUpRegistry = Effect.fn("Devnet.setUpRegistry")(function*(
     }
     registry = yield* deployRegistry(clients, leaseSeconds)
   }
+  yield* registerVerifier(clients, registry, verifier)
   const lease = Number(
     yield* clients.rpc("reading the lease duration", () =>
       clients.client.readContract({ address: registry, abi: miningRegistryAbi, functionName: "leaseDuration" }))
   )
   if (dataDir !== undefined) {
-    yield* writeDevnetFile(dataDir, { registry, chain_id: chainId, owner: clients.owner, lease_seconds: lease })
+    yield* writeDevnetFile(dataDir, {
+      registry,
+      chain_id: chainId,
+      owner: clients.owner,
+      lease_seconds: lease,
+      artifact: artifactHash
+    })
   }
   return { registry, leaseSeconds: lease }
 })
