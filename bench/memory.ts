@@ -29,6 +29,7 @@ import { HeliaStore } from "../src/layers/ipfs/HeliaStore.ts"
 import { pseudoGradientEnvelope } from "../src/layers/onnx/OnnxTrainer.ts"
 import { GradientStore } from "../src/services/GradientStore.ts"
 import { residentBytes, resetPeak } from "./procMemory.ts"
+import { testProfile } from "../src/testing/TestTrainer.ts"
 
 const { values: args } = parseArgs({
   options: { mb: { type: "string", default: "100" }, child: { type: "boolean", default: false } }
@@ -99,7 +100,8 @@ const child = Effect.scoped(Effect.gen(function*() {
         batch_size: 32,
         lr: 0.1,
         loss_before: 2.3,
-        loss_after: 2.1
+        loss_after: 2.1,
+        profile: testProfile
       }
       const envelope = yield* pseudoGradientEnvelope(header, tensors.map((t) => t.values))
       after("encode (envelope)")

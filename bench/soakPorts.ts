@@ -41,7 +41,7 @@ import { TaskSource } from "../src/services/TaskSource.ts"
 import { Trainer } from "../src/services/Trainer.ts"
 import { defaultTestIdentity } from "../src/testing/TestChain.ts"
 import { rawCidV0 } from "../src/testing/TestGradientStore.ts"
-import { sha256Hex, testEnvelope } from "../src/testing/TestTrainer.ts"
+import { sha256Hex, testEnvelope, testProfile } from "../src/testing/TestTrainer.ts"
 
 export interface SoakFaults {
   readonly submitRetryEvery: number
@@ -260,6 +260,7 @@ export const makeSoakPorts = (options: SoakPortsOptions = {}) => {
   }))
 
   const trainer = Layer.succeed(Trainer)(Trainer.of({
+    profile: Effect.succeed(testProfile),
     train: (task) =>
       Effect.gen(function*() {
         if (hits(++calls.train, faults.trainFailEvery)) {

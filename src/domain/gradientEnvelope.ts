@@ -6,6 +6,9 @@ import { ValidationError } from "./errors.ts"
  *
  *   "R3GR" ‖ u8 version ‖ u32 LE header length ‖ header (canonical JSON) ‖ tensor bytes (LE, in header order)
  *
+ * The header names its determinism profile (DESIGN.md "Verification"), so a verifier knows whether its
+ * recomputation must match bit for bit.
+ *
  * Decoding validates every length, the header's schema and canonical form, and that each tensor's dtype × shape
  * matches its bytes. It only ever parses JSON and slices bytes: content is never evaluated.
  */
@@ -28,6 +31,27 @@ export const TensorSpec = Schema.Struct({
 })
 export type TensorSpec = typeof TensorSpec.Type
 
+/**
+ * The determinism profile (DESIGN.md "Verification"): what decides the last bits of a recomputation. Two runs with
+ * the same profile must give bit-identical tensors; across profiles a verifier accepts a bounded relative distance.
+ * Free-form strings (a new runtime or ISA must not need a schema change), but every field must be there.
+ */
+export const DeterminismProfile = Schema.Struct({
+  /** The training runtime and its version, e.g. "onnxruntime-node 1.30.0". */
+  runtime: Schema.NonEmptyString,
+  /** The execution provider the session ran on: "cpu", "cuda", "webgpu". */
+  ep: Schema.NonEmptyString,
+  /** Threads inside one operator. */
+  threads: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
+  /** The runtime's graph optimisation level, e.g. "disabled", "basic", "extended", "all". */
+  graph_optimization: Schema.NonEmptyString,
+  /** The CPU kernel class the runtime dispatches to: "avx512", "avx2", "sse", "neon", "generic". */
+  isa: Schema.NonEmptyString,
+  /** `${process.platform}-${process.arch}`, e.g. "linux-x64". */
+  platform: Schema.NonEmptyString
+})
+export type DeterminismProfile = typeof DeterminismProfile.Type
+
 export const EnvelopeHeader = Schema.Struct({
   format: Schema.Literal(FORMAT),
   round_id: Schema.String.check(Schema.isPattern(/^(0|[1-9][0-9]{0,77})$/, { expected: "a decimal uint256" })),
@@ -41,7 +65,9 @@ export const EnvelopeHeader = Schema.Struct({
   batch_size: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
   lr: Schema.Finite,
   loss_before: Schema.NullOr(Schema.Finite),
-  loss_after: Schema.NullOr(Schema.Finite)
+  loss_after: Schema.NullOr(Schema.Finite),
+  /** How these bytes were computed; an envelope without one is malformed (nothing to recompute it against). */
+  profile: DeterminismProfile
 })
 export type EnvelopeHeader = typeof EnvelopeHeader.Type
 

@@ -1,5 +1,9 @@
 import { Context, Effect, Layer } from "effect"
+import type { MiningError } from "../domain/errors.ts"
+import { type DeterminismProfile, type EnvelopeHeader, encodeEnvelope, FORMAT, float32Bytes } from "../domain/gradientEnvelope.ts"
 import { type Task, TrainingResult } from "../domain/mining.ts"
+import { Prng } from "../domain/training/prng.ts"
+import { modelHash, parseRoundSpec, type RoundSpec } from "../domain/training/spec.ts"
 import { sha256Bytes, sha256Hex } from "../layers/sha256Hex.ts"
 import { Trainer } from "../services/Trainer.ts"
 import { type FaultPlan, makeFaultInjector } from "./Faults.ts"
@@ -13,7 +17,112 @@ export interface TestTrainerOptions {
   readonly lossBefore?: number
   readonly lossAfter?: number
   readonly steps?: number
+  /** The profile the port reports and r3gr envelopes carry. Default `testProfile`. */
+  readonly profile?: DeterminismProfile
+  /**
+   * "opaque" (default): `testEnvelope` bytes, cheap and of any size. "r3gr": a real pseudo-gradient envelope of a toy
+   * training run that follows the task's round spec (see `testTraining`), which verification tests decode, recompute
+   * and compare; the task's spec must then be a valid round spec (a ValidationError otherwise, as the real trainer).
+   */
+  readonly envelope?: "opaque" | "r3gr"
+  /**
+   * r3gr only: every pseudo-gradient value times (1 + jitter · u), u ∈ [−1, 1) fixed per element — an honest miner
+   * on another determinism profile, whose last bits differ. Default 0 (none).
+   */
+  readonly jitter?: number
 }
+
+/** The profile of the test trainer unless told otherwise: no machine's, so it never matches a real one by chance. */
+export const testProfile: DeterminismProfile = {
+  runtime: "r3mes-test-trainer 1",
+  ep: "cpu",
+  threads: 1,
+  graph_optimization: "disabled",
+  isa: "generic",
+  platform: "test"
+}
+
+/** Keeps the toy run's streams apart from the real model's ("TEST"). */
+const TEST_STREAM = 0x54455354n
+/** The toy model's parameters: small, so unit tests recompute them in microseconds. */
+const TOY_TENSORS = [{ name: "toy.weight", shape: [8, 4] }, { name: "toy.bias", shape: [4] }] as const
+
+const uniform = (prng: Prng, n: number): Float64Array => Float64Array.from({ length: n }, () => 2 * prng.nextFloat() - 1)
+
+const meanSquare = (w: ReadonlyArray<Float32Array>, target: ReadonlyArray<Float64Array>): number => {
+  let sum = 0
+  let n = 0
+  for (const [i, t] of w.entries()) {
+    for (let j = 0; j < t.length; j++) sum += (t[j]! - target[i]![j]!) ** 2
+    n += t.length
+  }
+  return sum / n
+}
+
+/**
+ * A toy training run with a real run's dependencies, so each kind of cheating changes its result: weights drawn from
+ * weights_seed, a target from (dataset_seed, chunk), `steps` SGD steps w ← fround(w − lr · (w − target − noise_k))
+ * with noise from (dataset_seed, chunk, k); loss = mean (w − target)², before and after; the pseudo-gradient is
+ * initial − final, float32.
+ */
+export const testTraining = (spec: RoundSpec, chunkId: number, jitter = 0) => {
+  const initial = TOY_TENSORS.map((t, i) =>
+    Float32Array.from(uniform(Prng.fromKey([TEST_STREAM, spec.weights_seed, i]), t.shape.reduce((a, b) => a * b, 1)))
+  )
+  const target = TOY_TENSORS.map((_, i) => uniform(Prng.fromKey([TEST_STREAM, spec.dataset_seed, chunkId, i]), initial[i]!.length))
+  const w = initial.map((t) => t.slice())
+  for (let k = 0; k < spec.steps; k++) {
+    w.forEach((t, i) => {
+      const noise = Prng.fromKey([TEST_STREAM, spec.dataset_seed, chunkId, k + 1, i])
+      for (let j = 0; j < t.length; j++) t[j] = t[j]! - spec.lr * (t[j]! - target[i]![j]! - 0.1 * (2 * noise.nextFloat() - 1))
+    })
+  }
+  const gradient = w.map((t, i) => {
+    const g = new Float32Array(t.length)
+    const u = Prng.fromKey([TEST_STREAM, 0x4a4954n, chunkId, i]) // "JIT"
+    for (let j = 0; j < g.length; j++) g[j] = (initial[i]![j]! - t[j]!) * (1 + jitter * (2 * u.nextFloat() - 1))
+    return g
+  })
+  return {
+    tensors: TOY_TENSORS.map((t, i) => ({ name: t.name, shape: [...t.shape], values: gradient[i]! })),
+    lossBefore: meanSquare(initial, target),
+    lossAfter: meanSquare(w, target)
+  }
+}
+
+/** The r3gr envelope of `testTraining` for a task, as the Trainer port returns it. */
+export const testTrainingResult = Effect.fnUntraced(function*(
+  task: Task,
+  miner: string,
+  profile: DeterminismProfile = testProfile,
+  jitter = 0
+): Effect.fn.Return<TrainingResult, MiningError> {
+  const spec = yield* parseRoundSpec(task.spec)
+  const run = testTraining(spec, task.chunkId, jitter)
+  const header: EnvelopeHeader = {
+    format: FORMAT,
+    round_id: task.roundId.toString(),
+    chunk_id: task.chunkId,
+    miner,
+    model_hash: modelHash(spec),
+    encoding: "pseudo-gradient",
+    tensors: run.tensors.map((t) => ({ name: t.name, dtype: "float32", shape: t.shape })),
+    steps: spec.steps,
+    batch_size: spec.batch_size,
+    lr: spec.lr,
+    loss_before: run.lossBefore,
+    loss_after: run.lossAfter,
+    profile
+  }
+  const envelope = yield* encodeEnvelope(header, run.tensors.map((t) => float32Bytes(t.values)))
+  return new TrainingResult({
+    envelope,
+    gradientHash: sha256Hex(envelope),
+    lossBefore: run.lossBefore,
+    lossAfter: run.lossAfter,
+    steps: spec.steps
+  })
+})
 
 /**
  * The bytes the test trainer returns for a chunk: the text `r3mes-test-gradient round=R chunk=C\n` followed by
@@ -47,30 +156,36 @@ export class TestTrainer extends Context.Service<TestTrainer, {
 }>()("r3mes/testing/TestTrainer") {
   /**
    * A Trainer that computes nothing: the envelope is `testEnvelope(roundId, chunkId, envelopeBytes)` (1024 bytes by
-   * default), its gradient hash `0x` + sha256(envelope), losses 2.30 → 1.90 and 10 steps unless configured. Same
-   * task ⇒ same bytes, like the real trainer.
+   * default), its gradient hash `0x` + sha256(envelope), losses 2.30 → 1.90 and 10 steps unless configured; with
+   * `envelope: "r3gr"`, the real envelope of `testTraining`. Same task ⇒ same bytes, like the real trainer.
    */
   static readonly layer = (options: TestTrainerOptions = {}): Layer.Layer<Trainer | TestTrainer> =>
     Layer.effectContext(Effect.gen(function*() {
       const faults = yield* makeFaultInjector(options.faults)
       const trained: Array<Task> = []
       const size = options.envelopeBytes ?? 1024
+      const profile = options.profile ?? testProfile
+
+      const opaque = (task: Task) =>
+        Effect.sync(() => {
+          const envelope = testEnvelope(task.roundId, task.chunkId, size)
+          return new TrainingResult({
+            envelope,
+            gradientHash: sha256Hex(envelope),
+            lossBefore: options.lossBefore ?? 2.3,
+            lossAfter: options.lossAfter ?? 1.9,
+            steps: options.steps ?? 10
+          })
+        })
 
       const port = Trainer.of({
-        train: (task, _miner) =>
+        profile: Effect.succeed(profile),
+        train: (task, miner) =>
           faults.wrap(
             "train",
-            Effect.sync(() => {
-              const envelope = testEnvelope(task.roundId, task.chunkId, size)
-              trained.push(task)
-              return new TrainingResult({
-                envelope,
-                gradientHash: sha256Hex(envelope),
-                lossBefore: options.lossBefore ?? 2.3,
-                lossAfter: options.lossAfter ?? 1.9,
-                steps: options.steps ?? 10
-              })
-            })
+            (options.envelope === "r3gr" ? testTrainingResult(task, miner, profile, options.jitter ?? 0) : opaque(task)).pipe(
+              Effect.tap(() => Effect.sync(() => trained.push(task)))
+            )
           )
       })
 

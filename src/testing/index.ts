@@ -17,6 +17,7 @@ import { TestPowSolver, type TestPowSolverOptions } from "./TestPowSolver.ts"
 import { TestTaskSource, type TestTaskSourceOptions } from "./TestTaskSource.ts"
 import { TestTrainer, type TestTrainerOptions } from "./TestTrainer.ts"
 
+export * from "./Cheaters.ts"
 export * from "./CrashPoints.ts"
 export * from "./Faults.ts"
 export * from "./InMemoryJournal.ts"

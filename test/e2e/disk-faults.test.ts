@@ -254,6 +254,7 @@ const trainerFillingUp = (dir: string, envelopeBytes?: number) =>
     Effect.gen(function*() {
       const trainer = yield* Trainer
       return Trainer.of({
+        profile: trainer.profile,
         train: (task, miner) => trainer.train(task, miner).pipe(Effect.tap(() => Effect.sync(() => fillUp(dir))))
       })
     })

@@ -32,7 +32,8 @@ const header: EnvelopeHeader = {
   batch_size: 64,
   lr: 0.05,
   loss_before: 2.3,
-  loss_after: 1.9
+  loss_after: 1.9,
+  profile: { runtime: "onnxruntime-node 1.30.0", ep: "cpu", threads: 1, graph_optimization: "disabled", isa: "avx2", platform: "linux-x64" }
 }
 const envelope = Effect.runSync(encodeEnvelope(header, [
   float32Bytes(new Float32Array([0.5, -1, 2, 0, 0.25, 3])),

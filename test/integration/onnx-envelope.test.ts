@@ -16,7 +16,8 @@ const header = (shapes: ReadonlyArray<ReadonlyArray<number>>): EnvelopeHeader =>
   batch_size: 32,
   lr: 0.05,
   loss_before: 2.3,
-  loss_after: 2.1
+  loss_after: 2.1,
+  profile: { runtime: "onnxruntime-node 1.30.0", ep: "cpu", threads: 1, graph_optimization: "disabled", isa: "avx2", platform: "linux-x64" }
 })
 
 describe("pseudoGradientEnvelope", () => {

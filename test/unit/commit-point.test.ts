@@ -17,7 +17,7 @@ import { InMemoryJournal } from "../../src/testing/InMemoryJournal.ts"
 import { testMinerConfig } from "../../src/testing/testConfig.ts"
 import { TestPowSolver } from "../../src/testing/TestPowSolver.ts"
 import { TestTaskSource, testTask } from "../../src/testing/TestTaskSource.ts"
-import { sha256Hex, testEnvelope } from "../../src/testing/TestTrainer.ts"
+import { sha256Hex, testEnvelope, testProfile } from "../../src/testing/TestTrainer.ts"
 import { harness } from "../support/harness.ts"
 
 const KEY_PREFIX = "31337:0x5fbdb2315678afecb367f032d93f642f64180aa3:0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
@@ -178,7 +178,7 @@ describe("error categories (defect 10)", () => {
         chain: TestChain.layer(),
         taskSource: TestTaskSource.layer(),
         gradientStore: TestGradientStore.layer(),
-        trainer: Layer.succeed(Trainer, Trainer.of({ train: () => Effect.die(new Error("a bug in the trainer")) })),
+        trainer: Layer.succeed(Trainer, Trainer.of({ train: () => Effect.die(new Error("a bug in the trainer")), profile: Effect.succeed(testProfile) })),
         journal: InMemoryJournal.layer(),
         powSolver: TestPowSolver.layer()
       })

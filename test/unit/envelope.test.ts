@@ -7,6 +7,7 @@ import {
   canonicalJson,
   decodeEnvelope,
   type DecodedEnvelope,
+  type DeterminismProfile,
   dtypeBytes,
   encodeEnvelope,
   type EnvelopeHeader,
@@ -62,7 +63,15 @@ const baseHeader: EnvelopeHeader = {
   batch_size: 32,
   lr: 0.01,
   loss_before: 2.5,
-  loss_after: null
+  loss_after: null,
+  profile: {
+    runtime: "onnxruntime-node 1.30.0",
+    ep: "cpu",
+    threads: 1,
+    graph_optimization: "disabled",
+    isa: "avx2",
+    platform: "linux-x64"
+  }
 }
 const baseTensors = [new Uint8Array(24).map((_, i) => i), new Uint8Array([1, 2, 3])]
 const baseData = new Uint8Array([...baseTensors[0]!, ...baseTensors[1]!])
@@ -81,6 +90,16 @@ const tensorSpec: fc.Arbitrary<TensorSpec> = fc.record({
   shape: fc.array(fc.integer({ min: 0, max: 5 }), { maxLength: 3 })
 })
 
+const nonEmpty = fc.string({ unit: "binary", minLength: 1, maxLength: 12 })
+const profile: fc.Arbitrary<DeterminismProfile> = fc.record({
+  runtime: nonEmpty,
+  ep: nonEmpty,
+  threads: fc.integer({ min: 1, max: 256 }),
+  graph_optimization: nonEmpty,
+  isa: nonEmpty,
+  platform: nonEmpty
+})
+
 const header: fc.Arbitrary<EnvelopeHeader> = fc.record({
   format: fc.constant(FORMAT),
   round_id: fc.bigInt({ min: 0n, max: 2n ** 256n - 1n }).map(String),
@@ -93,7 +112,8 @@ const header: fc.Arbitrary<EnvelopeHeader> = fc.record({
   batch_size: fc.nat(),
   lr: finite,
   loss_before: fc.option(finite, { nil: null }),
-  loss_after: fc.option(finite, { nil: null })
+  loss_after: fc.option(finite, { nil: null }),
+  profile
 })
 
 const envelopeInput = header.chain((h) =>
@@ -282,6 +302,32 @@ describe("gradient envelope: rejected input (ValidationError)", () => {
     reject({ tensors: [{ name: "w", dtype: "float32", shape: [-1] }] })
     reject({ tensors: [{ name: "", dtype: "float32", shape: [] }] })
     assert.deepStrictEqual(decodeError(rawEnvelope("[]")).field, "header")
+  })
+
+  it("the determinism profile: required, every field present with its type, nothing else", () => {
+    const reject = (header: Record<string, unknown>) => {
+      const error = decodeError(rawEnvelope(canonicalJson(header), baseData))
+      assert.strictEqual(error.field, "header")
+      return error
+    }
+    const { profile: _, ...withoutProfile } = baseHeader
+    assert.include(reject(withoutProfile).message, "profile")
+    reject({ ...baseHeader, profile: null })
+    reject({ ...baseHeader, profile: "cpu" })
+    for (const field of Object.keys(baseHeader.profile)) {
+      const { [field]: _, ...rest } = baseHeader.profile as Record<string, unknown>
+      assert.include(reject({ ...baseHeader, profile: rest }).message, field)
+    }
+    reject({ ...baseHeader, profile: { ...baseHeader.profile, threads: "1" } })
+    reject({ ...baseHeader, profile: { ...baseHeader.profile, threads: 0 } })
+    reject({ ...baseHeader, profile: { ...baseHeader.profile, threads: 1.5 } })
+    reject({ ...baseHeader, profile: { ...baseHeader.profile, ep: "" } })
+    reject({ ...baseHeader, profile: { ...baseHeader.profile, isa: 2 } })
+    reject({ ...baseHeader, profile: { ...baseHeader.profile, gpu: "none" } })
+    // The profile is part of the canonical header: another profile is other bytes, and another hash.
+    const other = encode({ ...baseHeader, profile: { ...baseHeader.profile, threads: 2 } }, baseTensors)
+    assert.notDeepEqual(other, encode(baseHeader, baseTensors))
+    assert.include(new TextDecoder().decode(encode(baseHeader, baseTensors)), `"profile":{"ep":"cpu","graph_optimization":"disabled"`)
   })
 
   it("wrong tensor sizes: too few bytes, too many bytes, an absurd shape, duplicate names", () => {

@@ -2,6 +2,7 @@ import { Effect } from "effect"
 import { ValidationError } from "../errors.ts"
 import {
   decodeEnvelope,
+  type DeterminismProfile,
   type EnvelopeHeader,
   encodeEnvelope,
   FORMAT,
@@ -119,6 +120,21 @@ export const initialWeights = (spec: Pick<RoundSpec, "model" | "weights_seed">):
 
 const ZERO_ADDRESS = `0x${"0".repeat(40)}`
 
+/**
+ * The profile of a "weights" envelope. Weights are not a training result: they are generated here in TypeScript
+ * (IEEE-754 float64 arithmetic rounded once to float32, which every conforming engine computes alike), so their
+ * bytes — and the round's modelCid — are the same on every machine. The profile says so instead of naming the
+ * machine that happened to encode them, which would make two devnets publish two CIDs for one spec.
+ */
+export const portableProfile: DeterminismProfile = {
+  runtime: "ecmascript float64",
+  ep: "none",
+  threads: 1,
+  graph_optimization: "none",
+  isa: "generic",
+  platform: "any"
+}
+
 const tensorSpecs = (params: ReadonlyArray<ParameterSpec>): Array<TensorSpec> =>
   params.map((p) => ({ name: p.name, dtype: p.dtype, shape: [...p.shape] }))
 
@@ -128,7 +144,7 @@ const parameterBytes = (values: ParameterValues): Uint8Array =>
 /**
  * The round's initial weights as an R3GR envelope (encoding "weights"): every parameter of `modelParameters` in
  * order, ternary tensors as int8; model_hash = modelHash(spec); round_id "0", chunk_id 0, miner the zero address,
- * steps/batch_size/lr 0 and no losses, so the bytes depend on the model and its seed alone. The devnet publishes
+ * steps/batch_size/lr 0, no losses and the portable profile, so the bytes depend on the model and its seed alone. The devnet publishes
  * its CID as the round's modelCid; a miner regenerates the same bytes from the spec to check it.
  */
 export const initialWeightsEnvelope = (spec: RoundSpec): Effect.Effect<Uint8Array, ValidationError> =>
@@ -149,7 +165,8 @@ export const weightsEnvelope = (spec: RoundSpec, weights: ModelWeights): Effect.
     batch_size: 0,
     lr: 0,
     loss_before: null,
-    loss_after: null
+    loss_after: null,
+    profile: portableProfile
   }
   return Effect.suspend(() => {
     const missing = params.find((p) => !weights.has(p.name))

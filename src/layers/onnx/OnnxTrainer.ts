@@ -1,7 +1,14 @@
 import { Effect, Exit, Layer } from "effect"
 import * as ort from "onnxruntime-node"
 import { type MiningError, type ResourceError, ValidationError } from "../../domain/errors.ts"
-import { canonicalJson, type EnvelopeHeader, encodeEnvelope, FORMAT, float32Bytes } from "../../domain/gradientEnvelope.ts"
+import {
+  canonicalJson,
+  type DeterminismProfile,
+  type EnvelopeHeader,
+  encodeEnvelope,
+  FORMAT,
+  float32Bytes
+} from "../../domain/gradientEnvelope.ts"
 import { type Task, TrainingResult } from "../../domain/mining.ts"
 import { type Batch, chunkBatch, chunkExampleIndices } from "../../domain/training/data.ts"
 import {
@@ -14,10 +21,13 @@ import { modelHash, parseRoundSpec, type RoundSpec } from "../../domain/training
 import { GradientStore } from "../../services/GradientStore.ts"
 import { Trainer } from "../../services/Trainer.ts"
 import { sha256Hex } from "../sha256Hex.ts"
+import { hostIsa } from "./cpuIsa.ts"
 import { loadMnist } from "./MnistDigits.ts"
 import {
   createSession,
   type ExecutionProviderChoice,
+  executionProviders,
+  type GraphOptimizationLevel,
   releaseSession,
   runSession,
   type Session
@@ -26,12 +36,18 @@ import { LOSS_OUTPUT, trainingGraph, type TrainingGraph } from "./trainingGraphs
 
 export interface OnnxTrainerOptions {
   /**
-   * Threads inside one ONNX operator. Default 1. Results do not depend on it on the CPU provider (graph
-   * optimisations are off), so a miner may raise it for speed without changing its gradient hashes.
+   * Threads inside one ONNX operator. Default 1. Part of the determinism profile: on the CPU provider 2 threads
+   * change the last bits of the default models' gradients (relative L2 up to ~5e-6, bench/verifyTolerance.ts,
+   * 2026-12-01), though not those of wider layers; same count ⇒ same bytes.
    */
   readonly intraOpNumThreads?: number
   /** "auto" (default): CUDA when its provider library is installed, else CPU. CUDA and CPU round differently. */
   readonly executionProvider?: ExecutionProviderChoice
+  /**
+   * ONNX Runtime's graph optimisation level. Default "disabled" (bit-stable); the fusing levels change the last bits
+   * of the gradient, and the envelope's profile says which level produced it.
+   */
+  readonly graphOptimizationLevel?: GraphOptimizationLevel
   /** The mnist package's digit files; default: the installed package. */
   readonly digitsDir?: string
   /** Initial weights kept in memory, by model hash. Default 4. */
@@ -94,6 +110,24 @@ export const pseudoGradientEnvelope = (
   )
 
 /**
+ * The determinism profile of sessions built with these settings: the runtime's own version, the provider the
+ * session runs on (the first of the list it is given: ONNX Runtime assigns every node it supports to it), the
+ * thread count and optimisation level it is created with, and this machine's CPU kernel class and platform.
+ */
+export const onnxProfile = (settings: {
+  readonly intraOpNumThreads: number
+  readonly executionProvider: ExecutionProviderChoice
+  readonly graphOptimizationLevel: GraphOptimizationLevel
+}): DeterminismProfile => ({
+  runtime: `onnxruntime-node ${ort.env.versions.node}`,
+  ep: executionProviders(settings.executionProvider)[0]!,
+  threads: settings.intraOpNumThreads,
+  graph_optimization: settings.graphOptimizationLevel,
+  isa: hostIsa(),
+  platform: `${process.platform}-${process.arch}`
+})
+
+/**
  * The Trainer port on onnxruntime-node. For a task it:
  * 1. parses the round spec (ValidationError if malformed);
  * 2. takes the session of the spec's model shape (built once from the generated ONNX graph) and the initial weights
@@ -104,13 +138,16 @@ export const pseudoGradientEnvelope = (
  *    (encoding "pseudo-gradient", model_hash = modelHash(spec)), gradientHash = 0x + sha256(envelope), and the
  *    loss on the chunk's first batch before (initial weights) and after (final weights) training.
  *
- * Same task and spec, same runtime and provider ⇒ same envelope bytes, whatever the thread count.
+ * Same task and spec, same profile ⇒ same envelope bytes; another profile (threads, optimisation level, provider,
+ * CPU) may change the tensors' last bits, which a verifier tolerates (DESIGN.md "Verification").
  */
 export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}) {
   const sessionSettings = {
     intraOpNumThreads: options.intraOpNumThreads ?? 1,
-    executionProvider: options.executionProvider ?? "auto"
+    executionProvider: options.executionProvider ?? "auto",
+    graphOptimizationLevel: options.graphOptimizationLevel ?? "disabled"
   } as const
+  const profile = onnxProfile(sessionSettings)
   const models = new Map<string, Promise<Exit.Exit<CompiledModel, ResourceError>>>()
   const starts = new Map<string, StartingPoint>()
   const maxStarts = Math.max(1, options.cachedWeights ?? 4)
@@ -222,7 +259,8 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
       batch_size: spec.batch_size,
       lr: spec.lr,
       loss_before: lossBefore,
-      loss_after: lossAfter
+      loss_after: lossAfter,
+      profile
     }
     const envelope = yield* pseudoGradientEnvelope(header, pseudoGradient)
     yield* Effect.annotateCurrentSpan({ "training.loss_before": lossBefore, "training.loss_after": lossAfter })
@@ -235,7 +273,7 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
     })
   })
 
-  return Trainer.of({ train })
+  return Trainer.of({ train, profile: Effect.succeed(profile) })
 })
 
 export const OnnxTrainer = {

@@ -6,19 +6,28 @@ import * as ort from "onnxruntime-node"
 import { ResourceError } from "../../domain/errors.ts"
 
 /**
- * Creating and running ONNX Runtime sessions the way training needs them: graph optimisations off and a fixed
- * thread count (with "disabled", outputs are bit-identical across runs, processes and 1 vs 2 intra-op threads on
- * the CPU provider; fusing ops at higher levels changes the last bits), and ONNX Runtime's failures as
- * ResourceError (out of memory, or the execution provider failing).
+ * Creating and running ONNX Runtime sessions the way training needs them: graph optimisations off by default and a
+ * fixed thread count (outputs are then bit-identical across runs and processes; another thread count or a fusing
+ * optimisation level changes the last bits of small models — bench/verifyTolerance.ts), and ONNX Runtime's
+ * failures as ResourceError (out of memory, or the execution provider failing).
  */
 
 export type ExecutionProviderChoice = "auto" | "cpu" | "cuda"
+
+/** ONNX Runtime's graph optimisation levels. Training uses "disabled" unless told otherwise (see below). */
+export type GraphOptimizationLevel = "disabled" | "basic" | "extended" | "all"
+export const graphOptimizationLevels: ReadonlyArray<GraphOptimizationLevel> = ["disabled", "basic", "extended", "all"]
 
 export interface SessionSettings {
   /** Threads inside one operator. Default 1. */
   readonly intraOpNumThreads?: number
   /** "auto" (default): CUDA when its provider library is installed, else CPU. */
   readonly executionProvider?: ExecutionProviderChoice
+  /**
+   * Default "disabled": the levels that fuse operators change the last bits, and a gradient's profile names the
+   * level so a verifier knows what it compares against (bench/verifyTolerance.ts measures the differences).
+   */
+  readonly graphOptimizationLevel?: GraphOptimizationLevel
 }
 
 /**
@@ -78,7 +87,7 @@ export const createSession = (onnx: Uint8Array, settings: SessionSettings = {}):
     try: () =>
       ort.InferenceSession.create(onnx, {
         executionProviders: providers,
-        graphOptimizationLevel: "disabled",
+        graphOptimizationLevel: settings.graphOptimizationLevel ?? "disabled",
         intraOpNumThreads: settings.intraOpNumThreads ?? 1,
         interOpNumThreads: 1,
         executionMode: "sequential",
