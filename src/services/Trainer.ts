@@ -7,8 +7,19 @@ import type { Task, TrainingResult } from "../domain/mining.ts"
  * Port: runs the deterministic local training step for a claimed chunk and returns the encoded gradient envelope
  * (its header names the miner, so the same chunk trained by two miners gives two different envelopes).
  */
+/**
+ * The parts of a determinism profile a trainer can choose per task: a verifier recomputes a submission with the
+ * submitter's thread count and graph optimisation level, so that on the same runtime, provider and CPU class the
+ * result is bit-identical (thread counts change the summation order: measured up to 1.4e-2 relative L2 apart).
+ */
+export type TrainingSettings = Pick<DeterminismProfile, "threads" | "graph_optimization">
+
 export class Trainer extends Context.Service<Trainer, {
-  readonly train: (task: Task, miner: string) => Effect.Effect<TrainingResult, MiningError>
+  /**
+   * `reproduce`: train as a trainer with these settings would. A trainer that cannot (a setting it does not know, a
+   * thread count past this machine's cores) uses its own; the envelope's profile says which were used.
+   */
+  readonly train: (task: Task, miner: string, reproduce?: TrainingSettings) => Effect.Effect<TrainingResult, MiningError>
   /**
    * The determinism profile every envelope of this trainer carries (DESIGN.md "Verification"): a verifier with the
    * same profile must recompute the same bytes, one with another profile compares within a tolerance.

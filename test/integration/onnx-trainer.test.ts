@@ -224,6 +224,26 @@ describe("OnnxTrainer determinism", () => {
         assert.isBelow(result.lossAfter, result.lossBefore, level)
       }
     }), 120_000)
+
+  it.effect("reproduce: a trainer recomputes with another miner's threads and optimisation level, bit for bit", () =>
+    Effect.gen(function*() {
+      const t = task(defaultRoundSpec(3), 4)
+      const miner = yield* trainOnce(t, MINER, { intraOpNumThreads: 2, graphOptimizationLevel: "basic" })
+      const reproduced = yield* Effect.gen(function*() {
+        const trainer = yield* Trainer
+        return yield* trainer.train(t, MINER, { threads: 2, graph_optimization: "basic" })
+      }).pipe(Effect.provide(OnnxTrainer.layer()))
+      sameResult(reproduced, miner)
+      // Settings this machine cannot or must not honour: its own are used, and the profile says so.
+      for (const reproduce of [{ threads: 100_000, graph_optimization: "basic" }, { threads: 1, graph_optimization: "max" }]) {
+        const own = yield* Effect.gen(function*() {
+          const trainer = yield* Trainer
+          return yield* trainer.train(t, MINER, reproduce)
+        }).pipe(Effect.provide(OnnxTrainer.layer()))
+        const profile = yield* profileOf(own)
+        assert.deepStrictEqual([profile.threads, profile.graph_optimization], [1, "disabled"])
+      }
+    }), 60_000)
 })
 
 describe("CPU kernel class of the profile", () => {

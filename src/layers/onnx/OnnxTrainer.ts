@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os"
 import { Effect, Exit, Layer } from "effect"
 import * as ort from "onnxruntime-node"
 import { type MiningError, type ResourceError, ValidationError } from "../../domain/errors.ts"
@@ -19,7 +20,7 @@ import {
 } from "../../domain/training/model.ts"
 import { modelHash, parseRoundSpec, type RoundSpec } from "../../domain/training/spec.ts"
 import { GradientStore } from "../../services/GradientStore.ts"
-import { Trainer } from "../../services/Trainer.ts"
+import { Trainer, type TrainingSettings } from "../../services/Trainer.ts"
 import { sha256Hex } from "../sha256Hex.ts"
 import { hostIsa } from "./cpuIsa.ts"
 import { loadMnist } from "./MnistDigits.ts"
@@ -28,6 +29,7 @@ import {
   type ExecutionProviderChoice,
   executionProviders,
   type GraphOptimizationLevel,
+  graphOptimizationLevels,
   releaseSession,
   runSession,
   type Session
@@ -159,15 +161,33 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
       ), { discard: true })
   )
 
-  /** Sessions are keyed by model shape only: the weights are inputs. A failed build is forgotten, to be retried. */
-  const compiledModel = (spec: RoundSpec): Effect.Effect<CompiledModel, MiningError> =>
+  /**
+   * The session settings for a task: our own, or those `reproduce` asks for when this machine can honour them (a
+   * known optimisation level, at most as many threads as cores: a submission's header must not make a verifier
+   * start a thousand threads).
+   */
+  const settingsFor = (reproduce: TrainingSettings | undefined) => {
+    if (reproduce === undefined) return sessionSettings
+    const level = graphOptimizationLevels.find((l) => l === reproduce.graph_optimization)
+    const threads = reproduce.threads
+    if (level === undefined || !Number.isInteger(threads) || threads < 1 || threads > availableParallelism()) {
+      return sessionSettings
+    }
+    return { ...sessionSettings, intraOpNumThreads: threads, graphOptimizationLevel: level }
+  }
+
+  /**
+   * Sessions are keyed by model shape and session settings: the weights are inputs. A failed build is forgotten,
+   * to be retried.
+   */
+  const compiledModel = (spec: RoundSpec, settings: typeof sessionSettings): Effect.Effect<CompiledModel, MiningError> =>
     Effect.suspend(() => {
-      const key = canonicalJson(spec.model)
+      const key = `${canonicalJson(spec.model)}|${settings.intraOpNumThreads}|${settings.graphOptimizationLevel}`
       let compiled = models.get(key)
       if (compiled === undefined) {
         const graph = trainingGraph(spec.model)
         // Built outside the requesting fiber, so that fiber's interruption cannot leave a half-made entry behind.
-        compiled = Effect.runPromiseExit(createSession(graph.onnx, sessionSettings).pipe(Effect.map((session) => ({ graph, session }))))
+        compiled = Effect.runPromiseExit(createSession(graph.onnx, settings).pipe(Effect.map((session) => ({ graph, session }))))
         void compiled.then((exit) => Exit.isFailure(exit) && models.delete(key))
         models.set(key, compiled)
       }
@@ -204,10 +224,15 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
     return start
   })
 
-  const train = Effect.fn("Trainer.train")(function*(task: Task, miner: string): Effect.fn.Return<TrainingResult, MiningError> {
+  const train = Effect.fn("Trainer.train")(function*(
+    task: Task,
+    miner: string,
+    reproduce?: TrainingSettings
+  ): Effect.fn.Return<TrainingResult, MiningError> {
     const spec = yield* parseRoundSpec(task.spec)
     const dataset = yield* loadMnist(options.digitsDir)
-    const { graph, session } = yield* compiledModel(spec)
+    const settings = settingsFor(reproduce)
+    const { graph, session } = yield* compiledModel(spec, settings)
     yield* Effect.annotateCurrentSpan({
       "r3mes.round_id": task.roundId.toString(),
       "r3mes.chunk_id": task.chunkId,
@@ -260,7 +285,7 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
       lr: spec.lr,
       loss_before: lossBefore,
       loss_after: lossAfter,
-      profile
+      profile: settings === sessionSettings ? profile : onnxProfile(settings)
     }
     const envelope = yield* pseudoGradientEnvelope(header, pseudoGradient)
     yield* Effect.annotateCurrentSpan({ "training.loss_before": lossBefore, "training.loss_after": lossAfter })
