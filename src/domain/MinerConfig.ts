@@ -30,6 +30,12 @@ export interface MinerConfig {
   readonly statsPort: number
   readonly adminToken: Option.Option<Redacted.Redacted<string>>
   readonly logFile: string
+  /** Fraction (0..1) of submissions the verifier recomputes, chosen deterministically per (round, chunk, verifier). */
+  readonly verifySample: number
+  /** Largest relative L2 distance per tensor (and relative loss difference) accepted across determinism profiles. */
+  readonly verifyTolerance: number
+  /** How long the verifier tries to obtain a submission's content before `rejected_unavailable`. */
+  readonly verifyWindow: Duration.Duration
 }
 
 export const maxGradientBytes = (config: Pick<MinerConfig, "maxGradientSizeMb">): number =>

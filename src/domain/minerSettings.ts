@@ -12,6 +12,15 @@ import {
   rpcSchemes,
   rpcUrl
 } from "./settingValues.ts"
+import { measuredHonestDistanceWithoutTies } from "./verificationTolerance.ts"
+
+/**
+ * Default of R3MES_VERIFY_TOLERANCE: ×10 the largest honest distance measured across the profiles a verifier cannot
+ * reproduce (verificationTolerance.ts, with the measurement). It recomputes with the submitter's thread count and
+ * optimisation level, which removes the ReLU ties of other summation orders (1.42e-2); ×10 those would accept the
+ * closest cheater (2.67e-2). Rounded to drop the binary noise of the product (0.00014 in --help and the README).
+ */
+export const defaultVerifyTolerance = Number((measuredHonestDistanceWithoutTies * 10).toPrecision(12))
 
 /**
  * The table of the miner's settings (DESIGN.md "Configuration"). Order = the order of DESIGN.md, of `--help`, of the
@@ -186,7 +195,33 @@ export const minerSettings: { readonly [K in keyof MinerConfig]: Setting<K> } = 
     description: "File of the JSON log lines, one per state change",
     expected: "a non-empty path",
     defaultText: "logs/miner.log"
-  }, nonBlank, "logs/miner.log")
+  }, nonBlank, "logs/miner.log"),
+  verifySample: number("verifySample", {
+    env: "R3MES_VERIFY_SAMPLE",
+    flag: "verify-sample",
+    metavar: "FRACTION",
+    description: "Fraction of submissions the verifier recomputes (0 records no verdict, 1 checks every one); " +
+      "the choice is a hash of (round, chunk, verifier), so a restart decides the same",
+    expected: "a number from 0 to 1",
+    defaultText: "1.0"
+  }, Schema.FiniteFromString.check(Schema.isBetween({ minimum: 0, maximum: 1 })), 1),
+  verifyTolerance: number("verifyTolerance", {
+    env: "R3MES_VERIFY_TOLERANCE",
+    flag: "verify-tolerance",
+    metavar: "RATIO",
+    description: "Largest relative L2 distance of a tensor (and relative difference of a loss) the verifier accepts " +
+      "from a miner with another determinism profile; the same profile must match bit for bit",
+    expected: "a number of at least 0",
+    defaultText: String(defaultVerifyTolerance)
+  }, Schema.FiniteFromString.check(Schema.isGreaterThanOrEqualTo(0)), defaultVerifyTolerance),
+  verifyWindow: seconds("verifyWindow", {
+    env: "R3MES_VERIFY_WINDOW",
+    flag: "verify-window",
+    metavar: "SECONDS",
+    description: "How long the verifier tries to fetch a submission's content before recording rejected_unavailable",
+    expected: "a number of seconds greater than 0",
+    defaultText: "120"
+  }, 120)
 }
 
 /** The settings in table order. */

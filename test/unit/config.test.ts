@@ -20,6 +20,7 @@ import {
   showSetting
 } from "../../src/domain/MinerConfigSchema.ts"
 import { settingsLayer, settingsLayerFrom } from "../../src/app/settings.ts"
+import { defaultVerifyTolerance } from "../../src/domain/minerSettings.ts"
 import { Settings } from "../../src/services/Settings.ts"
 import { endMarker, startMarker } from "../../scripts/update-readme-config.ts"
 
@@ -73,7 +74,10 @@ describe("the settings table", () => {
         ["R3MES_STATS_HOST", "--stats-host"],
         ["R3MES_STATS_PORT", "--stats-port"],
         ["R3MES_ADMIN_TOKEN", "--admin-token"],
-        ["R3MES_LOG_FILE", "--log-file"]
+        ["R3MES_LOG_FILE", "--log-file"],
+        ["R3MES_VERIFY_SAMPLE", "--verify-sample"],
+        ["R3MES_VERIFY_TOLERANCE", "--verify-tolerance"],
+        ["R3MES_VERIFY_WINDOW", "--verify-window"]
       ]
     )
     assert.deepStrictEqual(settingsTable.filter((s) => s.secret).map((s) => s.env), ["R3MES_PRIVATE_KEY", "R3MES_ADMIN_TOKEN"])
@@ -105,7 +109,8 @@ describe("minerConfig", () => {
         transactionTimeout: Duration.toSeconds(config.transactionTimeout),
         retryInitialDelay: Duration.toSeconds(config.retryInitialDelay),
         retryMaxDelay: Duration.toSeconds(config.retryMaxDelay),
-        circuitBreakerReset: Duration.toSeconds(config.circuitBreakerReset)
+        circuitBreakerReset: Duration.toSeconds(config.circuitBreakerReset),
+        verifyWindow: Duration.toSeconds(config.verifyWindow)
       },
       {
         transactionTimeout: 300,
@@ -127,7 +132,10 @@ describe("minerConfig", () => {
         statsHost: "127.0.0.1",
         statsPort: 8080,
         adminToken: Option.none(),
-        logFile: "logs/miner.log"
+        logFile: "logs/miner.log",
+        verifySample: 1,
+        verifyTolerance: defaultVerifyTolerance,
+        verifyWindow: 120
       }
     )
   })
@@ -195,6 +203,9 @@ describe("minerConfig", () => {
       ["R3MES_CIRCUIT_BREAKER_RESET", ["0.5"], ["0", "x"]],
       ["R3MES_MAX_CONSECUTIVE_FAILURES", ["1", "1000"], ["0", "-1", "1.5", "x"]],
       ["R3MES_STATS_PORT", ["0", "65535"], ["-1", "65536", "80.5", "http"]],
+      ["R3MES_VERIFY_SAMPLE", ["0", "0.25", "1"], ["-0.1", "1.01", "Infinity", "half"]],
+      ["R3MES_VERIFY_TOLERANCE", ["0", "1e-4", "0.5"], ["-1e-4", "Infinity", "x"]],
+      ["R3MES_VERIFY_WINDOW", ["0.5", "120"], ["0", "-1", "x"]],
       ["R3MES_PRIVATE_KEY", [validKey, validKey.toUpperCase().replace("0X", "0x")], ["0x1234", validKey.slice(2), `${validKey}00`, `0x${"zz".repeat(32)}`]],
       ["R3MES_RPC_URL", [
         "http://localhost:8545",
