@@ -10,6 +10,7 @@ import { devnetCommand } from "./cli/devnet.ts"
 import { mineCommand } from "./cli/mine.ts"
 import { statsCommand } from "./cli/stats.ts"
 import { statusCommand } from "./cli/status.ts"
+import { verifyCommand } from "./cli/verify.ts"
 
 /**
  * The program: `r3mes-miner <subcommand>`. Each subcommand lives in src/cli/ and turns flags + env into a validated
@@ -22,7 +23,16 @@ export const r3mesMiner = Command.make("r3mes-miner").pipe(
     "Miner of R3MES, a Proof-of-Useful-Work network: trains a model on an assigned data chunk, pins the gradient " +
       "on IPFS and submits it on chain with a proof of work, atomically. Run `r3mes-miner mine --help` for every setting."
   ),
-  Command.withSubcommands([mineCommand, devnetCommand, statusCommand, statsCommand, journalCommand, ipfsCommand, gradientCommand])
+  Command.withSubcommands([
+    mineCommand,
+    verifyCommand,
+    devnetCommand,
+    statusCommand,
+    statsCommand,
+    journalCommand,
+    ipfsCommand,
+    gradientCommand
+  ])
 )
 
 export const main = Command.run(r3mesMiner, { version: packageJson.version }).pipe(

@@ -151,11 +151,11 @@ describe("r3mes-miner mine, end to end on the embedded devnet, IPFS node and ONN
         process.execPath,
         [program, "mine", "--json", "--iterations", "2", "--rpc-url", info.rpc_url, "--registry", info.registry,
           "--data-dir", minerDir, "--stats-port", "0", "--log-file", join(minerDir, "miner.log")],
-        { env: { ...minerEnv(), R3MES_PRIVATE_KEY: info.accounts[2]!.private_key }, encoding: "utf8", timeout: 120_000 }
+        { env: { ...minerEnv(), R3MES_PRIVATE_KEY: info.accounts[3]!.private_key }, encoding: "utf8", timeout: 120_000 }
       )
       assert.strictEqual(run.status, 0, run.stderr)
       const summary = JSON.parse(run.stdout) as Summary
       assert.strictEqual(summary.committed, 2)
-      assert.notInclude(run.stdout + run.stderr, info.accounts[2]!.private_key.slice(2))
+      assert.notInclude(run.stdout + run.stderr, info.accounts[3]!.private_key.slice(2))
     }).pipe(Effect.scoped), 120_000)
 })

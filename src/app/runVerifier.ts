@@ -1,0 +1,44 @@
+import { Effect, Layer, Option, Redacted } from "effect"
+import type { MinerConfig } from "../domain/MinerConfig.ts"
+import { OnnxTrainer } from "../layers/onnx/OnnxTrainer.ts"
+import { Settings } from "../services/Settings.ts"
+import { Verifier } from "../services/Verifier.ts"
+import { chainLayer, gradientStoreLayer, journalLayer } from "./adapters.ts"
+import { chainEndpoint } from "./chainEndpoint.ts"
+
+export interface RunVerifierOptions {
+  /** Judge every submission up to the chain's head, then return (`verify --once`); else follow until interrupted. */
+  readonly once: boolean
+  /** Called once the verifier is up, with the chain it verifies on. */
+  readonly onStarted?: (started: { readonly rpcUrl: string; readonly registry: string; readonly devnet: boolean }) => Effect.Effect<void>
+}
+
+/**
+ * `r3mes-miner verify` as an effect: the Verifier on the production adapters. Its journal locks the data dir (a
+ * verifier and a miner need a data dir each). On the data dir's own devnet the key is the devnet's verifier account
+ * unless R3MES_PRIVATE_KEY names another.
+ */
+export const runVerifier = Effect.fn("runVerifier")(
+  function*(config: MinerConfig, options: RunVerifierOptions) {
+    const journal = yield* Layer.build(journalLayer(config.dataDir))
+    const configured = yield* chainEndpoint(config)
+    const endpoint = configured.embedded === undefined || Option.isSome(config.privateKey)
+      ? configured
+      : { ...configured, privateKey: Redacted.make(configured.embedded.verifier.privateKey) }
+    const ports = Layer.mergeAll(
+      chainLayer(endpoint),
+      OnnxTrainer.layerWithModelStore().pipe(Layer.provideMerge(gradientStoreLayer(config))),
+      Layer.succeedContext(journal),
+      Settings.layerOf(config)
+    )
+    return yield* Effect.gen(function*() {
+      const verifier = yield* Verifier
+      if (options.onStarted) {
+        yield* options.onStarted({ rpcUrl: endpoint.rpcUrl, registry: endpoint.registry, devnet: endpoint.devnet })
+      }
+      if (options.once) return yield* verifier.runOnce
+      return yield* verifier.run
+    }).pipe(Effect.provide(Verifier.layer.pipe(Layer.provideMerge(ports))))
+  },
+  Effect.scoped
+)
