@@ -83,6 +83,8 @@ export const ReadinessAnswer = Schema.Struct(ReadinessFields)
 /** GET /stats: the coordinator's statistics and who answers (version, uptime, chain, IPFS). */
 export const Stats = Schema.Struct({
   atomic_coordinator: JsonObject,
+  /** Where the process runs a verifier (the embedded devnet's): verdicts by name, pending, cursor, recompute time. */
+  verifier: Schema.optionalKey(JsonObject),
   miner: Schema.StructWithRest(
     Schema.Struct({ version: Schema.String, started_at: Schema.String, uptime_seconds: Schema.Number }),
     [JsonObject]

@@ -44,15 +44,19 @@ export const gradientStoreLayer = (
 export const chainLayer = (endpoint: ChainEndpoint): Layer.Layer<Chain, MiningError> =>
   ViemChain.layer({ rpcUrl: endpoint.rpcUrl, registry: endpoint.registry, privateKey: endpoint.privateKey })
 
-/** The production adapters of every port, for `minerLayer`; the journal is built by the caller (it locks the data dir). */
+/**
+ * The production adapters of every port, for `minerLayer`. The journal is built by the caller (it locks the data
+ * dir), and so may the store be (to share it with the embedded verifier).
+ */
 export const productionAdapters = (
   config: MinerConfig,
   endpoint: ChainEndpoint,
-  journal: Layer.Layer<Journal, MiningError>
+  journal: Layer.Layer<Journal, MiningError>,
+  gradientStore: Layer.Layer<GradientStore, MiningError> = gradientStoreLayer(config)
 ): MinerAdapters => ({
   chain: chainLayer(endpoint),
   taskSource: ChainTaskSource.layer(),
-  gradientStore: gradientStoreLayer(config),
+  gradientStore,
   trainer: OnnxTrainer.layerWithModelStore(),
   journal,
   // Every core: measured with `npm run bench:mining`, training's step time is the same with one PoW thread or

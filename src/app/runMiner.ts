@@ -1,4 +1,4 @@
-import { Deferred, Duration, Effect, Layer } from "effect"
+import { Context, Deferred, Duration, Effect, Layer } from "effect"
 import packageJson from "../../package.json" with { type: "json" }
 import type { MiningError } from "../domain/errors.ts"
 import type { MinerConfig } from "../domain/MinerConfig.ts"
@@ -9,8 +9,9 @@ import { Readiness } from "../layers/http/Readiness.ts"
 import { MiningCoordinator, type RecoverySummary } from "../services/MiningCoordinator.ts"
 import { type LoopSummary, MiningLoop } from "../services/MiningLoop.ts"
 import { crashPointsFromEnv, withCrashPoints } from "../testing/CrashPoints.ts"
-import { journalLayer, productionAdapters } from "./adapters.ts"
+import { gradientStoreLayer, journalLayer, productionAdapters } from "./adapters.ts"
 import { chainEndpoint } from "./chainEndpoint.ts"
+import { type EmbeddedVerifier, startEmbeddedVerifier, type TransactionVerdict } from "./embeddedVerifier.ts"
 import { minerLayer } from "./minerLayer.ts"
 import { withSignalHandler } from "./signals.ts"
 
@@ -21,12 +22,21 @@ export interface RunMinerOptions {
   readonly onFinished?: (record: TransactionRecord) => Effect.Effect<void>
   /** Called when a shutdown signal arrives and in-flight transactions are being finished. */
   readonly onStopping?: (inFlight: number) => Effect.Effect<void>
+  /** On the embedded devnet: called with each verdict of the devnet's verifier on one of this miner's transactions. */
+  readonly onVerdict?: (verdict: TransactionVerdict) => Effect.Effect<void>
+  /**
+   * On the embedded devnet, its verifier judges every submission beside the miner (default true); it recomputes
+   * each gradient, so it costs about one training step per transaction (R3MES_VERIFY_SAMPLE lowers it).
+   */
+  readonly embeddedVerifier?: boolean
 }
 
 export interface MinerRun {
   readonly summary: LoopSummary
   readonly recovery: RecoverySummary
   readonly interrupted: boolean
+  /** The embedded verifier's verdicts on this run's transactions, by name; undefined without one. */
+  readonly verdicts?: Readonly<Record<string, number>> | undefined
 }
 
 /**
@@ -45,9 +55,18 @@ export const runMiner: (config: MinerConfig, options: RunMinerOptions) => Effect
       const endpoint = yield* chainEndpoint(config)
       const embeddedStore = config.ipfsApi === "embedded"
       const readiness = yield* Readiness.make()
-      const adapters = productionAdapters(config, endpoint, Layer.succeedContext(journal))
-      const miner = minerLayer(config, crashPoints === undefined ? adapters : withCrashPoints(adapters, crashPoints))
+      // Built here, not inside the miner, so the embedded verifier reads the content the miner pins.
+      const store = yield* Layer.build(gradientStoreLayer(config))
+      const adapters = productionAdapters(config, endpoint, Layer.succeedContext(journal), Layer.succeedContext(store))
+      const miner = yield* Layer.build(
+        minerLayer(config, crashPoints === undefined ? adapters : withCrashPoints(adapters, crashPoints))
+      )
+      const embedded: EmbeddedVerifier | undefined = endpoint.embedded === undefined || options.embeddedVerifier === false
+        ? undefined
+        : yield* startEmbeddedVerifier(config, endpoint.embedded, { journal, store }, options.onVerdict ?? (() => Effect.void))
+          .pipe(Effect.provide(miner))
       const app = MonitoringApi.layer({
+        verifier: embedded?.verifier,
         readiness: readiness.status,
         version: packageJson.version,
         miner: {
@@ -59,8 +78,8 @@ export const runMiner: (config: MinerConfig, options: RunMinerOptions) => Effect
             devnet: { ...devnet, alive: devnet.state !== "down", ready: devnet.state === "running" }
           }))
         )
-      }).pipe(Layer.provideMerge(miner))
-      const context = yield* Layer.build(app)
+      }).pipe(Layer.provide(Layer.succeedContext(miner)))
+      const context = Context.merge(miner, yield* Layer.build(app))
 
       return yield* Effect.gen(function*() {
         const coordinator = yield* MiningCoordinator
@@ -82,6 +101,8 @@ export const runMiner: (config: MinerConfig, options: RunMinerOptions) => Effect
             endpoint: { rpcUrl: redactUrl(endpoint.rpcUrl), registry: endpoint.registry, devnet: endpoint.devnet }
           })
         }
+
+        if (embedded !== undefined) yield* embedded.follow
 
         const stop = yield* Deferred.make<void>()
         const abort = yield* Deferred.make<void>()
@@ -110,7 +131,10 @@ export const runMiner: (config: MinerConfig, options: RunMinerOptions) => Effect
         const summary = yield* (endpoint.embedded === undefined
           ? mining
           : Effect.raceFirst(mining, endpoint.embedded.failure))
-        return { summary, recovery, interrupted: yield* Deferred.isDone(stop) } satisfies MinerRun
+        const interrupted = yield* Deferred.isDone(stop)
+        // A run of N transactions ends with their verdicts: the verifier judges what is left (a stopped one does not wait).
+        if (embedded !== undefined && !interrupted) yield* embedded.finish("30 seconds")
+        return { summary, recovery, interrupted, verdicts: embedded?.verdicts() } satisfies MinerRun
       }).pipe(Effect.provide(context))
     },
     Effect.scoped

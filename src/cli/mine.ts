@@ -59,6 +59,7 @@ export const mineCommand = Command.make(
         onStarted: ({ endpoint, recovery, statsUrl }) =>
           progress.started(statsUrl, recovery, endpoint.devnet ? `the embedded devnet (${endpoint.rpcUrl})` : "the configured chain"),
         onFinished: progress.onFinished,
+        onVerdict: progress.onVerdict,
         onStopping: progress.stopping
       }).pipe(Effect.provide(observabilityLayer(config, { console: "stderr", consoleLevel: input.json ? "Error" : "Warn" })))
     )

@@ -1,6 +1,7 @@
 import { Console, Effect } from "effect"
 import { percentile } from "../domain/statistics.ts"
 import type { TransactionRecord } from "../domain/TransactionRecord.ts"
+import type { TransactionVerdict } from "../app/embeddedVerifier.ts"
 import type { MinerRun } from "../app/runMiner.ts"
 
 const ms = (value: number | null) => (value === null ? "-" : `${Math.round(value)}ms`)
@@ -57,6 +58,14 @@ export const makeProgress = (options: { readonly tty: boolean; readonly json: bo
             : "journal clean: nothing to recover"
         ].join("\n")
       ).pipe(Effect.andThen(drawBar)),
+    onVerdict: Effect.fnUntraced(function*(verdict: TransactionVerdict) {
+      if (options.json) return
+      yield* clearBar
+      const mark = verdict.verdict.startsWith("accepted") ? "✓" : "✗"
+      const which = verdict.transactionId ?? `round ${verdict.roundId} chunk ${verdict.chunkId}`
+      yield* Console.log(`  ${mark} verified ${which}: ${verdict.verdict}${verdict.verdict.startsWith("accepted") ? "" : ` (${verdict.reason})`}`)
+      yield* drawBar
+    }),
     stopping: (inFlight: number) =>
       Effect.andThen(clearBar, Console.error(`stopping: finishing ${inFlight} transactions in flight (signal again to force)`)),
     done: clearBar
@@ -79,6 +88,10 @@ export const summaryTable = (run: MinerRun): string => {
     ["recovered at start", String(run.recovery.recovered)],
     ["orphan pins released", String(run.recovery.orphan_pins_released.length)]
   ]
+  if (run.verdicts !== undefined) {
+    const verdicts = Object.entries(run.verdicts).map(([name, n]) => `${name} ${n}`).join(", ")
+    rows.push(["verdicts", verdicts === "" ? "none yet" : verdicts])
+  }
   if (run.interrupted) rows.push(["stopped by", s.interrupted ? "signal, forced" : "signal"])
   const width = Math.max(...rows.map(([k]) => k.length))
   return ["Summary", ...rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`)].join("\n")
@@ -97,6 +110,8 @@ export const summaryJson = (run: MinerRun, extra: Record<string, unknown>) => ({
   /** Stopped past their commit point by a forced stop: the next start settles them with the chain. */
   left_to_recovery: run.summary.suspended,
   task_completed: run.summary.task_completed,
+  /** The embedded devnet's verifier's verdicts on these transactions, by name (absent on another chain). */
+  ...(run.verdicts === undefined ? {} : { verdicts: run.verdicts }),
   recovery: run.recovery,
   records: run.summary.records.map((r) => ({
     transaction_id: r.transaction_id,

@@ -1,4 +1,4 @@
-import { Context, Duration, Effect, Layer, type Metric, Option, Semaphore } from "effect"
+import { Context, Duration, Effect, Layer, type Metric, Option, PubSub, type Scope, Semaphore } from "effect"
 import { AuthenticationError, isRetryable, type MiningError } from "../domain/errors.ts"
 import type { MinerIdentity, OnChainSubmission } from "../domain/mining.ts"
 import { verdictCodes, verdictName, type VerdictName } from "../domain/verification.ts"
@@ -33,6 +33,15 @@ export interface VerifierRunSummary {
   readonly no_verdict: number
   /** A verdict journaled by an earlier run and settled at the start of this one. */
   readonly recovered: "recorded" | "not_recorded" | null
+}
+
+/** A verdict this verifier recorded, as it is recorded: for a miner's live output. */
+export interface RecordedVerdict {
+  readonly roundId: bigint
+  readonly chunkId: number
+  readonly miner: string
+  readonly verdict: VerdictName
+  readonly reason: string
 }
 
 type Outcome = { readonly _tag: "Verdict"; readonly verdict: VerdictName } | {
@@ -70,6 +79,8 @@ export class Verifier extends Context.Service<Verifier, {
   readonly snapshot: Effect.Effect<VerifierSnapshot>
   /** This verifier's own metrics: what /metrics formats. */
   readonly metricRegistry: Metric.MetricRegistry
+  /** Each verdict as it is recorded, from the moment of subscribing. */
+  readonly verdicts: Effect.Effect<PubSub.Subscription<RecordedVerdict>, never, Scope.Scope>
 }>()("r3mes/services/Verifier") {
   static readonly make = Effect.gen(function*() {
     const chain = yield* Chain
@@ -79,6 +90,7 @@ export class Verifier extends Context.Service<Verifier, {
     const config = yield* Settings
     const profile = yield* trainer.profile
     const stats = makeVerifierStats()
+    const recorded = yield* PubSub.unbounded<RecordedVerdict>()
     const retry = retrying(config)
     // One pass at a time (`run`'s loop, a `--once`, an admin trigger): two would judge the same chunk twice.
     const singlePass = (yield* Semaphore.make(1)).withPermits(1)
@@ -120,9 +132,10 @@ export class Verifier extends Context.Service<Verifier, {
       const recording = yield* recorder.record({ roundId, chunkId, verdict: verdictCodes[judgement.verdict], reportHash, reportCid })
       stats.pending(0)
       if (recording._tag === "NoVerdict") return { _tag: "NoVerdict" }
-      const recorded = verdictName(recording.verdict) ?? judgement.verdict
-      yield* Effect.logInfo(`round ${roundId} chunk ${chunkId} of ${submission.miner}: ${recorded} (${judgement.reason})`)
-      return { _tag: "Verdict", verdict: recorded }
+      const verdict = verdictName(recording.verdict) ?? judgement.verdict
+      yield* Effect.logInfo(`round ${roundId} chunk ${chunkId} of ${submission.miner}: ${verdict} (${judgement.reason})`)
+      yield* PubSub.publish(recorded, { roundId, chunkId, miner: submission.miner, verdict, reason: judgement.reason })
+      return { _tag: "Verdict", verdict }
     })
 
     const runOnce = Effect.gen(function*() {
@@ -196,7 +209,8 @@ export class Verifier extends Context.Service<Verifier, {
       runOnce,
       run,
       snapshot: Effect.sync(stats.snapshot),
-      metricRegistry: stats.registry
+      metricRegistry: stats.registry,
+      verdicts: PubSub.subscribe(recorded)
     })
   })
 

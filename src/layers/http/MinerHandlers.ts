@@ -30,6 +30,7 @@ export const minerHandlers = (server: MonitoringServer) =>
       return handlers.handleAll({
         stats: Effect.fn("MonitoringApi.stats")(function*() {
           const statistics = yield* coordinator.getStatistics
+          const verifier = server.options.verifier
           return {
             atomic_coordinator: asJson(statistics),
             miner: {
@@ -37,7 +38,8 @@ export const minerHandlers = (server: MonitoringServer) =>
               version,
               started_at: new Date(server.startedAt).toISOString(),
               uptime_seconds: yield* server.uptimeSeconds
-            }
+            },
+            ...(verifier === undefined ? {} : { verifier: asJson(yield* verifier.snapshot) })
           }
         }),
         transaction: Effect.fn("MonitoringApi.transaction")(function*({ params, query }) {

@@ -1,4 +1,4 @@
-import type { Effect } from "effect"
+import type { Effect, Metric } from "effect"
 import type { SecretInput } from "../../domain/redaction.ts"
 import type { ReadinessStatus } from "./Readiness.ts"
 
@@ -25,6 +25,14 @@ export interface MonitoringApiOptions {
   readonly secrets?: ReadonlyArray<SecretInput> | undefined
   /** Spans for requests to /health, /ready and /metrics (polled by probes and scrapers). Default false. */
   readonly traceProbes?: boolean | undefined
+  /**
+   * A verifier running in this process (the embedded devnet's): its snapshot is /stats's `verifier` section and its
+   * metrics (r3mes_verifications_total, r3mes_verification_seconds) join /metrics.
+   */
+  readonly verifier?: {
+    readonly snapshot: Effect.Effect<object>
+    readonly metricRegistry: Metric.MetricRegistry
+  } | undefined
 }
 
 /** A part of the process the miner depends on, as /health and /ready show it. */

@@ -1,4 +1,5 @@
-import { Effect } from "effect"
+import { Effect, Metric } from "effect"
+import { PrometheusMetrics } from "effect/observability"
 import { HttpApiBuilder } from "effect/http-api"
 import { Down, MonitoringApiSpec, NotReady } from "../../api/MonitoringApiSpec.ts"
 import { GradientStore } from "../../services/GradientStore.ts"
@@ -54,11 +55,16 @@ export const probeHandlers = (server: MonitoringServer) =>
           return isReady ? body : yield* new NotReady(body)
         }),
         metrics: Effect.fnUntraced(function*() {
-          return yield* formatMetrics({
+          const miner = yield* formatMetrics({
             registry: stats.metricRegistry,
             statistics: yield* coordinator.getStatistics,
             store
           })
+          const verifier = server.options.verifier
+          if (verifier === undefined) return miner
+          return miner + (yield* PrometheusMetrics.format().pipe(
+            Effect.provideService(Metric.MetricRegistry, verifier.metricRegistry)
+          ))
         })
       })
     })
