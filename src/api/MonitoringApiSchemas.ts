@@ -96,6 +96,8 @@ export type Stats = typeof Stats.Type
 /** GET /transaction/:id: the record, and its history with `?events=true`. */
 export const TransactionWithEvents = Schema.Struct({
   ...TransactionRecord.fields,
+  /** The verdict of the verifier running in the miner's process (the embedded devnet's), once it recorded one. */
+  verdict: Schema.optionalKey(Schema.String),
   events: Schema.optionalKey(Schema.Array(JournalEvent))
 })
 export type TransactionWithEvents = typeof TransactionWithEvents.Type

@@ -3,7 +3,7 @@ import type { Scope } from "effect"
 import type { MiningError } from "../domain/errors.ts"
 import type { MinerConfig } from "../domain/MinerConfig.ts"
 import { transactionKey } from "../domain/mining.ts"
-import type { VerdictName } from "../domain/verification.ts"
+import { type VerdictName, verdictName } from "../domain/verification.ts"
 import type { RunningDevnet } from "../layers/chain/devnet/Devnet.ts"
 import { OnnxTrainer } from "../layers/onnx/OnnxTrainer.ts"
 import { Chain } from "../services/Chain.ts"
@@ -24,6 +24,8 @@ export interface TransactionVerdict {
 
 export interface EmbeddedVerifier {
   readonly verifier: Verifier["Service"]
+  /** Its verdict on a chunk, as the chain holds it (undefined while none, or when the chain cannot answer now). */
+  readonly verdictOf: (roundId: bigint, chunkId: number) => Effect.Effect<string | undefined>
   /** Starts following the chain (once the miner has recovered: its output comes first). */
   readonly follow: Effect.Effect<void>
   /** Verdicts on this miner's transactions so far, by name. */
@@ -58,7 +60,7 @@ export const startEmbeddedVerifier = Effect.fn("startEmbeddedVerifier")(function
   })
   const store = Layer.succeedContext(ports.store)
   const context = yield* Layer.build(
-    Verifier.layer.pipe(Layer.provide(Layer.mergeAll(
+    Verifier.layer.pipe(Layer.provideMerge(Layer.mergeAll(
       chain,
       OnnxTrainer.layerWithModelStore().pipe(Layer.provide(store)),
       store,
@@ -67,6 +69,8 @@ export const startEmbeddedVerifier = Effect.fn("startEmbeddedVerifier")(function
     )))
   )
   const verifier = Context.get(context, Verifier)
+  const verifierChain = Context.get(context, Chain)
+  const verifierAddress = (yield* verifierChain.identity).miner
 
   const counts: Partial<Record<VerdictName, number>> = {}
   const ours = Effect.fnUntraced(function*(recorded: RecordedVerdict) {
@@ -94,6 +98,11 @@ export const startEmbeddedVerifier = Effect.fn("startEmbeddedVerifier")(function
       )
     }),
     verdicts: () => ({ ...counts }),
+    verdictOf: (roundId, chunkId) =>
+      verifierChain.getVerdict(roundId, chunkId, verifierAddress).pipe(
+        Effect.map((found) => (found._tag === "Some" ? verdictName(found.value.verdict) ?? String(found.value.verdict) : undefined)),
+        Effect.orElseSucceed(() => undefined)
+      ),
     finish: (within) =>
       Effect.gen(function*() {
         if (following !== undefined) yield* Fiber.interrupt(following)

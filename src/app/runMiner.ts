@@ -1,4 +1,4 @@
-import { Context, Deferred, Duration, Effect, Layer } from "effect"
+import { Context, Deferred, Duration, Effect, Layer, Option } from "effect"
 import packageJson from "../../package.json" with { type: "json" }
 import type { MiningError } from "../domain/errors.ts"
 import type { MinerConfig } from "../domain/MinerConfig.ts"
@@ -39,77 +39,119 @@ export interface MinerRun {
   readonly verdicts?: Readonly<Record<string, number>> | undefined
 }
 
+/** What a start-up gives the run: the miner's context, the embedded verifier, what recovery did. */
+interface Started {
+  readonly context: Context.Context<MiningCoordinator | MiningLoop | MonitoringApi>
+  readonly embedded: EmbeddedVerifier | undefined
+  readonly devnetFailure: Effect.Effect<never, MiningError> | undefined
+  readonly recovery: RecoverySummary
+  readonly readiness: Readiness["Service"]
+}
+
+const stoppedBeforeStart: MinerRun = {
+  summary: {
+    transactions: 0,
+    committed: 0,
+    failed: 0,
+    rolled_back: 0,
+    chain_lost: 0,
+    suspended: 0,
+    task_completed: 0,
+    records: [],
+    interrupted: false
+  },
+  recovery: { recovered: 0, committed: 0, rolled_back: 0, failed: 0, suspended: 0, orphan_pins_released: [] },
+  interrupted: true
+}
+
 /**
- * The main job: the whole miner on its real adapters. Recovery runs before new work; a first SIGINT/SIGTERM stops
- * claiming and lets in-flight transactions finish (their state is journaled at every step either way); a second
- * one interrupts them, which runs their compensations.
+ * Start-up: the journal (locking the data dir), the chain (the embedded devnet, or the configured one), the store,
+ * the miner and its monitoring API, the embedded verifier; then the audit against the chain and recovery.
+ */
+const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMinerOptions) {
+  // Test hook (chaos test): R3MES_CRASH_AT=POINT[:N] makes the miner SIGKILL itself at a crash point.
+  const crashPoints = yield* crashPointsFromEnv()
+  // The journal first: it locks the data dir (one miner per data dir, whatever the IPFS backend) and refuses a
+  // corrupted file before a devnet or an IPFS node starts in that dir; released last.
+  const journal = yield* Layer.build(journalLayer(config.dataDir))
+  const endpoint = yield* chainEndpoint(config)
+  const embeddedStore = config.ipfsApi === "embedded"
+  const readiness = yield* Readiness.make()
+  // Built here, not inside the miner, so the embedded verifier reads the content the miner pins.
+  const store = yield* Layer.build(gradientStoreLayer(config))
+  const adapters = productionAdapters(config, endpoint, Layer.succeedContext(journal), Layer.succeedContext(store))
+  const miner = yield* Layer.build(
+    minerLayer(config, crashPoints === undefined ? adapters : withCrashPoints(adapters, crashPoints))
+  )
+  const embedded: EmbeddedVerifier | undefined = endpoint.embedded === undefined || options.embeddedVerifier === false
+    ? undefined
+    : yield* startEmbeddedVerifier(config, endpoint.embedded, { journal, store }, options.onVerdict ?? (() => Effect.void))
+      .pipe(Effect.provide(miner))
+  const app = MonitoringApi.layer({
+    verifier: embedded === undefined
+      ? undefined
+      : { snapshot: embedded.verifier.snapshot, metricRegistry: embedded.verifier.metricRegistry, verdictOf: embedded.verdictOf },
+    readiness: readiness.status,
+    version: packageJson.version,
+    miner: {
+      chain: { rpc: endpoint.devnet ? "embedded devnet" : redactUrl(endpoint.rpcUrl), registry: endpoint.registry },
+      ipfs: { api: embeddedStore ? "embedded" : redactUrl(config.ipfsApi) }
+    },
+    components: endpoint.embedded === undefined ? undefined : endpoint.embedded.health.pipe(
+      Effect.map((devnet) => ({
+        devnet: { ...devnet, alive: devnet.state !== "down", ready: devnet.state === "running" }
+      }))
+    )
+  }).pipe(Layer.provide(Layer.succeedContext(miner)))
+  const context = Context.merge(miner, yield* Layer.build(app))
+
+  return yield* Effect.gen(function*() {
+    const coordinator = yield* MiningCoordinator
+    const api = yield* MonitoringApi
+    // The journal is a cache of the chain: what the chain lost (a reset devnet) is found before anything resumes.
+    yield* coordinator.auditChain
+    // The embedded store is the miner's own: pins the journal does not know are leftovers, released too (unless
+    // the chain records them as ours).
+    const recovery = yield* coordinator.recoverTransactions({
+      orphanGrace: "0 seconds",
+      releaseUnknownPins: embeddedStore
+    })
+    yield* readiness.markReady
+    if (options.onStarted) {
+      yield* options.onStarted({
+        statsUrl: api.url,
+        recovery,
+        endpoint: { rpcUrl: redactUrl(endpoint.rpcUrl), registry: endpoint.registry, devnet: endpoint.devnet }
+      })
+    }
+    if (embedded !== undefined) yield* embedded.follow
+    return { context, embedded, devnetFailure: endpoint.embedded?.failure, recovery, readiness } satisfies Started
+  }).pipe(Effect.provide(context))
+})
+
+/**
+ * The main job: the whole miner on its real adapters. Recovery runs before new work. Signals are the miner's own
+ * from the start: a first SIGINT/SIGTERM during start-up stops it there (what was built is released; a recovery
+ * cut short is journaled and goes on at the next start), afterwards it stops claiming and lets in-flight
+ * transactions finish (their state is journaled at every step either way); a second one interrupts them, which runs
+ * their compensations before their commit point and leaves them to recovery past it.
  */
 export const runMiner: (config: MinerConfig, options: RunMinerOptions) => Effect.Effect<MinerRun, MiningError> = Effect
   .fn("runMiner")(
     function*(config: MinerConfig, options: RunMinerOptions) {
-      // Test hook (chaos test): R3MES_CRASH_AT=POINT[:N] makes the miner SIGKILL itself at a crash point.
-      const crashPoints = yield* crashPointsFromEnv()
-      // The journal first: it locks the data dir (one miner per data dir, whatever the IPFS backend) and refuses a
-      // corrupted file before a devnet or an IPFS node starts in that dir; released last.
-      const journal = yield* Layer.build(journalLayer(config.dataDir))
-      const endpoint = yield* chainEndpoint(config)
-      const embeddedStore = config.ipfsApi === "embedded"
-      const readiness = yield* Readiness.make()
-      // Built here, not inside the miner, so the embedded verifier reads the content the miner pins.
-      const store = yield* Layer.build(gradientStoreLayer(config))
-      const adapters = productionAdapters(config, endpoint, Layer.succeedContext(journal), Layer.succeedContext(store))
-      const miner = yield* Layer.build(
-        minerLayer(config, crashPoints === undefined ? adapters : withCrashPoints(adapters, crashPoints))
+      const stop = yield* Deferred.make<void>()
+      const abort = yield* Deferred.make<void>()
+      yield* withSignalHandler((count) => Effect.runFork(Deferred.succeed(count === 1 ? stop : abort, undefined)))
+      const started = yield* Effect.raceFirst(
+        Effect.map(start(config, options), Option.some),
+        Effect.as(Deferred.await(stop), Option.none<Started>())
       )
-      const embedded: EmbeddedVerifier | undefined = endpoint.embedded === undefined || options.embeddedVerifier === false
-        ? undefined
-        : yield* startEmbeddedVerifier(config, endpoint.embedded, { journal, store }, options.onVerdict ?? (() => Effect.void))
-          .pipe(Effect.provide(miner))
-      const app = MonitoringApi.layer({
-        verifier: embedded?.verifier,
-        readiness: readiness.status,
-        version: packageJson.version,
-        miner: {
-          chain: { rpc: endpoint.devnet ? "embedded devnet" : redactUrl(endpoint.rpcUrl), registry: endpoint.registry },
-          ipfs: { api: embeddedStore ? "embedded" : redactUrl(config.ipfsApi) }
-        },
-        components: endpoint.embedded === undefined ? undefined : endpoint.embedded.health.pipe(
-          Effect.map((devnet) => ({
-            devnet: { ...devnet, alive: devnet.state !== "down", ready: devnet.state === "running" }
-          }))
-        )
-      }).pipe(Layer.provide(Layer.succeedContext(miner)))
-      const context = Context.merge(miner, yield* Layer.build(app))
+      if (Option.isNone(started)) return stoppedBeforeStart
+      const { context, devnetFailure, embedded, readiness, recovery } = started.value
 
       return yield* Effect.gen(function*() {
         const coordinator = yield* MiningCoordinator
         const loop = yield* MiningLoop
-        const api = yield* MonitoringApi
-        // The journal is a cache of the chain: what the chain lost (a reset devnet) is found before anything resumes.
-        yield* coordinator.auditChain
-        // The embedded store is the miner's own: pins the journal does not know are leftovers, released too (unless
-        // the chain records them as ours).
-        const recovery = yield* coordinator.recoverTransactions({
-          orphanGrace: "0 seconds",
-          releaseUnknownPins: embeddedStore
-        })
-        yield* readiness.markReady
-        if (options.onStarted) {
-          yield* options.onStarted({
-            statsUrl: api.url,
-            recovery,
-            endpoint: { rpcUrl: redactUrl(endpoint.rpcUrl), registry: endpoint.registry, devnet: endpoint.devnet }
-          })
-        }
-
-        if (embedded !== undefined) yield* embedded.follow
-
-        const stop = yield* Deferred.make<void>()
-        const abort = yield* Deferred.make<void>()
-        // Signals are the miner's own while it mines: the first stops claiming and lets in-flight transactions
-        // finish; a second interrupts them (compensated before their commit point, left to recovery past it).
-        // Either way the run ends with its summary.
-        yield* withSignalHandler((count) => Effect.runFork(Deferred.succeed(count === 1 ? stop : abort, undefined)))
         yield* Effect.forkChild(
           Deferred.await(stop).pipe(
             Effect.andThen(readiness.markNotReady("shutting down")),
@@ -128,9 +170,7 @@ export const runMiner: (config: MinerConfig, options: RunMinerOptions) => Effect
         })
         // An embedded devnet that cannot be restarted stops the miner with its cause (exit 1): the transactions in
         // flight are interrupted — compensated before their commit point, left to recovery past it.
-        const summary = yield* (endpoint.embedded === undefined
-          ? mining
-          : Effect.raceFirst(mining, endpoint.embedded.failure))
+        const summary = yield* (devnetFailure === undefined ? mining : Effect.raceFirst(mining, devnetFailure))
         const interrupted = yield* Deferred.isDone(stop)
         // A run of N transactions ends with their verdicts: the verifier judges what is left (a stopped one does not wait).
         if (embedded !== undefined && !interrupted) yield* embedded.finish("30 seconds")

@@ -59,7 +59,10 @@ const eventDetail = (event: JournalEvent): string => {
   return shorten(event.detail.replace(/\s+/g, " "), 100)
 }
 
-export const renderTransaction = (r: TransactionRecord, events: ReadonlyArray<JournalEvent>): string => {
+export const renderTransaction = (
+  r: TransactionRecord & { readonly verdict?: string },
+  events: ReadonlyArray<JournalEvent>
+): string => {
   const fields: Array<[string, string]> = [
     ["key", r.key],
     ["round / chunk", `${r.round_id} / ${r.chunk_id}`],
@@ -70,7 +73,8 @@ export const renderTransaction = (r: TransactionRecord, events: ReadonlyArray<Jo
     ["ipfs cid", orDash(r.ipfs_hash)],
     ["pow nonce", orDash(r.pow_nonce)],
     ["chain tx", `${orDash(r.blockchain_tx_hash)}${r.block_number === null ? "" : ` (block ${r.block_number})`}`],
-    ["task completed", r.task_completed ? "yes" : "no"]
+    ["task completed", r.task_completed ? "yes" : "no"],
+    ...(r.verdict === undefined ? [] : [["verdict", r.verdict] as [string, string]])
   ]
   if (r.error_category !== null || r.error_message !== null) {
     fields.push(["error", `at ${r.failed_step ?? "start"}: [${r.error_category ?? "unknown"}] ${r.error_message ?? ""}`.trim()])

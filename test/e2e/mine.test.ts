@@ -65,6 +65,8 @@ describe("r3mes-miner mine, end to end on the embedded devnet, IPFS node and ONN
       assert.strictEqual(summary.committed + summary.failed + summary.rolled_back, summary.transactions)
       assert.strictEqual(summary.committed, 5)
       assert.strictEqual(summary.task_completed, 5)
+      // The devnet's verifier ran beside the miner and recomputed every one of them.
+      assert.deepStrictEqual((summary as Summary & { verdicts?: unknown }).verdicts, { accepted_exact: 5 })
       for (const r of summary.records) {
         assert.isTrue(r.loss_after! < r.loss_before!, `${r.transaction_id} trained`)
       }

@@ -229,6 +229,36 @@ describe("MonitoringApi", () => {
       assert.strictEqual(parsed.samples.find((s) => s.name === "r3mes_pins")?.value, 2)
     }).pipe(Effect.provide(api())))
 
+  it.live("a verifier in the process: /stats has its section, /metrics its series, /transaction/:id its verdict", () => {
+    const registry: Metric.MetricRegistry = new Map()
+    const verifications = Metric.counter("r3mes_verifications_total", { incremental: true })
+    return Effect.gen(function*() {
+      const [first] = yield* mineSome
+      yield* Metric.update(Metric.withAttributes(verifications, { verdict: "accepted_exact" }), 1).pipe(
+        Effect.provideService(Metric.MetricRegistry, registry)
+      )
+      const stats = yield* call("/stats")
+      assert.deepStrictEqual(stats.json.verifier, { accepted: 1, pending: 0 })
+      const metrics = parsePrometheus((yield* call("/metrics")).text)
+      assert.strictEqual(
+        metrics.samples.find((s) => s.name === "r3mes_verifications_total" && s.labels["verdict"] === "accepted_exact")?.value,
+        1
+      )
+      // The miner's own series are still there, once.
+      assert.strictEqual(metrics.samples.filter((s) => s.name === "r3mes_active_transactions").length, 1)
+      const one = yield* call(`/transaction/${first!.transaction_id}`)
+      assert.strictEqual(one.json.verdict, `accepted_exact for chunk ${first!.chunk_id}`)
+    }).pipe(Effect.provide(api({
+      api: {
+        verifier: {
+          snapshot: Effect.succeed({ accepted: 1, pending: 0 }),
+          metricRegistry: registry,
+          verdictOf: (_roundId, chunkId) => Effect.succeed(`accepted_exact for chunk ${chunkId}`)
+        }
+      }
+    })))
+  })
+
   it.live("unknown transaction, unknown route and wrong method answer JSON errors", () =>
     Effect.gen(function*() {
       const unknown = yield* call("/transaction/tx-9-9-deadbeef")

@@ -47,10 +47,15 @@ export const minerHandlers = (server: MonitoringServer) =>
           if (Option.isNone(record)) {
             return yield* new TransactionNotFound({ message: `no transaction ${params.id}`, transaction_id: params.id })
           }
+          const verdictOf = server.options.verifier?.verdictOf
+          const verdict = verdictOf === undefined || record.value.state !== "committed"
+            ? undefined
+            : yield* verdictOf(BigInt(record.value.round_id), record.value.chunk_id)
+          const shown = verdict === undefined ? record.value : { ...record.value, verdict }
           if (query.events === "true" || query.events === "1") {
-            return { ...record.value, events: yield* Effect.orDie(journal.events(params.id)) }
+            return { ...shown, events: yield* Effect.orDie(journal.events(params.id)) }
           }
-          return record.value
+          return shown
         }),
         transactions: Effect.fn("MonitoringApi.transactions")(function*({ query }) {
           const limit = query.limit === undefined || query.limit === "" ? defaultListLimit : query.limit

@@ -32,6 +32,8 @@ export interface MonitoringApiOptions {
   readonly verifier?: {
     readonly snapshot: Effect.Effect<object>
     readonly metricRegistry: Metric.MetricRegistry
+    /** Its verdict on a chunk, when it has recorded one: shown with the transaction in /transaction/:id. */
+    readonly verdictOf?: (roundId: bigint, chunkId: number) => Effect.Effect<string | undefined>
   } | undefined
 }
 
