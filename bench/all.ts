@@ -1,12 +1,12 @@
 /**
- * Every benchmark of issues 8 and 11, one after the other, each in a process of its own: proof-of-work hashing
+ * Every benchmark of issues 8, 11 and 13, one after the other, each in a process of its own: proof-of-work hashing
  * (bench/pow.ts), end-to-end mining (bench/mining.ts), gradient memory (bench/memory.ts), the 20,000-transaction
- * soak (bench/soak.ts). Their tables are printed together at the end, with the targets next to the headline figures;
- * each also writes its JSON in bench/results/.
+ * soak (bench/soak.ts), the honest/dishonest verification run (bench/verify.ts). Their tables are printed together
+ * at the end, with the targets next to the headline figures; each also writes its JSON in bench/results/.
  *
  *   npm run bench
  *
- * Takes ~4 min (the soak alone ~2.5). Figures, not assertions: tests never time.
+ * Takes ~4 min (the soak alone ~2.5, verify ~15 s). Figures, not assertions: tests never time.
  */
 import { spawnSync } from "node:child_process"
 import { readFileSync } from "node:fs"
@@ -17,7 +17,8 @@ const benches = [
   { name: "pow", file: "pow.ts", result: "pow.json" },
   { name: "mining", file: "mining.ts", result: "mining.json" },
   { name: "memory", file: "memory.ts", result: "memory.json" },
-  { name: "soak", file: "soak.ts", result: "soak.json" }
+  { name: "soak", file: "soak.ts", result: "soak.json" },
+  { name: "verify", file: "verify.ts", result: "verify.json" }
 ] as const
 
 const tables: Array<string> = []
@@ -46,9 +47,10 @@ const pow = read("pow.json")
 const mining = read("mining.json")
 const memory = read("memory.json")
 const soak = read("soak.json")
+const verify = read("verify.json")
 
 console.log(tables.join("\n\n"))
-console.log("\nTargets (issues 8 and 11, this machine)")
+console.log("\nTargets (issues 8, 11 and 13, this machine)")
 const target = (label: string, value: string, met: boolean | undefined) =>
   console.log(`  ${label.padEnd(44)}${value.padStart(16)}  ${met === undefined ? "no result" : met ? "met" : "NOT met"}`)
 const perCore = pow?.["hashes_per_second_per_core"] as number | undefined
@@ -61,6 +63,17 @@ const ratio = memory === undefined
 target("peak RSS growth ≤ 2.5× a 100 MB gradient", ratio === undefined ? "-" : `${ratio.toFixed(2)}×`, ratio === undefined ? undefined : ratio <= 2.5)
 const soakRatio = soak?.["peak_rss_ratio_q4_q2"] as number | undefined
 target("soak peak RSS, last quarter / second ≤ 1.10", soakRatio === undefined ? "-" : soakRatio.toFixed(3), soakRatio === undefined ? undefined : soakRatio <= 1.1)
+const verdicts = verify === undefined ? undefined : verify as Record<string, number>
+const verdictsMet = verdicts === undefined
+  ? undefined
+  : verdicts["honest_accepted"] === verdicts["honest"] && verdicts["dishonest_rejected_as_expected"] === verdicts["dishonest"]
+target(
+  "verification: 0 false rejections, cheaters' codes",
+  verdicts === undefined
+    ? "-"
+    : `${verdicts["honest_accepted"]}/${verdicts["honest"]}, ${verdicts["dishonest_rejected_as_expected"]}/${verdicts["dishonest"]}`,
+  verdictsMet
+)
 // Other work on a small machine moves these figures: the load says how quiet it was.
 console.log(`  load average (1, 5, 15 min) at the end: ${loadavg().map((l) => l.toFixed(2)).join(", ")}`)
 if (failed.length > 0) {
