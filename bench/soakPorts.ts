@@ -147,7 +147,9 @@ export const makeSoakPorts = (options: SoakPortsOptions = {}) => {
       blockNumber: entry.receipt.blockNumber,
       completed: entry.completed,
       txHash: entry.receipt.txHash,
-      blockHash: entry.receipt.blockHash
+      blockHash: entry.receipt.blockHash,
+      // The soak's chain keeps no block times: nothing reads them without a verifier.
+      blockTime: 0
     })
 
   const revert = (errorName: string, args: ReadonlyArray<string>) =>

@@ -3,6 +3,7 @@ import type { MinerConfig } from "../domain/MinerConfig.ts"
 import { OnnxTrainer } from "../layers/onnx/OnnxTrainer.ts"
 import { Settings } from "../services/Settings.ts"
 import { Verifier } from "../services/Verifier.ts"
+import { crashPointsFromEnv, verifierCrashPointNames, withVerifierCrashPoints } from "../testing/CrashPoints.ts"
 import { chainLayer, gradientStoreLayer, journalLayer } from "./adapters.ts"
 import { chainEndpoint } from "./chainEndpoint.ts"
 
@@ -20,13 +21,17 @@ export interface RunVerifierOptions {
  */
 export const runVerifier = Effect.fn("runVerifier")(
   function*(config: MinerConfig, options: RunVerifierOptions) {
+    // Test hook (chaos test): R3MES_CRASH_AT=POINT[:N] makes the verifier SIGKILL itself at one of its crash points;
+    // a mining transaction's point is refused here, before anything starts.
+    const crashPoints = yield* crashPointsFromEnv(process.env, verifierCrashPointNames)
     const journal = yield* Layer.build(journalLayer(config.dataDir))
     const configured = yield* chainEndpoint(config)
     const endpoint = configured.embedded === undefined || Option.isSome(config.privateKey)
       ? configured
       : { ...configured, privateKey: Redacted.make(configured.embedded.verifier.privateKey) }
+    const chain = chainLayer(endpoint)
     const ports = Layer.mergeAll(
-      chainLayer(endpoint),
+      crashPoints === undefined ? chain : withVerifierCrashPoints(chain, crashPoints),
       OnnxTrainer.layerWithModelStore().pipe(Layer.provideMerge(gradientStoreLayer(config))),
       Layer.succeedContext(journal),
       Settings.layerOf(config)

@@ -120,7 +120,12 @@ export class OnChainSubmission extends Schema.Class<OnChainSubmission>("r3mes/On
   completed: Schema.Boolean,
   /** The transaction that put it there, and its block (from the GradientSubmitted event). */
   txHash: Hex32,
-  blockHash: Hex32
+  blockHash: Hex32,
+  /**
+   * That block's timestamp (Unix seconds, chain time): when the submission became public. The verification window
+   * runs from here, so a verifier that comes late does not grant the content more time.
+   */
+  blockTime: Schema.Number
 }) {}
 
 /** What makes a chain this chain: a chain that was reset (a devnet restarted without its state) differs. */

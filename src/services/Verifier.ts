@@ -99,7 +99,7 @@ export class Verifier extends Context.Service<Verifier, {
     const bind = Effect.fnUntraced(function*() {
       const identity: MinerIdentity = yield* retry(chain.identity)
       const verifierJournal = makeVerifierJournal(journal, verifierKeys(identity))
-      const evaluator = makeEvaluator({ chain, store, trainer, config, journal: verifierJournal, profile })
+      const evaluator = makeEvaluator({ chain, store, trainer, config })
       const recorder = makeVerdictRecorder({ chain, journal: verifierJournal, config, self: identity.miner })
       return { identity, verifierJournal, evaluator, recorder }
     })

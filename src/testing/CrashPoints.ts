@@ -43,6 +43,11 @@ export const crashPointNames = [
  * every point of `crashPointNames`, and none of these.
  */
 export const verifierCrashPointNames = [
+  /**
+   * The verdict's signed transaction is journaled (the intent) and not broadcast: the riskiest window, where only
+   * the journal knows the verdict and a restart must send those very bytes, not sign a second verdict.
+   */
+  "before_verdict_broadcast",
   /** The verdict is on chain (receipt read); the verifier's journal does not know yet. */
   "after_verdict"
 ] as const
@@ -65,16 +70,23 @@ export interface CrashPointsShape {
 /** The environment variable the composition root reads. */
 export const CRASH_AT_ENV = "R3MES_CRASH_AT"
 
-/** `point:nth` (or `point`, meaning the 1st pass). */
-export const parseCrashPlan = (spec: string): Effect.Effect<CrashPlan, ValidationError> => {
+/**
+ * `point:nth` (or `point`, meaning the 1st pass), `point` one of `known`: the points the process can pass (a
+ * verifier passes none of the mining transaction's), so a plan that could never fire is refused at start instead of
+ * letting a chaos test pass without its crash.
+ */
+export const parseCrashPlan = (
+  spec: string,
+  known: ReadonlyArray<CrashPoint> = allCrashPointNames
+): Effect.Effect<CrashPlan, ValidationError> => {
   const [name = "", nthText = "1", ...rest] = spec.trim().split(":")
   const nth = Number(nthText)
-  if (!allCrashPointNames.includes(name as CrashPoint) || rest.length > 0 || !Number.isSafeInteger(nth) || nth < 1) {
+  if (!known.includes(name as CrashPoint) || rest.length > 0 || !Number.isSafeInteger(nth) || nth < 1) {
     return Effect.fail(
       new ValidationError({
         message: `${CRASH_AT_ENV}=${spec} is not a crash plan`,
         field: CRASH_AT_ENV,
-        hint: `a test hook: POINT[:N], POINT one of ${allCrashPointNames.join(", ")}, N ≥ 1; unset it to mine normally`
+        hint: `a test hook: POINT[:N], POINT one of ${known.join(", ")}, N ≥ 1; unset it to run normally`
       })
     )
   }
@@ -103,13 +115,17 @@ const killThisProcess = (): void => {
   process.kill(process.pid, "SIGKILL")
 }
 
-/** The crash points the environment asks for: none (no-op) unless `R3MES_CRASH_AT` is set. */
+/**
+ * The crash points the environment asks for: none (no-op) unless `R3MES_CRASH_AT` is set; a point outside `known`
+ * (default: every point) is refused.
+ */
 export const crashPointsFromEnv = (
-  env: Readonly<Record<string, string | undefined>> = process.env
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  known: ReadonlyArray<CrashPoint> = allCrashPointNames
 ): Effect.Effect<CrashPointsShape | undefined, ValidationError> => {
   const spec = env[CRASH_AT_ENV]
   if (spec === undefined || spec === "") return Effect.succeed(undefined)
-  return Effect.map(parseCrashPlan(spec), (plan) => crashPointsOf(plan))
+  return Effect.map(parseCrashPlan(spec, known), (plan) => crashPointsOf(plan))
 }
 
 /** The journal events after which a crash point fires. */
@@ -129,6 +145,23 @@ const decorate = <I, S, E, R>(
     return f(yield* tag)
   })).pipe(Layer.provide(layer))
 
+/**
+ * The verdict's points on a Chain service: `before_verdict_broadcast` once `beforeBroadcast` (the journaled intent)
+ * succeeded, `after_verdict` once the receipt is read.
+ */
+const verdictCrashPoints = (chain: Chain["Service"], points: CrashPointsShape): Chain["Service"] => ({
+  ...chain,
+  recordVerdict: (record, beforeBroadcast) =>
+    chain.recordVerdict(record, (signed) =>
+      (beforeBroadcast === undefined ? Effect.void : beforeBroadcast(signed)).pipe(
+        Effect.andThen(points.hit("before_verdict_broadcast"))
+      )).pipe(Effect.tap(() => points.hit("after_verdict")))
+})
+
+/** A verifier's chain (`r3mes-miner verify`) with the verifier's crash points of `points`. */
+export const withVerifierCrashPoints = <E, R>(chain: Layer.Layer<Chain, E, R>, points: CrashPointsShape): Layer.Layer<Chain, E, R> =>
+  decorate(Chain, chain, (service) => verdictCrashPoints(service, points))
+
 /** The miner's ports with the crash points of `points` fired after the port calls that reach them. */
 export const withCrashPoints = <E, R>(adapters: MinerAdapters<E, R>, points: CrashPointsShape): MinerAdapters<E, R> => ({
   ...adapters,
@@ -141,11 +174,9 @@ export const withCrashPoints = <E, R>(adapters: MinerAdapters<E, R>, points: Cra
     add: (bytes) => store.add(bytes).pipe(Effect.tap(() => points.hit("after_pin")))
   })),
   chain: decorate(Chain, adapters.chain, (chain) => ({
-    ...chain,
+    ...verdictCrashPoints(chain, points),
     submitGradient: (submission, beforeBroadcast) =>
-      chain.submitGradient(submission, beforeBroadcast).pipe(Effect.tap(() => points.hit("after_broadcast"))),
-    recordVerdict: (record, beforeBroadcast) =>
-      chain.recordVerdict(record, beforeBroadcast).pipe(Effect.tap(() => points.hit("after_verdict")))
+      chain.submitGradient(submission, beforeBroadcast).pipe(Effect.tap(() => points.hit("after_broadcast")))
   })),
   journal: decorate(Journal, adapters.journal, (journal) => ({
     ...journal,

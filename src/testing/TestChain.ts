@@ -154,8 +154,8 @@ export class TestChain extends Context.Service<TestChain, {
         verdictTransactions: Effect.sync(transactions.verdicts),
         verdicts: Effect.sync(verdicts.all),
         setVerifier: (address, allowed) =>
-          Effect.sync(() => {
-            blocks.mine()
+          Effect.map(chainNow, (now) => {
+            blocks.mine(now)
             verdicts.setVerifier(address, allowed)
           }),
         submitAs: registry.submitAs,

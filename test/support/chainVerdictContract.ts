@@ -74,6 +74,26 @@ export const chainVerdictContract = <R>(
       assert.deepStrictEqual(yield* chain.submissionsBetween(rc.blockNumber, ra.blockNumber), [])
     }), 60_000)
 
+  register("a submission carries its block's timestamp: the chain time it was mined at, alike from every read", () =>
+    Effect.gen(function*() {
+      const { chain, id, round, subject } = yield* setup
+      const a = yield* chain.claimChunk(round.roundId)
+      yield* chain.submitGradient(yield* prove(id, round, a.chunkId, "timed a"))
+      // The submission's block is the newest, and `now` is the newest block's time.
+      const timeA = yield* chain.now
+      yield* subject.advanceTime(1000)
+      const theirs = yield* subject.submitAs(round.roundId, "timed theirs")
+      const timeTheirs = yield* chain.now
+
+      const all = yield* chain.submissionsBetween(0n, (yield* chain.head).number)
+      assert.deepStrictEqual(all.map((s) => [s.chunkId, s.blockTime]), [[a.chunkId, timeA], [theirs.chunkId, timeTheirs]])
+      // Anvil's blocks also carry wall time: a minute of slack over the 1000 s moved.
+      assert.isTrue(timeTheirs - timeA >= 1000 && timeTheirs - timeA < 1060, `${timeTheirs} - ${timeA}`)
+      assert.strictEqual(Option.getOrThrow(yield* chain.getSubmission(round.roundId, a.chunkId)).blockTime, timeA)
+      assert.strictEqual(Option.getOrThrow(yield* chain.getSubmission(round.roundId, theirs.chunkId)).blockTime, timeTheirs)
+      assert.deepStrictEqual((yield* chain.ownSubmissions).map((s) => s.blockTime), [timeA])
+    }), 60_000)
+
   register("isVerifier / recordVerdict: NotVerifier until the owner allows the account, then recorded once, read back by getVerdict", () =>
     Effect.gen(function*() {
       const { chain, id, round, subject } = yield* setup

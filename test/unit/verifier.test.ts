@@ -3,7 +3,7 @@ import { Duration, Effect, Exit, Fiber, Layer, Option } from "effect"
 import { TestClock } from "effect/testing"
 import { decodeEnvelope, type DeterminismProfile } from "../../src/domain/gradientEnvelope.ts"
 import type { MinerConfig } from "../../src/domain/MinerConfig.ts"
-import { Submission, Task } from "../../src/domain/mining.ts"
+import { type SignedTransaction, Submission, Task } from "../../src/domain/mining.ts"
 import { canonicalRoundSpec, defaultRoundSpec } from "../../src/domain/training/spec.ts"
 import { verdictCodes, type VerdictName } from "../../src/domain/verification.ts"
 import { sha256Hex } from "../../src/layers/sha256Hex.ts"
@@ -13,6 +13,12 @@ import { Journal } from "../../src/services/Journal.ts"
 import { Trainer } from "../../src/services/Trainer.ts"
 import { Verifier } from "../../src/services/Verifier.ts"
 import { Cheater } from "../../src/testing/Cheaters.ts"
+import {
+  crashPointsFromEnv,
+  crashPointsOf,
+  verifierCrashPointNames,
+  withVerifierCrashPoints
+} from "../../src/testing/CrashPoints.ts"
 import { InMemoryJournal } from "../../src/testing/InMemoryJournal.ts"
 import { TestChain } from "../../src/testing/TestChain.ts"
 import { testSettingsLayer } from "../../src/testing/testConfig.ts"
@@ -165,16 +171,30 @@ describe("Verifier", () => {
       })
     }).pipe(Effect.provide(layers())))
 
-  it.effect("content that stays unavailable is rejected_unavailable once the window has passed, not before", () =>
+  it.effect("content that stays unavailable is rejected_unavailable once the window from the submission's block has passed, not before", () =>
     Effect.gen(function*() {
       const result = yield* (yield* Trainer).train(taskOf(0), alice)
-      yield* submitBytes(alice, 0, result.envelope, { pin: false })
+      const submitted = yield* submitBytes(alice, 0, result.envelope, { pin: false })
+      // The verifier starts 100 s after the submission's block: 20 s of the 120 s window are left, not a new 120 s.
+      yield* TestClock.adjust("100 seconds")
       const verifier = yield* Verifier.make
       const fiber = yield* Effect.forkChild(verifier.runOnce)
-      yield* TestClock.adjust("119 seconds")
+      yield* TestClock.adjust("19 seconds")
       assert.deepStrictEqual(yield* verdictsByChunk, {})
       yield* TestClock.adjust("2 seconds")
       const summary = yield* Fiber.join(fiber)
+      assert.deepStrictEqual(summary.verdicts, { rejected_unavailable: 1 })
+      const onChain = Option.getOrThrow(yield* (yield* Chain).getSubmission(1n, 0))
+      assert.strictEqual(onChain.blockTime, submitted.blockTime)
+    }).pipe(Effect.provide(layers())))
+
+  it.effect("a submission whose window passed before the verifier came is rejected_unavailable at its first failed fetch", () =>
+    Effect.gen(function*() {
+      const result = yield* (yield* Trainer).train(taskOf(0), alice)
+      yield* submitBytes(alice, 0, result.envelope, { pin: false })
+      yield* TestClock.adjust("121 seconds")
+      // No time passes during the pass: it must not wait for a window of its own.
+      const summary = yield* (yield* Verifier.make).runOnce
       assert.deepStrictEqual(summary.verdicts, { rejected_unavailable: 1 })
     }).pipe(Effect.provide(layers())))
 
@@ -254,6 +274,51 @@ describe("Verifier", () => {
       assert.strictEqual(summary.already_on_chain, 1)
       assert.strictEqual((yield* (yield* TestChain).verdictTransactions).length, 1)
     }).pipe(Effect.provide(layers())))
+
+  it.effect("killed with a verdict journaled and not broadcast (before_verdict_broadcast), a restart sends those bytes, once", () =>
+    Effect.gen(function*() {
+      yield* submitTrained(alice, 0)
+      yield* submitTrained(bob, 1)
+      yield* submitTrained(alice, 2)
+      const chain = yield* Chain
+      const control = yield* TestChain
+      // The process dies at the point: here the pass dies (a defect), leaving the journal and chain as they were.
+      const points = crashPointsOf({ point: "before_verdict_broadcast", nth: 2 }, () => {
+        throw new Error("killed at before_verdict_broadcast")
+      })
+      const signed: Array<SignedTransaction> = []
+      const signing = Layer.succeed(Chain, {
+        ...chain,
+        recordVerdict: (record, beforeBroadcast) =>
+          chain.recordVerdict(record, (tx) => Effect.andThen(Effect.sync(() => signed.push(tx)), beforeBroadcast?.(tx) ?? Effect.void))
+      })
+      const killed = yield* Effect.exit(
+        Effect.flatMap(Verifier.make, (v) => v.runOnce).pipe(Effect.provide(withVerifierCrashPoints(signing, points)))
+      )
+      assert.isTrue(Exit.isFailure(killed))
+      assert.strictEqual(signed.length, 2)
+      // The chain never saw the 2nd verdict.
+      assert.deepStrictEqual(yield* verdictsByChunk, { 0: "accepted_exact" })
+      assert.deepStrictEqual((yield* control.verdictTransactions).map((t) => t.signed.hash), [signed[0]!.hash])
+
+      const summary = yield* (yield* Verifier.make).runOnce
+      assert.strictEqual(summary.recovered, "recorded")
+      assert.strictEqual(summary.already_on_chain, 1)
+      assert.deepStrictEqual(summary.verdicts, { accepted_exact: 1 })
+      assert.deepStrictEqual(yield* verdictsByChunk, { 0: "accepted_exact", 1: "accepted_exact", 2: "accepted_exact" })
+      // The journaled bytes were sent, not a second signature for chunk 1.
+      const after = yield* control.verdictTransactions
+      assert.deepStrictEqual(after.map((t) => t.record.chunkId), [0, 1, 2])
+      assert.strictEqual(after[1]!.signed.hash, signed[1]!.hash)
+    }).pipe(Effect.provide(layers())))
+
+  it.effect("a verifier refuses a crash plan at a point it never passes", () =>
+    Effect.gen(function*() {
+      const refused = yield* Effect.flip(crashPointsFromEnv({ R3MES_CRASH_AT: "after_pin:1" }, verifierCrashPointNames))
+      assert.strictEqual(refused.field, "R3MES_CRASH_AT")
+      assert.include(refused.hint ?? "", "before_verdict_broadcast, after_verdict")
+      assert.isDefined(yield* crashPointsFromEnv({ R3MES_CRASH_AT: "after_verdict:2" }, verifierCrashPointNames))
+    }))
 
   it.effect("run follows the chain: a submission made while it polls gets its verdict", () =>
     Effect.gen(function*() {

@@ -128,6 +128,33 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
       )
     )
 
+  // A block's timestamp never changes (a block of another fork has another hash), and a verifier meets many
+  // submissions per block: each block is read once. Entries are a few bytes; the capacity spans a long catch-up.
+  const blockTimes = yield* Cache.makeWith(
+    (hash: Hex) =>
+      readRpc(`reading block ${hash}`, () => client.getBlock({ blockHash: hash })).pipe(
+        Effect.map((block) => Number(block.timestamp))
+      ),
+    { capacity: 65_536, timeToLive: (exit) => (exit._tag === "Success" ? Duration.infinity : Duration.zero) }
+  )
+
+  /** A GradientSubmitted log (viem's, strict) as the domain's submission, with its block's timestamp. */
+  const submissionOf = Effect.fnUntraced(function*(log: any, completed: boolean) {
+    return new OnChainSubmission({
+      roundId: log.args.roundId,
+      chunkId: Number(log.args.chunkId),
+      miner: log.args.miner,
+      cid: log.args.cid,
+      gradientHash: log.args.gradientHash,
+      powNonce: log.args.powNonce,
+      blockNumber: log.blockNumber,
+      completed,
+      txHash: log.transactionHash,
+      blockHash: log.blockHash,
+      blockTime: yield* Cache.get(blockTimes, log.blockHash as Hex)
+    })
+  })
+
   // The genesis hash as block 1 names its parent: anvil regenerates block 0 (with a new timestamp, so a new hash)
   // each time it loads a saved state, while the blocks it saved keep theirs. On any other chain the two agree.
   const fingerprint = Effect.gen(function*() {
@@ -270,7 +297,8 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
         blockNumber,
         completed,
         txHash: log.transactionHash,
-        blockHash: log.blockHash
+        blockHash: log.blockHash,
+        blockTime: yield* Cache.get(blockTimes, log.blockHash as Hex)
       })
     )
   })
@@ -280,20 +308,8 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
     const completed = new Set(
       (yield* events("ChunkCompleted", { miner: account.address })).map((l) => `${l.args.roundId}:${l.args.chunkId}`)
     )
-    return submitted.map((l) =>
-      new OnChainSubmission({
-        roundId: l.args.roundId,
-        chunkId: Number(l.args.chunkId),
-        miner: l.args.miner,
-        cid: l.args.cid,
-        gradientHash: l.args.gradientHash,
-        powNonce: l.args.powNonce,
-        blockNumber: l.blockNumber,
-        completed: completed.has(`${l.args.roundId}:${l.args.chunkId}`),
-        txHash: l.transactionHash,
-        blockHash: l.blockHash
-      })
-    ) as ReadonlyArray<OnChainSubmission>
+    return (yield* Effect.forEach(submitted, (l) =>
+      submissionOf(l, completed.has(`${l.args.roundId}:${l.args.chunkId}`)))) as ReadonlyArray<OnChainSubmission>
   }).pipe(Effect.withSpan("Chain.ownSubmissions"))
 
   const latest = readRpc("reading the latest block", () => client.getBlock({ blockTag: "latest" })).pipe(
@@ -334,7 +350,7 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
     return Option.flatMap(yield* blockOrNone(blockNumber), (block) => Option.fromNullishOr(block.hash as string | null))
   })
 
-  const verification = makeViemVerification({ read, events, writer, account })
+  const verification = makeViemVerification({ read, events, writer, account, submissionOf })
 
   return Chain.of({
     identity: Effect.succeed(identity),

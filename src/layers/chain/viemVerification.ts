@@ -1,7 +1,7 @@
 import { Effect, Option } from "effect"
 import { getAddress, type Hex, isAddress, type PrivateKeyAccount } from "viem"
 import { type MiningError, ValidationError } from "../../domain/errors.ts"
-import { OnChainSubmission, type SignedTransaction } from "../../domain/mining.ts"
+import type { OnChainSubmission, SignedTransaction } from "../../domain/mining.ts"
 import { OnChainVerdict, type VerdictRecord } from "../../domain/verification.ts"
 import { receiptOf, type makeViemWriter } from "./viemWriter.ts"
 
@@ -24,8 +24,10 @@ export const makeViemVerification = (deps: {
   readonly events: Events
   readonly writer: ReturnType<typeof makeViemWriter>
   readonly account: PrivateKeyAccount
+  /** A GradientSubmitted log as the domain's submission (its block's timestamp read once per block). */
+  readonly submissionOf: (log: any, completed: boolean) => Effect.Effect<OnChainSubmission, MiningError>
 }) => {
-  const { account, events, read, writer } = deps
+  const { account, events, read, submissionOf, writer } = deps
 
   const submissionsBetween = Effect.fn("Chain.submissionsBetween")(function*(fromBlock: bigint, toBlock: bigint) {
     if (toBlock < fromBlock) return [] as ReadonlyArray<OnChainSubmission>
@@ -36,20 +38,8 @@ export const makeViemVerification = (deps: {
     const completed = new Set(
       (yield* events("ChunkCompleted", {}, { fromBlock })).map((l) => `${l.args.roundId}:${l.args.chunkId}`)
     )
-    return submitted.map((l) =>
-      new OnChainSubmission({
-        roundId: l.args.roundId,
-        chunkId: Number(l.args.chunkId),
-        miner: l.args.miner,
-        cid: l.args.cid,
-        gradientHash: l.args.gradientHash,
-        powNonce: l.args.powNonce,
-        blockNumber: l.blockNumber,
-        completed: completed.has(`${l.args.roundId}:${l.args.chunkId}`),
-        txHash: l.transactionHash,
-        blockHash: l.blockHash
-      })
-    ) as ReadonlyArray<OnChainSubmission>
+    return (yield* Effect.forEach(submitted, (l) =>
+      submissionOf(l, completed.has(`${l.args.roundId}:${l.args.chunkId}`)))) as ReadonlyArray<OnChainSubmission>
   })
 
   const recordVerdict = Effect.fn("Chain.recordVerdict")(function*(

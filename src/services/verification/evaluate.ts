@@ -11,7 +11,6 @@ import type { Trainer } from "../Trainer.ts"
 import { sha256Hex } from "./contentHash.ts"
 import type { Judgement } from "./report.ts"
 import { retrying } from "./retrying.ts"
-import type { VerifierJournal } from "./verifierJournal.ts"
 
 type Fetched =
   | { readonly _tag: "Fetched"; readonly bytes: Uint8Array }
@@ -34,19 +33,20 @@ export const makeEvaluator = (deps: {
   readonly store: GradientStore["Service"]
   readonly trainer: Trainer["Service"]
   readonly config: MinerConfig
-  readonly journal: VerifierJournal
-  readonly profile: DeterminismProfile
 }) => {
-  const { chain, config, journal, store, trainer } = deps
+  const { chain, config, store, trainer } = deps
   const retry = retrying(config)
   const windowMs = Duration.toMillis(config.verifyWindow)
 
   /**
-   * The content, tried again on any failure until the window (from the first try, journaled) has passed. Content
-   * over the size limit is refused at once: no honest gradient is, and waiting will not shrink it.
+   * The content, tried again on any failure until the window has passed. The window runs from the submission's block
+   * time: the miner had to have the content pinned from then on, so a verifier catching up on old submissions owes
+   * them no fresh window (and a restart grants none). Chain time is compared with this machine's clock: on a live
+   * chain block timestamps follow wall time within seconds, far below a window of minutes. Tried at least once,
+   * however late. Content over the size limit is refused at once: no honest gradient is, and waiting will not shrink it.
    */
   const fetchEnvelope = Effect.fnUntraced(function*(submission: OnChainSubmission): Effect.fn.Return<Fetched, MiningError> {
-    const since = yield* journal.fetchStart(submission.roundId, submission.chunkId, yield* Clock.currentTimeMillis)
+    const since = submission.blockTime * 1000
     let delay = config.retryInitialDelay
     for (;;) {
       const got = yield* Effect.result(store.get(submission.cid, maxGradientBytes(config)))

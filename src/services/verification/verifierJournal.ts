@@ -12,20 +12,21 @@ import type { Journal } from "../Journal.ts"
  *               is on chain, or it was not sampled, or the chain refused it a verdict for good;
  * - `…:intent`  the verdict being recorded, with its signed transaction, written before the broadcast
  *               (DESIGN.md "Durability"); empty once the chain has ruled. Submissions are judged one at a time, in
- *               block order, so there is at most one, and a start finds it under this one key;
- * - `…:fetch`   when the verifier first tried to fetch the submission it is judging (round, chunk, Unix ms): the
- *               verification window runs from there, and a restart does not grant a new one.
+ *               block order, so there is at most one, and a start finds it under this one key.
+ *
+ * Journals written before submissions carried their block time also hold `…:fetch` (when the first fetch of the
+ * chunk being judged was tried, the window's start then). The window now runs from the submission's block time, a
+ * fact of the chain, so that entry is no longer read: an old journal works as it is, and the leftover is a few bytes.
  */
 
 export interface VerifierKeys {
   readonly cursor: string
   readonly intent: string
-  readonly fetch: string
 }
 
 export const verifierKeys = (identity: MinerIdentity): VerifierKeys => {
   const prefix = `verifier:${identity.chainId}:${identity.registry.toLowerCase()}:${identity.miner.toLowerCase()}`
-  return { cursor: `${prefix}:cursor`, intent: `${prefix}:intent`, fetch: `${prefix}:fetch` }
+  return { cursor: `${prefix}:cursor`, intent: `${prefix}:intent` }
 }
 
 /** A verdict journaled before its broadcast. */
@@ -43,7 +44,6 @@ export class VerdictIntent extends Schema.Class<VerdictIntent>("r3mes/VerdictInt
 }
 
 const IntentJson = Schema.fromJsonString(VerdictIntent)
-const FetchStart = Schema.fromJsonString(Schema.Struct({ round_id: Schema.String, chunk_id: Schema.Int, since_ms: Schema.Number }))
 
 const corrupt = (key: string, value: string) =>
   new ValidationError({
@@ -69,20 +69,7 @@ export const makeVerifierJournal = (journal: Journal["Service"], keys: VerifierK
       : Schema.decodeUnknownEffect(IntentJson)(value).pipe(Effect.mapError(() => corrupt(keys.intent, value)))),
   setIntent: (intent: VerdictIntent) =>
     Effect.flatMap(Schema.encodeEffect(IntentJson)(intent).pipe(Effect.orDie), (json) => journal.setMeta(keys.intent, json)),
-  clearIntent: journal.setMeta(keys.intent, ""),
-
-  /** When fetching the chunk's content was first tried (Unix ms); records `nowMs` when it never was. */
-  fetchStart: Effect.fnUntraced(function*(roundId: bigint, chunkId: number, nowMs: number) {
-    const value = yield* journal.getMeta(keys.fetch)
-    if (value !== undefined && value !== "") {
-      const known = yield* Schema.decodeUnknownEffect(FetchStart)(value).pipe(Effect.mapError(() => corrupt(keys.fetch, value)))
-      if (known.round_id === roundId.toString() && known.chunk_id === chunkId) return known.since_ms
-    }
-    const json = yield* Schema.encodeEffect(FetchStart)({ round_id: roundId.toString(), chunk_id: chunkId, since_ms: nowMs })
-      .pipe(Effect.orDie)
-    yield* journal.setMeta(keys.fetch, json)
-    return nowMs
-  })
+  clearIntent: journal.setMeta(keys.intent, "")
 })
 
 export type VerifierJournal = ReturnType<typeof makeVerifierJournal>

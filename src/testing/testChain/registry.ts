@@ -120,10 +120,11 @@ export const makeRegistry = (deps: {
   const openRound = Effect.fnUntraced(function*(round: TestRound) {
     const problem = roundProblem(round)
     if (problem !== undefined) return yield* problem
-    if (round.deadline <= (yield* chainNow)) {
+    const now = yield* chainNow
+    if (round.deadline <= now) {
       return yield* revert("RoundExpired", [round.roundId.toString(), String(round.deadline)])
     }
-    return roundInfo(addRound(round, blocks.mine()))
+    return roundInfo(addRound(round, blocks.mine(now)))
   })
 
   /** Never-claimed chunks in order, then the lowest one whose lease expired without a submission. */
@@ -148,7 +149,7 @@ export const makeRegistry = (deps: {
     const chunkId = freeChunk(round, now)
     if (chunkId === undefined) return yield* revert("NoFreeChunk", [roundId.toString()])
     const leaseExpiry = now + leaseSeconds
-    const block = blocks.mine()
+    const block = blocks.mine(now)
     const claim = new ChunkClaim({
       roundId,
       chunkId,
@@ -246,7 +247,7 @@ export const makeRegistry = (deps: {
     }
     // Their claim, as the contract hands chunks out in order: the next never-claimed one is taken.
     if (chunkId === round.nextChunk) round.nextChunk += 1
-    const block = blocks.mine()
+    const block = blocks.mine(now)
     const txHash = sha256Hex(
       ["submitAs", identity.chainId, identity.registry.toLowerCase(), miner.toLowerCase(), roundId, chunkId,
         submission.gradientHash.toLowerCase(), block, blocks.fork()].join(":")
@@ -262,7 +263,7 @@ export const makeRegistry = (deps: {
       return yield* revert("ChunkNotClaimed", [roundId.toString(), String(chunkId)])
     }
     if (!submission.completed) {
-      const block = blocks.mine()
+      const block = blocks.mine(yield* chainNow)
       submission.completed = true
       submission.completedIn = block
       completed.push({ roundId, chunkId, block })
@@ -281,7 +282,8 @@ export const makeRegistry = (deps: {
       blockNumber: state.recorded.receipt.blockNumber,
       completed: state.completed,
       txHash: state.recorded.receipt.txHash,
-      blockHash: state.recorded.receipt.blockHash
+      blockHash: state.recorded.receipt.blockHash,
+      blockTime: blocks.timeOf(state.recorded.receipt.blockNumber)!
     })
 
   const ownClaims = Effect.map(chainNow, (now) =>

@@ -4,7 +4,7 @@ import { type MinerIdentity, SignedTransaction, Submission, SubmissionReceipt, t
 import { VerdictRecord } from "../../domain/verification.ts"
 import { sha256Hex } from "../../layers/sha256Hex.ts"
 import type { Blocks } from "./blocks.ts"
-import type { Registry } from "./registry.ts"
+import { chainNow, type Registry } from "./registry.ts"
 import type { SignedSubmission, SignedVerdict } from "./types.ts"
 import type { Verdicts } from "./verdicts.ts"
 
@@ -89,7 +89,7 @@ export const makeTransactions = (deps: {
   const mine = Effect.fnUntraced(function*(entry: Entry) {
     const index = entries.indexOf(entry)
     const outcome = yield* Effect.result(check(entry.call))
-    const block = blocks.mine()
+    const block = blocks.mine(yield* chainNow)
     accountNonce = Math.max(accountNonce, entry.signed.nonce + 1)
     const receipt = new SubmissionReceipt({
       txHash: entry.signed.hash,
