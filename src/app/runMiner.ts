@@ -111,10 +111,11 @@ const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMiner
     // The journal is a cache of the chain: what the chain lost (a reset devnet) is found before anything resumes.
     yield* coordinator.auditChain
     // The embedded store is the miner's own: pins the journal does not know are leftovers, released too (unless
-    // the chain records them as ours).
+    // the chain records them as ours) — but not while the embedded verifier shares it: its reports are pins the
+    // miner's journal does not know either.
     const recovery = yield* coordinator.recoverTransactions({
       orphanGrace: "0 seconds",
-      releaseUnknownPins: embeddedStore
+      releaseUnknownPins: embeddedStore && embedded === undefined
     })
     yield* readiness.markReady
     if (options.onStarted) {

@@ -89,8 +89,10 @@ describe("r3mes-miner mine, end to end on the embedded devnet, IPFS node and ONN
       // A second run on the same data dir goes on: recovery finds nothing to do, the next chunks are mined.
       const again = mine(dataDir, ["--iterations", "2"])
       assert.strictEqual(again.status, 0, again.stderr)
-      const second = JSON.parse(again.stdout) as Summary
+      const second = JSON.parse(again.stdout) as Summary & { recovery: { orphan_pins_released: ReadonlyArray<string> } }
       assert.strictEqual(second.committed, 2)
+      // The verifier's reports share the store: they are not the miner's orphans.
+      assert.deepStrictEqual(second.recovery.orphan_pins_released, [])
       const firstChunks = new Set(summary.records.map((r) => `${r.round_id}:${r.chunk_id}`))
       for (const r of second.records) assert.isFalse(firstChunks.has(`${r.round_id}:${r.chunk_id}`))
     }), 180_000)
