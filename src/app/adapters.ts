@@ -1,10 +1,10 @@
 import { join } from "node:path"
-import type { Layer } from "effect"
+import { type Layer, Option } from "effect"
 import type { MiningError } from "../domain/errors.ts"
 import type { MinerConfig } from "../domain/MinerConfig.ts"
 import { ChainTaskSource } from "../layers/chain/ChainTaskSource.ts"
 import { ViemChain } from "../layers/chain/ViemChain.ts"
-import { HeliaStore } from "../layers/ipfs/HeliaStore.ts"
+import { HeliaStore, type HeliaStoreOptions } from "../layers/ipfs/HeliaStore.ts"
 import { KuboStore } from "../layers/ipfs/KuboStore.ts"
 import { SqliteJournal } from "../layers/journal/SqliteJournal.ts"
 import { OnnxTrainer } from "../layers/onnx/OnnxTrainer.ts"
@@ -32,12 +32,27 @@ export const journalLayer = (
   options: { readonly readOnly?: boolean } = {}
 ): Layer.Layer<Journal, MiningError> => SqliteJournal.layer({ path: journalPath(dataDir), readOnly: options.readOnly })
 
-/** The gradient store the settings name: the embedded Helia node in the data dir, or the Kubo daemon at the URL. */
+/**
+ * The embedded node's options from the settings. Peers and listening are optional here: commands that read a few
+ * settings (`ipfs`, `gradient`) leave them out and get the node without networking.
+ */
+export const heliaStoreOptions = (
+  settings: Pick<MinerConfig, "dataDir"> & Partial<Pick<MinerConfig, "ipfsPeers" | "ipfsListen">>
+): HeliaStoreOptions => ({
+  dataDir: settings.dataDir,
+  peers: settings.ipfsPeers ?? [],
+  listen: settings.ipfsListen === undefined ? [] : Option.toArray(settings.ipfsListen)
+})
+
+/**
+ * The gradient store the settings name: the embedded Helia node in the data dir (with the peers and listen address
+ * of R3MES_IPFS_PEERS / R3MES_IPFS_LISTEN), or the Kubo daemon at the URL.
+ */
 export const gradientStoreLayer = (
-  settings: Pick<MinerConfig, "ipfsApi" | "dataDir">
+  settings: Pick<MinerConfig, "ipfsApi" | "dataDir"> & Partial<Pick<MinerConfig, "ipfsPeers" | "ipfsListen">>
 ): Layer.Layer<GradientStore, MiningError> =>
   settings.ipfsApi === "embedded"
-    ? HeliaStore.layer({ dataDir: settings.dataDir })
+    ? HeliaStore.layer(heliaStoreOptions(settings))
     : KuboStore.layer({ url: settings.ipfsApi })
 
 /** The MiningRegistry at the endpoint, from the endpoint's miner account. */

@@ -4,7 +4,7 @@ import { Console, Effect } from "effect"
 import { Argument, Command } from "effect/cli"
 import { classify } from "../domain/classify.ts"
 import type { MiningError } from "../domain/errors.ts"
-import { maxGradientBytes } from "../domain/MinerConfig.ts"
+import { maxGradientBytes, type MinerConfig } from "../domain/MinerConfig.ts"
 import { minerSettings } from "../domain/MinerConfigSchema.ts"
 import { gradientStoreLayer } from "../app/adapters.ts"
 import { cidOf } from "../layers/ipfs/importOptions.ts"
@@ -17,16 +17,18 @@ import { loadSomeSettings, type SettingFlagValues, settingFlags } from "./settin
  * dir, or a Kubo daemon with --ipfs URL). Same settings, same import options, same CIDs as `mine`.
  */
 
-const storeSettings = [minerSettings.ipfsApi, minerSettings.dataDir, minerSettings.maxGradientSizeMb] as const
+const storeSettings = [
+  minerSettings.ipfsApi,
+  minerSettings.dataDir,
+  minerSettings.maxGradientSizeMb,
+  minerSettings.ipfsPeers,
+  minerSettings.ipfsListen
+] as const
 
-/** --ipfs, --data-dir, --max-gradient-size-mb (with their env vars and defaults, as for `mine`). */
+/** --ipfs, --data-dir, --max-gradient-size-mb, --ipfs-peers, --ipfs-listen (env vars and defaults as for `mine`). */
 export const storeFlags = settingFlags(storeSettings)
 
-export interface StoreSettings {
-  readonly ipfsApi: string
-  readonly dataDir: string
-  readonly maxGradientSizeMb: number
-}
+export type StoreSettings = Pick<MinerConfig, "ipfsApi" | "dataDir" | "maxGradientSizeMb" | "ipfsPeers" | "ipfsListen">
 
 /** The three store settings from flags over the environment; an invalid one prints a line + hint and exits 2. */
 export const loadStoreSettings = (

@@ -25,6 +25,13 @@ export interface MinerConfig {
   readonly registryAddress: Option.Option<string>
   /** `embedded` or a Kubo RPC URL (shown only through `redactUrl`, like the RPC URL). */
   readonly ipfsApi: string
+  /**
+   * Peers of the embedded IPFS node (multiaddrs ending in /p2p/<peer id>), dialled and kept connected so content
+   * they pinned can be fetched over bitswap; empty: none.
+   */
+  readonly ipfsPeers: ReadonlyArray<string>
+  /** Multiaddr the embedded IPFS node listens on (/ip4/…/tcp/PORT); none: it listens nowhere. */
+  readonly ipfsListen: Option.Option<string>
   readonly dataDir: string
   readonly statsHost: string
   readonly statsPort: number

@@ -1,7 +1,17 @@
-import { Schema } from "effect"
+import { Config, Effect, Schema, SchemaIssue } from "effect"
 import type { MinerConfig } from "./MinerConfig.ts"
 import { redactUrl } from "./redaction.ts"
-import { type AnySetting, number, optionalText, secretText, seconds, type Setting, text } from "./settingKinds.ts"
+import {
+  type AnySetting,
+  invalid,
+  number,
+  optionalText,
+  secretText,
+  seconds,
+  type Setting,
+  type Spec,
+  text
+} from "./settingKinds.ts"
 import {
   address,
   hasProtocol,
@@ -21,6 +31,69 @@ import { measuredHonestDistanceWithoutTies } from "./verificationTolerance.ts"
  * closest cheater (2.67e-2). Rounded to drop the binary noise of the product (0.00014 in --help and the README).
  */
 export const defaultVerifyTolerance = Number((measuredHonestDistanceWithoutTies * 10).toPrecision(12))
+
+/**
+ * Multiaddrs of the embedded IPFS node. Only TCP is configured (DESIGN.md "Content reachability": processes on one
+ * machine or network), so an address it could never dial is refused here, not found unreachable later. Checked by
+ * pattern: the multiaddr library costs ~180 ms of loading that every command would pay.
+ */
+const ipHost = String.raw`/ip4/(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)|/ip6/[0-9a-fA-F:.]*:[0-9a-fA-F:.]*`
+const tcpPort = String.raw`/tcp/(?:6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]\d{4}|[1-9]\d{0,3}|0)`
+/** A libp2p peer id: base58btc (Qm…, 12D3KooW…) or a CIDv1 in base32 (bafz…). */
+const peerId = String.raw`/p2p/(?:[1-9A-HJ-NP-Za-km-z]{46,}|b[a-z2-7]{50,})`
+const listenPattern = new RegExp(`^(?:${ipHost})${tcpPort}$`)
+const peerPattern = new RegExp(String.raw`^(?:${ipHost}|/dns[46]?/[A-Za-z0-9.-]+)${tcpPort}${peerId}$`)
+
+const peerExample = "/ip4/127.0.0.1/tcp/4011/p2p/12D3KooW…"
+
+/** The entries of R3MES_IPFS_PEERS, trimmed, without empty ones or repeats. */
+const peerEntries = (raw: string): ReadonlyArray<string> => [
+  ...new Set(raw.split(",").map((entry) => entry.trim()).filter((entry) => entry !== ""))
+]
+
+const ipfsPeersSpec: Spec = {
+  env: "R3MES_IPFS_PEERS",
+  flag: "ipfs-peers",
+  metavar: "MULTIADDRS",
+  description: "Peers the embedded IPFS node dials and keeps connected (redialled when they drop), to fetch what " +
+    "they pinned over bitswap, like Kubo's Peering.Peers; fetched content is checked against its CID. No DHT, no " +
+    "public bootstrap, no mDNS: only these peers",
+  expected: `comma-separated multiaddrs over TCP, each ending in /p2p/ and a peer id, like ${peerExample}`,
+  defaultText: "none"
+}
+
+/** Names the first entry that is not a dialable peer multiaddr, and why, as configErrors.ts shows it. */
+const peersCodec = Schema.String.check(Schema.makeFilter((input: string) => {
+  const bad = peerEntries(input).find((entry) => !peerPattern.test(entry))
+  if (bad === undefined) return undefined
+  return new SchemaIssue.InvalidValue({
+    expected: `${ipfsPeersSpec.expected}; ${JSON.stringify(bad)} is not one`,
+    hint: bad.includes("/p2p/")
+      ? "only /ip4, /ip6 or /dns addresses over /tcp can be dialled; copy the peer id as the other node prints it"
+      : "each peer needs its /p2p/<peer id>: copy the address the other node prints, not only its host and port"
+  }, input, { reportInput: true })
+}))
+
+/** R3MES_IPFS_PEERS: a list, which no setting kind of settingKinds.ts holds; decoded like `text`, then split. */
+const ipfsPeers: Setting<"ipfsPeers"> = {
+  ...ipfsPeersSpec,
+  key: "ipfsPeers",
+  unit: undefined,
+  secret: false,
+  shown: undefined,
+  config: Config.String(ipfsPeersSpec.env).pipe(
+    Config.mapEffect((raw) =>
+      Schema.decodeUnknownEffect(peersCodec)(raw.trim()).pipe(
+        Effect.map(peerEntries),
+        Effect.mapError((error) =>
+          invalid(ipfsPeersSpec.env, new SchemaIssue.Encoding(peersCodec.ast, error.issue, raw, { reportInput: true }))
+        )
+      )
+    ),
+    Config.withDefault<ReadonlyArray<string>>([])
+  ),
+  toJson: (value) => (value.length === 0 ? null : value.join(","))
+}
 
 /**
  * The table of the miner's settings (DESIGN.md "Configuration"). Order = the order of DESIGN.md, of `--help`, of the
@@ -156,6 +229,17 @@ export const minerSettings: { readonly [K in keyof MinerConfig]: Setting<K> } = 
   }, Schema.String.check(Schema.makeFilter((s: string) => s === "embedded" || hasProtocol(["http:", "https:"])(s), {
     expected: "`embedded` or an http:// or https:// URL"
   })), "embedded"),
+  ipfsPeers,
+  ipfsListen: optionalText("ipfsListen", {
+    env: "R3MES_IPFS_LISTEN",
+    flag: "ipfs-listen",
+    metavar: "MULTIADDR",
+    description: "Address the embedded IPFS node listens on for its peers (port 0: any free port); its full " +
+      "address, ending in /p2p/ and its peer id, is what other nodes put in R3MES_IPFS_PEERS. Without it and " +
+      "without peers the node opens no socket",
+    expected: "a multiaddr like /ip4/127.0.0.1/tcp/4011",
+    defaultText: "none (not listening)"
+  }, Schema.String.check(Schema.isPattern(listenPattern, { expected: "a multiaddr like /ip4/127.0.0.1/tcp/4011" }))),
   dataDir: text("dataDir", {
     env: "R3MES_DATA_DIR",
     flag: "data-dir",
@@ -218,7 +302,8 @@ export const minerSettings: { readonly [K in keyof MinerConfig]: Setting<K> } = 
     env: "R3MES_VERIFY_WINDOW",
     flag: "verify-window",
     metavar: "SECONDS",
-    description: "How long the verifier tries to fetch a submission's content before recording rejected_unavailable",
+    description: "How long after a submission's block the verifier keeps trying to fetch its content before recording " +
+      "rejected_unavailable",
     expected: "a number of seconds greater than 0",
     defaultText: "120"
   }, 120)

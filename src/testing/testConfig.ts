@@ -29,6 +29,8 @@ export const testMinerConfig = (overrides: Partial<MinerConfig> = {}): MinerConf
     verifySample: 1,
     verifyTolerance: 1e-4,
     verifyWindow: Duration.seconds(120),
+    ipfsPeers: [],
+    ipfsListen: Option.none(),
     privateKey: Option.none(),
     rpcUrl: Option.none(),
     registryAddress: Option.none(),

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
+import { HeliaNode } from "../../src/layers/ipfs/HeliaNode.ts"
 import { HeliaStore } from "../../src/layers/ipfs/HeliaStore.ts"
 import { GradientStore } from "../../src/services/GradientStore.ts"
 import { deterministicBytes, storeContract } from "../support/storeContract.ts"
@@ -44,6 +45,15 @@ describe("HeliaStore: embedded node", () => {
         })
       )
     }), 20_000)
+
+  it.live("without peers or a listen address it has no peer id and no addresses", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* tempDataDir
+      const node = yield* HeliaNode.pipe(Effect.provide(HeliaStore.layerWithNode({ dataDir, peers: [], listen: [] })))
+      assert.isUndefined(node.peerId)
+      assert.deepStrictEqual(yield* node.addresses, [])
+      assert.deepStrictEqual(yield* node.connectedPeers, [])
+    }))
 
   it.live("keeps its repository in <dataDir>/ipfs", () =>
     Effect.gen(function*() {

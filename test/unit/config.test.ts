@@ -48,6 +48,8 @@ const validToken = "s3cr3t-admin-token-value"
 /** anvil's account 1, in its EIP-55 form; the second has one letter's case flipped. */
 const checksummed = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 const misChecksummed = "0x70997970c51812dc3A010C7d01b50e0d17dc79C8"
+const peerA = "/ip4/127.0.0.1/tcp/4011/p2p/12D3KooWK1Dd2Ugxx9NxLmeSnHPX4t1AUCAsgjXmozf9LEixk76i"
+const peerB = "/dns4/verifier.example/tcp/4001/p2p/QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
 const secretRpcUrl = "https://user:s3cretpass@rpc.example.com:8443/v3/0123456789abcdef0123456789abcdef?apikey=zzzzzz"
 
 describe("the settings table", () => {
@@ -70,6 +72,8 @@ describe("the settings table", () => {
         ["R3MES_RPC_URL", "--rpc-url"],
         ["R3MES_REGISTRY_ADDRESS", "--registry"],
         ["R3MES_IPFS_API", "--ipfs"],
+        ["R3MES_IPFS_PEERS", "--ipfs-peers"],
+        ["R3MES_IPFS_LISTEN", "--ipfs-listen"],
         ["R3MES_DATA_DIR", "--data-dir"],
         ["R3MES_STATS_HOST", "--stats-host"],
         ["R3MES_STATS_PORT", "--stats-port"],
@@ -128,6 +132,8 @@ describe("minerConfig", () => {
         rpcUrl: Option.none(),
         registryAddress: Option.none(),
         ipfsApi: "embedded",
+        ipfsPeers: [],
+        ipfsListen: Option.none(),
         dataDir: "./.r3mes",
         statsHost: "127.0.0.1",
         statsPort: 8080,
@@ -161,6 +167,8 @@ describe("minerConfig", () => {
       R3MES_RPC_URL: "http://127.0.0.1:8545",
       R3MES_REGISTRY_ADDRESS: checksummed,
       R3MES_IPFS_API: "http://127.0.0.1:5001",
+      R3MES_IPFS_PEERS: `${peerA}, ${peerB}`,
+      R3MES_IPFS_LISTEN: "/ip4/0.0.0.0/tcp/4011",
       R3MES_DATA_DIR: "/var/lib/r3mes",
       R3MES_STATS_HOST: "0.0.0.0",
       R3MES_STATS_PORT: " 9090 ",
@@ -182,6 +190,8 @@ describe("minerConfig", () => {
     assert.deepStrictEqual(config.rpcUrl, Option.some("http://127.0.0.1:8545"))
     assert.deepStrictEqual(config.registryAddress, Option.some(checksummed))
     assert.strictEqual(config.ipfsApi, "http://127.0.0.1:5001")
+    assert.deepStrictEqual(config.ipfsPeers, [peerA, peerB])
+    assert.deepStrictEqual(config.ipfsListen, Option.some("/ip4/0.0.0.0/tcp/4011"))
     assert.strictEqual(config.dataDir, "/var/lib/r3mes")
     assert.strictEqual(config.statsHost, "0.0.0.0")
     assert.strictEqual(config.statsPort, 9090)
@@ -244,6 +254,47 @@ describe("minerConfig", () => {
       message,
       "R3MES_RETRY_MAX_DELAY=2 is invalid: expected a number of seconds not less than R3MES_RETRY_INITIAL_DELAY (5) (flag --retry-max-delay)"
     )
+  })
+})
+
+describe("embedded IPFS peering settings", () => {
+  it("R3MES_IPFS_PEERS is a comma-separated list, trimmed, without empty entries or repeats", () => {
+    assert.deepStrictEqual(loaded({ R3MES_IPFS_PEERS: ` ${peerA} ,, ${peerB},${peerA}, ` }).ipfsPeers, [peerA, peerB])
+    assert.deepStrictEqual(loaded({}, { R3MES_IPFS_PEERS: peerB }).ipfsPeers, [peerB])
+    const ip6 = "/ip6/::1/tcp/4011/p2p/12D3KooWK1Dd2Ugxx9NxLmeSnHPX4t1AUCAsgjXmozf9LEixk76i"
+    assert.deepStrictEqual(loaded({ R3MES_IPFS_PEERS: ip6 }).ipfsPeers, [ip6])
+  })
+
+  it("a peer without its /p2p/<peer id> is refused, the entry named, with a hint", () => {
+    const { hint, message } = describeConfigError(failure({ R3MES_IPFS_PEERS: `${peerA},/ip4/10.0.0.2/tcp/4011` }))
+    assert.include(message, "R3MES_IPFS_PEERS=")
+    assert.include(message, `"/ip4/10.0.0.2/tcp/4011" is not one`)
+    assert.include(message, "--ipfs-peers")
+    assert.include(hint, "/p2p/<peer id>")
+  })
+
+  it("addresses the node cannot dial (not TCP, a bad port or IP) are refused", () => {
+    for (
+      const bad of [
+        "/ip4/127.0.0.1/udp/4011/quic-v1/p2p/12D3KooWK1Dd2Ugxx9NxLmeSnHPX4t1AUCAsgjXmozf9LEixk76i",
+        "/ip4/127.0.0.1/tcp/70000/p2p/12D3KooWK1Dd2Ugxx9NxLmeSnHPX4t1AUCAsgjXmozf9LEixk76i",
+        "/ip4/127.0.0.256/tcp/4011/p2p/12D3KooWK1Dd2Ugxx9NxLmeSnHPX4t1AUCAsgjXmozf9LEixk76i",
+        "/ip4/127.0.0.1/tcp/4011/p2p/not-a-peer-id",
+        "127.0.0.1:4011"
+      ]
+    ) {
+      const { message } = describeConfigError(failure({ R3MES_IPFS_PEERS: bad }))
+      assert.include(message, `${JSON.stringify(bad)} is not one`, bad)
+    }
+  })
+
+  it("R3MES_IPFS_LISTEN is one IP multiaddr over TCP, port 0 meaning any free port", () => {
+    assert.deepStrictEqual(loaded({ R3MES_IPFS_LISTEN: " /ip4/127.0.0.1/tcp/0 " }).ipfsListen, Option.some("/ip4/127.0.0.1/tcp/0"))
+    assert.deepStrictEqual(loaded({ R3MES_IPFS_LISTEN: "/ip6/::/tcp/4011" }).ipfsListen, Option.some("/ip6/::/tcp/4011"))
+    for (const bad of ["/ip4/127.0.0.1/tcp/65536", "/ip4/127.0.0.1/tcp/4011/p2p/12D3KooWK1Dd2Ugxx9NxLmeSnHPX4t1AUCAsgjXmozf9LEixk76i", "/dns4/localhost/tcp/4011", "4011"]) {
+      const message = formatConfigError(failure({ R3MES_IPFS_LISTEN: bad }))
+      assert.include(message, "expected a multiaddr like /ip4/127.0.0.1/tcp/4011 (flag --ipfs-listen)", bad)
+    }
   })
 })
 

@@ -3,21 +3,47 @@ import { join } from "node:path"
 import type { UnixFS } from "@helia/unixfs"
 import type { FsBlockstore } from "blockstore-fs"
 import type { FsDatastore } from "datastore-fs"
-import { Effect, Layer, Semaphore } from "effect"
+import type { Libp2p } from "@libp2p/interface"
+import { Context, Duration, Effect, Layer, Semaphore } from "effect"
 import type { GraphNode, GraphWalkerFactory, Helia } from "helia"
 import { createUnsafe } from "multiformats/block"
 import type { CID } from "multiformats/cid"
 import { classify } from "../../domain/classify.ts"
-import { type MiningError, ValidationError } from "../../domain/errors.ts"
+import { type MiningError, TimeoutError, ValidationError } from "../../domain/errors.ts"
 import { GradientStore } from "../../services/GradientStore.ts"
 import { acquirePidLock } from "../process/pidLock.ts"
 import { oversize, parseCid, readLimited, showCid } from "./content.ts"
+import { HeliaNode } from "./HeliaNode.ts"
+import {
+  isNetworked,
+  keepPeersConnected,
+  listenAddresses,
+  listenFailure,
+  parsePeers,
+  withNetworking
+} from "./heliaNetworking.ts"
 import { computeCid, unixfsImporterOptions } from "./importOptions.ts"
 
 export interface HeliaStoreOptions {
   /** The miner's data dir; the repository lives in `<dataDir>/ipfs` (blocks/ and datastore/). */
   readonly dataDir: string
+  /** R3MES_IPFS_PEERS: multiaddrs ending in /p2p/<peer id>, dialled and kept connected. */
+  readonly peers?: ReadonlyArray<string> | undefined
+  /** R3MES_IPFS_LISTEN: multiaddrs to listen on. With neither peers nor listen the node opens no socket. */
+  readonly listen?: ReadonlyArray<string> | undefined
+  /**
+   * Longest wait of one `get` for content the node does not hold (networked only), then a TimeoutError: a caller
+   * without a timeout of its own (the verifier retries until its window) must not hang on content nobody has.
+   */
+  readonly fetchTimeout?: Duration.Duration | undefined
+  /** How often a configured peer that is not connected is dialled again. */
+  readonly redialInterval?: Duration.Duration | undefined
 }
+
+/** 30 s: a gradient of 100 MiB moves in a few seconds between peers on one network; a quarter of the verify window. */
+const defaultFetchTimeout = Duration.seconds(30)
+/** 2 s: a redial of a peer that is down costs one refused TCP connect. */
+const defaultRedialInterval = Duration.seconds(2)
 
 /** Where the embedded node keeps its repository inside the data dir. */
 export const heliaRepoPath = (dataDir: string): string => join(dataDir, "ipfs")
@@ -27,6 +53,8 @@ interface Node {
   readonly fs: UnixFS
   readonly blockstore: FsBlockstore
   readonly datastore: FsDatastore
+  /** Present when networking is configured. */
+  readonly libp2p: Libp2p | undefined
 }
 
 const errorName = (u: unknown): string | undefined =>
@@ -100,11 +128,15 @@ const lockRepo = Effect.fnUntraced(function*(repo: string) {
 })
 
 /**
- * Starts a Helia node on the (locked) repository with no networking: `createHeliaLight` has no libp2p, no routers
- * and no block brokers, so it opens no socket and starts in milliseconds; content it does not hold is simply not
- * found.
+ * Starts a Helia node on the (locked) repository. Without `listen` (and without peers, `networked`), with no
+ * networking: `createHeliaLight` has no libp2p, no routers and no block brokers, so it opens no socket and starts in
+ * milliseconds; content it does not hold is simply not found. Networked, it gains libp2p and bitswap
+ * (heliaNetworking.ts), and fetched blocks are checked against their CIDs by Helia's blockstore.
  */
-const open = (repo: string): Effect.Effect<Node, MiningError> =>
+const open = (
+  repo: string,
+  networked: { readonly listen: ReadonlyArray<string> } | undefined
+): Effect.Effect<Node, MiningError> =>
   Effect.tryPromise({
     try: async () => {
       // Loaded here, not at the top: helia's entry module brings libp2p and friends (~1 s of loading) that
@@ -117,18 +149,24 @@ const open = (repo: string): Effect.Effect<Node, MiningError> =>
       ])
       const blockstore = new FsBlockstore(join(repo, "blocks"))
       const datastore = new FsDatastore(join(repo, "datastore"))
+      let helia: Helia | undefined
       try {
         await blockstore.open()
         await datastore.open()
-        const helia = createHeliaLight({ blockstore, datastore })
+        const light = createHeliaLight({ blockstore, datastore })
+        helia = networked === undefined ? light : await withNetworking(light, networked.listen)
         await helia.start()
-        return { helia, fs: unixfs(helia), blockstore, datastore }
+        const libp2p = networked === undefined ? undefined : (helia as Helia & { readonly libp2p: Libp2p }).libp2p
+        return { helia, fs: unixfs(helia), blockstore, datastore, libp2p }
       } catch (error) {
+        // A listener bound before another failed must not outlive the failed start.
+        await helia?.stop().catch(() => undefined)
         await Promise.allSettled([datastore.close(), blockstore.close()])
         throw error
       }
     },
-    catch: openFailure(repo)
+    catch: (error) =>
+      (networked === undefined ? undefined : listenFailure(networked.listen, error)) ?? openFailure(repo)(error)
   })
 
 const close = ({ blockstore, datastore, helia }: Node) =>
@@ -137,13 +175,22 @@ const close = ({ blockstore, datastore, helia }: Node) =>
     await Promise.allSettled([datastore.close(), blockstore.close()])
   })
 
-/** The GradientStore port on an embedded Helia node whose repository lives in the data dir. */
-export const make = Effect.fnUntraced(function*(options: HeliaStoreOptions) {
+/**
+ * The GradientStore port on an embedded Helia node whose repository lives in the data dir, and its HeliaNode
+ * (networking) view.
+ */
+export const makeWithNode = Effect.fnUntraced(function*(options: HeliaStoreOptions) {
   const repo = heliaRepoPath(options.dataDir)
+  const networking = { peers: options.peers ?? [], listen: options.listen ?? [] }
+  const peers = yield* parsePeers(networking.peers)
   // Released in reverse: the node stops before its lock goes.
   yield* lockRepo(repo)
-  const node = yield* Effect.acquireRelease(open(repo), close)
-  const { fs, helia } = node
+  const node = yield* Effect.acquireRelease(open(repo, isNetworked(networking) ? networking : undefined), close)
+  const { fs, helia, libp2p } = node
+  if (libp2p !== undefined) {
+    yield* keepPeersConnected(libp2p, peers, options.redialInterval ?? defaultRedialInterval)
+  }
+  const fetchTimeout = options.fetchTimeout ?? defaultFetchTimeout
   // An add (import, then pin) must never interleave with a gc's mark and sweep, or the sweep could delete blocks
   // imported but not yet pinned: adds share the lock, gc takes all of it.
   const permits = 1 << 16
@@ -173,19 +220,39 @@ export const make = Effect.fnUntraced(function*(options: HeliaStoreOptions) {
 
   const get = Effect.fn("HeliaStore.get")(function*(cidText: string, maxBytes: number) {
     const cid = yield* parseCid(cidText)
-    const notHere = (error: unknown) => {
+    // Networked, blocks this node lacks are asked of its peers over bitswap, until the fetch timeout; the caller's
+    // own timeout or interruption aborts the same signal.
+    const deadline = libp2p === undefined ? undefined : AbortSignal.timeout(Duration.toMillis(fetchTimeout))
+    const reading = (signal: AbortSignal) => ({
+      offline: libp2p === undefined,
+      signal: deadline === undefined ? signal : AbortSignal.any([signal, deadline])
+    })
+    const notHere = (error: unknown): MiningError => {
+      if (deadline?.aborted === true && libp2p !== undefined) {
+        const connected = new Set(libp2p.getConnections().map((connection) => connection.remotePeer.toString())).size
+        return new TimeoutError({
+          message: `${cidText} was not found in the embedded IPFS store nor on its ${connected} connected peer(s) ` +
+            `within ${Duration.format(fetchTimeout)}`,
+          timeoutMs: Duration.toMillis(fetchTimeout),
+          cause: error instanceof Error ? error.message : String(error),
+          hint: connected === 0
+            ? "no peer is connected: check R3MES_IPFS_PEERS and that those nodes are running and reachable"
+            : "is the node that pinned it among R3MES_IPFS_PEERS (or connected to this node), and still running?"
+        })
+      }
       const name = errorName(error)
       return name === "BlockNotFoundWhileOfflineError" || name === "NotFoundError" || name === "LoadBlockFailedError"
         ? new ValidationError({
           message: `${cidText} is not in the embedded IPFS store`,
           field: "cid",
           cause: error instanceof Error ? error.message : String(error),
-          hint: "the embedded node has no networking: only content added to this data dir can be read"
+          hint: "the embedded node has no peers: only content added to this data dir can be read, unless " +
+            "R3MES_IPFS_PEERS names a node that has it"
         })
         : classify(error, `embedded IPFS: get ${cidText}`)
     }
     const stat = yield* Effect.tryPromise({
-      try: (signal) => fs.stat(cid, { offline: true, signal }),
+      try: (signal) => fs.stat(cid, reading(signal)),
       catch: notHere
     })
     if (stat.type === "directory") {
@@ -194,7 +261,7 @@ export const make = Effect.fnUntraced(function*(options: HeliaStoreOptions) {
     // The root node states the file size: an oversize gradient is refused before its blocks are read.
     if (stat.size > BigInt(Math.floor(maxBytes))) return yield* oversize(cidText, stat.size, maxBytes, true)
     const read = yield* Effect.tryPromise({
-      try: (signal) => readLimited(fs.cat(cid, { offline: true, signal }), maxBytes, Number(stat.size)),
+      try: (signal) => readLimited(fs.cat(cid, reading(signal)), maxBytes, Number(stat.size)),
       catch: notHere
     })
     // The root's size field could lie; the stream is bounded anyway.
@@ -254,14 +321,31 @@ export const make = Effect.fnUntraced(function*(options: HeliaStoreOptions) {
     return removed
   }).pipe(gcLock.withPermits(permits), Effect.withSpan("HeliaStore.gc"))
 
-  return GradientStore.of({ add, computeCid, get, unpin, pins, gc })
+  const control = HeliaNode.of({
+    peerId: libp2p?.peerId.toString(),
+    addresses: Effect.sync(() => (libp2p === undefined ? [] : listenAddresses(libp2p))),
+    connectedPeers: Effect.sync(() =>
+      libp2p === undefined ? [] : [...new Set(libp2p.getConnections().map((c) => c.remotePeer.toString()))]
+    )
+  })
+  return { store: GradientStore.of({ add, computeCid, get, unpin, pins, gc }), node: control }
 })
+
+/** The GradientStore port on an embedded Helia node whose repository lives in the data dir. */
+export const make = (options: HeliaStoreOptions) => Effect.map(makeWithNode(options), ({ store }) => store)
 
 export const HeliaStore = {
   /**
-   * The GradientStore port on an embedded Helia node (no networking) with its repository in `<dataDir>/ipfs`.
-   * Pins persist across restarts; the node stops when the layer's scope closes.
+   * The GradientStore port on an embedded Helia node with its repository in `<dataDir>/ipfs`; networked when
+   * `peers` or `listen` is given, else opening no socket. Pins persist across restarts; the node stops when the
+   * layer's scope closes.
    */
   layer: (options: HeliaStoreOptions): Layer.Layer<GradientStore, MiningError> =>
-    Layer.effect(GradientStore, make(options))
+    Layer.effect(GradientStore, make(options)),
+  /** The same store and its HeliaNode, whose addresses a process prints so other nodes can peer with it. */
+  layerWithNode: (options: HeliaStoreOptions): Layer.Layer<GradientStore | HeliaNode, MiningError> =>
+    Layer.effectContext(
+      Effect.map(makeWithNode(options), ({ node, store }) =>
+        Context.make(GradientStore, store).pipe(Context.add(HeliaNode, node)))
+    )
 } as const
