@@ -1,6 +1,7 @@
 import { Console, Effect } from "effect"
 import { Command, Flag } from "effect/cli"
 import { startDataDirDevnet } from "../app/chainEndpoint.ts"
+import { startDevnetVerifier } from "../app/devnetVerifier.ts"
 import { settingByEnv } from "../domain/MinerConfigSchema.ts"
 import { devnetInfoJson } from "../layers/chain/devnet/Devnet.ts"
 import { logToStderr, runCliEffect } from "./errors.ts"
@@ -12,17 +13,30 @@ const port = Flag.Int("port").pipe(
   Flag.withDefault(8545)
 )
 
+const verify = Flag.Boolean("verify").pipe(
+  Flag.withDescription(
+    "Run the devnet's verifier too, with an embedded IPFS node that listens (R3MES_IPFS_LISTEN, default " +
+      "127.0.0.1, any port): its addresses are the JSON's \"ipfs\"; miners put one in R3MES_IPFS_PEERS so it fetches " +
+      "their gradients. Without it, run `r3mes-miner verify` with the JSON's verifier key."
+  ),
+  Flag.withDefault(false)
+)
+
 /** `r3mes-miner devnet`: a persistent local chain for other processes, until SIGINT/SIGTERM. */
 export const devnetCommand = Command.make(
   "devnet",
-  { settings: settingFlags([settingByEnv("R3MES_DATA_DIR")!, settingByEnv("R3MES_POW_DIFFICULTY")!]), port },
+  { settings: settingFlags([settingByEnv("R3MES_DATA_DIR")!, settingByEnv("R3MES_POW_DIFFICULTY")!]), port, verify },
   Effect.fnUntraced(function*(input) {
     const { config } = yield* loadSettings(input.settings)
     yield* runCliEffect(
       Effect.gen(function*() {
         const devnet = yield* startDataDirDevnet(config, { port: input.port })
+        const verifier = input.verify ? yield* startDevnetVerifier(config, devnet) : undefined
         // stdout carries only the JSON, so other programs can read it; logs go to stderr.
-        yield* Console.log(JSON.stringify(devnetInfoJson(devnet)))
+        yield* Console.log(JSON.stringify({
+          ...devnetInfoJson(devnet),
+          ...(verifier === undefined ? {} : { ipfs: verifier.addresses })
+        }))
         yield* Console.error(
           `devnet up: ${devnet.rpcUrl}, registry ${devnet.registry}; state in ${devnet.dataDir}. Ctrl-C stops it.`
         )

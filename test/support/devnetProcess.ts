@@ -18,13 +18,20 @@ export interface DevnetJson {
   readonly registry: string
   readonly verifier: { readonly address: string; readonly private_key: string }
   readonly accounts: ReadonlyArray<{ readonly address: string; readonly private_key: string }>
+  /** With `devnet --verify`: its verifier's IPFS node's addresses. */
+  readonly ipfs?: ReadonlyArray<string>
 }
 
-/** `r3mes-miner devnet` in its own process, for the scope: its JSON once it is up; SIGTERM at the scope's end. */
-export const devnetProcess: Effect.Effect<{ readonly info: DevnetJson }, never, Scope.Scope> = Effect.acquireRelease(
+/**
+ * `r3mes-miner devnet [...args]` in its own process, for the scope: its JSON once it is up; SIGTERM at the scope's
+ * end.
+ */
+export const devnetProcessWith = (
+  args: ReadonlyArray<string>
+): Effect.Effect<{ readonly info: DevnetJson }, never, Scope.Scope> => Effect.acquireRelease(
   Effect.promise(() => {
     const dataDir = mkdtempSync(join(tmpdir(), "r3mes-verify-devnet-"))
-    const child = spawn(process.execPath, [program, "devnet", "--port", "0", "--data-dir", dataDir], {
+    const child = spawn(process.execPath, [program, "devnet", "--port", "0", "--data-dir", dataDir, ...args], {
       env: minerEnv(),
       stdio: ["ignore", "pipe", "pipe"]
     })
@@ -46,6 +53,9 @@ export const devnetProcess: Effect.Effect<{ readonly info: DevnetJson }, never, 
       })
     )
 )
+
+/** `r3mes-miner devnet` in its own process (no verifier of its own). */
+export const devnetProcess = devnetProcessWith([])
 
 /** The flags that put a CLI command on the devnet and a shared Kubo-RPC store, with an ephemeral stats port. */
 export const networkFlags = (info: DevnetJson, ipfsUrl: string): ReadonlyArray<string> => [
