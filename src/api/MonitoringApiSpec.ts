@@ -1,5 +1,6 @@
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity } from "effect/http-api"
+import { type ApiRoute, routesOf } from "./apiRoutes.ts"
 import { BadRequest, PayloadTooLarge, TransactionNotFound, Unauthorized } from "./MonitoringApiErrors.ts"
 import {
   CleanupResult,
@@ -81,11 +82,4 @@ export class MonitoringApiSpec extends HttpApi.make("r3mes-monitoring")
 {}
 
 /** Every route as `METHOD /path`, in the order of the description: what a 404 lists and a 405 is computed from. */
-export const monitoringRoutes: ReadonlyArray<{ readonly method: string; readonly path: string }> = (() => {
-  const routes: Array<{ method: string; path: string }> = []
-  HttpApi.reflect(MonitoringApiSpec, {
-    onGroup: () => {},
-    onEndpoint: ({ endpoint }) => routes.push({ method: endpoint.method, path: endpoint.path })
-  })
-  return routes
-})()
+export const monitoringRoutes: ReadonlyArray<ApiRoute> = routesOf(MonitoringApiSpec)

@@ -1,5 +1,7 @@
 import { Effect, Layer, Option, Redacted } from "effect"
 import type { MinerConfig } from "../domain/MinerConfig.ts"
+import { redactUrl } from "../domain/redaction.ts"
+import { VerifierApi } from "../layers/http/VerifierApi.ts"
 import { OnnxTrainer } from "../layers/onnx/OnnxTrainer.ts"
 import { Settings } from "../services/Settings.ts"
 import { Verifier } from "../services/Verifier.ts"
@@ -10,8 +12,13 @@ import { chainEndpoint } from "./chainEndpoint.ts"
 export interface RunVerifierOptions {
   /** Judge every submission up to the chain's head, then return (`verify --once`); else follow until interrupted. */
   readonly once: boolean
-  /** Called once the verifier is up, with the chain it verifies on. */
-  readonly onStarted?: (started: { readonly rpcUrl: string; readonly registry: string; readonly devnet: boolean }) => Effect.Effect<void>
+  /** Called once the verifier is up, with the chain it verifies on and where its monitoring API listens. */
+  readonly onStarted?: (started: {
+    readonly rpcUrl: string
+    readonly registry: string
+    readonly devnet: boolean
+    readonly statsUrl: string
+  }) => Effect.Effect<void>
 }
 
 /**
@@ -36,14 +43,21 @@ export const runVerifier = Effect.fn("runVerifier")(
       Layer.succeedContext(journal),
       Settings.layerOf(config)
     )
+    const verifierLayer = Verifier.layer.pipe(Layer.provideMerge(ports))
     return yield* Effect.gen(function*() {
       const verifier = yield* Verifier
+      const api = yield* VerifierApi
       if (options.onStarted) {
-        yield* options.onStarted({ rpcUrl: endpoint.rpcUrl, registry: endpoint.registry, devnet: endpoint.devnet })
+        yield* options.onStarted({
+          rpcUrl: redactUrl(endpoint.rpcUrl),
+          registry: endpoint.registry,
+          devnet: endpoint.devnet,
+          statsUrl: api.url
+        })
       }
       if (options.once) return yield* verifier.runOnce
       return yield* verifier.run
-    }).pipe(Effect.provide(Verifier.layer.pipe(Layer.provideMerge(ports))))
+    }).pipe(Effect.provide(VerifierApi.layer.pipe(Layer.provideMerge(verifierLayer))))
   },
   Effect.scoped
 )

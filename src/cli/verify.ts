@@ -25,9 +25,10 @@ export const verifyCommand = Command.make(
     const summary = yield* runCliEffect(
       runVerifier(config, {
         once: input.once,
-        onStarted: ({ devnet, registry, rpcUrl }) =>
+        onStarted: ({ devnet, registry, rpcUrl, statsUrl }) =>
           input.json ? Effect.void : Console.error(
-            `verifying submissions to ${registry} on ${devnet ? `the embedded devnet (${rpcUrl})` : "the configured chain"}`
+            `verifying submissions to ${registry} on ${devnet ? `the embedded devnet (${rpcUrl})` : "the configured chain"}; ` +
+              `monitoring API at ${statsUrl}`
           )
       }).pipe(Effect.provide(observabilityLayer(config, { console: "stderr", consoleLevel: input.json ? "Error" : "Warn" })))
     )

@@ -24,6 +24,7 @@ import { TestChain } from "../../src/testing/TestChain.ts"
 import { testSettingsLayer } from "../../src/testing/testConfig.ts"
 import { TestGradientStore } from "../../src/testing/TestGradientStore.ts"
 import { TestTrainer, testTrainingResult } from "../../src/testing/TestTrainer.ts"
+import { VerifierApi } from "../../src/layers/http/VerifierApi.ts"
 
 const spec = canonicalRoundSpec(defaultRoundSpec(7))
 const farFuture = 4_102_444_800
@@ -409,4 +410,32 @@ describe("Verifier", () => {
       const decoded = yield* decodeEnvelope(result.envelope)
       assert.deepStrictEqual(decoded.header.profile, yield* (yield* Trainer).profile)
     }).pipe(Effect.provide(layers())))
+})
+
+describe("the verifier's monitoring API (verify)", () => {
+  it.live("/health, /stats with the verifier section, /metrics with its series; an unknown route lists its routes", () =>
+    Effect.gen(function*() {
+      yield* submitTrained(alice, 0)
+      const verifier = yield* Verifier
+      yield* verifier.runOnce
+      const api = yield* VerifierApi
+      const get = (path: string) =>
+        Effect.promise(async () => {
+          const response = await fetch(`${api.url}${path}`)
+          return { status: response.status, text: await response.text() }
+        })
+      const health = yield* get("/health")
+      assert.strictEqual(health.status, 200)
+      assert.strictEqual(JSON.parse(health.text).status, "ok")
+      const stats = JSON.parse((yield* get("/stats")).text)
+      assert.strictEqual(stats.verifier.verdicts.accepted_exact, 1)
+      assert.isString(stats.process.version)
+      const metrics = (yield* get("/metrics")).text
+      assert.match(metrics, /r3mes_verifications_total\{verdict="accepted_exact"\} 1/)
+      const unknown = yield* get("/transactions")
+      assert.strictEqual(unknown.status, 404)
+      assert.deepStrictEqual(JSON.parse(unknown.text).routes, ["GET /health", "GET /stats", "GET /metrics"])
+    }).pipe(Effect.provide(
+      VerifierApi.layer.pipe(Layer.provideMerge(Verifier.layer), Layer.provideMerge(layers({ settings: { statsPort: 0 } })))
+    )))
 })

@@ -1,21 +1,21 @@
-import { createServer } from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Clock, Context, Effect, Layer } from "effect"
-import { HttpMiddleware, HttpRouter, HttpServer } from "effect/http"
+import { HttpRouter } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { MonitoringApiSpec } from "../../api/MonitoringApiSpec.ts"
-import { ResourceError } from "../../domain/errors.ts"
+import type { ResourceError } from "../../domain/errors.ts"
 import { makeRedactor, secretsOf } from "../../domain/redaction.ts"
 import type { Journal } from "../../services/Journal.ts"
 import type { MiningCoordinator } from "../../services/MiningCoordinator.ts"
 import type { MiningStats } from "../../services/MiningStats.ts"
 import { Settings } from "../../services/Settings.ts"
 import { adminHandlers } from "./AdminHandlers.ts"
-import { answerFailure, finishAnswer, isProbe } from "./answers.ts"
+import { answerFailure, finishAnswer } from "./answers.ts"
 import { BearerAdminAuthorization } from "./BearerAdminAuthorization.ts"
 import { minerHandlers } from "./MinerHandlers.ts"
 import type { MonitoringAddress, MonitoringApiOptions, MonitoringServer } from "./MonitoringApiOptions.ts"
 import { probeHandlers } from "./ProbeHandlers.ts"
+import { serveApi } from "./serveApi.ts"
 
 export { prometheusContentType } from "../../api/MonitoringApiSpec.ts"
 export { circuitBreakerState, pinsGauge } from "./monitoringMetrics.ts"
@@ -68,34 +68,6 @@ export class MonitoringApi extends Context.Service<MonitoringApi, MonitoringAddr
       const host = options.host ?? config.statsHost
       const port = options.port ?? config.statsPort
       const app = yield* makeApp(options)
-
-      const probesUntraced = options.traceProbes === true
-        ? Layer.empty
-        : Layer.succeed(HttpMiddleware.TracerDisabledWhen, isProbe)
-      const serve = HttpServer.serve(app).pipe(Layer.provide(probesUntraced))
-      const address = Layer.effect(
-        MonitoringApi,
-        Effect.gen(function*() {
-          const server = yield* HttpServer.HttpServer
-          const bound = server.address._tag === "UnixPathAddress" ? port : server.address.port
-          const url = HttpServer.formatAddress(server.address)
-          yield* Effect.logInfo(`monitoring API listening on ${url}`)
-          return { host, port: bound, url }
-        })
-      )
-      const server = Layer.effect(
-        HttpServer.HttpServer,
-        NodeHttpServer.make(createServer, { host, port }).pipe(
-          Effect.mapError((error) =>
-            new ResourceError({
-              message: `the monitoring API cannot listen on ${host}:${port}`,
-              resource: "stats port",
-              cause: error.cause instanceof Error ? error.cause.message : String(error.cause),
-              hint: "set R3MES_STATS_PORT / --stats-port to a free port (0 = any free port) or stop the other process"
-            })
-          )
-        )
-      )
-      return Layer.merge(serve, address).pipe(Layer.provide(server))
+      return serveApi(MonitoringApi, { host, port, traceProbes: options.traceProbes === true, name: "monitoring API" }, app)
     }))
 }

@@ -7,7 +7,8 @@ import {
   MethodNotAllowed,
   RouteNotFound
 } from "../../api/MonitoringApiErrors.ts"
-import { monitoringRoutes, ProbesGroup } from "../../api/MonitoringApiSpec.ts"
+import type { ApiRoute } from "../../api/apiRoutes.ts"
+import { monitoringRoutes } from "../../api/MonitoringApiSpec.ts"
 
 /**
  * How the monitoring API answers what no handler answers (unknown route, wrong method, a request its schemas refuse,
@@ -43,15 +44,17 @@ const pathOf = (url: string): string => {
   return end === -1 ? url : url.slice(0, end)
 }
 
-const routePatterns = monitoringRoutes.map((route) => ({
-  ...route,
-  pattern: new RegExp(`^${route.path.replace(/:[a-z_]+/g, "[^/]+")}$`)
-}))
+const patternsOf = (routes: ReadonlyArray<ApiRoute>) =>
+  routes.map((route) => ({ ...route, pattern: new RegExp(`^${route.path.replace(/:[a-z_]+/g, "[^/]+")}$`) }))
 
 const toJson = <A, I>(schema: Schema.Codec<A, I>, value: A, status: number) =>
   HttpServerResponse.jsonUnsafe(Schema.encodeSync(schema)(value), { status })
 
-const routeNotFound = (request: HttpServerRequest.HttpServerRequest): HttpServerResponse.HttpServerResponse => {
+const routeNotFound = (
+  routes: ReadonlyArray<ApiRoute>,
+  routePatterns: ReturnType<typeof patternsOf>,
+  request: HttpServerRequest.HttpServerRequest
+): HttpServerResponse.HttpServerResponse => {
   const path = pathOf(request.url)
   const allowed = routePatterns.filter((r) => r.pattern.test(path)).map((r) => r.method)
   if (allowed.length > 0) {
@@ -68,18 +71,21 @@ const routeNotFound = (request: HttpServerRequest.HttpServerRequest): HttpServer
     RouteNotFound,
     new RouteNotFound({
       message: `no route ${request.method} ${path}`,
-      routes: monitoringRoutes.map((r) => `${r.method} ${r.path}`)
+      routes: routes.map((r) => `${r.method} ${r.path}`)
     }),
     404
   )
 }
 
 /** Unknown route → 404, known route with another method → 405, refused input → 400, anything else → 500: all JSON. */
-export const answerFailure = Effect.fnUntraced(function*(cause: Cause.Cause<unknown>) {
+/** How an API with these routes answers what none of its handlers did. */
+export const answerFailureFor = (routes: ReadonlyArray<ApiRoute>) => {
+  const patterns = patternsOf(routes)
+  return Effect.fnUntraced(function*(cause: Cause.Cause<unknown>) {
   const request = yield* HttpServerRequest.HttpServerRequest
   const failure = Cause.squash(cause)
   if (HttpServerError.isHttpServerError(failure) && failure.reason._tag === "RouteNotFound") {
-    return routeNotFound(request)
+    return routeNotFound(routes, patterns, request)
   }
   const schemaError = HttpApiError.HttpApiSchemaError.is(failure) ? failure : undefined
   if (schemaError !== undefined && schemaError.kind !== "Body" && schemaError.kind !== "ResponseHeaders") {
@@ -92,9 +98,13 @@ export const answerFailure = Effect.fnUntraced(function*(cause: Cause.Cause<unkn
     ? String(failure.message)
     : "internal error"
   return toJson(InternalError, new InternalError({ message }), 500)
-})
+  })
+}
 
-const probePaths: ReadonlySet<string> = new Set(Object.values(ProbesGroup.endpoints).map((endpoint) => endpoint.path))
+export const answerFailure = answerFailureFor(monitoringRoutes)
+
+/** Paths polled by probes and scrapers, in any of the APIs: untraced unless asked. */
+const probePaths: ReadonlySet<string> = new Set(["/health", "/ready", "/metrics"])
 
 /** Whether a request goes to a probe (/health, /ready, /metrics): those are not traced unless asked. */
 export const isProbe = (request: HttpServerRequest.HttpServerRequest): boolean =>
