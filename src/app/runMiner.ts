@@ -7,7 +7,7 @@ import type { TransactionRecord } from "../domain/TransactionRecord.ts"
 import { MonitoringApi } from "../layers/http/MonitoringApi.ts"
 import { Readiness } from "../layers/http/Readiness.ts"
 import { MiningCoordinator, type RecoverySummary } from "../services/MiningCoordinator.ts"
-import { type LoopSummary, MiningLoop } from "../services/MiningLoop.ts"
+import { type LoopSummary, MiningLoop, noTransactions } from "../services/MiningLoop.ts"
 import { crashPointsFromEnv, withCrashPoints } from "../testing/CrashPoints.ts"
 import { gradientStoreLayer, journalLayer, productionAdapters } from "./adapters.ts"
 import { chainEndpoint } from "./chainEndpoint.ts"
@@ -49,17 +49,7 @@ interface Started {
 }
 
 const stoppedBeforeStart: MinerRun = {
-  summary: {
-    transactions: 0,
-    committed: 0,
-    failed: 0,
-    rolled_back: 0,
-    chain_lost: 0,
-    suspended: 0,
-    task_completed: 0,
-    records: [],
-    interrupted: false
-  },
+  summary: noTransactions,
   recovery: { recovered: 0, committed: 0, rolled_back: 0, failed: 0, suspended: 0, orphan_pins_released: [] },
   interrupted: true
 }

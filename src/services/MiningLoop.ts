@@ -55,6 +55,19 @@ export interface LoopSummary {
   readonly interrupted: boolean
 }
 
+/** A run that did nothing: what a miner stopped before its loop started reports. */
+export const noTransactions: LoopSummary = {
+  transactions: 0,
+  committed: 0,
+  failed: 0,
+  rolled_back: 0,
+  chain_lost: 0,
+  suspended: 0,
+  task_completed: 0,
+  records: [],
+  interrupted: false
+}
+
 /**
  * Core service: claims work and runs mining transactions, at most R3MES_MAX_ACTIVE_TRANSACTIONS at once. A slot is
  * taken before a chunk is claimed, so the miner never holds a lease it has no capacity to work on; no chunk is
@@ -89,15 +102,8 @@ export class MiningLoop extends Context.Service<MiningLoop, {
           const keep = options.keepRecords ?? Math.min(options.iterations ?? 100, 1_000)
           const slots = yield* Semaphore.make(config.maxActiveTransactions)
           const runs = yield* FiberSet.make<void, never>()
-          const counts = {
-            transactions: 0,
-            committed: 0,
-            failed: 0,
-            rolled_back: 0,
-            chain_lost: 0,
-            suspended: 0,
-            task_completed: 0
-          }
+          const { interrupted: _interrupted, records: _records, ...zero } = noTransactions
+          const counts = { ...zero }
           const startedAt = new Date(yield* Clock.currentTimeMillis).toISOString()
           const lost = yield* coordinator.chainLost
 

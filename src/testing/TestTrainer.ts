@@ -1,9 +1,10 @@
 import { Context, Effect, Layer } from "effect"
 import type { MiningError } from "../domain/errors.ts"
-import { type DeterminismProfile, type EnvelopeHeader, encodeEnvelope, FORMAT, float32Bytes } from "../domain/gradientEnvelope.ts"
+import { type DeterminismProfile, encodeEnvelope, float32Bytes } from "../domain/gradientEnvelope.ts"
 import { type Task, TrainingResult } from "../domain/mining.ts"
 import { Prng } from "../domain/training/prng.ts"
-import { modelHash, parseRoundSpec, type RoundSpec } from "../domain/training/spec.ts"
+import { pseudoGradientHeader } from "../domain/training/gradientHeader.ts"
+import { parseRoundSpec, type RoundSpec } from "../domain/training/spec.ts"
 import { sha256Bytes, sha256Hex } from "../layers/sha256Hex.ts"
 import { Trainer } from "../services/Trainer.ts"
 import { type FaultPlan, makeFaultInjector } from "./Faults.ts"
@@ -99,21 +100,15 @@ export const testTrainingResult = Effect.fnUntraced(function*(
 ): Effect.fn.Return<TrainingResult, MiningError> {
   const spec = yield* parseRoundSpec(task.spec)
   const run = testTraining(spec, task.chunkId, jitter)
-  const header: EnvelopeHeader = {
-    format: FORMAT,
-    round_id: task.roundId.toString(),
-    chunk_id: task.chunkId,
+  const header = pseudoGradientHeader({
+    task,
     miner,
-    model_hash: modelHash(spec),
-    encoding: "pseudo-gradient",
-    tensors: run.tensors.map((t) => ({ name: t.name, dtype: "float32", shape: t.shape })),
-    steps: spec.steps,
-    batch_size: spec.batch_size,
-    lr: spec.lr,
-    loss_before: run.lossBefore,
-    loss_after: run.lossAfter,
+    spec,
+    tensors: run.tensors,
+    lossBefore: run.lossBefore,
+    lossAfter: run.lossAfter,
     profile
-  }
+  })
   const envelope = yield* encodeEnvelope(header, run.tensors.map((t) => float32Bytes(t.values)))
   return new TrainingResult({
     envelope,

@@ -7,7 +7,6 @@ import {
   type DeterminismProfile,
   type EnvelopeHeader,
   encodeEnvelope,
-  FORMAT,
   float32Bytes
 } from "../../domain/gradientEnvelope.ts"
 import { type Task, TrainingResult } from "../../domain/mining.ts"
@@ -35,6 +34,7 @@ import {
   type Session
 } from "./ortSession.ts"
 import { LOSS_OUTPUT, trainingGraph, type TrainingGraph } from "./trainingGraphs.ts"
+import { pseudoGradientHeader } from "../../domain/training/gradientHeader.ts"
 
 export interface OnnxTrainerOptions {
   /**
@@ -272,21 +272,15 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
     }
 
     const pseudoGradient = weights.map((w, i) => difference(start.trainable[i]!.values, w.values))
-    const header: EnvelopeHeader = {
-      format: FORMAT,
-      round_id: task.roundId.toString(),
-      chunk_id: task.chunkId,
+    const header = pseudoGradientHeader({
+      task,
       miner,
-      model_hash: modelHash(spec),
-      encoding: "pseudo-gradient",
-      tensors: weights.map((w) => ({ name: w.spec.name, dtype: "float32", shape: [...w.spec.shape] })),
-      steps: spec.steps,
-      batch_size: spec.batch_size,
-      lr: spec.lr,
-      loss_before: lossBefore,
-      loss_after: lossAfter,
+      spec,
+      tensors: weights.map((w) => w.spec),
+      lossBefore,
+      lossAfter,
       profile: settings === sessionSettings ? profile : onnxProfile(settings)
-    }
+    })
     const envelope = yield* pseudoGradientEnvelope(header, pseudoGradient)
     yield* Effect.annotateCurrentSpan({ "training.loss_before": lossBefore, "training.loss_after": lossAfter })
     return new TrainingResult({
