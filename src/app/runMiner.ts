@@ -1,4 +1,4 @@
-import { Context, Deferred, Duration, Effect, Layer, Option } from "effect"
+import { Context, Deferred, Duration, Effect, Layer, Option, Redacted } from "effect"
 import packageJson from "../../package.json" with { type: "json" }
 import type { MiningError } from "../domain/errors.ts"
 import type { MinerConfig } from "../domain/MinerConfig.ts"
@@ -73,10 +73,17 @@ const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMiner
   const miner = yield* Layer.build(
     minerLayer(config, crashPoints === undefined ? adapters : withCrashPoints(adapters, crashPoints))
   )
-  const embedded: EmbeddedVerifier | undefined = endpoint.embedded === undefined || options.embeddedVerifier === false
-    ? undefined
-    : yield* startEmbeddedVerifier(config, endpoint.embedded, { journal, store }, options.onVerdict ?? (() => Effect.void))
-      .pipe(Effect.provide(miner))
+  // A miner given the devnet's verifier key would share its nonces with the verifier (and judge itself): no verifier.
+  const minesAsVerifier = endpoint.embedded !== undefined &&
+    Redacted.value(endpoint.privateKey).toLowerCase() === endpoint.embedded.verifier.privateKey.toLowerCase()
+  if (minesAsVerifier) {
+    yield* Effect.logWarning("mining with the devnet's verifier key: the embedded verifier does not run (give the miner another key)")
+  }
+  const embedded: EmbeddedVerifier | undefined =
+    endpoint.embedded === undefined || options.embeddedVerifier === false || minesAsVerifier
+      ? undefined
+      : yield* startEmbeddedVerifier(config, endpoint.embedded, { journal, store }, options.onVerdict ?? (() => Effect.void))
+        .pipe(Effect.provide(miner))
   const app = MonitoringApi.layer({
     verifier: embedded === undefined
       ? undefined
