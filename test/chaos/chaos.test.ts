@@ -68,8 +68,9 @@ const schedule: ReadonlyArray<RunPlan> = [
   { ...crashAt("after_submit_intent", 3), args: ["--transaction-timeout", "0.2"] },
   { ...crashAt("after_broadcast", 4), args: ["--transaction-timeout", "0.2"] },
   // Issue 11: the embedded anvil SIGKILLed ≥ 2.5 s after its last state dump (every 5 s): it comes back without its
-  // last seconds — claims, submissions, nonces — while the miner goes on.
-  { _tag: "KillAnvil", iterations: 12, afterCommits: 4, staleMs: 2_500 },
+  // last seconds — claims, submissions, nonces — while the miner goes on. Enough iterations that the kill window
+  // (up to 5 s after the 4th commit) opens before the run ends on a fast machine: 12 once finished in 9 s, unkilled.
+  { _tag: "KillAnvil", iterations: 24, afterCommits: 4, staleMs: 2_500 },
   { _tag: "KillWhen", when: /→ committed/, fallbackMs: 20_000 }
 ]
 
@@ -152,7 +153,9 @@ describe("chaos: a real miner SIGKILLed at every state, restarted each time", ()
       const started = Date.now()
       const runs: Array<RunResult> = []
       for (const [i, plan] of schedule.entries()) {
-        const result = yield* Effect.promise(() => runMiner(dataDir, i, plan, runTimeoutMs))
+        const result = yield* Effect.promise(() =>
+          runMiner(dataDir, i, plan, plan._tag === "KillAnvil" ? runTimeoutMs * 2 : runTimeoutMs)
+        )
         runs.push(result)
         const what = `run ${i} (${describePlan(plan)}), ${result.ms} ms; stderr: ${result.stderr.slice(-2000)}`
         assert.isFalse(result.timedOut, `${what}: overran ${runTimeoutMs} ms`)
