@@ -117,7 +117,13 @@ describe("fault proxy (test/support/faultProxy.ts) on a real anvil", () => {
       assert.isFalse(sent.ok, "the client got no answer")
       const [hash] = proxy.stats().lostRawTransactions
       assert.isDefined(hash)
-      const receipt = yield* Effect.promise(() => rpc(node.rpcUrl, "eth_getTransactionReceipt", [hash]))
+      // The node acted on the request; its answer was dropped. Anvil mines it at once, but the proxy may report the
+      // loss a moment before the block is sealed: ask until the receipt is there (a few ms; 5 s at most).
+      let receipt = yield* Effect.promise(() => rpc(node.rpcUrl, "eth_getTransactionReceipt", [hash]))
+      for (let i = 0; i < 100 && receipt.ok && receipt.result === null; i++) {
+        yield* Effect.sleep("50 millis")
+        receipt = yield* Effect.promise(() => rpc(node.rpcUrl, "eth_getTransactionReceipt", [hash]))
+      }
       console.log(`lost eth_sendRawTransaction ${hash}: client saw "${sent.error}", node has receipt status ${(receipt.result as { status?: string } | null)?.status}`)
       assert.isTrue(receipt.ok)
       assert.strictEqual((receipt.result as { status: string }).status, "0x1", "mined on the node")
