@@ -11,7 +11,7 @@ import {
 } from "../domain/gradientEnvelope.ts"
 import { Task, TrainingResult } from "../domain/mining.ts"
 import { Prng } from "../domain/training/prng.ts"
-import { canonicalRoundSpec, modelHash, parseRoundSpec, type RoundSpec } from "../domain/training/spec.ts"
+import { canonicalRoundSpec, modelHash, parseRoundSpec, type RoundSpec, weightsSeedOf } from "../domain/training/spec.ts"
 import type { VerdictName } from "../domain/verification.ts"
 import { sha256Hex } from "../layers/sha256Hex.ts"
 import { Trainer } from "../services/Trainer.ts"
@@ -89,6 +89,16 @@ const randomLike = (values: Float32Array, task: Task, index: number): Float32Arr
 const withSpec = (task: Task, spec: RoundSpec, modelCid = task.modelCid) =>
   new Task({ ...task, spec: canonicalRoundSpec(spec), modelCid })
 
+/**
+ * The spec of a model the round did not start from: the next weights seed (v1, v2 seed init), or for a round that
+ * starts from its parent's weights, generated weights (seed 0) instead of fetching the parent's.
+ */
+const staleSpec = (spec: RoundSpec): RoundSpec => {
+  if (spec.version === 1) return { ...spec, weights_seed: (spec.weights_seed + 1) >>> 0 }
+  const seed = weightsSeedOf(spec)
+  return { ...spec, init: { seed: seed === undefined ? 0 : (seed + 1) >>> 0 } }
+}
+
 /** The chunk a cheater trains instead of its own: the next one (the previous one at the top of the range). */
 const otherChunk = (chunkId: number): number => (chunkId === 0xffffffff ? chunkId - 1 : chunkId + 1)
 
@@ -133,7 +143,7 @@ const cheat = (kind: CheaterKind, honest: Trainer["Service"]) =>
       case "stale_model": {
         const spec = yield* parseRoundSpec(task.spec)
         // No modelCid: a trainer with a model source would otherwise notice the weights differ and fetch the round's.
-        const stale = withSpec(task, { ...spec, weights_seed: (spec.weights_seed + 1) >>> 0 }, "")
+        const stale = withSpec(task, staleSpec(spec), "")
         const { header, tensors } = yield* decodeResult(kind, yield* honest.train(stale, miner))
         return yield* reencode({ ...header, model_hash: modelHash(spec) }, tensors.map((t) => t.bytes))
       }

@@ -4,7 +4,7 @@ import { type DeterminismProfile, encodeEnvelope, float32Bytes } from "../domain
 import { type Task, TrainingResult } from "../domain/mining.ts"
 import { Prng } from "../domain/training/prng.ts"
 import { pseudoGradientHeader } from "../domain/training/gradientHeader.ts"
-import { parseRoundSpec, type RoundSpec } from "../domain/training/spec.ts"
+import { parseRoundSpec, type RoundSpec, weightsSeedOf } from "../domain/training/spec.ts"
 import { sha256Bytes, sha256Hex } from "../layers/sha256Hex.ts"
 import { Trainer } from "../services/Trainer.ts"
 import { type FaultPlan, makeFaultInjector } from "./Faults.ts"
@@ -60,15 +60,31 @@ const meanSquare = (w: ReadonlyArray<Float32Array>, target: ReadonlyArray<Float6
   return sum / n
 }
 
+/** "PARENT": keeps toy starts derived from a parent's weights apart from seeded ones. */
+const PARENT_STREAM = 0x504152454e54n
+
+/**
+ * The key words of the toy's starting weights: [TEST, seed] for a seed (v1 weights_seed, v2 init.seed); for a v2
+ * spec that starts from its parent round, [TEST, PARENT, the low 64 bits of init.weights_sha256] — a fake, it fetches
+ * nothing, but a different parent still gives a different start, as it would in a real run.
+ */
+const toyStartKey = (spec: RoundSpec): ReadonlyArray<bigint | number> => {
+  const seed = weightsSeedOf(spec)
+  if (seed !== undefined) return [TEST_STREAM, seed]
+  const sha = spec.version === 2 && "weights_sha256" in spec.init ? spec.init.weights_sha256 : "0x0"
+  return [TEST_STREAM, PARENT_STREAM, BigInt.asUintN(64, BigInt(sha))]
+}
+
 /**
  * A toy training run with a real run's dependencies, so each kind of cheating changes its result: weights drawn from
- * weights_seed, a target from (dataset_seed, chunk), `steps` SGD steps w ← fround(w − lr · (w − target − noise_k))
+ * the spec's start (see toyStartKey), a target from (dataset_seed, chunk), `steps` SGD steps w ← fround(w − lr · (w − target − noise_k))
  * with noise from (dataset_seed, chunk, k); loss = mean (w − target)², before and after; the pseudo-gradient is
  * initial − final, float32.
  */
 export const testTraining = (spec: RoundSpec, chunkId: number, jitter = 0) => {
+  const start = toyStartKey(spec)
   const initial = TOY_TENSORS.map((t, i) =>
-    Float32Array.from(uniform(Prng.fromKey([TEST_STREAM, spec.weights_seed, i]), t.shape.reduce((a, b) => a * b, 1)))
+    Float32Array.from(uniform(Prng.fromKey([...start, i]), t.shape.reduce((a, b) => a * b, 1)))
   )
   const target = TOY_TENSORS.map((_, i) => uniform(Prng.fromKey([TEST_STREAM, spec.dataset_seed, chunkId, i]), initial[i]!.length))
   const w = initial.map((t) => t.slice())

@@ -5,9 +5,9 @@ import * as ort from "onnxruntime-node"
 import { decodeEnvelope, float32Values } from "../../src/domain/gradientEnvelope.ts"
 import { classifyIsa, hostIsa } from "../../src/layers/onnx/cpuIsa.ts"
 import { Task, type TrainingResult } from "../../src/domain/mining.ts"
-import { chunkBatch, chunkExampleIndices } from "../../src/domain/training/data.ts"
+import { chunkBatch, chunkExampleIndices, chunkExamples, heldOutTestIndices } from "../../src/domain/training/data.ts"
 import { initialWeights, trainableParameters } from "../../src/domain/training/model.ts"
-import { canonicalRoundSpec, defaultRoundSpec, modelHash, type RoundSpec } from "../../src/domain/training/spec.ts"
+import { canonicalRoundSpec, childRoundSpec, defaultRoundSpec, learningRoundSpec, modelHash, type RoundSpec } from "../../src/domain/training/spec.ts"
 import { loadMnist } from "../../src/layers/onnx/MnistDigits.ts"
 import { OnnxTrainer, type OnnxTrainerOptions } from "../../src/layers/onnx/OnnxTrainer.ts"
 import { cudaAvailable, graphOptimizationLevels, runtimeError } from "../../src/layers/onnx/ortSession.ts"
@@ -125,41 +125,53 @@ layer(OnnxTrainer.layer(), { timeout: 60_000 })("OnnxTrainer on real digits", (i
       assert.deepStrictEqual(header.tensors.map((t) => t.name), ["fc1.lora_a", "fc1.lora_b", "fc2.lora_a", "fc2.lora_b"])
     }))
 
-  it.effect("one step's pseudo-gradient is lr × the graph's gradient on the chunk's first batch", () =>
-    Effect.gen(function*() {
-      const trainer = yield* Trainer
-      const spec: RoundSpec = { ...defaultRoundSpec(9), steps: 1, lr: 0.01 }
-      const result = yield* trainer.train(task(spec, 2), MINER)
-      const { tensors } = yield* decodeEnvelope(result.envelope)
+  const oneStep: ReadonlyArray<RoundSpec> = [
+    { ...defaultRoundSpec(9), steps: 1, lr: 0.01 },
+    // v2, round one: the seed's weights, the chunk drawn from the training pool.
+    { ...learningRoundSpec(9), steps: 1, lr: 0.01 }
+  ]
+  for (const spec of oneStep) {
+    it.effect(`v${spec.version}: one step's pseudo-gradient is lr × the graph's gradient on the chunk's first batch`, () =>
+      Effect.gen(function*() {
+        const trainer = yield* Trainer
+        const result = yield* trainer.train(task(spec, 2), MINER)
+        const { tensors } = yield* decodeEnvelope(result.envelope)
 
-      // Recompute the gradient independently of the trainer's loop: same data selection, a fresh session.
-      const dataset = yield* loadMnist()
-      const examples = chunkExampleIndices(spec.dataset_seed, 2, dataset.count, spec.examples_per_chunk)
-      const batch = chunkBatch(dataset, examples, 0, spec.batch_size)
-      const graph = trainingGraph(spec.model)
-      const session = yield* Effect.promise(() => ort.InferenceSession.create(graph.onnx, { graphOptimizationLevel: "disabled" }))
-      const weights = initialWeights(spec)
-      const feeds: Record<string, ort.Tensor> = {
-        x: new ort.Tensor("float32", batch.x, [batch.size, 784]),
-        y: new ort.Tensor("float32", batch.y, [batch.size, 10])
-      }
-      for (const p of graph.parameters) feeds[p.name] = new ort.Tensor("float32", weights.get(p.name) as Float32Array, [...p.shape])
-      const out = yield* Effect.promise(() => session.run(feeds))
-      yield* Effect.promise(() => session.release())
-
-      assert.strictEqual(out[LOSS_OUTPUT]!.data[0], result.lossBefore)
-      for (const t of tensors) {
-        const delta = float32Values(t)
-        const gradient = out[graph.gradientOutputs.get(t.spec.name)!]!.data as Float32Array
-        let err = 0
-        let scale = 0
-        for (let i = 0; i < delta.length; i++) {
-          err = Math.max(err, Math.abs(delta[i]! - spec.lr * gradient[i]!))
-          scale = Math.max(scale, Math.abs(spec.lr * gradient[i]!))
+        // Recompute the gradient independently of the trainer's loop: same data selection, a fresh session.
+        const dataset = yield* loadMnist()
+        const examples = chunkExamples(spec, 2, dataset.count)
+        if (spec.version === 1) {
+          assert.deepStrictEqual(examples, chunkExampleIndices(spec.dataset_seed, 2, dataset.count, spec.examples_per_chunk))
+        } else {
+          const test = new Set(heldOutTestIndices())
+          assert.isTrue(examples.every((e) => !test.has(e)))
         }
-        assert.isBelow(err / scale, 1e-3, t.spec.name)
-      }
-    }))
+        const batch = chunkBatch(dataset, examples, 0, spec.batch_size)
+        const graph = trainingGraph(spec.model)
+        const session = yield* Effect.promise(() => ort.InferenceSession.create(graph.onnx, { graphOptimizationLevel: "disabled" }))
+        const weights = initialWeights(spec)
+        const feeds: Record<string, ort.Tensor> = {
+          x: new ort.Tensor("float32", batch.x, [batch.size, 784]),
+          y: new ort.Tensor("float32", batch.y, [batch.size, 10])
+        }
+        for (const p of graph.parameters) feeds[p.name] = new ort.Tensor("float32", weights.get(p.name) as Float32Array, [...p.shape])
+        const out = yield* Effect.promise(() => session.run(feeds))
+        yield* Effect.promise(() => session.release())
+
+        assert.strictEqual(out[LOSS_OUTPUT]!.data[0], result.lossBefore)
+        for (const t of tensors) {
+          const delta = float32Values(t)
+          const gradient = out[graph.gradientOutputs.get(t.spec.name)!]!.data as Float32Array
+          let err = 0
+          let scale = 0
+          for (let i = 0; i < delta.length; i++) {
+            err = Math.max(err, Math.abs(delta[i]! - spec.lr * gradient[i]!))
+            scale = Math.max(scale, Math.abs(spec.lr * gradient[i]!))
+          }
+          assert.isBelow(err / scale, 1e-3, t.spec.name)
+        }
+      }))
+  }
 
   it.effect("a malformed spec is a ValidationError", () =>
     Effect.gen(function*() {
@@ -168,6 +180,20 @@ layer(OnnxTrainer.layer(), { timeout: 60_000 })("OnnxTrainer on real digits", (i
         const error = yield* Effect.flip(trainer.train(task(spec), MINER))
         assert.strictEqual(error._tag, "ValidationError")
       }
+    }))
+
+  it.effect("a round after the first needs a model store to fetch its parent's weights", () =>
+    Effect.gen(function*() {
+      const trainer = yield* Trainer
+      const child = childRoundSpec(learningRoundSpec(7), {
+        parent_round: "1",
+        weights_cid: "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o",
+        weights_sha256: `0x${"ab".repeat(32)}`
+      })
+      const error = yield* Effect.flip(trainer.train(task(child), MINER))
+      assert.strictEqual(error._tag, "ValidationError")
+      assert.match(error.message, /parent|round 1/)
+      assert.match(error.hint ?? "", /model store/)
     }))
 
   it.effect("a run that diverges is a ValidationError, not a gradient", () =>

@@ -2,7 +2,14 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { type DecodedEnvelope, decodeEnvelope, float32Values } from "../../src/domain/gradientEnvelope.ts"
 import { Task, type TrainingResult } from "../../src/domain/mining.ts"
-import { canonicalRoundSpec, defaultRoundSpec, modelHash, type RoundSpec } from "../../src/domain/training/spec.ts"
+import {
+  canonicalRoundSpec,
+  childRoundSpec,
+  defaultRoundSpec,
+  learningRoundSpec,
+  modelHash,
+  type RoundSpec
+} from "../../src/domain/training/spec.ts"
 import { verdictCodes } from "../../src/domain/verification.ts"
 import { Trainer } from "../../src/services/Trainer.ts"
 import { Cheater, type CheaterKind } from "../../src/testing/Cheaters.ts"
@@ -169,4 +176,40 @@ describe("Cheater", () => {
       assert.strictEqual(error._tag, "ValidationError")
       assert.include(error._tag === "ValidationError" ? error.hint : "", "r3gr")
     }))
+})
+
+describe("TestTrainer and Cheater on learning rounds (spec v2)", () => {
+  const roundOne = learningRoundSpec(7)
+  const parentInit = { parent_round: "6", weights_cid: "bafkreiparent", weights_sha256: `0x${"ab".repeat(32)}` } as const
+  const child = childRoundSpec(roundOne, parentInit)
+
+  it.effect("a seed init trains the toy from that seed: v1's tensors, the v2 model hash", () =>
+    Effect.gen(function*() {
+      const v2 = decoded(yield* honest(task(roundOne)))
+      assert.strictEqual(v2.header.model_hash, modelHash(roundOne))
+      assert.deepStrictEqual(bytesOf(v2), bytesOf(decoded(yield* honest(task(defaultRoundSpec(7))))))
+    }))
+
+  it.effect("a parent init starts from its weights_sha256 (nothing fetched): fixed, and another parent differs", () =>
+    Effect.gen(function*() {
+      const a = decoded(yield* honest(task(child)))
+      assert.strictEqual(a.header.model_hash, modelHash(child))
+      assert.deepStrictEqual(bytesOf(decoded(yield* honest(task(child)))), bytesOf(a))
+      assert.notDeepEqual(bytesOf(a), bytesOf(decoded(yield* honest(task(roundOne)))))
+      const other = childRoundSpec(roundOne, { ...parentInit, weights_sha256: `0x${"cd".repeat(32)}` })
+      assert.notDeepEqual(bytesOf(decoded(yield* honest(task(other)))), bytesOf(a))
+    }))
+
+  for (const [name, s, stale] of [
+    ["a seed init", roundOne, learningRoundSpec(7, "mlp", { init: { seed: 8 } })],
+    ["a parent init", child, learningRoundSpec(7, "mlp", { init: { seed: 0 } })]
+  ] as const) {
+    it.effect(`stale_model with ${name}: trained from other weights, naming the round's model`, () =>
+      Effect.gen(function*() {
+        const c = decoded(yield* trainWith(Cheater.layer("stale_model", honestLayer), task(s)))
+        assert.strictEqual(c.header.model_hash, modelHash(s))
+        assert.deepStrictEqual(bytesOf(c), bytesOf(decoded(yield* honest(task(stale)))))
+        assert.notDeepEqual(bytesOf(c), bytesOf(decoded(yield* honest(task(s)))))
+      }))
+  }
 })

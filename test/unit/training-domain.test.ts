@@ -1,28 +1,52 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
-import { decodeEnvelope, float32Values } from "../../src/domain/gradientEnvelope.ts"
-import { chunkBatch, chunkExampleIndices, type Dataset, MNIST } from "../../src/domain/training/data.ts"
+import { canonicalJson, decodeEnvelope, float32Values } from "../../src/domain/gradientEnvelope.ts"
+import {
+  chunkBatch,
+  chunkExampleIndices,
+  chunkExamples,
+  type Dataset,
+  heldOutTestIndices,
+  MNIST,
+  MNIST_TEST_SPLIT,
+  trainingPoolIndices
+} from "../../src/domain/training/data.ts"
 import {
   decodeWeightsEnvelope,
   initialWeights,
   initialWeightsEnvelope,
   modelParameters,
   portableProfile,
+  roundWeightsEnvelope,
   trainableParameters
 } from "../../src/domain/training/model.ts"
+import {
+  decodeMomentumEnvelope,
+  momentumEnvelope,
+  startingMomentum,
+  startingWeights
+} from "../../src/domain/training/roundWeights.ts"
 import { Prng, splitmix64, Stream } from "../../src/domain/training/prng.ts"
 import {
   canonicalRoundSpec,
+  childRoundSpec,
   decodeRoundSpec,
+  defaultAggregation,
   defaultRoundSpec,
+  learningRoundSpec,
   modelHash,
+  type ParentInit,
   parseRoundSpec,
   type RoundSpec,
-  specHash
+  specHash,
+  weightsSeedOf
 } from "../../src/domain/training/spec.ts"
+import { ValidationError } from "../../src/domain/errors.ts"
+import { evaluateModel, testAccuracyPpm } from "../../src/domain/training/evaluate.ts"
 
 const sha256Hex = (bytes: Uint8Array | string) => `0x${createHash("sha256").update(bytes).digest("hex")}`
+const canonicalJsonOf = (value: unknown) => canonicalJson(value)
 
 describe("PRNG", () => {
   it("xoshiro128** gives the reference outputs for state [1, 2, 3, 4]", () => {
@@ -258,3 +282,326 @@ const GOLDEN = {
   mlp: "0x65446cb2e4708d3d9af9371d9ec0f9d56ea1a80cbf41858096a4ded5ca4f8f53",
   bitnet: "0x8ec688451e71f0a949b817dd907b76b2feec8cb302183ccd111ff35d8012a346"
 }
+
+describe("round spec v2 (learning rounds)", () => {
+  const parentInit: ParentInit = {
+    parent_round: "41",
+    weights_cid: "bafkreiweights",
+    weights_sha256: `0x${"ab".repeat(32)}`
+  }
+
+  it("round one: the canonical JSON of the issue, decoded back to the same spec", () =>
+    Effect.gen(function*() {
+      const spec = learningRoundSpec(7)
+      const text = canonicalRoundSpec(spec)
+      assert.strictEqual(
+        text,
+        `{"aggregation":{"momentum":0.9,"nesterov":true,"outer_lr":0.7,"trim":0.1,"verifiers":[]},"batch_size":32,"dataset":"mnist",` +
+          `"dataset_seed":7,"examples_per_chunk":320,"init":{"seed":7},"lr":0.1,"model":{"family":"mlp","hidden":64},` +
+          `"steps":10,"version":2}`
+      )
+      assert.deepStrictEqual(yield* parseRoundSpec(text), spec)
+      assert.deepStrictEqual(spec.aggregation, defaultAggregation)
+      // The trainer's settings are the v1 default's.
+      const { version: _v1, weights_seed: _w, ...v1 } = defaultRoundSpec(7)
+      const { version: _v2, init: _i, aggregation: _a, ...v2 } = spec
+      assert.deepStrictEqual(v2, v1)
+      assert.strictEqual(learningRoundSpec(7, "bitnet-lora").model.family, "bitnet-lora")
+      assert.strictEqual(learningRoundSpec(7, "mlp", { steps: 3 }).steps, 3)
+    }).pipe(Effect.runPromise))
+
+  it("a child round: the parent's settings, a parent init (with and without momentum), round-tripped", () =>
+    Effect.gen(function*() {
+      const parent = learningRoundSpec(7)
+      const child = childRoundSpec(parent, parentInit)
+      assert.deepStrictEqual({ ...child, init: parent.init }, parent)
+      assert.deepStrictEqual(yield* parseRoundSpec(canonicalRoundSpec(child)), child)
+      const withMomentum = childRoundSpec(parent, {
+        ...parentInit,
+        momentum_cid: "bafkreimomentum",
+        momentum_sha256: `0x${"cd".repeat(32)}`
+      })
+      assert.deepStrictEqual(yield* parseRoundSpec(canonicalRoundSpec(withMomentum)), withMomentum)
+      const huge = childRoundSpec(parent, { ...parentInit, parent_round: ((1n << 256n) - 1n).toString() })
+      assert.deepStrictEqual(yield* decodeRoundSpec(huge), huge)
+    }).pipe(Effect.runPromise))
+
+  it("weightsSeedOf: v1 weights_seed, v2 init.seed, none for a parent init", () => {
+    assert.strictEqual(weightsSeedOf(defaultRoundSpec(5)), 5)
+    assert.strictEqual(weightsSeedOf(learningRoundSpec(6)), 6)
+    assert.strictEqual(weightsSeedOf(childRoundSpec(learningRoundSpec(6), parentInit)), undefined)
+  })
+
+  it("model hash: v1 keeps its golden; v2 covers init and model, not data, hyper-parameters or aggregation", () => {
+    // Computed by the v1-only implementation before v2 existed: old rounds on persistent devnets keep their hash.
+    assert.strictEqual(modelHash(defaultRoundSpec(1)), "0x8c180abc82fddca3a6dbe21f33ccf2ea82ceaf1659a595bc59f84fd7b7b5fb89")
+    assert.strictEqual(
+      modelHash(defaultRoundSpec(7, "bitnet-lora")),
+      "0xe28d27d1bbbccba7bc411b77d06e59addd1dc9fcf7f2a19772a7f9370c807cba"
+    )
+    const spec = learningRoundSpec(7)
+    assert.strictEqual(modelHash(spec), sha256Hex(canonicalJsonOf({ init: { seed: 7 }, model: spec.model, version: 2 })))
+    assert.strictEqual(modelHash(spec), modelHash({ ...spec, lr: 0.5, dataset_seed: 1, aggregation: { ...defaultAggregation, trim: 0 } }))
+    assert.notStrictEqual(modelHash(spec), modelHash(learningRoundSpec(8)))
+    assert.notStrictEqual(modelHash(spec), modelHash(childRoundSpec(spec, parentInit)))
+    assert.notStrictEqual(
+      modelHash(childRoundSpec(spec, parentInit)),
+      modelHash(childRoundSpec(spec, { ...parentInit, weights_sha256: `0x${"ac".repeat(32)}` }))
+    )
+    // Same seed and model, other version: other hashes (the v2 spec's chunks differ).
+    assert.notStrictEqual(modelHash(spec), modelHash(defaultRoundSpec(7)))
+  })
+
+  const base = learningRoundSpec(1)
+  const v2Malformed: ReadonlyArray<readonly [string, unknown]> = [
+    ["an unknown field", { ...base, weights_seed: 1 }],
+    ["an unknown aggregation field", { ...base, aggregation: { ...defaultAggregation, beta: 1 } }],
+    ["an unknown init field", { ...base, init: { seed: 1, extra: 2 } }],
+    ["a seed and a parent at once", { ...base, init: { seed: 1, ...parentInit } }],
+    ["trim 0.5", { ...base, aggregation: { ...defaultAggregation, trim: 0.5 } }],
+    ["negative trim", { ...base, aggregation: { ...defaultAggregation, trim: -0.1 } }],
+    ["momentum 1", { ...base, aggregation: { ...defaultAggregation, momentum: 1 } }],
+    ["outer_lr 0", { ...base, aggregation: { ...defaultAggregation, outer_lr: 0 } }],
+    ["outer_lr above 10", { ...base, aggregation: { ...defaultAggregation, outer_lr: 10.5 } }],
+    ["outer_lr NaN", { ...base, aggregation: { ...defaultAggregation, outer_lr: Number.NaN } }],
+    ["nesterov not boolean", { ...base, aggregation: { ...defaultAggregation, nesterov: 1 } }],
+    ["no aggregation", { ...base, aggregation: undefined }],
+    ["no init", { ...base, init: undefined }],
+    ["momentum_cid without its sha256", { ...base, init: { ...parentInit, momentum_cid: "bafkreim" } }],
+    ["momentum_sha256 without its cid", { ...base, init: { ...parentInit, momentum_sha256: `0x${"cd".repeat(32)}` } }],
+    ["an upper-case sha256", { ...base, init: { ...parentInit, weights_sha256: `0x${"AB".repeat(32)}` } }],
+    ["a short sha256", { ...base, init: { ...parentInit, weights_sha256: "0xabcd" } }],
+    ["an empty weights CID", { ...base, init: { ...parentInit, weights_cid: "" } }],
+    ["a parent round with a leading zero", { ...base, init: { ...parentInit, parent_round: "041" } }],
+    ["a negative parent round", { ...base, init: { ...parentInit, parent_round: "-1" } }],
+    ["a parent round as a number", { ...base, init: { ...parentInit, parent_round: 41 } }],
+    ["a parent round above uint256", { ...base, init: { ...parentInit, parent_round: (1n << 256n).toString() } }],
+    ["a seed above uint32", { ...base, init: { seed: 2 ** 32 } }],
+    ["a chunk larger than the training pool", { ...base, examples_per_chunk: 8001 }],
+    ["batch above chunk", { ...base, batch_size: 400 }],
+    ["rank above hidden", { ...base, model: { family: "bitnet-lora", hidden: 8, rank: 9, alpha: 1 } }]
+  ]
+  for (const [name, value] of v2Malformed) {
+    it(`rejects a v2 spec with ${name}`, () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(parseRoundSpec(JSON.stringify(value)))
+        assert.strictEqual(error._tag, "ValidationError")
+        assert.match(error.message, /^invalid round spec: /)
+      }).pipe(Effect.runPromise))
+  }
+
+  it("a chunk of the whole training pool is allowed", () =>
+    Effect.gen(function*() {
+      yield* decodeRoundSpec({ ...base, examples_per_chunk: 8000 })
+    }).pipe(Effect.runPromise))
+})
+
+describe("held-out test split", () => {
+  const test = heldOutTestIndices()
+  const pool = trainingPoolIndices()
+
+  it("2,000 test digits and 8,000 training ones, disjoint, covering the dataset, sorted, fixed", () => {
+    assert.strictEqual(MNIST_TEST_SPLIT, 2000)
+    assert.strictEqual(test.length, 2000)
+    assert.strictEqual(pool.length, 8000)
+    const all = new Set([...test, ...pool])
+    assert.strictEqual(all.size, MNIST.count)
+    assert.isTrue([...all].every((i) => i < MNIST.count))
+    for (const list of [test, pool]) for (let i = 1; i < list.length; i++) assert.isTrue(list[i - 1]! < list[i]!)
+    assert.deepStrictEqual(heldOutTestIndices(), test)
+    assert.deepStrictEqual(trainingPoolIndices(), pool)
+    // Callers get copies: scribbling on one does not move the split.
+    heldOutTestIndices().fill(0)
+    assert.deepStrictEqual(heldOutTestIndices(), test)
+    // Regression guard: the split of every learning round; a change here makes test accuracies incomparable.
+    assert.strictEqual(
+      sha256Hex(new Uint8Array(test.buffer, test.byteOffset, test.byteLength)),
+      "0x0f6a52c01dda806d44c5cba972dee94f34dfdffddea2fa25be9c31a9d5fa9830"
+    )
+    assert.deepStrictEqual(Array.from(test.subarray(0, 5)), [0, 8, 11, 13, 22])
+  })
+
+  it("the split is a Fisher–Yates prefix of the split stream", () => {
+    const prng = Prng.fromKey([Stream.split, 0])
+    const order = Array.from({ length: MNIST.count }, (_, i) => i)
+    for (let i = 0; i < MNIST_TEST_SPLIT; i++) {
+      const j = i + prng.below(MNIST.count - i)
+      ;[order[i], order[j]] = [order[j]!, order[i]!]
+    }
+    assert.deepStrictEqual(Array.from(test), order.slice(0, MNIST_TEST_SPLIT).sort((a, b) => a - b))
+  })
+
+  it("v1 chunks are unchanged; v2 chunks draw only from the training pool, never a test digit", () => {
+    const v1 = defaultRoundSpec(7)
+    assert.deepStrictEqual(chunkExamples(v1, 3, MNIST.count), chunkExampleIndices(7, 3, MNIST.count, 320))
+    const testSet = new Set(test)
+    const poolSet = new Set(pool)
+    for (const spec of [learningRoundSpec(7), { ...learningRoundSpec(123), examples_per_chunk: 8000, batch_size: 32 }]) {
+      for (let chunk = 0; chunk < 200; chunk += spec.examples_per_chunk === 8000 ? 50 : 1) {
+        const examples = chunkExamples(spec, chunk, MNIST.count)
+        assert.strictEqual(examples.length, spec.examples_per_chunk)
+        assert.strictEqual(new Set(examples).size, examples.length)
+        assert.isTrue(examples.every((i) => poolSet.has(i) && !testSet.has(i)), `chunk ${chunk}`)
+      }
+    }
+    const v2 = learningRoundSpec(7)
+    // The v1 shuffle over pool positions, mapped to dataset indices.
+    const positions = chunkExampleIndices(7, 3, 8000, 320)
+    assert.deepStrictEqual(chunkExamples(v2, 3, MNIST.count), positions.map((p) => pool[p]!))
+    assert.deepStrictEqual(Array.from(chunkExamples(v2, 3, MNIST.count).subarray(0, 6)), [3565, 9653, 8614, 9827, 5886, 5794])
+    assert.throws(() => chunkExamples(v2, 0, 500))
+  })
+})
+
+describe("round weights and momentum", () => {
+  const spec = learningRoundSpec(11)
+  const fetchFrom = (store: ReadonlyMap<string, Uint8Array>) => (cid: string) =>
+    Effect.suspend(() => {
+      const bytes = store.get(cid)
+      return bytes === undefined
+        ? Effect.fail(new ValidationError({ message: `no ${cid}` }))
+        : Effect.succeed(bytes)
+    })
+  const noFetch = () => Effect.die("must not fetch")
+
+  it("a round's weights envelope names the round and the model it started from, and reads back", () =>
+    Effect.gen(function*() {
+      const weights = new Map([...initialWeights(spec)].map(([n, v]) => [n, v instanceof Float32Array ? v.map((x) => x * 0.5) : v]))
+      const bytes = yield* roundWeightsEnvelope(spec, 12345678901234567890n, weights)
+      const { header } = yield* decodeEnvelope(bytes)
+      assert.strictEqual(header.round_id, "12345678901234567890")
+      assert.strictEqual(header.model_hash, modelHash(spec))
+      assert.strictEqual(header.encoding, "weights")
+      assert.deepStrictEqual(header.profile, portableProfile)
+      assert.strictEqual(header.loss_before, null)
+      assert.deepStrictEqual(yield* decodeWeightsEnvelope(spec, bytes), weights)
+      // weightsEnvelope is the round-0 case.
+      assert.deepStrictEqual(yield* roundWeightsEnvelope(spec, 0n, initialWeights(spec)), yield* initialWeightsEnvelope(spec))
+    }).pipe(Effect.runPromise))
+
+  for (const family of ["mlp", "bitnet-lora"] as const) {
+    it(`${family}: momentum envelopes hold the trainable tensors and read back`, () =>
+      Effect.gen(function*() {
+        const s = learningRoundSpec(3, family)
+        const momentum = trainableParameters(s.model).map((p, i) => ({
+          name: p.name,
+          values: Float32Array.from({ length: p.shape.reduce((a, b) => a * b, 1) }, (_, j) => Math.fround((i + 1) * 1e-3 * (j % 7)))
+        }))
+        const bytes = yield* momentumEnvelope(s, 9n, momentum)
+        const { header } = yield* decodeEnvelope(bytes)
+        assert.strictEqual(header.encoding, "momentum")
+        assert.strictEqual(header.round_id, "9")
+        assert.deepStrictEqual(header.tensors.map((t) => t.name), trainableParameters(s.model).map((p) => p.name))
+        const decoded = yield* decodeMomentumEnvelope(s, bytes)
+        assert.deepStrictEqual(decoded.map((t) => [t.name, t.values]), momentum.map((m) => [m.name, m.values]))
+        const missing = yield* Effect.flip(momentumEnvelope(s, 9n, momentum.slice(1)))
+        assert.match(missing.message, /lacks/)
+        // A weights envelope is no momentum.
+        assert.match((yield* Effect.flip(decodeMomentumEnvelope(s, yield* initialWeightsEnvelope(s)))).message, /encoding/)
+      }).pipe(Effect.runPromise))
+  }
+
+  it("startingWeights: a seed regenerates initialWeights without fetching; v1 too", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(yield* startingWeights(spec, noFetch), initialWeights(spec))
+      assert.deepStrictEqual(yield* startingWeights(defaultRoundSpec(11), noFetch), initialWeights(defaultRoundSpec(11)))
+      // v2 seed init = v1 weights_seed: the same generated values.
+      assert.deepStrictEqual(initialWeights(spec), initialWeights(defaultRoundSpec(11)))
+      assert.throws(() => initialWeights(childRoundSpec(spec, { parent_round: "1", weights_cid: "x", weights_sha256: `0x${"0".repeat(64)}` })))
+      assert.isUndefined(yield* startingMomentum(spec, noFetch))
+    }).pipe(Effect.runPromise))
+
+  it("startingWeights: a parent's weights are fetched, sha256-checked, and decoded whatever model hash they carry", () =>
+    Effect.gen(function*() {
+      const parentWeights = new Map([...initialWeights(spec)].map(([n, v]) => [n, v instanceof Float32Array ? v.map((x) => x + 0.01) : v]))
+      const bytes = yield* roundWeightsEnvelope(spec, 1n, parentWeights)
+      const momentum = trainableParameters(spec.model).map((p) => ({
+        name: p.name,
+        values: new Float32Array(p.shape.reduce((a, b) => a * b, 1)).fill(0.25)
+      }))
+      const momentumBytes = yield* momentumEnvelope(spec, 1n, momentum)
+      const fetch = fetchFrom(new Map([["cid-w", bytes], ["cid-m", momentumBytes]]))
+      const child = childRoundSpec(spec, {
+        parent_round: "1",
+        weights_cid: "cid-w",
+        weights_sha256: sha256Hex(bytes) as `0x${string}`,
+        momentum_cid: "cid-m",
+        momentum_sha256: sha256Hex(momentumBytes) as `0x${string}`
+      })
+      assert.notStrictEqual(modelHash(child), modelHash(spec))
+      assert.deepStrictEqual(yield* startingWeights(child, fetch), parentWeights)
+      const fetchedMomentum = yield* startingMomentum(child, fetch)
+      assert.deepStrictEqual(fetchedMomentum?.map((m) => m.values), momentum.map((m) => m.values))
+
+      // Other bytes than the spec's sha256: refused before decoding.
+      const wrong = childRoundSpec(spec, { ...child.init as ParentInit, weights_sha256: `0x${"11".repeat(32)}` })
+      const error = yield* Effect.flip(startingWeights(wrong, fetch))
+      assert.strictEqual(error._tag, "ValidationError")
+      assert.match(error.message, /weights do not match the spec's weights_sha256/)
+      assert.match((error as ValidationError).hint ?? "", /corrupted store|wrong CID/)
+      const wrongMomentum = childRoundSpec(spec, { ...child.init as ParentInit, momentum_sha256: sha256Hex(bytes) as `0x${string}` })
+      assert.match((yield* Effect.flip(startingMomentum(wrongMomentum, fetch))).message, /momentum do not match/)
+      // The right hash of the wrong model's weights: decoded and refused.
+      const otherModel = yield* initialWeightsEnvelope(learningRoundSpec(11, "bitnet-lora"))
+      const mismatched = childRoundSpec(spec, {
+        parent_round: "1",
+        weights_cid: "cid-o",
+        weights_sha256: sha256Hex(otherModel) as `0x${string}`
+      })
+      const decodeError = yield* Effect.flip(startingWeights(mismatched, fetchFrom(new Map([["cid-o", otherModel]]))))
+      assert.match(decodeError.message, /tensors|expected/)
+      // No momentum in the spec: none fetched.
+      assert.isUndefined(yield* startingMomentum(mismatched, noFetch))
+      // A fetch failure is the fetch's error.
+      assert.match((yield* Effect.flip(startingWeights(child, fetchFrom(new Map())))).message, /no cid-w/)
+    }).pipe(Effect.runPromise))
+})
+
+describe("evaluateModel (pure)", () => {
+  const model = { family: "mlp", hidden: 4 } as const
+  /** An mlp whose logits are fc2.bias for every input: zero weights, zero first layer. */
+  const constantLogits = (logits: ReadonlyArray<number>) =>
+    new Map([
+      ["fc1.weight", new Float32Array(784 * 4)],
+      ["fc1.bias", new Float32Array(4)],
+      ["fc2.weight", new Float32Array(4 * 10)],
+      ["fc2.bias", Float32Array.from(logits)]
+    ])
+  const dataset = toyDataset(20)
+  const all = Uint32Array.from({ length: 20 }, (_, i) => i)
+
+  it("equal logits: the lowest class is predicted and the loss is ln 10", () => {
+    const r = evaluateModel(model, constantLogits(new Array(10).fill(0.5)), dataset, all)
+    assert.strictEqual(r.count, 20)
+    assert.strictEqual(r.correct, 2) // labels i mod 10: two examples of class 0
+    assert.strictEqual(r.accuracy, 0.1)
+    assert.closeTo(r.loss, Math.log(10), 1e-12)
+    assert.strictEqual(testAccuracyPpm(r), 100_000)
+  })
+
+  it("huge logits stay finite (log-sum-exp is shifted) and score by hand", () => {
+    const logits = [0, 0, 0, 1e4, 0, 0, 0, 0, 0, 0]
+    const r = evaluateModel(model, constantLogits(logits), dataset, all)
+    assert.strictEqual(r.correct, 2)
+    // Class-3 examples lose ~0, every other one 1e4.
+    assert.closeTo(r.loss, (18 * 1e4) / 20, 1e-6)
+    assert.isTrue(Number.isFinite(r.loss))
+  })
+
+  it("the hidden layer is a ReLU of x · W1 + b1", () => {
+    const w = constantLogits(new Array(10).fill(0))
+    // Unit 0 sees the pixel sum; it feeds class (label) 7 only, unit 1 (negative) would feed class 1 but is cut.
+    for (let i = 0; i < 784; i++) {
+      ;(w.get("fc1.weight") as Float32Array)[i * 4] = 1
+      ;(w.get("fc1.weight") as Float32Array)[i * 4 + 1] = -1
+    }
+    ;(w.get("fc2.weight") as Float32Array)[0 * 10 + 7] = 1
+    ;(w.get("fc2.weight") as Float32Array)[1 * 10 + 1] = 1
+    const one = Uint32Array.of(5) // every pixel 0.05, label 5
+    const r = evaluateModel(model, w, dataset, one)
+    const z = 784 * Math.fround(0.05)
+    const expectedLoss = Math.log(9 + Math.exp(z)) // label 5's logit is 0
+    assert.closeTo(r.loss, expectedLoss, 1e-9)
+    assert.strictEqual(r.correct, 0)
+  })
+})

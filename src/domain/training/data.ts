@@ -1,4 +1,5 @@
 import { Prng, Stream } from "./prng.ts"
+import type { RoundSpec } from "./spec.ts"
 
 /**
  * The training data and how a chunk's examples are chosen from it. Loading the digits is I/O and lives in
@@ -42,6 +43,19 @@ export const datasetFingerprintBytes = (dataset: Dataset): Uint8Array => {
   return out
 }
 
+/** Order of [0, size) after the first `count` steps of a Fisher–Yates shuffle: j = i + below(size − i), swap. */
+const shuffledPrefix = (prng: Prng, size: number, count: number): Uint32Array => {
+  const order = new Uint32Array(size)
+  for (let i = 0; i < size; i++) order[i] = i
+  for (let i = 0; i < count; i++) {
+    const j = i + prng.below(size - i)
+    const t = order[i]!
+    order[i] = order[j]!
+    order[j] = t
+  }
+  return order
+}
+
 /**
  * The chunk's examples: `count` distinct dataset indices, the first `count` positions of a Fisher–Yates shuffle of
  * [0, datasetSize) driven by the stream [data tag, dataset seed, chunk id]. Step i: j = i + below(size − i), swap.
@@ -53,16 +67,54 @@ export const chunkExampleIndices = (
   count: number
 ): Uint32Array => {
   if (count > datasetSize) throw new RangeError(`a chunk of ${count} examples from a dataset of ${datasetSize}`)
-  const prng = Prng.fromKey([Stream.data, datasetSeed, chunkId])
-  const order = new Uint32Array(datasetSize)
-  for (let i = 0; i < datasetSize; i++) order[i] = i
-  for (let i = 0; i < count; i++) {
-    const j = i + prng.below(datasetSize - i)
-    const t = order[i]!
-    order[i] = order[j]!
-    order[j] = t
+  return shuffledPrefix(Prng.fromKey([Stream.data, datasetSeed, chunkId]), datasetSize, count).slice(0, count)
+}
+
+/** Digits of the bundled dataset kept out of every v2 chunk, to measure what a learning round's weights learned. */
+export const MNIST_TEST_SPLIT = 2000
+/** The digits v2 chunks draw from: the rest. */
+export const MNIST_TRAINING_POOL = MNIST.count - MNIST_TEST_SPLIT
+
+let split: { readonly test: Uint32Array; readonly pool: Uint32Array } | undefined
+
+/**
+ * The fixed split: a Fisher–Yates shuffle of [0, 10000) driven by the stream [split tag, 0]; its first 2,000
+ * positions are the test split, the other 8,000 the training pool, each sorted ascending. Fixed for every round and
+ * seed, so accuracies of different rounds are comparable and no round ever trains on a test digit.
+ */
+const mnistSplit = () => {
+  if (split === undefined) {
+    const order = shuffledPrefix(Prng.fromKey([Stream.split, 0]), MNIST.count, MNIST_TEST_SPLIT)
+    split = {
+      test: order.slice(0, MNIST_TEST_SPLIT).sort(),
+      pool: order.slice(MNIST_TEST_SPLIT).sort()
+    }
   }
-  return order.slice(0, count)
+  return split
+}
+
+/** The held-out test split's dataset indices, ascending (a copy: callers may not disturb the memo). */
+export const heldOutTestIndices = (): Uint32Array => mnistSplit().test.slice()
+
+/** The training pool's dataset indices, ascending (a copy). */
+export const trainingPoolIndices = (): Uint32Array => mnistSplit().pool.slice()
+
+/**
+ * The chunk's examples under the round's spec. v1: `chunkExampleIndices` over the whole dataset, as ever. v2: the
+ * same shuffle over positions of the training pool, mapped to dataset indices, so no chunk draws a test digit.
+ */
+export const chunkExamples = (
+  spec: RoundSpec,
+  chunkId: number,
+  datasetSize: number
+): Uint32Array => {
+  if (spec.version === 1) return chunkExampleIndices(spec.dataset_seed, chunkId, datasetSize, spec.examples_per_chunk)
+  if (datasetSize !== MNIST.count) {
+    throw new RangeError(`the training pool is defined on the ${MNIST.count} bundled digits, not ${datasetSize}`)
+  }
+  const { pool } = mnistSplit()
+  const positions = chunkExampleIndices(spec.dataset_seed, chunkId, pool.length, spec.examples_per_chunk)
+  return positions.map((p) => pool[p]!)
 }
 
 export interface Batch {

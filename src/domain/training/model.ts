@@ -10,9 +10,10 @@ import {
   float32Values,
   type TensorSpec
 } from "../gradientEnvelope.ts"
+import type { Hex } from "../pow.ts"
 import { MNIST } from "./data.ts"
 import { Prng, Stream } from "./prng.ts"
-import { modelHash, type ModelSpec, type RoundSpec } from "./spec.ts"
+import { modelHash, type ModelSpec, type RoundSpec, type RoundSpecV1, weightsSeedOf } from "./spec.ts"
 
 /**
  * The parameters of each model family, their initial values, and the "weights" envelope that publishes them.
@@ -86,12 +87,23 @@ const uniform = (prng: Prng, n: number, bound: number): Float64Array => {
   return out
 }
 
-/** The initial weights of the round's model (a function of `model` and `weights_seed` only). */
-export const initialWeights = (spec: Pick<RoundSpec, "model" | "weights_seed">): ModelWeights => {
-  const params = modelParameters(spec.model)
+/**
+ * The initial weights of the round's model (a function of the model and its weights seed only: v1's weights_seed,
+ * v2's init.seed). A v2 spec that starts from its parent round's weights has none to generate: `startingWeights`
+ * (roundWeights.ts) fetches those, and calling this with such a spec is a defect (RangeError).
+ */
+export const initialWeights = (spec: Pick<RoundSpecV1, "model" | "weights_seed"> | RoundSpec): ModelWeights => {
+  const seed = "version" in spec ? weightsSeedOf(spec) : spec.weights_seed
+  if (seed === undefined) throw new RangeError("a spec that starts from its parent round's weights has no seed to generate them from")
+  return seededWeights(spec.model, seed)
+}
+
+/** The weights generated for `model` from `seed` (see the module comment). */
+export const seededWeights = (model: ModelSpec, seed: number): ModelWeights => {
+  const params = modelParameters(model)
   const weights = new Map<string, ParameterValues>()
   params.forEach((p, index) => {
-    const prng = Prng.fromKey([Stream.weights, spec.weights_seed, index])
+    const prng = Prng.fromKey([Stream.weights, seed, index])
     const n = elementCount(p.shape)
     const fanIn = p.shape[0] ?? 1
     const bound = 1 / Math.sqrt(fanIn)
@@ -151,11 +163,23 @@ export const initialWeightsEnvelope = (spec: RoundSpec): Effect.Effect<Uint8Arra
   weightsEnvelope(spec, initialWeights(spec))
 
 /** Encodes a model's weights as a "weights" envelope (see initialWeightsEnvelope). */
-export const weightsEnvelope = (spec: RoundSpec, weights: ModelWeights): Effect.Effect<Uint8Array, ValidationError> => {
+export const weightsEnvelope = (spec: RoundSpec, weights: ModelWeights): Effect.Effect<Uint8Array, ValidationError> =>
+  roundWeightsEnvelope(spec, 0n, weights)
+
+/**
+ * The weights that came out of round `roundId` (whose spec is `spec`) as a "weights" envelope: as
+ * `weightsEnvelope`, with round_id = roundId in decimal. model_hash = modelHash(spec) names the model the round
+ * started from; the next round's spec names these bytes by CID and sha256 instead.
+ */
+export const roundWeightsEnvelope = (
+  spec: RoundSpec,
+  roundId: bigint,
+  weights: ModelWeights
+): Effect.Effect<Uint8Array, ValidationError> => {
   const params = modelParameters(spec.model)
   const header: EnvelopeHeader = {
     format: FORMAT,
-    round_id: "0",
+    round_id: roundId.toString(),
     chunk_id: 0,
     miner: ZERO_ADDRESS,
     model_hash: modelHash(spec),
@@ -179,16 +203,26 @@ export const weightsEnvelope = (spec: RoundSpec, weights: ModelWeights): Effect.
  * Reads a "weights" envelope (e.g. fetched by the round's modelCid) as the spec's model weights: the encoding,
  * model_hash and every tensor's name, dtype and shape must be what the spec says; ternary values must be in {−1, 0, 1}.
  */
-export const decodeWeightsEnvelope = Effect.fnUntraced(function*(
-  spec: RoundSpec,
-  bytes: Uint8Array
+export const decodeWeightsEnvelope = (spec: RoundSpec, bytes: Uint8Array): Effect.Effect<ModelWeights, ValidationError> =>
+  decodeModelWeights(spec.model, bytes, { what: "initial weights", modelHash: modelHash(spec) })
+
+/**
+ * Reads a "weights" envelope as weights of `model`: encoding, tensor names, dtypes and shapes, finite floats and
+ * ternary int8 values are checked; model_hash only when `expected.modelHash` is given (a parent round's weights
+ * carry the parent's model hash, which the child spec does not know).
+ */
+export const decodeModelWeights = Effect.fnUntraced(function*(
+  model: ModelSpec,
+  bytes: Uint8Array,
+  expected: { readonly what: string; readonly modelHash?: Hex }
 ): Effect.fn.Return<ModelWeights, ValidationError> {
-  const invalid = (message: string) => new ValidationError({ message: `initial weights: ${message}`, field: "model_cid" })
+  const invalid = (message: string) => new ValidationError({ message: `${expected.what}: ${message}`, field: "model_cid" })
   const { header, tensors } = yield* decodeEnvelope(bytes)
   if (header.encoding !== "weights") return yield* invalid(`encoding is ${header.encoding}, not weights`)
-  const expectedHash = modelHash(spec)
-  if (header.model_hash !== expectedHash) return yield* invalid(`model_hash ${header.model_hash} is not ${expectedHash}`)
-  const params = modelParameters(spec.model)
+  if (expected.modelHash !== undefined && header.model_hash !== expected.modelHash) {
+    return yield* invalid(`model_hash ${header.model_hash} is not ${expected.modelHash}`)
+  }
+  const params = modelParameters(model)
   if (tensors.length !== params.length) return yield* invalid(`${tensors.length} tensors, the model has ${params.length}`)
   const weights = new Map<string, ParameterValues>()
   for (const [i, p] of params.entries()) {

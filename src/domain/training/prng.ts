@@ -25,7 +25,9 @@ export const splitmix64 = (state: bigint): readonly [state: bigint, output: bigi
 /** Stream tags keep the streams of different purposes apart even when their seeds are equal. */
 export const Stream = {
   weights: 0x57454947n, // "WEIG"
-  data: 0x44415441n // "DATA"
+  data: 0x44415441n, // "DATA"
+  /** The held-out test split of the bundled digits (data.ts). */
+  split: 0x53504c54n // "SPLT"
 } as const
 
 const word = (w: number | bigint): bigint => {

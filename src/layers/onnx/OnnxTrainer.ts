@@ -10,14 +10,16 @@ import {
   float32Bytes
 } from "../../domain/gradientEnvelope.ts"
 import { type Task, TrainingResult } from "../../domain/mining.ts"
-import { type Batch, chunkBatch, chunkExampleIndices } from "../../domain/training/data.ts"
+import { type Batch, chunkBatch, chunkExamples } from "../../domain/training/data.ts"
 import {
   decodeWeightsEnvelope,
   initialWeights,
   initialWeightsEnvelope,
+  type ModelWeights,
   type ParameterSpec
 } from "../../domain/training/model.ts"
-import { modelHash, parseRoundSpec, type RoundSpec } from "../../domain/training/spec.ts"
+import { startingWeights } from "../../domain/training/roundWeights.ts"
+import { isParentInit, modelHash, parseRoundSpec, type RoundSpec } from "../../domain/training/spec.ts"
 import { GradientStore } from "../../services/GradientStore.ts"
 import { Trainer, type TrainingSettings } from "../../services/Trainer.ts"
 import { sha256Hex } from "../sha256Hex.ts"
@@ -132,9 +134,10 @@ export const onnxProfile = (settings: {
 /**
  * The Trainer port on onnxruntime-node. For a task it:
  * 1. parses the round spec (ValidationError if malformed);
- * 2. takes the session of the spec's model shape (built once from the generated ONNX graph) and the initial weights
- *    regenerated from weights_seed (cached by model hash);
- * 3. draws the chunk's examples from (dataset_seed, chunk id) and runs `steps` plain SGD steps on batches of
+ * 2. takes the session of the spec's model shape (built once from the generated ONNX graph) and the starting weights:
+ *    regenerated from the spec's seed, or (v2, later rounds) the parent round's fetched and sha256-checked (cached by
+ *    model hash and modelCid);
+ * 3. draws the chunk's examples from (dataset_seed, chunk id) — v2 from the training pool only — and runs `steps` plain SGD steps on batches of
  *    `batch_size` (w ← fround(w − lr · g), computed in float64, rounded once to float32);
  * 4. returns the pseudo-gradient (initial − final, float32) of the trainable parameters as an R3GR envelope
  *    (encoding "pseudo-gradient", model_hash = modelHash(spec)), gradientHash = 0x + sha256(envelope), and the
@@ -196,23 +199,44 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
     })
 
   /**
-   * The round's initial weights: regenerated from weights_seed, and — when a model source is given — checked
-   * against the round's modelCid (the CID of the weights envelope); weights that do not regenerate to that CID are
-   * fetched by CID instead (DESIGN.md "CLI": rounds whose weights cannot be regenerated).
+   * The round's starting weights. Generated (v1, v2 with a seed init): regenerated from the seed, and — when a model
+   * source is given — checked against the round's modelCid (the CID of the weights envelope); weights that do not
+   * regenerate to that CID are fetched by CID instead (DESIGN.md "CLI": rounds whose weights cannot be regenerated).
+   * A parent round's (v2 parent init): fetched by the spec's weights_cid, which must be the task's modelCid, and
+   * checked against its weights_sha256 before any training (`startingWeights`).
    */
   const startingPoint = Effect.fnUntraced(function*(spec: RoundSpec, graph: TrainingGraph, modelCid: string) {
     const key = `${modelHash(spec)}|${modelCid}`
     const cached = starts.get(key)
     if (cached !== undefined) return cached
-    let weights = initialWeights(spec)
     const source = options.modelSource
-    if (source !== undefined && modelCid !== "") {
-      const regenerated = yield* source.computeCid(yield* initialWeightsEnvelope(spec))
-      if (regenerated !== modelCid) {
-        yield* Effect.logWarning(
-          `round model ${modelCid} is not the weights generated from its spec (${regenerated}): fetching it by CID`
-        )
-        weights = yield* decodeWeightsEnvelope(spec, yield* source.get(modelCid, maxWeightsBytes))
+    let weights: ModelWeights
+    if (spec.version === 2 && isParentInit(spec.init)) {
+      if (source === undefined) {
+        return yield* new ValidationError({
+          message: `round spec starts from round ${spec.init.parent_round}'s weights, and this trainer has no model store to fetch them from`,
+          field: "spec",
+          hint: "build the trainer with a model store (OnnxTrainer.layerWithModelStore) to train rounds after the first"
+        })
+      }
+      if (modelCid !== spec.init.weights_cid) {
+        return yield* new ValidationError({
+          message: `the round's modelCid ${modelCid} is not its spec's init.weights_cid ${spec.init.weights_cid}`,
+          field: "model_cid",
+          hint: "the round was opened with a spec and a modelCid that disagree: the coordinator must open it with the parent's weights CID"
+        })
+      }
+      weights = yield* startingWeights(spec, source.get)
+    } else {
+      weights = initialWeights(spec)
+      if (source !== undefined && modelCid !== "") {
+        const regenerated = yield* source.computeCid(yield* initialWeightsEnvelope(spec))
+        if (regenerated !== modelCid) {
+          yield* Effect.logWarning(
+            `round model ${modelCid} is not the weights generated from its spec (${regenerated}): fetching it by CID`
+          )
+          weights = yield* decodeWeightsEnvelope(spec, yield* source.get(modelCid, maxWeightsBytes))
+        }
       }
     }
     const start: StartingPoint = {
@@ -243,7 +267,7 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
     })
     const start = yield* startingPoint(spec, graph, task.modelCid)
     const weights = start.trainable.map((t) => ({ spec: t.spec, values: t.values.slice() }))
-    const examples = chunkExampleIndices(spec.dataset_seed, task.chunkId, dataset.count, spec.examples_per_chunk)
+    const examples = chunkExamples(spec, task.chunkId, dataset.count)
     const firstBatch = chunkBatch(dataset, examples, 0, spec.batch_size)
 
     const step = (batch: Batch) => {
