@@ -166,6 +166,7 @@ export const makeSoakPorts = (options: SoakPortsOptions = {}) => {
     recordVerdict: () => Effect.die("the soak does not verify"),
     getVerdict: () => Effect.succeed(Option.none()),
     isVerifier: Effect.succeed(false),
+    getFinalization: () => Effect.succeed(Option.none()),
     submitGradient: (submission, beforeBroadcast) =>
       Effect.gen(function*() {
         if (hits(++calls.submit, faults.submitRetryEvery)) {

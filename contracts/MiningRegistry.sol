@@ -49,6 +49,19 @@ contract MiningRegistry {
     /// One verdict per (round, chunk, verifier); verdict 0 = none.
     mapping(uint256 => mapping(uint32 => mapping(address => Verdict))) private verdicts;
 
+    /// A round's outcome as the owner's round coordinator records it (DESIGN.md "Learning rounds").
+    struct Finalization {
+        string modelCid;
+        bytes32 weightsHash;
+        uint32 acceptedCount;
+        /// Accuracy on the held-out test split, in parts per million.
+        uint32 testAccuracyPpm;
+        uint64 finalizedAt;
+        bool finalized;
+    }
+
+    mapping(uint256 => Finalization) private finalizations;
+
     event RoundOpened(
         uint256 indexed roundId,
         string modelCid,
@@ -76,6 +89,13 @@ contract MiningRegistry {
         uint8 verdict,
         bytes32 reportHash
     );
+    event RoundFinalized(
+        uint256 indexed roundId,
+        string modelCid,
+        bytes32 weightsHash,
+        uint32 acceptedCount,
+        uint32 testAccuracyPpm
+    );
 
     error NotOwner();
     error RoundNotOpen(uint256 roundId);
@@ -92,6 +112,8 @@ contract MiningRegistry {
     error NoSubmission(uint256 roundId, uint32 chunkId);
     error InvalidVerdict(uint8 verdict);
     error AlreadyVerified(uint256 roundId, uint32 chunkId, address verifier, uint8 verdict, bytes32 reportHash);
+    error RoundAlreadyFinalized(uint256 roundId);
+    error InvalidAccuracy(uint32 testAccuracyPpm);
 
     constructor(uint64 leaseSeconds) {
         owner = msg.sender;
@@ -134,7 +156,7 @@ contract MiningRegistry {
     /// @notice Claims a free chunk: a never-claimed one first, else one whose lease expired without a submission.
     function claimChunk(uint256 roundId) external returns (uint32 chunkId) {
         Round storage round = rounds[roundId];
-        if (!round.exists) revert RoundNotOpen(roundId);
+        if (!round.exists || finalizations[roundId].finalized) revert RoundNotOpen(roundId);
         if (block.timestamp > round.deadline) revert RoundExpired(roundId, round.deadline);
         if (round.nextChunk < round.chunkCount) {
             chunkId = round.nextChunk;
@@ -168,6 +190,8 @@ contract MiningRegistry {
         if (existing.miner != address(0)) {
             revert AlreadySubmitted(roundId, chunkId, existing.miner, existing.gradientHash);
         }
+        // After AlreadySubmitted, like the deadline: a miner replaying its own submission learns it is recorded.
+        if (finalizations[roundId].finalized) revert RoundNotOpen(roundId);
         if (block.timestamp > round.deadline) revert RoundExpired(roundId, round.deadline);
         Claim storage claim = claims[roundId][chunkId];
         if (chunkId >= round.chunkCount || claim.miner != msg.sender) revert ChunkNotClaimed(roundId, chunkId);
@@ -221,8 +245,52 @@ contract MiningRegistry {
         if (existing.verdict != 0) {
             revert AlreadyVerified(roundId, chunkId, msg.sender, existing.verdict, existing.reportHash);
         }
+        // The round's aggregate took the verdicts it had: a later one would make it unreproducible.
+        if (finalizations[roundId].finalized) revert RoundNotOpen(roundId);
         verdicts[roundId][chunkId][msg.sender] = Verdict({verdict: verdict, reportHash: reportHash});
         emit GradientVerified(roundId, chunkId, msg.sender, verdict, reportHash);
+    }
+
+    /// @notice Records a round's outcome, once: the aggregated weights (by CID and sha256), how many gradients went
+    /// into them and their accuracy on the held-out test split. The round is closed from then on: claims and
+    /// submissions revert RoundNotOpen, and so do new verdicts (the aggregate took those it had, and anyone recomputes it
+    /// from them); completions are still recorded.
+    function finalizeRound(
+        uint256 roundId,
+        string calldata modelCid,
+        bytes32 weightsHash,
+        uint32 acceptedCount,
+        uint32 testAccuracyPpm
+    ) external onlyOwner {
+        if (!rounds[roundId].exists) revert RoundNotOpen(roundId);
+        if (finalizations[roundId].finalized) revert RoundAlreadyFinalized(roundId);
+        if (testAccuracyPpm > 1_000_000) revert InvalidAccuracy(testAccuracyPpm);
+        finalizations[roundId] = Finalization({
+            modelCid: modelCid,
+            weightsHash: weightsHash,
+            acceptedCount: acceptedCount,
+            testAccuracyPpm: testAccuracyPpm,
+            finalizedAt: uint64(block.timestamp),
+            finalized: true
+        });
+        emit RoundFinalized(roundId, modelCid, weightsHash, acceptedCount, testAccuracyPpm);
+    }
+
+    /// @return finalized false (and zero values) until `finalizeRound` recorded the round.
+    function getFinalization(uint256 roundId)
+        external
+        view
+        returns (
+            bool finalized,
+            string memory modelCid,
+            bytes32 weightsHash,
+            uint32 acceptedCount,
+            uint32 testAccuracyPpm,
+            uint64 finalizedAt
+        )
+    {
+        Finalization storage f = finalizations[roundId];
+        return (f.finalized, f.modelCid, f.weightsHash, f.acceptedCount, f.testAccuracyPpm, f.finalizedAt);
     }
 
     /// @return verdict 0 when `verifier` recorded none for the chunk.

@@ -11,6 +11,7 @@ import type {
   SubmissionReceipt,
   TransactionStatus
 } from "../domain/mining.ts"
+import type { RoundFinalization } from "../domain/rounds.ts"
 import type { OnChainVerdict, VerdictRecord } from "../domain/verification.ts"
 
 /**
@@ -87,6 +88,11 @@ export class Chain extends Context.Service<Chain, {
   ) => Effect.Effect<Option.Option<OnChainVerdict>, MiningError>
   /** Whether this account may record verdicts (the registry owner's `setVerifier`). */
   readonly isVerifier: Effect.Effect<boolean, MiningError>
+  /**
+   * The round's finalization (DESIGN.md "Learning rounds": the owner's `finalizeRound`); none while it has none,
+   * and for a round the registry does not know. A finalized round refuses claims and submissions (RoundNotOpen).
+   */
+  readonly getFinalization: (roundId: bigint) => Effect.Effect<Option.Option<RoundFinalization>, MiningError>
   /** The newest block: its number and hash. */
   readonly head: Effect.Effect<{ readonly number: bigint; readonly hash: string }, MiningError>
   /** The hash of block `blockNumber`, none past the chain's head. */

@@ -8,11 +8,13 @@ import {
   type RoundInfo,
   type Submission
 } from "../domain/mining.ts"
+import type { FinalizationReceipt, FinalizeRound } from "../domain/rounds.ts"
 import type { OnChainVerdict } from "../domain/verification.ts"
 import { sha256Hex } from "../layers/sha256Hex.ts"
 import { Chain } from "../services/Chain.ts"
 import { type FaultPlan, makeFaultInjector } from "./Faults.ts"
 import { makeBlocks } from "./testChain/blocks.ts"
+import { makeFinalizations } from "./testChain/finalizations.ts"
 import { chainNow, makeRegistry } from "./testChain/registry.ts"
 import { makeTransactions } from "./testChain/transactions.ts"
 import { makeVerdicts } from "./testChain/verdicts.ts"
@@ -59,6 +61,12 @@ export class TestChain extends Context.Service<TestChain, {
    */
   readonly openRound: (round: TestRound) => Effect.Effect<RoundInfo, ChainRevertError>
   /**
+   * The owner's `finalizeRound`, with the contract's checks in its order: RoundNotOpen (no such round),
+   * RoundAlreadyFinalized, InvalidAccuracy (over 1_000_000 ppm). Mines a block; the round then refuses claims and
+   * submissions (RoundNotOpen), and `getFinalization` reads it. What `TestRoundAuthority` calls.
+   */
+  readonly finalizeRound: (finalization: FinalizeRound) => Effect.Effect<FinalizationReceipt, ChainRevertError>
+  /**
    * The next `count` submission broadcasts never reach the chain: the transaction is signed and handed to
    * `beforeBroadcast` (journaled), then `submitGradient` fails with a NetworkError and nothing is mined. The same
    * bytes re-sent (`rebroadcast`) are mined.
@@ -89,7 +97,10 @@ export class TestChain extends Context.Service<TestChain, {
    * - `recordVerdict` checks, in the contract's order: NotVerifier (the account is one when built with
    *   `verifier: true`, or after `setVerifier`), NoSubmission, InvalidVerdict (not 1, 2, 16..20), AlreadyVerified;
    *   it is signed, journaled and mined like a submission (same nonces, `loseBroadcasts`, `rebroadcast`);
-   * - `submissionsBetween` lists every miner's submissions (`submitAs` adds another's) mined in the range.
+   * - `submissionsBetween` lists every miner's submissions (`submitAs` adds another's) mined in the range;
+   * - a round finalized by the owner (`finalizeRound` here, or a `TestRoundAuthority` on top) is closed: claims and
+   *   submissions revert RoundNotOpen (a submission after AlreadySubmitted, as in the contract), its leases leave
+   *   `ownClaims`; verdicts and completions are still recorded.
    *
    * Every state-changing transaction (claim, accepted submission, first completion) mines the next block (from 1;
    * block 0 is the genesis the fingerprint names). A submission's tx hash is `0x` + sha256 of the identity, the
@@ -98,8 +109,9 @@ export class TestChain extends Context.Service<TestChain, {
    * anvil to the same behaviours.
    *
    * The parts: testChain/registry.ts (the contract's storage and rules), testChain/verdicts.ts (verifiers and
-   * verdicts), testChain/transactions.ts (nonces, broadcast, mining of submissions and verdicts), testChain/blocks.ts
-   * (block numbers and hashes across rewinds and resets), testChain/reverts.ts (reverts as ViemChain decodes them).
+   * verdicts), testChain/finalizations.ts (the owner's round finalizations), testChain/transactions.ts (nonces,
+   * broadcast, mining of submissions and verdicts), testChain/blocks.ts (block numbers and hashes across rewinds and
+   * resets), testChain/reverts.ts (reverts as ViemChain decodes them).
    * `setVerifier` mines a block but is not undone by `rewindTo`.
    */
   static readonly layer = (options: TestChainOptions = {}): Layer.Layer<Chain | TestChain> =>
@@ -107,8 +119,18 @@ export class TestChain extends Context.Service<TestChain, {
       const faults = yield* makeFaultInjector(options.faults)
       const identity = new MinerIdentity({ ...defaultTestIdentity, ...options.identity })
       const blocks = makeBlocks()
-      const registry = makeRegistry({ identity, options, blocks })
-      const verdicts = makeVerdicts({ identity, registry, verifierAtGenesis: options.verifier ?? false })
+      const finalizations = makeFinalizations({
+        identity,
+        blocks,
+        roundExists: (roundId) => Option.isSome(registry.getRound(roundId))
+      })
+      const registry = makeRegistry({ identity, options, blocks, isFinalized: finalizations.isFinalized })
+      const verdicts = makeVerdicts({
+        identity,
+        registry,
+        verifierAtGenesis: options.verifier ?? false,
+        isFinalized: finalizations.isFinalized
+      })
       const transactions = makeTransactions({ identity, registry, verdicts, blocks })
       const invalidSeed = registry.seedRounds()
       if (invalidSeed !== undefined) return yield* Effect.die(new Error(invalidSeed))
@@ -141,6 +163,8 @@ export class TestChain extends Context.Service<TestChain, {
         getVerdict: (roundId, chunkId, verifier) =>
           faults.wrap("getVerdict", Effect.sync(() => verdicts.getVerdict(roundId, chunkId, verifier))),
         isVerifier: faults.wrap("isVerifier", Effect.sync(() => verdicts.isVerifier(identity.miner))),
+        getFinalization: (roundId) =>
+          faults.wrap("getFinalization", Effect.sync(() => finalizations.getFinalization(roundId))),
         head: faults.wrap("head", Effect.sync(() => ({ number: blocks.head(), hash: blocks.hashOf(blocks.head())! }))),
         blockHash: (block) => faults.wrap("blockHash", Effect.sync(() => Option.fromUndefinedOr(blocks.hashOf(block)))),
         now: faults.wrap("now", chainNow)
@@ -162,12 +186,14 @@ export class TestChain extends Context.Service<TestChain, {
         claims: Effect.sync(registry.recordedClaims),
         completedChunks: Effect.sync(registry.completedChunks),
         openRound: registry.openRound,
+        finalizeRound: finalizations.finalizeRound,
         loseBroadcasts: (count) => Effect.sync(() => transactions.loseBroadcasts(count)),
         useNextNonce: Effect.sync(transactions.useNextNonce),
         rewindTo: (target) =>
           Effect.sync(() => {
             registry.rewindTo(target)
             verdicts.rewindTo(target)
+            finalizations.rewindTo(target)
             transactions.rewindTo(target)
             blocks.rewindTo(target)
           }),
@@ -176,6 +202,7 @@ export class TestChain extends Context.Service<TestChain, {
           blocks.reset()
           registry.reset()
           verdicts.reset()
+          finalizations.reset()
         })
       })
 

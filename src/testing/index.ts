@@ -25,6 +25,7 @@ export * from "./TestChain.ts"
 export * from "./testConfig.ts"
 export * from "./TestGradientStore.ts"
 export * from "./TestPowSolver.ts"
+export * from "./TestRoundAuthority.ts"
 export * from "./TestTaskSource.ts"
 export * from "./TestTrainer.ts"
 

@@ -1,15 +1,20 @@
-import { describe, it } from "@effect/vitest"
-import { Clock, Context, Duration, Effect, Exit, Layer, Redacted, Schedule, Scope } from "effect"
+import { assert, describe, it } from "@effect/vitest"
+import { Clock, Context, Duration, Effect, Exit, Fiber, Layer, Option, Redacted, Schedule, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { type Hex, parseEventLogs } from "viem"
+import { NetworkError } from "../../src/domain/errors.ts"
 import { Submission } from "../../src/domain/mining.ts"
 import { solveReference } from "../../src/domain/pow.ts"
 import { miningRegistryAbi } from "../../src/layers/chain/MiningRegistryArtifact.ts"
 import { ViemChain } from "../../src/layers/chain/ViemChain.ts"
+import { ViemRoundAuthority } from "../../src/layers/chain/ViemRoundAuthority.ts"
 import { Chain } from "../../src/services/Chain.ts"
+import { RoundAuthority } from "../../src/services/RoundAuthority.ts"
 import { TestChain } from "../../src/testing/TestChain.ts"
+import { TestRoundAuthority } from "../../src/testing/TestRoundAuthority.ts"
 import { type RegistryChainShape, makeRegistryChain } from "../support/anvil.ts"
 import { CID, type ChainSubject, chainContract, gradientHash, subjectRound } from "../support/chainContract.ts"
+import { chainRoundContract } from "../support/chainRoundContract.ts"
 import { chainVerdictContract } from "../support/chainVerdictContract.ts"
 
 /** The other miner of `submitAs`: anvil's account 2. */
@@ -28,8 +33,11 @@ const testChainSubject = Effect.gen(function*() {
   const control = Context.get(context, TestChain)
   const port = Context.get(context, Chain)
   let nextRound = 2n
+  const onThisChain = Layer.succeed(TestChain, control)
   return {
     layer: Layer.succeed(Chain, port),
+    authority: Layer.provide(TestRoundAuthority.layer(), onThisChain),
+    outsider: Layer.provide(TestRoundAuthority.layer({ owner: false }), onThisChain),
     openRound: Effect.fnUntraced(function*(count: number, deadlineIn: number) {
       const now = Math.floor((yield* Clock.currentTimeMillis) / 1000)
       const info = yield* control.openRound({ roundId: nextRound++, chunkCount: count, difficulty, deadline: now + deadlineIn })
@@ -99,6 +107,14 @@ const anvilSubject = Effect.gen(function*() {
     privateKey: Redacted.make(current.chain.anvil.accounts[1]!.privateKey),
     pollingInterval: "20 millis"
   })
+  /** The RoundAuthority as dev account `index` (0 deployed the registry: the owner). */
+  const authorityAs = (index: number) =>
+    ViemRoundAuthority.layer({
+      rpcUrl: current.chain.anvil.rpcUrl,
+      registry: current.registry,
+      privateKey: Redacted.make(current.chain.anvil.accounts[index]!.privateKey),
+      pollingInterval: "20 millis"
+    })
   const reset = Effect.gen(function*() {
     const wait = (current.startedSecond + 1) * 1000 - Date.now()
     if (wait > 0) yield* Effect.sleep(Duration.millis(wait + 10))
@@ -112,6 +128,8 @@ const anvilSubject = Effect.gen(function*() {
   })
   return {
     layer,
+    authority: authorityAs(0),
+    outsider: authorityAs(3),
     openRound: (chunkCount, deadlineIn) =>
       Effect.as(openRoundOn(current.chain, current.registry, nextRound, chunkCount, deadlineIn), nextRound++),
     advanceTime: (seconds) => Effect.andThen(current.chain.increaseTime(seconds), current.chain.mine),
@@ -145,9 +163,100 @@ const anvilSubject = Effect.gen(function*() {
 describe("Chain contract: TestChain", () => {
   chainContract(it.effect, testChainSubject)
   chainVerdictContract(it.effect, testChainSubject)
+  chainRoundContract(it.effect, testChainSubject)
 })
 
 describe("Chain contract: ViemChain on anvil", () => {
   chainContract(it.live, anvilSubject)
   chainVerdictContract(it.live, anvilSubject)
+  chainRoundContract(it.live, anvilSubject)
+})
+
+describe("TestChain and TestRoundAuthority: finalization in the fake's own controls", () => {
+  const fake = (options: Parameters<typeof TestRoundAuthority.layer>[0] = {}) =>
+    Layer.provideMerge(TestRoundAuthority.layer(options), TestChain.layer())
+  const finalize = { modelCid: CID, weightsHash: gradientHash("weights"), acceptedCount: 2, testAccuracyPpm: 500_000 }
+
+  it.effect("rewindTo before the finalization's block forgets it (the round is open again); reset forgets it too", () =>
+    Effect.gen(function*() {
+      const chain = yield* Chain
+      const control = yield* TestChain
+      const before = (yield* chain.head).number
+      const receipt = yield* control.finalizeRound({ roundId: 1n, ...finalize })
+      assert.strictEqual(receipt.blockNumber, before + 1n)
+      assert.isTrue(Option.isSome(yield* chain.getFinalization(1n)))
+      yield* control.rewindTo(before)
+      assert.isTrue(Option.isNone(yield* chain.getFinalization(1n)))
+      yield* chain.claimChunk(1n)
+      yield* control.finalizeRound({ roundId: 1n, ...finalize })
+      yield* control.reset
+      assert.isTrue(Option.isNone(yield* chain.getFinalization(1n)))
+    }).pipe(Effect.provide(TestChain.layer())))
+
+  it.effect("TestRoundAuthority: failAfter finalizes and loses the answer, so the retry meets RoundAlreadyFinalized; calls are counted", () =>
+    Effect.gen(function*() {
+      const authority = yield* RoundAuthority
+      const control = yield* TestRoundAuthority
+      const chain = yield* Chain
+      const lost = new NetworkError({ message: "connection reset", service: "chain" })
+      yield* control.setFaults({ finalizeRound: { failAfter: { times: 1, error: lost } } })
+      assert.deepStrictEqual(yield* Effect.flip(authority.finalizeRound({ roundId: 1n, ...finalize })), lost)
+      assert.strictEqual(Option.getOrThrow(yield* chain.getFinalization(1n)).acceptedCount, 2)
+      const again = yield* Effect.flip(authority.finalizeRound({ roundId: 1n, ...finalize }))
+      assert.strictEqual(again._tag === "ChainRevertError" ? again.errorName : again._tag, "RoundAlreadyFinalized")
+      assert.strictEqual(yield* control.calls("finalizeRound"), 2)
+      yield* control.setFaults({ finalizeRound: { alwaysFail: lost } })
+      assert.deepStrictEqual(yield* Effect.flip(authority.finalizeRound({ roundId: 1n, ...finalize })), lost)
+    }).pipe(Effect.provide(fake())))
+
+  it.effect("TestRoundAuthority({ owner: false }) reverts NotOwner and records nothing", () =>
+    Effect.gen(function*() {
+      const refused = yield* Effect.flip((yield* RoundAuthority).finalizeRound({ roundId: 1n, ...finalize }))
+      assert.strictEqual(refused._tag === "ChainRevertError" ? refused.errorName : refused._tag, "NotOwner")
+      assert.isTrue(Option.isNone(yield* (yield* Chain).getFinalization(1n)))
+    }).pipe(Effect.provide(fake({ owner: false }))))
+})
+
+describe("ViemRoundAuthority on anvil", () => {
+  it.live("a finalization waiting in the pool refuses a second one before it is sent (RoundAlreadyFinalized); the first is mined", () =>
+    Effect.gen(function*() {
+      const chain = yield* makeRegistryChain()
+      const registry = yield* deployRegistry(chain)
+      const authority = Context.get(
+        yield* Layer.build(ViemRoundAuthority.layer({
+          rpcUrl: chain.anvil.rpcUrl,
+          registry,
+          privateKey: Redacted.make(chain.anvil.accounts[0]!.privateKey),
+          pollingInterval: "20 millis"
+        })),
+        RoundAuthority
+      )
+      const owner = chain.account(0).address
+      const pendingNonce = Effect.promise(() => chain.client.getTransactionCount({ address: owner, blockTag: "pending" }))
+      const request = (method: string, params: ReadonlyArray<unknown>) =>
+        Effect.promise(() => chain.client.request({ method, params } as never))
+      const f = { roundId: 1n, modelCid: CID, weightsHash: gradientHash("race"), acceptedCount: 1, testAccuracyPpm: 1 }
+
+      // Another coordinator's finalization (the same owner key) sent, not yet mined.
+      yield* request("evm_setAutomine", [false])
+      const start = yield* pendingNonce
+      const first = yield* Effect.forkChild(authority.finalizeRound(f))
+      for (let i = 0; (yield* pendingNonce) === start; i++) {
+        if (i > 250) return assert.fail("the first finalization never reached the pool")
+        yield* Effect.sleep("20 millis")
+      }
+
+      // Simulated on the pending state: the revert is decoded there, and nothing is sent.
+      const refused = yield* Effect.flip(authority.finalizeRound({ ...f, acceptedCount: 2 }))
+      assert.strictEqual(refused._tag === "ChainRevertError" ? refused.errorName : refused._tag, "RoundAlreadyFinalized")
+      assert.strictEqual(yield* pendingNonce, start + 1)
+
+      yield* request("evm_mine", [])
+      const receipt = yield* Fiber.join(first)
+      assert.deepStrictEqual(yield* Effect.promise(() => chain.client.getBlock({ blockNumber: receipt.blockNumber })).pipe(
+        Effect.map((block) => block.hash)
+      ), receipt.blockHash)
+      const [finalized, , , acceptedCount] = yield* chain.call(registry, "getFinalization", [1n])
+      assert.deepStrictEqual([finalized, acceptedCount], [true, 1])
+    }), 60_000)
 })

@@ -17,7 +17,14 @@ const spec = `{"model":"test"}`
 const gradientHashOf = (text: string): Hex => bytesToHex(sha256(new TextEncoder().encode(text)))
 
 const events = <
-  N extends "RoundOpened" | "ChunkClaimed" | "GradientSubmitted" | "ChunkCompleted" | "VerifierSet" | "GradientVerified"
+  N extends
+    | "RoundOpened"
+    | "ChunkClaimed"
+    | "GradientSubmitted"
+    | "ChunkCompleted"
+    | "VerifierSet"
+    | "GradientVerified"
+    | "RoundFinalized"
 >(
   receipt: TransactionReceipt,
   eventName: N
@@ -382,5 +389,80 @@ layer(RegistryChain.layer, { excludeTestServices: true, timeout: "30 seconds" })
         yield* chain.send(account, registry, "recordVerdict", [1n, 0, code, reportHash])
         assert.deepStrictEqual(yield* chain.call(registry, "getVerdict", [1n, 0, chain.account(account).address]), [code, reportHash])
       }
+    }))
+
+  const weightsHash = gradientHashOf("aggregated weights")
+  const modelCid = "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
+
+  it.effect("finalizeRound: owner only, once, accuracy ≤ 1_000_000 ppm; RoundFinalized emitted, getFinalization reads it with its block's time", () =>
+    Effect.gen(function*() {
+      const { chain, registry } = yield* setup()
+      const zero: Hex = `0x${"0".repeat(64)}`
+      assert.deepStrictEqual(yield* chain.call(registry, "getFinalization", [1n]), [false, "", zero, 0, 0, 0n])
+
+      const args = [1n, modelCid, weightsHash, 3, 912_345] as const
+      assert.strictEqual((yield* revertOf(chain.send(1, registry, "finalizeRound", args))).errorName, "NotOwner")
+      const unknown = yield* revertOf(chain.send(0, registry, "finalizeRound", [2n, modelCid, weightsHash, 3, 1_000_001]))
+      assert.strictEqual(unknown.errorName, "RoundNotOpen")
+      assert.deepStrictEqual(unknown.args, ["2"])
+      const invalid = yield* revertOf(chain.send(0, registry, "finalizeRound", [1n, modelCid, weightsHash, 3, 1_000_001]))
+      assert.strictEqual(invalid.errorName, "InvalidAccuracy")
+      assert.deepStrictEqual(invalid.args, ["1000001"])
+
+      const receipt = yield* chain.send(0, registry, "finalizeRound", args)
+      assert.deepStrictEqual(events(receipt, "RoundFinalized")[0]!.args, {
+        roundId: 1n,
+        modelCid,
+        weightsHash,
+        acceptedCount: 3,
+        testAccuracyPpm: 912_345
+      })
+      const block = yield* Effect.promise(() => chain.client.getBlock({ blockNumber: receipt.blockNumber }))
+      assert.deepStrictEqual(
+        yield* chain.call(registry, "getFinalization", [1n]),
+        [true, modelCid, weightsHash, 3, 912_345, block.timestamp]
+      )
+
+      const again = yield* revertOf(chain.send(0, registry, "finalizeRound", [1n, modelCid, weightsHash, 4, 1_000_000]))
+      assert.strictEqual(again.errorName, "RoundAlreadyFinalized")
+      assert.deepStrictEqual(again.args, ["1"])
+    }))
+
+  it.effect("a finalized round refuses claims, new submissions and new verdicts (RoundNotOpen), answers replays with AlreadySubmitted / AlreadyVerified, and still takes completions", () =>
+    Effect.gen(function*() {
+      const { chain, registry } = yield* submitted()
+      yield* claim(registry, 2)
+      const late = gradientHashOf("late")
+      const lateSolution = yield* solve(registry, 2, 1, late)
+      yield* chain.send(0, registry, "finalizeRound", [1n, modelCid, weightsHash, 1, 900_000])
+
+      const onClaim = yield* revertOf(chain.send(3, registry, "claimChunk", [1n]))
+      assert.strictEqual(onClaim.errorName, "RoundNotOpen")
+      assert.deepStrictEqual(onClaim.args, ["1"])
+      const onSubmit = yield* revertOf(chain.send(2, registry, "submitGradient", [1n, 1, cid, late, lateSolution.nonce]))
+      assert.strictEqual(onSubmit.errorName, "RoundNotOpen")
+      assert.deepStrictEqual(onSubmit.args, ["1"])
+      const [, , gradientHash, powNonce] = yield* chain.call(registry, "getSubmission", [1n, 0])
+      assert.strictEqual(
+        (yield* revertOf(chain.send(1, registry, "submitGradient", [1n, 0, cid, gradientHash, powNonce]))).errorName,
+        "AlreadySubmitted"
+      )
+
+      const completed = yield* chain.send(1, registry, "completeChunk", [1n, 0])
+      assert.strictEqual(events(completed, "ChunkCompleted").length, 1)
+      // The aggregate took the verdicts it had: a new one would make it unreproducible.
+      const onVerdict = yield* revertOf(chain.send(2, registry, "recordVerdict", [1n, 0, 1, reportHash]))
+      assert.strictEqual(onVerdict.errorName, "RoundNotOpen")
+      assert.deepStrictEqual(onVerdict.args, ["1"])
+      assert.deepStrictEqual(yield* chain.call(registry, "getVerdict", [1n, 0, chain.account(2).address]), [0, `0x${"0".repeat(64)}`])
+    }))
+
+  it.effect("a verdict recorded before finalization answers its replay with AlreadyVerified after it", () =>
+    Effect.gen(function*() {
+      const { chain, registry } = yield* submitted()
+      yield* chain.send(2, registry, "recordVerdict", [1n, 0, 1, reportHash])
+      yield* chain.send(0, registry, "finalizeRound", [1n, modelCid, weightsHash, 1, 900_000])
+      const replay = yield* revertOf(chain.send(2, registry, "recordVerdict", [1n, 0, 1, reportHash]))
+      assert.strictEqual(replay.errorName, "AlreadyVerified")
     }))
 })

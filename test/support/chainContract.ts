@@ -5,6 +5,7 @@ import { type MinerIdentity, type RoundInfo, type SignedTransaction, Submission 
 import { challenge, meetsDifficulty, powHash, solveReference } from "../../src/domain/pow.ts"
 import { sha256Hex } from "../../src/layers/sha256Hex.ts"
 import { Chain } from "../../src/services/Chain.ts"
+import type { RoundAuthority } from "../../src/services/RoundAuthority.ts"
 
 /**
  * The Chain contract: the behaviours of the port that the core relies on (SubmissionJudge, Recovery, ChainAudit,
@@ -34,6 +35,10 @@ export interface ChainSubject {
    * `seed`); what it put on chain.
    */
   readonly submitAs: (roundId: bigint, seed: string) => Effect.Effect<OtherSubmission, MiningError>
+  /** The RoundAuthority port as the registry's owner, on the same registry (chainRoundContract.ts). */
+  readonly authority: Layer.Layer<RoundAuthority, MiningError>
+  /** The RoundAuthority port as an account that is not the owner. */
+  readonly outsider: Layer.Layer<RoundAuthority, MiningError>
 }
 
 /** A submission by another miner (`ChainSubject.submitAs`). */

@@ -1,15 +1,6 @@
-import { Cache, Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
-import {
-  createPublicClient,
-  type Hex,
-  isAddress,
-  keccak256,
-  parseEventLogs,
-  type TransactionReceipt,
-  zeroAddress
-} from "viem"
-import { type PrivateKeyAccount, privateKeyToAccount } from "viem/accounts"
-import { AuthenticationError, isRetryable, type MiningError, ValidationError } from "../../domain/errors.ts"
+import { Cache, Duration, Effect, Layer, Option, type Redacted } from "effect"
+import { type Hex, keccak256, parseEventLogs, type TransactionReceipt, zeroAddress } from "viem"
+import { type MiningError, ValidationError } from "../../domain/errors.ts"
 import {
   ChainFingerprint,
   ChunkClaim,
@@ -21,10 +12,10 @@ import {
 } from "../../domain/mining.ts"
 import { Chain } from "../../services/Chain.ts"
 import { miningRegistryAbi } from "./MiningRegistryArtifact.ts"
-import { rpcTransport } from "./rpcTransport.ts"
-import { viemClients } from "./viemClients.ts"
+import { connectRegistry } from "./viemConnection.ts"
 import { decodeRevert } from "./viemErrors.ts"
-import { read as readRpc, rpc } from "./viemRpc.ts"
+import { makeViemFinalization } from "./viemFinalization.ts"
+import { read as readRpc } from "./viemRpc.ts"
 import { makeViemVerification } from "./viemVerification.ts"
 import { makeViemWriter, receiptOf } from "./viemWriter.ts"
 
@@ -40,9 +31,6 @@ export interface ViemChainOptions {
   readonly pollingInterval?: Duration.Input
 }
 
-/** Start-up reads (chain id, registry code) are retried: one lost answer must not stop a miner at start. */
-const startupRetry = { schedule: Schedule.exponential("200 millis", 2), times: 5, while: isRetryable } as const
-
 /**
  * The Chain port on viem against a MiningRegistry: reads translated into domain values, writes through one nonce
  * writer per account (viemWriter.ts), reverts decoded into ChainRevertErrors (viemErrors.ts). It decides nothing
@@ -52,45 +40,18 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
   const receiptTimeout = Duration.fromInputUnsafe(options.receiptTimeout ?? "60 seconds")
   const pollingInterval = Duration.fromInputUnsafe(options.pollingInterval ?? "250 millis")
 
-  if (!isAddress(options.registry, { strict: true })) {
-    return yield* new ValidationError({
-      message: `registry address ${options.registry} is not a 0x-prefixed 20-byte address with a valid checksum`,
-      field: "R3MES_REGISTRY_ADDRESS"
-    })
-  }
-  const registry = options.registry as Hex
-  const account: PrivateKeyAccount = yield* Effect.try({
-    try: () => privateKeyToAccount(Redacted.value(options.privateKey) as Hex),
-    catch: () =>
-      new AuthenticationError({
-        message: "the private key is not a valid secp256k1 key",
-        hint: "R3MES_PRIVATE_KEY must be 0x followed by 64 hex digits"
-      })
-  })
-
-  const transport = yield* rpcTransport(options.rpcUrl, { timeout: options.rpcTimeout ?? "10 seconds" })
-  const bootstrap = createPublicClient({ transport })
-  const chainId = yield* rpc("reaching the chain", () => bootstrap.getChainId()).pipe(Effect.retry(startupRetry))
-  const { chain, client, wallet } = viemClients({
-    chainId,
+  const { account, chain, chainId, client, registry, wallet } = yield* connectRegistry({
     rpcUrl: options.rpcUrl,
-    transport,
-    account,
-    pollingIntervalMs: Duration.toMillis(pollingInterval)
+    registry: options.registry,
+    privateKey: options.privateKey,
+    pollingInterval,
+    registryField: "R3MES_REGISTRY_ADDRESS",
+    rpcField: "R3MES_RPC_URL",
+    keyHint: "R3MES_PRIVATE_KEY must be 0x followed by 64 hex digits",
+    ...(options.rpcTimeout === undefined ? {} : { rpcTimeout: options.rpcTimeout })
   })
   const identity = new MinerIdentity({ chainId, registry, miner: account.address })
   const isOurs = (address: string) => address.toLowerCase() === account.address.toLowerCase()
-
-  const code = yield* rpc("reading the registry's code", () => client.getCode({ address: registry })).pipe(
-    Effect.retry(startupRetry)
-  )
-  if (code === undefined || code === "0x") {
-    return yield* new ValidationError({
-      message: `no contract at ${registry} on chain ${chainId}`,
-      field: "R3MES_REGISTRY_ADDRESS",
-      hint: "check R3MES_REGISTRY_ADDRESS and R3MES_RPC_URL"
-    })
-  }
 
   const writer = makeViemWriter({
     client,
@@ -318,9 +279,12 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
   const now = Effect.map(latest, (block) => Number(block.timestamp))
   const head = Effect.map(latest, (block) => ({ number: block.number, hash: block.hash as string }))
 
+  const finalization = makeViemFinalization({ read })
+
   /**
-   * Leases of ours in rounds still open, unexpired and unsubmitted: our ChunkClaimed events whose lease has not run
-   * out, minus our GradientSubmitted events, each left confirmed in storage (one read per candidate, not per claim).
+   * Leases of ours in rounds still open (not finalized), unexpired and unsubmitted: our ChunkClaimed events whose
+   * lease has not run out, minus our GradientSubmitted events, each left confirmed in storage (one read per candidate,
+   * not per claim).
    */
   const ownClaims = Effect.gen(function*() {
     const time = yield* now
@@ -334,6 +298,8 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
       for (const log of yield* events("ChunkClaimed", { roundId: round.roundId, miner: account.address })) {
         latest.set(Number(log.args.chunkId), log)
       }
+      // A finalized round takes no submission: its leases are worth nothing (read only when there are any).
+      if (latest.size > 0 && Option.isSome(yield* finalization.getFinalization(round.roundId))) continue
       for (const [chunkId, log] of latest) {
         if (submitted.has(chunkId) || Number(log.args.leaseExpiry) < time) continue
         const [holder, leaseExpiry] = yield* read("getClaim", [round.roundId, chunkId])
@@ -366,6 +332,7 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
     getSubmission,
     ownSubmissions,
     ...verification,
+    ...finalization,
     head,
     blockHash,
     now

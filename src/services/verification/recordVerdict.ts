@@ -125,6 +125,10 @@ export const makeVerdictRecorder = (deps: {
           if (Option.isSome(own)) return { _tag: "Recorded", verdict: own.value }
         }
         if (error.errorName === "NoSubmission") return { _tag: "NoVerdict", reason: error.message }
+        // The round was aggregated and finalized without this verdict: it no longer counts, nor can it be recorded.
+        if (error.errorName === "RoundNotOpen") {
+          return { _tag: "NoVerdict", reason: `round ${roundId} is finalized: ${error.message}` }
+        }
         if (error.errorName === "NotVerifier") {
           return yield* new AuthenticationError({
             message: `the registry does not accept verdicts from ${self}`,

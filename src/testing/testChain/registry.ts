@@ -5,7 +5,7 @@ import { bytesToHex, challenge, meetsDifficulty, powHash } from "../../domain/po
 import { sha256Hex } from "../../layers/sha256Hex.ts"
 import { rawCidV0 } from "../TestGradientStore.ts"
 import type { Blocks } from "./blocks.ts"
-import { revert, roundNotOpen } from "./reverts.ts"
+import { revert, roundFinalized, roundNotOpen } from "./reverts.ts"
 import { type CompletedChunk, defaultLeaseSeconds, defaultTestRound, type RecordedSubmission, type TestChainOptions, type TestRound } from "./types.ts"
 
 interface RoundState {
@@ -47,8 +47,10 @@ export const makeRegistry = (deps: {
   readonly identity: MinerIdentity
   readonly options: TestChainOptions
   readonly blocks: Blocks
+  /** Whether the owner finalized the round (testChain/finalizations.ts): closed to claims and submissions. */
+  readonly isFinalized: (roundId: bigint) => boolean
 }) => {
-  const { blocks, identity, options } = deps
+  const { blocks, identity, isFinalized, options } = deps
   const leaseSeconds = options.leaseSeconds ?? defaultLeaseSeconds
   const requireClaim = options.requireClaim ?? false
   const checkPow = options.checkPow ?? false
@@ -145,6 +147,7 @@ export const makeRegistry = (deps: {
     const now = yield* chainNow
     const round = rounds.get(roundId)
     if (round === undefined) return yield* roundNotOpen(roundId)
+    if (isFinalized(roundId)) return yield* roundFinalized(roundId)
     if (now > round.deadline) return yield* revert("RoundExpired", [roundId.toString(), String(round.deadline)])
     const chunkId = freeChunk(round, now)
     if (chunkId === undefined) return yield* revert("NoFreeChunk", [roundId.toString()])
@@ -179,7 +182,10 @@ export const makeRegistry = (deps: {
     }
   })
 
-  /** submitGradient's first checks, whoever submits: RoundNotOpen, AlreadySubmitted, RoundExpired. */
+  /**
+   * submitGradient's first checks, whoever submits: RoundNotOpen, AlreadySubmitted, RoundNotOpen again for a
+   * finalized round (after AlreadySubmitted, so a replayed submission learns it is recorded), RoundExpired.
+   */
   const openChunk = (roundId: bigint, chunkId: number, now: number): RoundState | ChainRevertError => {
     const round = rounds.get(roundId)
     if (round === undefined) return roundNotOpen(roundId)
@@ -192,6 +198,7 @@ export const makeRegistry = (deps: {
         existing.recorded.gradientHash.toLowerCase()
       ])
     }
+    if (isFinalized(roundId)) return roundFinalized(roundId)
     if (now > round.deadline) return revert("RoundExpired", [roundId.toString(), String(round.deadline)])
     return round
   }
@@ -238,6 +245,8 @@ export const makeRegistry = (deps: {
   const submitAs = Effect.fnUntraced(function*(miner: string, submission: Submission) {
     const now = yield* chainNow
     const { chunkId, roundId } = submission
+    // Their claim comes first, and a finalized round refuses it.
+    if (rounds.has(roundId) && isFinalized(roundId)) return yield* roundFinalized(roundId)
     const round = openChunk(roundId, chunkId, now)
     if (round instanceof ChainRevertError) return yield* round
     const key = chunkKey(roundId, chunkId)
@@ -290,7 +299,7 @@ export const makeRegistry = (deps: {
     [...claims.values()]
       .filter(({ claim, leaseExpiry }) => {
         const round = rounds.get(claim.roundId)
-        return round !== undefined && round.deadline >= now && leaseExpiry >= now &&
+        return round !== undefined && round.deadline >= now && leaseExpiry >= now && !isFinalized(claim.roundId) &&
           !byChunk.has(chunkKey(claim.roundId, claim.chunkId))
       })
       .map(({ claim }) => claim))

@@ -15,3 +15,7 @@ export const roundNotOpen = (roundId: bigint) =>
     [roundId.toString()],
     "the test chain has no such round: seed it with TestChain.layer({ rounds }) or open it with openRound"
   )
+
+/** RoundNotOpen for a round that exists but was finalized: closed to claims and submissions. */
+export const roundFinalized = (roundId: bigint) =>
+  revert("RoundNotOpen", [roundId.toString()], `round ${roundId} is finalized: it takes no more claims or submissions`)

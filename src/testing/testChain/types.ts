@@ -19,6 +19,7 @@ export type ChainMethod =
   | "recordVerdict"
   | "getVerdict"
   | "isVerifier"
+  | "getFinalization"
   | "head"
   | "blockHash"
   | "now"

@@ -23,6 +23,8 @@ export const makeVerdicts = (deps: {
   readonly registry: Registry
   /** Whether the account is a verifier at genesis (and again after `reset`). */
   readonly verifierAtGenesis: boolean
+  /** Whether the owner finalized the round: it takes no new verdict. */
+  readonly isFinalized: (roundId: bigint) => boolean
 }) => {
   const { identity, registry } = deps
   const verifiers = new Set<string>()
@@ -58,6 +60,7 @@ export const makeVerdicts = (deps: {
         existing.reportHash
       ])
     }
+    if (deps.isFinalized(roundId)) return yield* revert("RoundNotOpen", [roundId.toString()])
   })
 
   /** Stores a verdict that passed `check`, mined in `block`. */
