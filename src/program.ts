@@ -4,6 +4,7 @@ import { CliError, CliOutput, Command } from "effect/cli"
 import packageJson from "../package.json" with { type: "json" }
 import { CliExit, ExitCode } from "./cli/exit.ts"
 import { gradientCommand } from "./cli/gradient.ts"
+import { aggregateCommand, roundsCommand } from "./cli/rounds.ts"
 import { ipfsCommand } from "./cli/ipfs.ts"
 import { journalCommand } from "./cli/journal.ts"
 import { devnetCommand } from "./cli/devnet.ts"
@@ -31,7 +32,9 @@ export const r3mesMiner = Command.make("r3mes-miner").pipe(
     statsCommand,
     journalCommand,
     ipfsCommand,
-    gradientCommand
+    gradientCommand,
+    roundsCommand,
+    aggregateCommand
   ])
 )
 

@@ -85,6 +85,8 @@ export const Stats = Schema.Struct({
   atomic_coordinator: JsonObject,
   /** Where the process runs a verifier (the embedded devnet's): verdicts by name, pending, cursor, recompute time. */
   verifier: Schema.optionalKey(JsonObject),
+  /** Where the process runs the round coordinator (the embedded devnet's): learning rounds, test accuracy per round. */
+  network: Schema.optionalKey(JsonObject),
   miner: Schema.StructWithRest(
     Schema.Struct({ version: Schema.String, started_at: Schema.String, uptime_seconds: Schema.Number }),
     [JsonObject]

@@ -70,7 +70,9 @@ export const productionAdapters = (
   gradientStore: Layer.Layer<GradientStore, MiningError> = gradientStoreLayer(config)
 ): MinerAdapters => ({
   chain: chainLayer(endpoint),
-  taskSource: ChainTaskSource.layer(),
+  // Learning rounds open when the previous one is aggregated: on the devnet, a miner waiting for the next round
+  // looks twice a second so it waits about as long as the aggregate takes.
+  taskSource: ChainTaskSource.layer(endpoint.devnet ? { pollInterval: "500 millis" } : {}),
   gradientStore,
   trainer: OnnxTrainer.layerWithModelStore(),
   journal,

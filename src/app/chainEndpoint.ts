@@ -2,7 +2,7 @@ import { join } from "node:path"
 import { Effect, Option, Redacted } from "effect"
 import { ValidationError } from "../domain/errors.ts"
 import type { MinerConfig } from "../domain/MinerConfig.ts"
-import { type RunningDevnet, startDevnet } from "../layers/chain/devnet/Devnet.ts"
+import { type RoundPlan, type RunningDevnet, startDevnet } from "../layers/chain/devnet/Devnet.ts"
 import { devnetRoundPlan } from "./devnetRoundPlan.ts"
 
 /** Where the chain is and who mines on it. */
@@ -21,12 +21,13 @@ export interface ChainEndpoint {
  */
 export const startDataDirDevnet = (
   config: Pick<MinerConfig, "dataDir" | "powDifficulty">,
-  options: { readonly port?: number } = {}
+  options: { readonly port?: number; readonly roundPlan?: RoundPlan; readonly keepRounds?: boolean } = {}
 ) =>
   startDevnet({
+    ...(options.keepRounds === false ? { keepRounds: false } : {}),
     dataDir: join(config.dataDir, "devnet"),
     difficulty: config.powDifficulty,
-    roundPlan: devnetRoundPlan(config.powDifficulty),
+    roundPlan: options.roundPlan ?? devnetRoundPlan(config.powDifficulty),
     ...(options.port === undefined ? {} : { port: options.port })
   })
 
@@ -36,8 +37,14 @@ const required = <A>(value: Option.Option<A>, missing: string, hint: string) =>
     onNone: () => Effect.fail(new ValidationError({ message: `R3MES_RPC_URL is set but ${missing} is not`, hint }))
   })
 
-/** The chain: the configured one (RPC URL, registry, key all required), else the embedded devnet in the data dir. */
-export const chainEndpoint = Effect.fn("chainEndpoint")(function*(config: MinerConfig) {
+/**
+ * The chain: the configured one (RPC URL, registry, key all required), else the embedded devnet in the data dir,
+ * opening rounds by `roundPlan` (default: the devnet's throughput rounds), or none with `keepRounds: false`.
+ */
+export const chainEndpoint = Effect.fn("chainEndpoint")(function*(
+  config: MinerConfig,
+  rounds: { readonly roundPlan?: RoundPlan; readonly keepRounds?: boolean } = {}
+) {
   if (Option.isSome(config.rpcUrl)) {
     const registry = yield* required(
       config.registryAddress,
@@ -51,7 +58,7 @@ export const chainEndpoint = Effect.fn("chainEndpoint")(function*(config: MinerC
     )
     return { rpcUrl: config.rpcUrl.value, registry, privateKey, devnet: false } satisfies ChainEndpoint
   }
-  const devnet = yield* startDataDirDevnet(config)
+  const devnet = yield* startDataDirDevnet(config, rounds)
   yield* Effect.logInfo(`embedded devnet at ${devnet.rpcUrl}, registry ${devnet.registry}`)
   // Account 0 owns the registry and opens rounds; the miner is account 1 unless a key is configured.
   const privateKey = Option.getOrElse(config.privateKey, () => Redacted.make(devnet.accounts[1]!.privateKey))

@@ -16,7 +16,8 @@ const defaultListen = "/ip4/127.0.0.1/tcp/0"
  * The devnet's own verifier (`devnet --verify`): the devnet's verifier account judging every submission, with an
  * embedded IPFS node of its own in <data dir>/devnet/verifier that listens, so miners in other processes put one of
  * its addresses in their R3MES_IPFS_PEERS and it fetches their gradients over bitswap. Its journal (cursor,
- * journaled verdicts) is in the same directory. Returns the node's addresses, for the devnet's JSON.
+ * journaled verdicts) is in the same directory. Returns the node's addresses (for the devnet's JSON) and its store
+ * (the devnet's round coordinator aggregates from it and pins the rounds' weights there).
  */
 export const startDevnetVerifier = Effect.fn("startDevnetVerifier")(function*(config: MinerConfig, devnet: RunningDevnet) {
   const dir = join(devnet.dataDir ?? join(config.dataDir, "devnet"), "verifier")
@@ -41,5 +42,5 @@ export const startDevnetVerifier = Effect.fn("startDevnetVerifier")(function*(co
   yield* Effect.forkScoped(
     verifier.run.pipe(Effect.catch((error) => Effect.logError(`the devnet's verifier stopped: ${error.message}`)))
   )
-  return { addresses: yield* Context.get(store, HeliaNode).addresses, verifier }
+  return { addresses: yield* Context.get(store, HeliaNode).addresses, verifier, store }
 })

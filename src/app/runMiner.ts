@@ -1,4 +1,6 @@
 import { Context, Deferred, Duration, Effect, Layer, Option, Redacted } from "effect"
+import type { Hex } from "viem"
+import { privateKeyToAccount } from "viem/accounts"
 import packageJson from "../../package.json" with { type: "json" }
 import type { MiningError } from "../domain/errors.ts"
 import type { MinerConfig } from "../domain/MinerConfig.ts"
@@ -8,11 +10,13 @@ import { MonitoringApi } from "../layers/http/MonitoringApi.ts"
 import { Readiness } from "../layers/http/Readiness.ts"
 import { MiningCoordinator, type RecoverySummary } from "../services/MiningCoordinator.ts"
 import { type LoopSummary, MiningLoop, noTransactions } from "../services/MiningLoop.ts"
+import type { LatestRound, RoundCoordinator } from "../services/RoundCoordinator.ts"
 import { crashPointsFromEnv, withCrashPoints } from "../testing/CrashPoints.ts"
 import { gradientStoreLayer, journalLayer, productionAdapters } from "./adapters.ts"
 import { chainEndpoint } from "./chainEndpoint.ts"
 import { type EmbeddedVerifier, startEmbeddedVerifier, type TransactionVerdict } from "./embeddedVerifier.ts"
-import { minerLayer } from "./minerLayer.ts"
+import { makeLearningPlan, networkSection, startRoundCoordinator } from "./learningRounds.ts"
+import { type MinerAdapters, minerLayer } from "./minerLayer.ts"
 import { withSignalHandler } from "./signals.ts"
 
 export interface RunMinerOptions {
@@ -29,6 +33,14 @@ export interface RunMinerOptions {
    * each gradient, so it costs about one training step per transaction (R3MES_VERIFY_SAMPLE lowers it).
    */
   readonly embeddedVerifier?: boolean
+  /**
+   * On the embedded devnet, rounds are learning rounds (default true): eight chunks each, aggregated by the devnet's
+   * round coordinator into the next round's model. false: the devnet's throughput rounds (256 chunks, each round
+   * from generated weights; for benchmarks of the mining pipeline alone).
+   */
+  readonly learningRounds?: boolean
+  /** Replaces or wraps adapters before the miner is built (harnesses and benchmarks: a slow or dishonest trainer…). */
+  readonly adapters?: (adapters: MinerAdapters) => MinerAdapters
 }
 
 export interface MinerRun {
@@ -37,12 +49,15 @@ export interface MinerRun {
   readonly interrupted: boolean
   /** The embedded verifier's verdicts on this run's transactions, by name; undefined without one. */
   readonly verdicts?: Readonly<Record<string, number>> | undefined
+  /** On the embedded devnet's learning rounds: the newest finalized round at the end (none finalized yet: null). */
+  readonly latestRound?: LatestRound | null | undefined
 }
 
 /** What a start-up gives the run: the miner's context, the embedded verifier, what recovery did. */
 interface Started {
   readonly context: Context.Context<MiningCoordinator | MiningLoop | MonitoringApi>
   readonly embedded: EmbeddedVerifier | undefined
+  readonly rounds: RoundCoordinator["Service"] | undefined
   readonly devnetFailure: Effect.Effect<never, MiningError> | undefined
   readonly recovery: RecoverySummary
   readonly readiness: Readiness["Service"]
@@ -64,14 +79,26 @@ const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMiner
   // The journal first: it locks the data dir (one miner per data dir, whatever the IPFS backend) and refuses a
   // corrupted file before a devnet or an IPFS node starts in that dir; released last.
   const journal = yield* Layer.build(journalLayer(config.dataDir))
-  const endpoint = yield* chainEndpoint(config)
+  const learning = options.learningRounds === false ? undefined : makeLearningPlan({
+    difficulty: config.powDifficulty,
+    // The embedded verifier runs unless turned off or the miner holds its key (see below); a round waits for its
+    // verdicts only when it judges every submission (a sampled-out chunk would hold the round to its deadline).
+    judged: (verifier) =>
+      options.embeddedVerifier !== false && config.verifySample >= 1 &&
+      Option.match(config.privateKey, {
+        onNone: () => true,
+        onSome: (key) => privateKeyToAccount(Redacted.value(key) as Hex).address.toLowerCase() !== verifier.toLowerCase()
+      })
+  })
+  const endpoint = yield* chainEndpoint(config, learning === undefined ? {} : { roundPlan: learning.plan })
   const embeddedStore = config.ipfsApi === "embedded"
   const readiness = yield* Readiness.make()
   // Built here, not inside the miner, so the embedded verifier reads the content the miner pins.
   const store = yield* Layer.build(gradientStoreLayer(config))
   const adapters = productionAdapters(config, endpoint, Layer.succeedContext(journal), Layer.succeedContext(store))
+  const chosen = options.adapters === undefined ? adapters : options.adapters(adapters)
   const miner = yield* Layer.build(
-    minerLayer(config, crashPoints === undefined ? adapters : withCrashPoints(adapters, crashPoints))
+    minerLayer(config, crashPoints === undefined ? chosen : withCrashPoints(chosen, crashPoints))
   )
   // A miner given the devnet's verifier key would share its nonces with the verifier (and judge itself): no verifier.
   const minesAsVerifier = endpoint.embedded !== undefined &&
@@ -84,10 +111,14 @@ const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMiner
       ? undefined
       : yield* startEmbeddedVerifier(config, endpoint.embedded, { journal, store }, options.onVerdict ?? (() => Effect.void))
         .pipe(Effect.provide(miner))
+  const rounds = endpoint.embedded === undefined || learning === undefined
+    ? undefined
+    : yield* startRoundCoordinator(config, endpoint.embedded, store, learning)
   const app = MonitoringApi.layer({
     verifier: embedded === undefined
       ? undefined
       : { snapshot: embedded.verifier.snapshot, metricRegistry: embedded.verifier.metricRegistry, verdictOf: embedded.verdictOf },
+    network: rounds === undefined ? undefined : networkSection(rounds),
     readiness: readiness.status,
     version: packageJson.version,
     miner: {
@@ -123,7 +154,7 @@ const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMiner
       })
     }
     if (embedded !== undefined) yield* embedded.follow
-    return { context, embedded, devnetFailure: endpoint.embedded?.failure, recovery, readiness } satisfies Started
+    return { context, embedded, rounds, devnetFailure: endpoint.embedded?.failure, recovery, readiness } satisfies Started
   }).pipe(Effect.provide(context))
 })
 
@@ -145,7 +176,7 @@ export const runMiner: (config: MinerConfig, options: RunMinerOptions) => Effect
         Effect.as(Deferred.await(stop), Option.none<Started>())
       )
       if (Option.isNone(started)) return stoppedBeforeStart
-      const { context, devnetFailure, embedded, readiness, recovery } = started.value
+      const { context, devnetFailure, embedded, readiness, recovery, rounds } = started.value
 
       return yield* Effect.gen(function*() {
         const coordinator = yield* MiningCoordinator
@@ -172,7 +203,12 @@ export const runMiner: (config: MinerConfig, options: RunMinerOptions) => Effect
         const interrupted = yield* Deferred.isDone(stop)
         // A run of N transactions ends with their verdicts: the verifier judges what is left (a stopped one does not wait).
         if (embedded !== undefined && !interrupted) yield* embedded.finish("30 seconds")
-        return { summary, recovery, interrupted, verdicts: embedded?.verdicts() } satisfies MinerRun
+        // …and a round those verdicts completed is aggregated before the summary names the newest finalized one.
+        if (rounds !== undefined && !interrupted) yield* Effect.ignore(rounds.step)
+        const latestRound = rounds === undefined
+          ? undefined
+          : Option.getOrNull(yield* rounds.latest.pipe(Effect.orElseSucceed(() => Option.none<LatestRound>())))
+        return { summary, recovery, interrupted, verdicts: embedded?.verdicts(), latestRound } satisfies MinerRun
       }).pipe(Effect.provide(context))
     },
     Effect.scoped

@@ -2,6 +2,7 @@ import { Console, Effect } from "effect"
 import { Command, Flag } from "effect/cli"
 import { startDataDirDevnet } from "../app/chainEndpoint.ts"
 import { startDevnetVerifier } from "../app/devnetVerifier.ts"
+import { makeLearningPlan, startRoundCoordinator } from "../app/learningRounds.ts"
 import { settingByEnv } from "../domain/MinerConfigSchema.ts"
 import { devnetInfoJson } from "../layers/chain/devnet/Devnet.ts"
 import { logToStderr, runCliEffect } from "./errors.ts"
@@ -17,7 +18,9 @@ const verify = Flag.Boolean("verify").pipe(
   Flag.withDescription(
     "Run the devnet's verifier too, with an embedded IPFS node that listens (R3MES_IPFS_LISTEN, default " +
       "127.0.0.1, any port): its addresses are the JSON's \"ipfs\"; miners put one in R3MES_IPFS_PEERS so it fetches " +
-      "their gradients. Without it, run `r3mes-miner verify` with the JSON's verifier key."
+      "their gradients. It also makes the rounds learning rounds: the devnet's round coordinator aggregates each " +
+      "round's accepted gradients into the next round's model, pinned on that node (miners fetch it by CID). " +
+      "Without it, run `r3mes-miner verify` with the JSON's verifier key."
   ),
   Flag.withDefault(false)
 )
@@ -30,8 +33,19 @@ export const devnetCommand = Command.make(
     const { config } = yield* loadSettings(input.settings)
     yield* runCliEffect(
       Effect.gen(function*() {
-        const devnet = yield* startDataDirDevnet(config, { port: input.port })
+        // With its verifier (and so an IPFS node) the devnet runs learning rounds: its round coordinator aggregates
+        // each round's accepted gradients into the next round's model. Without, the throughput rounds.
+        const learning = input.verify
+          ? makeLearningPlan({ difficulty: config.powDifficulty, judged: () => config.verifySample >= 1 })
+          : undefined
+        const devnet = yield* startDataDirDevnet(config, {
+          port: input.port,
+          ...(learning === undefined ? {} : { roundPlan: learning.plan })
+        })
         const verifier = input.verify ? yield* startDevnetVerifier(config, devnet) : undefined
+        if (verifier !== undefined && learning !== undefined) {
+          yield* startRoundCoordinator(config, devnet, verifier.store, learning)
+        }
         // stdout carries only the JSON, so other programs can read it; logs go to stderr.
         yield* Console.log(JSON.stringify({
           ...devnetInfoJson(devnet),

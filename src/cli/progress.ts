@@ -92,6 +92,15 @@ export const summaryTable = (run: MinerRun): string => {
     const verdicts = Object.entries(run.verdicts).map(([name, n]) => `${name} ${n}`).join(", ")
     rows.push(["verdicts", verdicts === "" ? "none yet" : verdicts])
   }
+  if (run.latestRound === null) rows.push(["learning", "no round finalized yet"])
+  else if (run.latestRound !== undefined) {
+    const r = run.latestRound
+    const loss = r.testLoss === undefined ? "" : `, loss ${r.testLoss.toFixed(4)}`
+    rows.push([
+      "learning",
+      `round ${r.roundId} finalized: test accuracy ${(r.testAccuracy * 100).toFixed(2)}%${loss} (${r.acceptedCount} gradients)`
+    ])
+  }
   if (run.interrupted) rows.push(["stopped by", s.interrupted ? "signal, forced" : "signal"])
   const width = Math.max(...rows.map(([k]) => k.length))
   return ["Summary", ...rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`)].join("\n")
@@ -112,6 +121,16 @@ export const summaryJson = (run: MinerRun, extra: Record<string, unknown>) => ({
   task_completed: run.summary.task_completed,
   /** The embedded devnet's verifier's verdicts on these transactions, by name (absent on another chain). */
   ...(run.verdicts === undefined ? {} : { verdicts: run.verdicts }),
+  /** The newest finalized learning round at the end, on the embedded devnet (null: none yet). */
+  ...(run.latestRound === undefined ? {} : {
+    latest_round: run.latestRound === null ? null : {
+      round_id: run.latestRound.roundId.toString(),
+      accepted: run.latestRound.acceptedCount,
+      test_accuracy: run.latestRound.testAccuracy,
+      test_loss: run.latestRound.testLoss ?? null,
+      weights_cid: run.latestRound.weightsCid
+    }
+  }),
   recovery: run.recovery,
   records: run.summary.records.map((r) => ({
     transaction_id: r.transaction_id,

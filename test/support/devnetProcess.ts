@@ -112,36 +112,46 @@ export interface LoggedVerdict {
   readonly verdict: number
 }
 
-/** Every GradientVerified event of the registry, in chain order. */
-export const verdictEvents = (info: DevnetJson): Effect.Effect<ReadonlyArray<LoggedVerdict>> =>
+/** Every `eventName` event of the registry, in chain order, with its arguments (read by the test itself). */
+const eventsOf = <A>(info: DevnetJson, eventName: "GradientVerified" | "GradientSubmitted" | "RoundFinalized") =>
   Effect.promise(async () => {
     const client = createPublicClient({ transport: http(info.rpc_url) })
     const logs = await client.getContractEvents({
       address: info.registry as Hex,
       abi: miningRegistryAbi,
-      eventName: "GradientVerified",
+      eventName,
       fromBlock: 0n,
       strict: true
     })
-    return logs.map((log) => {
-      const args = log.args as { roundId: bigint; chunkId: number; verifier: string; verdict: number }
-      return { roundId: args.roundId, chunkId: Number(args.chunkId), verifier: args.verifier, verdict: Number(args.verdict) }
-    })
+    return logs.map((log) => log.args as A)
   })
+
+/** Every GradientVerified event of the registry, in chain order. */
+export const verdictEvents = (info: DevnetJson): Effect.Effect<ReadonlyArray<LoggedVerdict>> =>
+  Effect.map(
+    eventsOf<{ roundId: bigint; chunkId: number; verifier: string; verdict: number }>(info, "GradientVerified"),
+    (events) => events.map((a) => ({ roundId: a.roundId, chunkId: Number(a.chunkId), verifier: a.verifier, verdict: Number(a.verdict) }))
+  )
 
 /** Every GradientSubmitted event of the registry, as (round, chunk), in chain order. */
 export const submittedChunks = (info: DevnetJson): Effect.Effect<ReadonlyArray<{ readonly roundId: bigint; readonly chunkId: number }>> =>
-  Effect.promise(async () => {
-    const client = createPublicClient({ transport: http(info.rpc_url) })
-    const logs = await client.getContractEvents({
-      address: info.registry as Hex,
-      abi: miningRegistryAbi,
-      eventName: "GradientSubmitted",
-      fromBlock: 0n,
-      strict: true
-    })
-    return logs.map((log) => {
-      const args = log.args as { roundId: bigint; chunkId: number }
-      return { roundId: args.roundId, chunkId: Number(args.chunkId) }
-    })
-  })
+  Effect.map(
+    eventsOf<{ roundId: bigint; chunkId: number }>(info, "GradientSubmitted"),
+    (events) => events.map((a) => ({ roundId: a.roundId, chunkId: Number(a.chunkId) }))
+  )
+
+/** Every RoundFinalized event of the registry (the round coordinator's aggregates), in chain order. */
+export const finalizedRounds = (info: DevnetJson): Effect.Effect<ReadonlyArray<{
+  readonly roundId: bigint
+  readonly modelCid: string
+  readonly weightsHash: string
+  readonly acceptedCount: number
+  readonly testAccuracyPpm: number
+}>> =>
+  Effect.map(
+    eventsOf<{ roundId: bigint; modelCid: string; weightsHash: string; acceptedCount: number; testAccuracyPpm: number }>(
+      info,
+      "RoundFinalized"
+    ),
+    (events) => events.map((a) => ({ ...a, acceptedCount: Number(a.acceptedCount), testAccuracyPpm: Number(a.testAccuracyPpm) }))
+  )

@@ -39,7 +39,8 @@ export const minerHandlers = (server: MonitoringServer) =>
               started_at: new Date(server.startedAt).toISOString(),
               uptime_seconds: yield* server.uptimeSeconds
             },
-            ...(verifier === undefined ? {} : { verifier: asJson(yield* verifier.snapshot) })
+            ...(verifier === undefined ? {} : { verifier: asJson(yield* verifier.snapshot) }),
+            ...(server.options.network === undefined ? {} : { network: asJson(yield* server.options.network) })
           }
         }),
         transaction: Effect.fn("MonitoringApi.transaction")(function*({ params, query }) {

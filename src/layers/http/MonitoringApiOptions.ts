@@ -35,6 +35,11 @@ export interface MonitoringApiOptions {
     /** Its verdict on a chunk, when it has recorded one: shown with the transaction in /transaction/:id. */
     readonly verdictOf?: (roundId: bigint, chunkId: number) => Effect.Effect<string | undefined>
   } | undefined
+  /**
+   * The network's learning rounds, where this process runs the round coordinator (the embedded devnet's): /stats's
+   * `network` section (rounds finalized here, the newest finalized on chain).
+   */
+  readonly network?: Effect.Effect<object> | undefined
 }
 
 /** A part of the process the miner depends on, as /health and /ready show it. */

@@ -1,9 +1,10 @@
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import { readFile } from "node:fs/promises"
 import { createRequire } from "node:module"
 import * as path from "node:path"
 import { isMiningError, type MiningError, ResourceError, ValidationError } from "../../domain/errors.ts"
 import { type Dataset, datasetFingerprintBytes, MNIST } from "../../domain/training/data.ts"
+import { TrainingData } from "../../services/TrainingData.ts"
 import { sha256Hex } from "../sha256Hex.ts"
 
 /**
@@ -107,3 +108,8 @@ const read = (dir: string): Effect.Effect<Dataset, MiningError> =>
         ? e
         : new ResourceError({ message: "cannot load the MNIST digits", cause: String(e), resource: "dataset" })
   }).pipe(Effect.withSpan("MnistDigits.load"))
+
+/** The TrainingData port on the mnist package's digits (read once per process). */
+export const MnistDigits = {
+  layer: (dir?: string): Layer.Layer<TrainingData> => Layer.succeed(TrainingData, TrainingData.of({ dataset: loadMnist(dir) }))
+} as const

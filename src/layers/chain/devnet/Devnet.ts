@@ -4,6 +4,7 @@ import { Context, Duration, Effect, Layer, type Scope } from "effect"
 import type { Address } from "viem"
 import { classify } from "../../../domain/classify.ts"
 import { type MiningError, ResourceError, ValidationError } from "../../../domain/errors.ts"
+import type { FinalizationReceipt, FinalizeRound } from "../../../domain/rounds.ts"
 import type { AnvilInstance, DevAccount } from "./Anvil.ts"
 import { type AnvilHealth, type RestartPolicy, startSupervisedAnvil } from "./AnvilSupervisor.ts"
 import { devnetClients } from "./devnetClients.ts"
@@ -16,7 +17,8 @@ export {
   defaultRoundSpecJson,
   placeholderModelCid,
   type RoundParams,
-  type RoundPlan
+  type RoundPlan,
+  type RoundPlanContext
 } from "./roundKeeper.ts"
 
 /**
@@ -54,6 +56,11 @@ export interface DevnetOptions {
   readonly difficulty?: number
   /** Round parameters per round id; default {@link defaultRoundPlan}(difficulty). */
   readonly roundPlan?: RoundPlan
+  /**
+   * Whether the keeper opens rounds (default true). false: the chain as it is, for commands that only read it
+   * (`rounds`, `aggregate --check`): they must not open a round a miner did not ask for.
+   */
+  readonly keepRounds?: boolean
   /** The id of the first round on a fresh registry (default 1). */
   readonly firstRoundId?: bigint
   /** How often the round keeper looks (default 1 s). */
@@ -112,6 +119,11 @@ export interface RunningDevnet extends DevnetInfo {
    * free chunks, opened first when the newest round is fully claimed or near its deadline.
    */
   readonly keepRound: Effect.Effect<bigint, MiningError>
+  /**
+   * The owner's `finalizeRound` (the devnet's round coordinator records its aggregates with it), never signed at the
+   * same time as a round opening: both use the owner's nonces. Reverts are ChainRevertErrors.
+   */
+  readonly finalizeRound: (finalization: FinalizeRound) => Effect.Effect<FinalizationReceipt, MiningError>
   /** Whether anvil runs, is being restarted, or is down for good; for /health and /ready. */
   readonly health: Effect.Effect<DevnetHealth>
   /**
@@ -190,7 +202,14 @@ export const startDevnet = Effect.fn("startDevnet")(function*(
     options.leaseSeconds ?? 600,
     verifier.address
   )
-  const keeper = yield* makeRoundKeeper({ clients, registry, roundPlan, firstRoundId, marginSeconds })
+  const keeper = yield* makeRoundKeeper({
+    clients,
+    registry,
+    roundPlan,
+    firstRoundId,
+    marginSeconds,
+    context: { verifier: verifier.address }
+  })
 
   const redeployIfLost = Effect.fnUntraced(function*(restarted: AnvilInstance) {
     if (yield* hasCode(clients, registry)) {
@@ -226,11 +245,12 @@ export const startDevnet = Effect.fn("startDevnet")(function*(
     yield* Effect.ignore(keeper.keepRound)
   })
 
-  yield* keeper.keepRound
+  const keepRounds = options.keepRounds !== false
+  if (keepRounds) yield* keeper.keepRound
   // Forked in this order, they stop in the reverse one: the keeper, the supervisor, then anvil itself.
   yield* supervised.supervise(recheckRegistry)
   const chainUp = Effect.map(supervised.health, (health) => health.state === "running")
-  yield* repeatTicks(keeper, chainUp, keeperInterval)
+  if (keepRounds) yield* repeatTicks(keeper, chainUp, keeperInterval)
 
   return {
     rpcUrl: anvil.rpcUrl,
@@ -245,6 +265,7 @@ export const startDevnet = Effect.fn("startDevnet")(function*(
     },
     dataDir,
     keepRound: keeper.keepRound,
+    finalizeRound: keeper.finalizeRound,
     health: supervised.health,
     failure: supervised.failure
   }

@@ -2,6 +2,7 @@ import { Duration, Effect, Result, Schedule, Semaphore } from "effect"
 import type { Address, Hex } from "viem"
 import { type MiningError, ValidationError } from "../../../domain/errors.ts"
 import { canonicalRoundSpec, defaultRoundSpec } from "../../../domain/training/spec.ts"
+import { FinalizationReceipt, type FinalizeRound } from "../../../domain/rounds.ts"
 import { miningRegistryAbi } from "../MiningRegistryArtifact.ts"
 import type { DevnetClients } from "./devnetClients.ts"
 
@@ -25,9 +26,14 @@ export interface RoundParams {
 
 /**
  * The parameters of round `roundId`: the round coordinator's policy. May be effectful (e.g. computing the CID of
- * the round's initial weights).
+ * the round's initial weights). `undefined`: not yet — the round cannot be opened now (a learning round waits for
+ * its parent's aggregate); the keeper asks again at its next tick. Asked once per round: the keeper remembers the
+ * answer it opened the round with.
  */
-export type RoundPlan = (roundId: bigint) => RoundParams | Effect.Effect<RoundParams, MiningError>
+export type RoundPlan = (
+  roundId: bigint,
+  devnet: RoundPlanContext
+) => RoundParams | undefined | Effect.Effect<RoundParams | undefined, MiningError>
 
 /**
  * The model CID of the built-in default plan: a placeholder (an empty UnixFS directory), because this adapter cannot
@@ -69,7 +75,14 @@ const checkRoundParams = (roundId: bigint, p: RoundParams): ValidationError | un
   })
 }
 
+/** What a plan may need to know of the devnet it plans for. */
+export interface RoundPlanContext {
+  /** The devnet's verifier account (a learning round's spec names the verifiers whose verdicts count). */
+  readonly verifier: Address
+}
+
 export interface RoundKeeperOptions {
+  readonly context: RoundPlanContext
   readonly clients: DevnetClients
   readonly registry: Address
   readonly roundPlan: RoundPlan
@@ -81,6 +94,11 @@ export interface RoundKeeperOptions {
 export interface RoundKeeper {
   /** One keeper step now: the id of a round with free chunks, opened first when needed. */
   readonly keepRound: Effect.Effect<bigint, MiningError>
+  /**
+   * The owner's `finalizeRound`, between keeper steps: the keeper's round openings and the coordinator's
+   * finalizations share the owner's nonces, so they never sign at the same time.
+   */
+  readonly finalizeRound: (finalization: FinalizeRound) => Effect.Effect<FinalizationReceipt, MiningError>
   /** Runs `effect` while no keeper step runs (e.g. while the registry is being replaced). */
   readonly paused: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /**
@@ -91,17 +109,25 @@ export interface RoundKeeper {
 }
 
 export const makeRoundKeeper = Effect.fnUntraced(function*(options: RoundKeeperOptions) {
-  const { clients: { client, rpc, wallet }, firstRoundId, marginSeconds, registry, roundPlan } = options
+  const { clients: { client, rpc, wallet }, context, firstRoundId, marginSeconds, registry, roundPlan } = options
 
   /** Chain time as the next block will see it: the pending block's timestamp (the latest one is stale when idle). */
   const chainNow = rpc("reading the chain time", () => client.getBlock({ blockTag: "pending" })).pipe(
     Effect.map((block) => block.timestamp)
   )
 
-  /** The plan's parameters for a round, checked; a plan that throws is a ValidationError, not a dead keeper. */
-  const planOf = (roundId: bigint): Effect.Effect<RoundParams, ValidationError> =>
+  const planned = new Map<bigint, RoundParams>()
+
+  /**
+   * The plan's parameters for a round, checked and remembered; undefined while the plan says "not yet". A plan that
+   * throws is a ValidationError, not a dead keeper.
+   */
+  const planOf = (roundId: bigint): Effect.Effect<RoundParams | undefined, ValidationError> =>
+    planned.has(roundId) ? Effect.succeed(planned.get(roundId)) : askPlan(roundId)
+
+  const askPlan = (roundId: bigint): Effect.Effect<RoundParams | undefined, ValidationError> =>
     Effect.try({
-      try: () => roundPlan(roundId),
+      try: () => roundPlan(roundId, context),
       catch: (e) =>
         new ValidationError({ message: `the round plan failed for round ${roundId}: ${String(e)}`, field: "roundPlan" })
     }).pipe(
@@ -112,13 +138,25 @@ export const makeRoundKeeper = Effect.fnUntraced(function*(options: RoundKeeperO
           : new ValidationError({ message: `the round plan failed for round ${roundId}: ${e.message}`, field: "roundPlan" })
       ),
       Effect.flatMap((params) => {
+        if (params === undefined) return Effect.succeed(undefined)
         const invalidParams = checkRoundParams(roundId, params)
-        return invalidParams === undefined ? Effect.succeed(params) : Effect.fail(invalidParams)
+        if (invalidParams !== undefined) return Effect.fail(invalidParams)
+        if (planned.size >= 64) planned.delete(planned.keys().next().value!)
+        planned.set(roundId, params)
+        return Effect.succeed(params)
       })
     )
 
-  const openRound = Effect.fn("Devnet.openRound")(function*(roundId: bigint) {
+  /** Opens the round when the plan has its parameters; the id of the newest round with free chunks either way. */
+  const openRound = Effect.fn("Devnet.openRound")(function*(roundId: bigint, otherwise: bigint | undefined) {
     const params = yield* planOf(roundId)
+    if (params === undefined) {
+      if (otherwise !== undefined) return otherwise
+      return yield* new ValidationError({
+        message: `the round plan has no parameters for the first round ${roundId}`,
+        field: "roundPlan"
+      })
+    }
     const deadline = (yield* chainNow) + BigInt(params.durationSeconds)
     yield* rpc(`opening round ${roundId}`, () =>
       wallet.writeContractSync({
@@ -150,13 +188,14 @@ export const makeRoundKeeper = Effect.fnUntraced(function*(options: RoundKeeperO
 
   const keepStep = Effect.gen(function*() {
     const count = yield* read("roundCount", [])
-    if (count === 0n) return yield* openRound(firstRoundId)
+    if (count === 0n) return yield* openRound(firstRoundId, undefined)
     const newest = yield* read("roundIdAt", [count - 1n])
     const [, , chunkCount, , deadline, nextChunk] = yield* read("getRound", [newest])
     const now = yield* chainNow
-    const planned = (yield* planOf(newest)).durationSeconds
-    const margin = BigInt(Math.floor(Math.min(marginSeconds, planned / 4)))
-    if (nextChunk >= chunkCount || now + margin >= deadline) return yield* openRound(newest + 1n)
+    const duration = (yield* planOf(newest))?.durationSeconds ?? marginSeconds * 4
+    const margin = BigInt(Math.floor(Math.min(marginSeconds, duration / 4)))
+    // A round waiting for the plan (e.g. its parent's aggregate) leaves the newest round the one to work on.
+    if (nextChunk >= chunkCount || now + margin >= deadline) return yield* openRound(newest + 1n, newest)
     return newest
   })
 
@@ -177,7 +216,29 @@ export const makeRoundKeeper = Effect.fnUntraced(function*(options: RoundKeeperO
     }
   })
 
-  const keeper: RoundKeeper = { keepRound, paused: Semaphore.withPermit(permit), tick }
+  const finalizeRound = (f: FinalizeRound) =>
+    Semaphore.withPermit(
+      permit,
+      rpc(`finalizing round ${f.roundId}`, () =>
+        wallet.writeContractSync({
+          address: registry,
+          abi: miningRegistryAbi,
+          functionName: "finalizeRound",
+          args: [f.roundId, f.modelCid, f.weightsHash as Hex, f.acceptedCount, f.testAccuracyPpm],
+          throwOnReceiptRevert: true
+        }))
+    ).pipe(
+      Effect.map((receipt) =>
+        new FinalizationReceipt({
+          txHash: receipt.transactionHash,
+          blockNumber: receipt.blockNumber,
+          blockHash: receipt.blockHash
+        })
+      ),
+      Effect.withSpan("Devnet.finalizeRound")
+    )
+
+  const keeper: RoundKeeper = { keepRound, finalizeRound, paused: Semaphore.withPermit(permit), tick }
   return keeper
 })
 
