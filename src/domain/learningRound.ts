@@ -28,7 +28,7 @@ export const standingOf = (verdicts: ReadonlyArray<number>, verifierCount: numbe
   return verdicts.length > 0 ? "accepted" : "unjudged"
 }
 
-/** Why a round may close now: every chunk submitted and judged, or its deadline passed (chain time). */
+/** Why a round may close now: every chunk submitted and judged, or its deadline passed (chain time, strictly). */
 export type Closing = "complete" | "deadline"
 
 export const closingOf = (input: {
@@ -38,7 +38,8 @@ export const closingOf = (input: {
   readonly deadline: number
 }): Closing | undefined => {
   if (input.standings.length >= input.chunkCount && input.standings.every((s) => s !== "unjudged")) return "complete"
-  return input.now >= input.deadline ? "deadline" : undefined
+  // Past it, not at it: the contract still takes a submission mined in the deadline's own second.
+  return input.now > input.deadline ? "deadline" : undefined
 }
 
 const invalid = (chunkId: number, message: string) =>
@@ -75,7 +76,17 @@ export const pseudoGradientOf = Effect.fnUntraced(function*(
     if (t.spec.name !== p.name || t.spec.dtype !== "float32" || t.spec.shape.join(",") !== p.shape.join(",")) {
       return yield* invalid(chunkId, `tensor ${i} is ${t.spec.name} ${t.spec.dtype} [${t.spec.shape}], expected ${p.name} float32 [${p.shape}]`)
     }
-    named.push({ name: p.name, shape: p.shape, values: float32Values(t) })
+    const values = float32Values(t)
+    // One NaN would make the coordinate-wise sort, and so the whole aggregate, fail: the gradient is left out instead.
+    if (values.some((v) => !Number.isFinite(v))) return yield* invalid(chunkId, `tensor ${p.name} has a non-finite value`)
+    named.push({ name: p.name, shape: p.shape, values })
   }
   return { chunkId, tensors: named }
 })
+
+/**
+ * The most bytes a pseudo-gradient envelope of this round can take: float32 trainable tensors, the envelope's prefix,
+ * and room for any header. Content beyond it cannot be one, whatever the size limit of whoever recomputes the round.
+ */
+export const pseudoGradientBound = (spec: RoundSpec): number =>
+  trainableParameters(spec.model).reduce((n, p) => n + 4 * p.shape.reduce((a, d) => a * d, 1), 0) + 9 + 64 * 1024

@@ -1,7 +1,7 @@
 import { Context, Effect, Layer, Option } from "effect"
 import type { PseudoGradient } from "../domain/aggregation.ts"
 import { type MiningError, ValidationError } from "../domain/errors.ts"
-import { pseudoGradientOf } from "../domain/learningRound.ts"
+import { pseudoGradientBound, pseudoGradientOf } from "../domain/learningRound.ts"
 import type { RoundInfo } from "../domain/mining.ts"
 import type { RoundFinalization } from "../domain/rounds.ts"
 import { heldOutTestIndices } from "../domain/training/data.ts"
@@ -117,7 +117,16 @@ export class RoundAggregator extends Context.Service<RoundAggregator, {
           const excluded: Array<{ chunkId: number; reason: string }> = []
           for (const entry of ledger.entries) {
             if (entry.standing !== "accepted") continue
-            const bytes = yield* store.get(entry.submission.cid, options.maxGradientBytes)
+            // Bounded by the spec, so an over-sized upload is left out the same way by anyone whatever their limit.
+            const limit = Math.min(options.maxGradientBytes, pseudoGradientBound(ledger.spec))
+            const fetched = yield* Effect.result(store.get(entry.submission.cid, limit))
+            if (fetched._tag === "Failure") {
+              const e = fetched.failure
+              if (e._tag !== "ResourceError" || e.resource !== "size") return yield* e
+              excluded.push({ chunkId: entry.submission.chunkId, reason: `chunk ${entry.submission.chunkId}: ${e.message}` })
+              continue
+            }
+            const bytes = fetched.success
             const read = yield* Effect.result(pseudoGradientOf(ledger.spec, entry.submission, bytes))
             if (read._tag === "Success") gradients.push(read.success)
             else excluded.push({ chunkId: entry.submission.chunkId, reason: read.failure.message })

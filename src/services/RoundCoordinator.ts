@@ -81,13 +81,14 @@ export class RoundCoordinator extends Context.Service<RoundCoordinator, {
       const finalize = Effect.fnUntraced(function*(aggregate: RoundAggregate) {
         const { report } = aggregate
         yield* pinAll(aggregate)
-        yield* authority.finalizeRound({
+        const ours = yield* authority.finalizeRound({
           roundId: report.roundId,
           modelCid: report.weightsCid,
           weightsHash: report.weightsHash,
           acceptedCount: report.accepted.length,
           testAccuracyPpm: report.testAccuracyPpm
         }).pipe(
+          Effect.as(true),
           Effect.catchTag("ChainRevertError", (e) =>
             e.errorName !== "RoundAlreadyFinalized" ? Effect.fail(e) : Effect.gen(function*() {
               const onChain = yield* chain.getFinalization(report.roundId)
@@ -98,10 +99,13 @@ export class RoundCoordinator extends Context.Service<RoundCoordinator, {
                     `(${Option.match(onChain, { onNone: () => "none", onSome: (f) => f.weightsHash })}); keeping the chain's`
                 )
               }
+              return same
             }))
         )
         finalized.add(report.roundId)
-        momentumOf.set(report.roundId, report.momentum)
+        // The chain's finalization is what counts: ours is only remembered when it is the chain's.
+        if (ours) momentumOf.set(report.roundId, report.momentum)
+        return ours
       })
 
       // One step at a time: a step run on demand (e.g. at the end of a run) must not race the periodic one.
@@ -121,7 +125,7 @@ export class RoundCoordinator extends Context.Service<RoundCoordinator, {
         })
         if (closing === undefined) return Option.none<ClosedRound>()
         const aggregate = yield* aggregator.aggregate(ledger)
-        yield* finalize(aggregate)
+        if (!(yield* finalize(aggregate))) return Option.none<ClosedRound>()
         const round: ClosedRound = { ...aggregate.report, closing }
         closed.push(round)
         const { test } = round
@@ -133,13 +137,18 @@ export class RoundCoordinator extends Context.Service<RoundCoordinator, {
         return Option.some(round)
       })
 
-      const momentumAfter = Effect.fnUntraced(function*(parent: RoundInfo, spec: RoundSpecV2) {
+      const momentumAfter = Effect.fnUntraced(function*(parent: RoundInfo, spec: RoundSpecV2, weightsHash: string) {
         if (momentumOf.has(parent.roundId)) return momentumOf.get(parent.roundId)
-        // After a restart: the same bytes again (the aggregate is a function of chain and content), pinned again.
+        // After a restart: the same bytes again (the aggregate is a function of chain and content), pinned again —
+        // unless the chain's weights are not what this aggregate gives (finalized by someone else): then the
+        // momentum would belong to other weights, and the child starts without.
         const aggregate = yield* aggregator.aggregate(yield* aggregator.ledger(parent, spec))
-        yield* pinAll(aggregate)
-        momentumOf.set(parent.roundId, aggregate.report.momentum)
-        return aggregate.report.momentum
+        const momentum = aggregate.report.weightsHash.toLowerCase() === weightsHash.toLowerCase()
+          ? aggregate.report.momentum
+          : undefined
+        if (momentum !== undefined) yield* pinAll(aggregate)
+        momentumOf.set(parent.roundId, momentum)
+        return momentum
       })
 
       const nextRound = Effect.fn("RoundCoordinator.nextRound")(function*(roundId: bigint, template: RoundSpecV2) {
@@ -152,7 +161,7 @@ export class RoundCoordinator extends Context.Service<RoundCoordinator, {
           if (canonicalJson(parentSpec.value.model) === canonicalJson(template.model)) {
             const f = finalization.value
             const momentum = template.aggregation.momentum > 0 && parentSpec.value.aggregation.momentum > 0
-              ? yield* momentumAfter(parent.value, parentSpec.value)
+              ? yield* momentumAfter(parent.value, parentSpec.value, f.weightsHash)
               : undefined
             const child = childRoundSpec(template, {
               parent_round: parent.value.roundId.toString(),

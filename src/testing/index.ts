@@ -28,6 +28,7 @@ export * from "./TestPowSolver.ts"
 export * from "./TestRoundAuthority.ts"
 export * from "./TestTaskSource.ts"
 export * from "./TestTrainer.ts"
+export * from "./TestTrainingData.ts"
 
 export interface TestPortsOptions {
   readonly trainer?: TestTrainerOptions
