@@ -1,12 +1,13 @@
 /**
  * Every benchmark of issues 8, 11 and 13, one after the other, each in a process of its own: proof-of-work hashing
  * (bench/pow.ts), end-to-end mining (bench/mining.ts), gradient memory (bench/memory.ts), the 20,000-transaction
- * soak (bench/soak.ts), the honest/dishonest verification run (bench/verify.ts). Their tables are printed together
+ * soak (bench/soak.ts), the honest/dishonest verification run (bench/verify.ts), the learning rounds next to
+ * centralised training (bench/learning.ts). Their tables are printed together
  * at the end, with the targets next to the headline figures; each also writes its JSON in bench/results/.
  *
  *   npm run bench
  *
- * Takes ~4 min (the soak alone ~2.5, verify ~15 s). Figures, not assertions: tests never time.
+ * Takes ~6 min (the soak alone ~2.5, learning ~2, verify ~15 s). Figures, not assertions: tests never time.
  */
 import { spawnSync } from "node:child_process"
 import { readFileSync } from "node:fs"
@@ -18,7 +19,8 @@ const benches = [
   { name: "mining", file: "mining.ts", result: "mining.json" },
   { name: "memory", file: "memory.ts", result: "memory.json" },
   { name: "soak", file: "soak.ts", result: "soak.json" },
-  { name: "verify", file: "verify.ts", result: "verify.json" }
+  { name: "verify", file: "verify.ts", result: "verify.json" },
+  { name: "learning", file: "learning.ts", result: "learning.json" }
 ] as const
 
 const tables: Array<string> = []
@@ -48,9 +50,10 @@ const mining = read("mining.json")
 const memory = read("memory.json")
 const soak = read("soak.json")
 const verify = read("verify.json")
+const learning = read("learning.json")
 
 console.log(tables.join("\n\n"))
-console.log("\nTargets (issues 8, 11 and 13, this machine)")
+console.log("\nTargets (issues 8, 11, 13 and 14, this machine)")
 const target = (label: string, value: string, met: boolean | undefined) =>
   console.log(`  ${label.padEnd(44)}${value.padStart(16)}  ${met === undefined ? "no result" : met ? "met" : "NOT met"}`)
 const perCore = pow?.["hashes_per_second_per_core"] as number | undefined
@@ -73,6 +76,15 @@ target(
     ? "-"
     : `${verdicts["honest_accepted"]}/${verdicts["honest"]}, ${verdicts["dishonest_rejected_as_expected"]}/${verdicts["dishonest"]}`,
   verdictsMet
+)
+const finalAccuracy = learning?.["final_test_accuracy"] as number | undefined
+const accuracyRatio = learning?.["accuracy_ratio"] as number | undefined
+target(
+  "learning: test accuracy ≥ 90%, ÷ centralised ≥ 0.97",
+  finalAccuracy === undefined || accuracyRatio === undefined
+    ? "-"
+    : `${(finalAccuracy * 100).toFixed(2)}%, ${accuracyRatio.toFixed(3)}`,
+  finalAccuracy === undefined || accuracyRatio === undefined ? undefined : finalAccuracy >= 0.9 && accuracyRatio >= 0.97
 )
 // Other work on a small machine moves these figures: the load says how quiet it was.
 console.log(`  load average (1, 5, 15 min) at the end: ${loadavg().map((l) => l.toFixed(2)).join(", ")}`)

@@ -324,6 +324,26 @@ describe("RoundAggregator.check", () => {
       assert.match((yield* Effect.flip(aggregator.check(9n))).message, /does not exist/)
     }).pipe(Effect.provide(roundHarness({ rounds: [learningRound(1n, judged, 3)] }))))
 
+  // The check must be able to fail: a finalization that is not what the chain and content give is named field by field.
+  it.effect("a finalization of other weights, count or accuracy is reported as mismatches", () =>
+    Effect.gen(function*() {
+      yield* submitAll(judged, 1n, [0, 1, 2])
+      for (const chunkId of [0, 1, 2]) yield* recordVerdict(1n, chunkId, "accepted_exact")
+      const honest = yield* (yield* RoundAggregator).aggregate(
+        yield* (yield* RoundAggregator).ledger(Option.getOrThrow(yield* (yield* Chain).getRound(1n)), judged)
+      )
+      yield* (yield* TestChain).finalizeRound({
+        roundId: 1n,
+        modelCid: "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn",
+        weightsHash: sha256Hex("other weights"),
+        acceptedCount: 2,
+        testAccuracyPpm: honest.report.testAccuracyPpm + 1
+      })
+      const check = yield* (yield* RoundAggregator).check(1n)
+      assert.strictEqual(check.mismatches.length, 4, check.mismatches.join("; "))
+      assert.match(check.mismatches.join("; "), /weights hash .* ≠ .*; weights CID .* ≠ .*; accepted 3 ≠ 2; test accuracy/)
+    }).pipe(Effect.provide(roundHarness({ rounds: [learningRound(1n, judged, 3)] }))))
+
   // A verdict that came after the finalization would change what `check` recomputes (the ledger it reads is the
   // chain's now): the contract refuses it (RoundNotOpen), so a round closed at its deadline stays reproducible.
   it.effect("a verdict after the finalization is refused, and the recomputation still reproduces it", () =>

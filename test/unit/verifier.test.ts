@@ -359,6 +359,22 @@ describe("Verifier", () => {
       assert.strictEqual((yield* trainer.trained).length - trainedBefore, 1)
     }).pipe(Effect.provide(layers())))
 
+  it.effect("a submission of a round finalized before its verdict gets none (RoundNotOpen), and the pass goes on", () =>
+    Effect.gen(function*() {
+      yield* submitTrained(alice, 0)
+      yield* (yield* TestChain).finalizeRound({
+        roundId: 1n,
+        modelCid: "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn",
+        weightsHash: sha256Hex("weights"),
+        acceptedCount: 0,
+        testAccuracyPpm: 100_000
+      })
+      const summary = yield* (yield* Verifier.make).runOnce
+      assert.strictEqual(summary.no_verdict, 1)
+      assert.deepStrictEqual(yield* verdictsByChunk, {})
+      assert.strictEqual(BigInt(summary.cursor), BigInt(summary.to_block) + 1n)
+    }).pipe(Effect.provide(layers())))
+
   it.effect("sampling 0.0 records nothing and still moves the cursor", () =>
     Effect.gen(function*() {
       yield* submitTrained(alice, 0)
