@@ -290,13 +290,13 @@ describe("round spec v2 (learning rounds)", () => {
     weights_sha256: `0x${"ab".repeat(32)}`
   }
 
-  it("round one: the canonical JSON of the issue, decoded back to the same spec", () =>
+  it("round one: the default learning spec's canonical JSON, decoded back to the same spec", () =>
     Effect.gen(function*() {
       const spec = learningRoundSpec(7)
       const text = canonicalRoundSpec(spec)
       assert.strictEqual(
         text,
-        `{"aggregation":{"momentum":0.9,"nesterov":true,"outer_lr":0.7,"trim":0.1,"verifiers":[]},"batch_size":32,"dataset":"mnist",` +
+        `{"aggregation":{"momentum":0.9,"nesterov":true,"outer_lr":1,"trim":0.25,"verifiers":[]},"batch_size":32,"dataset":"mnist",` +
           `"dataset_seed":7,"examples_per_chunk":320,"init":{"seed":7},"lr":0.1,"model":{"family":"mlp","hidden":64},` +
           `"steps":10,"version":2}`
       )
