@@ -32,7 +32,7 @@ export interface SessionSettings {
 
 /**
  * onnxruntime-node lists "cuda" on linux/x64 whether or not its provider library was downloaded at install time
- * (`.npmrc` skips that download), so availability is the listing and the library file together.
+ * (`allowScripts` in package.json skips that download), so availability is the listing and the library file together.
  */
 export const cudaAvailable = (): boolean => {
   if (!ort.listSupportedBackends().some((b) => b.name === "cuda")) return false
