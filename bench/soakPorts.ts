@@ -220,6 +220,8 @@ export const makeSoakPorts = (options: SoakPortsOptions = {}) => {
   }))
 
   const taskSource = Layer.succeed(TaskSource)(TaskSource.of({
+    // The soak's chunks never fail for good: nothing is handed back.
+    retry: () => Effect.void,
     next: Effect.sync(() => {
       calls.next++
       const claim = counts.claimed++

@@ -122,11 +122,29 @@ export class MiningLoop extends Context.Service<MiningLoop, {
             }
           })
           const records: Array<TransactionRecord> = []
+          /** The task of each transaction in flight. */
+          const taskOf = new Map<string, Task>()
           let consecutive = 0
           let lastFailure: TransactionRecord | undefined
           const halted = yield* Deferred.make<void>()
 
           const summary = (interrupted: boolean): LoopSummary => ({ ...counts, records: [...records], interrupted })
+
+          /**
+           * A transaction that ended before submitting leaves its chunk leased to this miner: it is handed back to the
+           * task source, which hands it out again while the lease lasts (a learning round closes only when every
+           * chunk is in, so a chunk left unworked would hold it until the lease expires). The usual guards bound the
+           * retries: failures that retrying cannot fix count towards the limit, an unreachable service opens its
+           * breaker. Not after the chain lost the transaction.
+           */
+          const handBack = (final: TransactionRecord) =>
+            Effect.suspend(() => {
+              const task = taskOf.get(final.transaction_id)
+              taskOf.delete(final.transaction_id)
+              const again = task !== undefined && (final.state === "failed" || final.state === "rolled_back") &&
+                final.error_category !== "chain_lost"
+              return again ? tasks.retry(task) : Effect.void
+            })
 
           const finished = (final: TransactionRecord) =>
             Effect.suspend(() => {
@@ -146,6 +164,7 @@ export class MiningLoop extends Context.Service<MiningLoop, {
               }
               return Effect.void
             }).pipe(
+              Effect.andThen(handBack(final)),
               Effect.andThen(applyLost),
               Effect.andThen(options.onFinished ? options.onFinished(final) : Effect.void)
             )
@@ -200,6 +219,7 @@ export class MiningLoop extends Context.Service<MiningLoop, {
                 i--
                 continue
               }
+              taskOf.set(created.transaction_id, task.value)
               yield* FiberSet.run(runs, runOne(created))
             }
             // Stopped: what is in flight finishes, within the grace; past it the rest is stopped like an abort.

@@ -31,6 +31,8 @@ export interface RoundReport {
   readonly excluded: ReadonlyArray<{ readonly chunkId: number; readonly reason: string }>
   /** Verdict counts by name, from the spec's verifiers. */
   readonly verdicts: Readonly<Partial<Record<VerdictName, number>>>
+  /** Each submitting address's chunks by standing (the dashboard's per-miner table), by its lowest chunk. */
+  readonly miners: ReadonlyArray<MinerTally>
   readonly test: RoundResult["test"]
   readonly testAccuracyPpm: number
   readonly medianNorm: number
@@ -38,6 +40,14 @@ export interface RoundReport {
   readonly weightsHash: string
   /** The momentum state after the round, when the spec uses momentum. */
   readonly momentum: { readonly cid: string; readonly sha256: string } | undefined
+}
+
+/** One miner's submissions in a round, by the verdicts' standing (accepted counts chunks left out as excluded). */
+export interface MinerTally {
+  readonly miner: string
+  readonly submitted: number
+  readonly accepted: number
+  readonly rejected: number
 }
 
 /** `aggregate ROUND --check`: the round recomputed from chain and content, against what the chain recorded. */
@@ -80,6 +90,20 @@ const notLearning = (roundId: bigint, why: string) =>
     hint: "learning rounds are the devnet's rounds with a version 2 spec: list them with `r3mes-miner rounds`"
   })
 
+const tallyByMiner = (ledger: RoundLedger): ReadonlyArray<MinerTally> => {
+  const tallies = new Map<string, { miner: string; submitted: number; accepted: number; rejected: number }>()
+  for (const entry of ledger.entries) {
+    // Checksummed and lower-case spellings of one address are one miner.
+    const key = entry.submission.miner.toLowerCase()
+    const tally = tallies.get(key) ?? { miner: entry.submission.miner, submitted: 0, accepted: 0, rejected: 0 }
+    tally.submitted += 1
+    if (entry.standing === "accepted") tally.accepted += 1
+    if (entry.standing === "rejected") tally.rejected += 1
+    tallies.set(key, tally)
+  }
+  return [...tallies.values()]
+}
+
 /**
  * The aggregation side of learning rounds (DESIGN.md "Learning rounds"), from ports only: a round's ledger from the
  * chain, its accepted content from the store, the test split from the training data. Anyone can run it: the round
@@ -93,6 +117,8 @@ export class RoundAggregator extends Context.Service<RoundAggregator, {
   readonly aggregate: (ledger: RoundLedger) => Effect.Effect<RoundAggregate, MiningError>
   /** The round as `r3mes-miner rounds` shows it. */
   readonly summary: (round: RoundInfo) => Effect.Effect<RoundSummary, MiningError>
+  /** Forgets the submissions and verdicts read so far (the chain lost state: they may be gone). */
+  readonly forget: Effect.Effect<void>
   /** Recomputes a finalized round and compares it with its finalization. */
   readonly check: (roundId: bigint) => Effect.Effect<RoundCheck, MiningError>
 }>()("r3mes/services/RoundAggregator") {
@@ -158,6 +184,7 @@ export class RoundAggregator extends Context.Service<RoundAggregator, {
             unjudged: ledger.entries.filter((e) => e.standing === "unjudged").length,
             excluded,
             verdicts,
+            miners: tallyByMiner(ledger),
             test: result.test,
             testAccuracyPpm: result.testAccuracyPpm,
             medianNorm: result.medianNorm,
@@ -211,7 +238,7 @@ export class RoundAggregator extends Context.Service<RoundAggregator, {
           } satisfies RoundSummary
         })
 
-        return RoundAggregator.of({ learningSpec, ledger: reader.read, aggregate, summary, check })
+        return RoundAggregator.of({ learningSpec, ledger: reader.read, aggregate, summary, forget: reader.forget, check })
       })
     )
 }

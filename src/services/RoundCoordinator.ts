@@ -108,9 +108,25 @@ export class RoundCoordinator extends Context.Service<RoundCoordinator, {
         return ours
       })
 
+      /**
+       * The chain as last seen. One that no longer holds that block lost state (a devnet restarted from an older
+       * dump): finalizations, submissions and verdicts remembered since may be gone, so they are read again.
+       */
+      let seen: { readonly number: bigint; readonly hash: string } | undefined
+      const forgetIfRewound = Effect.gen(function*() {
+        if (seen !== undefined && Option.getOrUndefined(yield* chain.blockHash(seen.number)) !== seen.hash) {
+          yield* Effect.logWarning(`round coordinator: the chain no longer holds block ${seen.number}; reading rounds again`)
+          finalized.clear()
+          momentumOf.clear()
+          yield* aggregator.forget
+        }
+        seen = yield* chain.head
+      })
+
       // One step at a time: a step run on demand (e.g. at the end of a run) must not race the periodic one.
       const stepping = yield* Semaphore.make(1)
       const step = Effect.fn("RoundCoordinator.step")(function*() {
+        yield* forgetIfRewound
         const rounds = yield* chain.rounds
         const newest = rounds.at(-1)
         if (newest === undefined || (yield* isFinalized(newest.roundId))) return Option.none<ClosedRound>()

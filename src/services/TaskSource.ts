@@ -11,4 +11,10 @@ export class TaskSource extends Context.Service<TaskSource, {
    * committed with `task_completed: false`.
    */
   readonly complete: (task: Task, receipt: SubmissionReceipt) => Effect.Effect<boolean, MiningError>
+  /**
+   * Hands `task` out again, at a coming `next` and before any new claim, while its lease lasts: its transaction
+   * ended before submitting and the chunk is still this miner's. Left unworked, it would hold its round (a learning
+   * round closes only when every chunk is in) until the lease expires.
+   */
+  readonly retry: (task: Task) => Effect.Effect<void>
 }>()("r3mes/services/TaskSource") {}

@@ -1,4 +1,4 @@
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Option, Queue } from "effect"
 import { type SubmissionReceipt, Task } from "../domain/mining.ts"
 import { TaskSource } from "../services/TaskSource.ts"
 import { type FaultPlan, makeFaultInjector } from "./Faults.ts"
@@ -41,6 +41,8 @@ export class TestTaskSource extends Context.Service<TestTaskSource, {
   readonly calls: (method: TaskSourceMethod) => Effect.Effect<number>
   /** Tasks handed out by `next`, in order. */
   readonly claimed: Effect.Effect<ReadonlyArray<Task>>
+  /** Tasks handed back with `retry` (handed out again by `next` before new chunks), in order. */
+  readonly retried: Effect.Effect<ReadonlyArray<Task>>
   /** `complete` calls that ran (not those failed by a fault), in order. */
   readonly completed: Effect.Effect<ReadonlyArray<CompletedTask>>
   readonly setCompleteResult: (result: boolean) => Effect.Effect<void>
@@ -55,12 +57,15 @@ export class TestTaskSource extends Context.Service<TestTaskSource, {
       const faults = yield* makeFaultInjector(options.faults)
       const claimed: Array<Task> = []
       const completed: Array<CompletedTask> = []
+      const retried: Array<Task> = []
       let completeResult = options.completeResult ?? true
       const modelCid = options.modelCid ?? rawCidV0(new TextEncoder().encode("r3mes test model"))
 
+      // Tasks handed back by `retry`, handed out first; once the round's chunks are all out, `next` waits for one.
+      const returned = yield* Queue.unbounded<Task>()
       const next = Effect.suspend(() => {
         const chunkId = claimed.length
-        if (options.chunks !== undefined && chunkId >= options.chunks) return Effect.never
+        if (options.chunks !== undefined && chunkId >= options.chunks) return Queue.take(returned)
         const task = new Task({
           roundId: options.roundId ?? 1n,
           chunkId,
@@ -75,7 +80,11 @@ export class TestTaskSource extends Context.Service<TestTaskSource, {
       })
 
       const port = TaskSource.of({
-        next: faults.wrap("next", next),
+        next: faults.wrap(
+          "next",
+          Effect.flatMap(Queue.poll(returned), Option.match({ onNone: () => next, onSome: Effect.succeed }))
+        ),
+        retry: (task) => Effect.sync(() => retried.push(task)).pipe(Effect.andThen(Queue.offer(returned, task)), Effect.asVoid),
         complete: (task, receipt) =>
           faults.wrap(
             "complete",
@@ -91,6 +100,7 @@ export class TestTaskSource extends Context.Service<TestTaskSource, {
         setFaults: faults.set,
         calls: faults.calls,
         claimed: Effect.sync(() => [...claimed]),
+        retried: Effect.sync(() => [...retried]),
         completed: Effect.sync(() => [...completed]),
         setCompleteResult: (result) =>
           Effect.sync(() => {

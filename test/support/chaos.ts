@@ -203,6 +203,8 @@ export interface Aftermath {
   readonly records: ReadonlyArray<TransactionRecord>
   readonly events: ReadonlyMap<string, ReadonlyArray<JournalEvent>>
   readonly pins: ReadonlyArray<string>
+  /** The learning rounds' weights and momentum CIDs (the devnet's round coordinator pins them in the miner's store). */
+  readonly roundContent: ReadonlyArray<string>
 }
 
 export const chunkKey = (roundId: bigint | string, chunkId: number): string => `${roundId}:${chunkId}`
@@ -214,7 +216,8 @@ export const chunkKey = (roundId: bigint | string, chunkId: number): string => `
 export const readAftermath = (dataDir: string): Effect.Effect<Aftermath, unknown> =>
   Effect.gen(function*() {
     const chain = yield* Effect.scoped(Effect.gen(function*() {
-      const devnet = yield* startDevnet({ dataDir: join(dataDir, "devnet") })
+      // Read only: no round opened by the reading itself.
+      const devnet = yield* startDevnet({ dataDir: join(dataDir, "devnet"), keepRounds: false })
       const miner = devnet.accounts[1]!.address
       const client = createPublicClient({ transport: http(devnet.rpcUrl) })
       const claimedLogs = yield* Effect.promise(() =>
@@ -237,6 +240,20 @@ export const readAftermath = (dataDir: string): Effect.Effect<Aftermath, unknown
         })
       )
       const claimed = claimedLogs.map((l) => ({ roundId: l.args.roundId, chunkId: Number(l.args.chunkId) }))
+      // The round coordinator pins each learning round's weights (and momentum) in the same store: not the miner's.
+      const finalizedLogs = yield* Effect.promise(() =>
+        client.getContractEvents({ address: devnet.registry, abi: miningRegistryAbi, eventName: "RoundFinalized", fromBlock: 0n, strict: true })
+      )
+      const openedLogs = yield* Effect.promise(() =>
+        client.getContractEvents({ address: devnet.registry, abi: miningRegistryAbi, eventName: "RoundOpened", fromBlock: 0n, strict: true })
+      )
+      const roundContent = [
+        ...finalizedLogs.map((l) => l.args.modelCid),
+        ...openedLogs.flatMap((l) => {
+          const init = (JSON.parse(l.args.spec) as { init?: { momentum_cid?: string } }).init
+          return init?.momentum_cid === undefined ? [] : [init.momentum_cid]
+        })
+      ]
       const viem = yield* makeViemChain({
         rpcUrl: devnet.rpcUrl,
         registry: devnet.registry,
@@ -257,6 +274,7 @@ export const readAftermath = (dataDir: string): Effect.Effect<Aftermath, unknown
       return {
         miner,
         claimed,
+        roundContent,
         submissionViews,
         submissions: submittedLogs.map((l) => ({
           roundId: l.args.roundId,
@@ -384,7 +402,8 @@ export const verify = (a: Aftermath): Verdict => {
   }
 
   const referenced = new Set(committed.flatMap((r) => (r.ipfs_hash === null ? [] : [r.ipfs_hash])))
-  const orphans = a.pins.filter((cid) => !referenced.has(cid))
+  const roundContent = new Set(a.roundContent)
+  const orphans = a.pins.filter((cid) => !referenced.has(cid) && !roundContent.has(cid))
   for (const cid of orphans) problems.push(`orphan pin ${cid}`)
 
   if (committed.length !== ours.length) {

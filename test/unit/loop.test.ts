@@ -117,6 +117,44 @@ describe("MiningLoop", () => {
       trainer: { envelopeBytes: 1024 * 1024 + 1 }
     }))))
 
+  it.effect("a chunk whose transaction failed before submitting is worked on again, before any new claim", () =>
+    Effect.gen(function*() {
+      const loop = yield* MiningLoop
+      const tasks = yield* TestTaskSource
+      const fiber = yield* Effect.forkChild(loop.run({ iterations: 4 }))
+      yield* TestClock.adjust("1 minute")
+      const summary = yield* Fiber.join(fiber)
+      // Chunk 0 fails at its first upload and is handed back; the next transaction is chunk 0 again, and commits.
+      assert.deepStrictEqual((yield* tasks.retried).map((t) => t.chunkId), [0])
+      assert.deepStrictEqual(summary.records.map((r) => [r.chunk_id, r.state]), [
+        [0, "rolled_back"],
+        [0, "committed"],
+        [1, "committed"],
+        [2, "committed"]
+      ])
+      assert.strictEqual((yield* tasks.claimed).length, 3, "the retry is no new claim")
+    }).pipe(Effect.provide(harness({
+      config: { maxActiveTransactions: 1 },
+      store: { faults: { add: { failFirst: { times: 1, error: new AuthenticationError({ message: "pinning refused" }) } } } }
+    }))))
+
+  it.effect("a chunk that keeps failing is tried again, with no new claim meanwhile, until the limit stops the miner", () =>
+    Effect.gen(function*() {
+      const loop = yield* MiningLoop
+      const tasks = yield* TestTaskSource
+      const fiber = yield* Effect.forkChild(Effect.flip(loop.run({})))
+      yield* TestClock.adjust("10 minutes")
+      const error = yield* Fiber.join(fiber)
+      assert.include(error.message, "5 transactions in a row")
+      // One paid claim, not five: its lease is used until the limit.
+      assert.strictEqual((yield* tasks.claimed).length, 1)
+      assert.deepStrictEqual((yield* tasks.retried).map((t) => t.chunkId), [0, 0, 0, 0, 0])
+    }).pipe(Effect.provide(harness({
+      config: { maxConsecutiveFailures: 5, maxActiveTransactions: 1, maxGradientSizeMb: 1 },
+      trainer: { envelopeBytes: 1024 * 1024 + 1 },
+      tasks: { chunks: 3 }
+    }))))
+
   it.effect("a commit resets the streak; transient failures do not count towards it", () =>
     Effect.gen(function*() {
       const loop = yield* MiningLoop

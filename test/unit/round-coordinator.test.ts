@@ -300,6 +300,26 @@ describe("RoundCoordinator.nextRound", () => {
     }))))
 })
 
+describe("RoundCoordinator: a chain that lost state", () => {
+  it.effect("a finalization and submissions the chain lost are read again: the round closes anew when its chunks are back", () =>
+    Effect.gen(function*() {
+      const chain = yield* TestChain
+      const before = (yield* (yield* Chain).head).number
+      yield* submitAll(open, 1n, [0, 1, 2])
+      yield* stepSome
+      assert.isTrue(Option.isSome(yield* (yield* Chain).getFinalization(1n)))
+      // A devnet restarted from a dump older than the submissions and the finalization.
+      yield* chain.rewindTo(before)
+      assert.isTrue(Option.isNone(yield* (yield* Chain).getFinalization(1n)))
+      yield* submitAll(open, 1n, [0, 1])
+      yield* stepNone
+      yield* submitAll(open, 1n, [2])
+      const again = yield* stepSome
+      assert.deepStrictEqual(again.accepted, [0, 1, 2])
+      assert.strictEqual((yield* finalizationOf(1n)).weightsHash, again.weightsHash.toLowerCase())
+    }).pipe(Effect.provide(roundHarness({ rounds: [learningRound(1n, open, 3)] }))))
+})
+
 describe("RoundAggregator.check", () => {
   it.effect("reproduces the finalization; recomputing twice gives the same bytes", () =>
     Effect.gen(function*() {

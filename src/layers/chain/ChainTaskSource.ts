@@ -11,6 +11,9 @@ export interface ChainTaskSourceOptions {
   readonly ownClaimsInterval?: Duration.Input
 }
 
+/** A task handed back is worked on again only with at least this much of its lease left (seconds). */
+const retryLeaseMarginSeconds = 30
+
 /**
  * Reverts that mean "nothing to claim in this round": it filled up (NoFreeChunk), passed its deadline between our
  * read and our claim (RoundExpired), or is unknown to the registry (RoundNotOpen). The next round may still have work.
@@ -80,9 +83,25 @@ export const make = Effect.fnUntraced(function*(options: ChainTaskSourceOptions 
     return Option.some(taskOf(round.value, claim.chunkId, claim.leaseExpiry))
   })
 
+  // Tasks handed back by `retry`: still ours while their lease lasts, with a margin for the work itself.
+  const returned: Array<Task> = []
+  const returnedTask = Effect.gen(function*() {
+    const now = (yield* Clock.currentTimeMillis) / 1000
+    while (returned.length > 0) {
+      const task = returned.shift()!
+      if (task.leaseExpiry - now > retryLeaseMarginSeconds && task.deadline > now) return Option.some(task)
+    }
+    return Option.none<Task>()
+  })
+
   const next = Effect.fn("TaskSource.next")(function*(): Effect.fn.Return<Task, MiningError> {
     let waiting = false
     for (;;) {
+      const again = yield* returnedTask
+      if (Option.isSome(again)) {
+        yield* Effect.logInfo(`working on chunk ${again.value.chunkId} of round ${again.value.roundId} again (its lease is ours)`)
+        return again.value
+      }
       const own = yield* ownClaim
       if (Option.isSome(own)) return own.value
       const task = yield* claimAny.pipe(Effect.tapError(() => Effect.sync(() => (lookForOwnClaims = true))))
@@ -109,7 +128,9 @@ export const make = Effect.fnUntraced(function*(options: ChainTaskSourceOptions 
     return yield* chain.completeChunk(task.roundId, task.chunkId)
   })
 
-  return TaskSource.of({ next: next(), complete })
+  const retry = (task: Task) => Effect.sync(() => void returned.push(task))
+
+  return TaskSource.of({ next: next(), complete, retry })
 })
 
 export const ChainTaskSource = {

@@ -174,7 +174,18 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
   let newestBlockTime = 0
   const settled = (round: RoundInfo) => round.submittedCount >= round.chunkCount || round.deadline < newestBlockTime
 
+  /**
+   * The head when the first settled round was cached. A chain that no longer holds that block lost state (a devnet
+   * restarted from an older dump, a reorg): what it says of those rounds may have changed (a lost submission makes a
+   * full round open again), so the cache is dropped — one block read per call while anything is cached.
+   */
+  let settledAt: { readonly number: bigint; readonly hash: string } | undefined
+
   const rounds = Effect.gen(function*() {
+    if (settledAt !== undefined && Option.getOrUndefined(yield* blockHash(settledAt.number)) !== settledAt.hash) {
+      settledRounds.clear()
+      settledAt = undefined
+    }
     const count: bigint = yield* read("roundCount")
     const result: Array<RoundInfo> = []
     for (let i = 0n; i < count; i++) {
@@ -186,7 +197,10 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
       const round = yield* getRound(yield* read("roundIdAt", [i]))
       if (Option.isSome(round)) {
         result.push(round.value)
-        if (settled(round.value)) settledRounds.set(i, round.value)
+        if (settled(round.value)) {
+          if (settledAt === undefined) settledAt = yield* head
+          settledRounds.set(i, round.value)
+        }
       }
     }
     return result as ReadonlyArray<RoundInfo>

@@ -178,6 +178,8 @@ export const makeChainAudit = (deps: MiningDeps & {
       return vouches
     })
 
+    /** The newest older record whose block still holds, once the chain lost blocks: where the histories part. */
+    let vouching: TransactionRecord | undefined
     const checkpoint = reset ? undefined : yield* loadCheckpoint(id)
     const checkpointHolds = checkpoint !== undefined &&
       Option.getOrUndefined(yield* guarded(chain.blockHash(BigInt(checkpoint.block_number))))?.toLowerCase() ===
@@ -200,13 +202,29 @@ export const makeChainAudit = (deps: MiningDeps & {
         yield* Effect.logError(`the chain no longer has block ${checkpoint.block_number} as it was: checking older records`)
         const seen = new Set(fresh.map((r) => r.transaction_id))
         const older = ours(prefix, (yield* journal.list({ state: "committed" })).filter((r) => !seen.has(r.transaction_id)))
-        for (const record of older) if (yield* checkOne(record)) break
+        for (const record of older) {
+          if (yield* checkOne(record)) {
+            vouching = record
+            break
+          }
+        }
       }
     }
 
-    // The chain lost blocks: a chunk's completion comes after its submission, and may be lost with the tail alone.
+    // The chain lost blocks: a chunk's completion comes after its submission, and may be lost with the tail alone —
+    // also the completion of an older record, completed late (by a recovery) after the record that vouches for its
+    // submission: every record updated since that one is looked at too.
     if (lost.length > 0 || (checkpoint !== undefined && !checkpointHolds)) {
-      for (const record of held) yield* completionHeld(record)
+      const looked = new Set<string>()
+      for (const record of held) {
+        looked.add(record.transaction_id)
+        yield* completionHeld(record)
+      }
+      if (vouching !== undefined) {
+        const since = new Date(Date.parse(vouching.updated_at) - 1_000).toISOString()
+        const completedSince = ours(prefix, yield* journal.list({ state: "committed", updatedAfter: since }))
+        for (const record of completedSince) if (!looked.has(record.transaction_id)) yield* completionHeld(record)
+      }
     }
 
     yield* journal.setMeta(

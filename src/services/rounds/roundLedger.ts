@@ -62,5 +62,11 @@ export const makeRoundLedgerReader = (chain: Chain["Service"]) => {
     return { round, spec, entries: entries.flatMap((e) => Option.toArray(e)) }
   })
 
-  return { read }
+  /** Forgets what was read: after the chain lost state, recorded submissions and verdicts may be gone. */
+  const forget = Effect.sync(() => {
+    submissions.clear()
+    verdicts.clear()
+  })
+
+  return { read, forget }
 }

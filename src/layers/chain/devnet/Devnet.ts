@@ -241,6 +241,8 @@ export const startDevnet = Effect.fn("startDevnet")(function*(
    * The keeper is paused meanwhile, so it never opens rounds on a registry being replaced.
    */
   const recheckRegistry = Effect.fn("Devnet.recheckRegistry")(function*(restarted: AnvilInstance) {
+    // What the plan said of rounds the restarted chain may have lost is asked again.
+    yield* keeper.forgetPlans
     yield* keeper.paused(redeployIfLost(restarted))
     yield* Effect.ignore(keeper.keepRound)
   })

@@ -99,6 +99,8 @@ export interface RoundKeeper {
    * finalizations share the owner's nonces, so they never sign at the same time.
    */
   readonly finalizeRound: (finalization: FinalizeRound) => Effect.Effect<FinalizationReceipt, MiningError>
+  /** Forgets the plan's answers (the chain lost state: a round opened before may be planned anew). */
+  readonly forgetPlans: Effect.Effect<void>
   /** Runs `effect` while no keeper step runs (e.g. while the registry is being replaced). */
   readonly paused: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /**
@@ -238,7 +240,13 @@ export const makeRoundKeeper = Effect.fnUntraced(function*(options: RoundKeeperO
       Effect.withSpan("Devnet.finalizeRound")
     )
 
-  const keeper: RoundKeeper = { keepRound, finalizeRound, paused: Semaphore.withPermit(permit), tick }
+  const keeper: RoundKeeper = {
+    keepRound,
+    finalizeRound,
+    forgetPlans: Effect.sync(() => planned.clear()),
+    paused: Semaphore.withPermit(permit),
+    tick
+  }
   return keeper
 })
 
