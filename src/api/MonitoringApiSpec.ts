@@ -1,7 +1,7 @@
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity } from "effect/http-api"
 import { type ApiRoute, routesOf } from "./apiRoutes.ts"
-import { BadRequest, PayloadTooLarge, TransactionNotFound, Unauthorized } from "./MonitoringApiErrors.ts"
+import { BadRequest, PayloadTooLarge, RouteNotFound, TransactionNotFound, Unauthorized } from "./MonitoringApiErrors.ts"
 import {
   CleanupResult,
   CleanupStalePayload,
@@ -24,6 +24,8 @@ import {
  */
 
 export const prometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
+
+export const htmlContentType = "text/html; charset=utf-8"
 
 /** /health while a component the miner needs is down for good: the same body, status 503. */
 export class Down extends Schema.Error<Down>("Down")(HealthFields, { httpApiStatus: 503 }) {}
@@ -75,10 +77,27 @@ export class AdminGroup extends HttpApiGroup.make("admin", { topLevel: true }).a
   })
 ).middleware(AdminAuthorization) {}
 
+/**
+ * The dashboard (DESIGN.md "Monitoring HTTP API"): a page that polls /stats and /transactions, and its scripts and
+ * stylesheets, all shipped in the package (no CDN). An asset answers with its own content type; an unknown one is a
+ * 404 listing those there are.
+ */
+export class DashboardGroup extends HttpApiGroup.make("dashboard", { topLevel: true }).add(
+  HttpApiEndpoint.get("page", "/", {
+    success: Schema.String.pipe(HttpApiSchema.asText({ contentType: htmlContentType }))
+  }),
+  HttpApiEndpoint.get("asset", "/assets/:name", {
+    params: { name: Schema.String },
+    success: Schema.String.pipe(HttpApiSchema.asText()),
+    error: RouteNotFound
+  })
+) {}
+
 export class MonitoringApiSpec extends HttpApi.make("r3mes-monitoring")
   .add(ProbesGroup)
   .add(MinerGroup)
   .add(AdminGroup)
+  .add(DashboardGroup)
 {}
 
 /** Every route as `METHOD /path`, in the order of the description: what a 404 lists and a 405 is computed from. */

@@ -473,6 +473,37 @@ describe("MonitoringApi", () => {
       api: { miner: { rpc_url: `https://rpc.example/v3/${adminToken}`, signer: privateKey.toUpperCase() } }
     }))))
 
+  it.live("GET / is the dashboard (HTML) and its assets answer with their content types; an unknown asset is a 404", () =>
+    Effect.gen(function*() {
+      const page = yield* call("/")
+      assert.strictEqual(page.status, 200)
+      assert.strictEqual(page.contentType, "text/html; charset=utf-8")
+      assert.match(page.text, /<title>r3mes-miner · dashboard<\/title>/)
+      assert.include(page.headers.get("content-security-policy") ?? "", "default-src 'self'")
+      // Everything the page loads comes from this API: no CDN.
+      const loaded = [...page.text.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]!).filter((u) => !u.startsWith("data:"))
+      assert.isNotEmpty(loaded)
+      for (const url of loaded) assert.match(url, /^\/assets\/[a-z.]+$/, url)
+
+      const types: Record<string, string> = { js: "text/javascript; charset=utf-8", css: "text/css; charset=utf-8" }
+      for (const url of loaded) {
+        const asset = yield* call(url)
+        assert.strictEqual(asset.status, 200, url)
+        assert.strictEqual(asset.contentType, types[url.split(".").pop()!], url)
+        assert.isAbove(asset.text.length, 100, url)
+      }
+      assert.include((yield* call("/assets/uplot.min.js")).text, "uPlot")
+
+      const missing = yield* call("/assets/nothing.js")
+      assert.strictEqual(missing.status, 404)
+      assert.strictEqual(missing.json.error, "not_found")
+      assert.include(missing.json.routes, "GET /assets/dashboard.js")
+      assert.strictEqual((yield* call("/", { method: "POST" })).status, 405)
+      // The page polls these: they answer on the test layers with no network, no verifier and no transaction.
+      assert.strictEqual((yield* call("/transactions?limit=50")).json.count, 0)
+      assert.notProperty((yield* call("/stats")).json, "network")
+    }).pipe(Effect.provide(api())))
+
   it.live("a port in use fails the layer with a ResourceError and a hint", () =>
     Effect.gen(function*() {
       const { port } = yield* MonitoringApi

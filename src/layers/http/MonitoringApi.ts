@@ -12,6 +12,7 @@ import { Settings } from "../../services/Settings.ts"
 import { adminHandlers } from "./AdminHandlers.ts"
 import { answerFailure, finishAnswer } from "./answers.ts"
 import { BearerAdminAuthorization } from "./BearerAdminAuthorization.ts"
+import { dashboardHandlers } from "./DashboardHandlers.ts"
 import { minerHandlers } from "./MinerHandlers.ts"
 import type { MonitoringAddress, MonitoringApiOptions, MonitoringServer } from "./MonitoringApiOptions.ts"
 import { probeHandlers } from "./ProbeHandlers.ts"
@@ -22,9 +23,9 @@ export { circuitBreakerState, pinsGauge } from "./monitoringMetrics.ts"
 export type { ComponentHealth, MonitoringAddress, MonitoringApiOptions } from "./MonitoringApiOptions.ts"
 
 /**
- * The API's routes as one HTTP handler: MonitoringApiSpec served by the handlers of ProbeHandlers, MinerHandlers
- * and AdminHandlers; what none answers (unknown route, wrong method, refused input, a defect) answered by
- * `answerFailure`; every answer redacted last.
+ * The API's routes as one HTTP handler: MonitoringApiSpec served by the handlers of ProbeHandlers, MinerHandlers,
+ * DashboardHandlers and AdminHandlers; what none answers (unknown route, wrong method, refused input, a defect)
+ * answered by `answerFailure`; every answer redacted last.
  */
 const makeApp = Effect.fnUntraced(function*(options: MonitoringApiOptions) {
   const config = yield* Settings
@@ -40,6 +41,7 @@ const makeApp = Effect.fnUntraced(function*(options: MonitoringApiOptions) {
     Layer.provide([
       probeHandlers(server),
       minerHandlers(server),
+      dashboardHandlers,
       adminHandlers.pipe(Layer.provide(BearerAdminAuthorization.layer))
     ]),
     Layer.provide(NodeHttpServer.layerHttpServices)
@@ -50,9 +52,9 @@ const makeApp = Effect.fnUntraced(function*(options: MonitoringApiOptions) {
 
 /**
  * The monitoring HTTP API of DESIGN.md (described in src/api/MonitoringApiSpec.ts) on effect's HTTP server
- * (node:http): /health, /ready, /stats, /transaction/:id, /transactions, /error-breakdown, POST /cleanup-stale
- * (admin) and /metrics (Prometheus). Answers are JSON with status codes, errors included; configured secrets are
- * redacted from every body.
+ * (node:http): the dashboard at / (its files under /assets/), /health, /ready, /stats, /transaction/:id, /transactions,
+ * /error-breakdown, POST /cleanup-stale (admin) and /metrics (Prometheus). Answers are JSON with status codes, errors
+ * included (the dashboard's are HTML, JS and CSS); configured secrets are redacted from every body.
  */
 export class MonitoringApi extends Context.Service<MonitoringApi, MonitoringAddress>()("r3mes/layers/http/MonitoringApi") {
   /**

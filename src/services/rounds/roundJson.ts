@@ -15,6 +15,7 @@ export const roundReportJson = (report: RoundReport) => ({
   unjudged: report.unjudged,
   excluded: report.excluded.map((e) => ({ chunk_id: e.chunkId, reason: e.reason })),
   verdicts: report.verdicts,
+  miners: report.miners.map((m) => ({ miner: m.miner, submitted: m.submitted, accepted: m.accepted, rejected: m.rejected })),
   test_accuracy: report.test.accuracy,
   test_loss: report.test.loss,
   test_accuracy_ppm: report.testAccuracyPpm,
