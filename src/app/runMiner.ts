@@ -4,6 +4,7 @@ import { privateKeyToAccount } from "viem/accounts"
 import packageJson from "../../package.json" with { type: "json" }
 import type { MiningError } from "../domain/errors.ts"
 import type { MinerConfig } from "../domain/MinerConfig.ts"
+import { exposedApiWarning } from "../domain/minerSettings.ts"
 import { redactUrl } from "../domain/redaction.ts"
 import type { TransactionRecord } from "../domain/TransactionRecord.ts"
 import { MonitoringApi } from "../layers/http/MonitoringApi.ts"
@@ -139,13 +140,15 @@ const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMiner
     // The journal is a cache of the chain: what the chain lost (a reset devnet) is found before anything resumes.
     yield* coordinator.auditChain
     // The embedded store is the miner's own: pins the journal does not know are leftovers, released too (unless
-    // the chain records them as ours) — but not while the embedded verifier shares it: its reports are pins the
-    // miner's journal does not know either.
+    // the chain records them as ours) — but not while the embedded verifier or the round coordinator shares it:
+    // their reports and the rounds' weights are pins the miner's journal does not know either.
     const recovery = yield* coordinator.recoverTransactions({
       orphanGrace: "0 seconds",
-      releaseUnknownPins: embeddedStore && embedded === undefined
+      releaseUnknownPins: embeddedStore && embedded === undefined && rounds === undefined
     })
     yield* readiness.markReady
+    const exposed = exposedApiWarning(config.statsHost, api.url)
+    if (exposed !== undefined) yield* Effect.logWarning(exposed)
     if (options.onStarted) {
       yield* options.onStarted({
         statsUrl: api.url,

@@ -5,6 +5,7 @@ import { makeProgress, summaryJson, summaryTable } from "./progress.ts"
 import { runMiner } from "../app/runMiner.ts"
 import { Command, Flag } from "effect/cli"
 import { configToJson, settingsTable, showSetting } from "../domain/MinerConfigSchema.ts"
+import { exposedApiWarning } from "../domain/minerSettings.ts"
 import { CliExit, ExitCode } from "./exit.ts"
 import { type LoadedSettings, loadSettings, settingFlags } from "./settingsFlags.ts"
 
@@ -57,11 +58,23 @@ export const mineCommand = Command.make(
       runMiner(config, {
         iterations: iterationCount,
         onStarted: ({ endpoint, recovery, statsUrl }) =>
-          progress.started(statsUrl, recovery, endpoint.devnet ? `the embedded devnet (${endpoint.rpcUrl})` : "the configured chain"),
+          Effect.andThen(
+            // With --json the console shows only errors, but an API open to the network must not go unnoticed:
+            // the miner logged the warning (its file), stderr gets it here.
+            Effect.suspend(() => {
+              const exposed = input.json ? exposedApiWarning(config.statsHost, statsUrl) : undefined
+              return exposed === undefined ? Effect.void : Console.error(exposed)
+            }),
+            progress.started(statsUrl, recovery, endpoint.devnet ? `the embedded devnet (${endpoint.rpcUrl})` : "the configured chain")
+          ),
         onFinished: progress.onFinished,
         onVerdict: progress.onVerdict,
         onStopping: progress.stopping
-      }).pipe(Effect.provide(observabilityLayer(config, { console: "stderr", consoleLevel: input.json ? "Error" : "Warn" })))
+      }).pipe(Effect.provide(observabilityLayer(config, {
+        console: "stderr",
+        consoleLevel: input.json ? "Error" : "Warn",
+        consoleWrite: progress.writeLog
+      })))
     )
     yield* progress.done
     if (input.json) {

@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs"
+import { existsSync, statSync } from "node:fs"
 import { NodeHttpClient } from "@effect/platform-node"
 import { Cause, Console, Duration, Effect, Exit, Option } from "effect"
 import { HttpClientError } from "effect/http"
@@ -14,6 +14,7 @@ import {
 } from "../api/MonitoringApiErrors.ts"
 import { MonitoringApiSpec } from "../api/MonitoringApiSpec.ts"
 import { journalLayer, journalPath } from "../app/adapters.ts"
+import { classify } from "../domain/classify.ts"
 import { type MiningError, ResourceError } from "../domain/errors.ts"
 import { minerSettings } from "../domain/MinerConfigSchema.ts"
 import { Journal } from "../services/Journal.ts"
@@ -114,17 +115,32 @@ const askMiner = Effect.fnUntraced(function*<A, E>(
   return unanswered(`${base} answered, but not as an r3mes-miner monitoring API`)
 })
 
+/** The error of looking at `path`, unless it is only that nothing is there (existsSync says false to both). */
+const accessProblem = (path: string): unknown => {
+  try {
+    statSync(path)
+    return undefined
+  } catch (error) {
+    const code = (error as { code?: unknown }).code
+    return code === "ENOENT" || code === "ENOTDIR" ? undefined : error
+  }
+}
+
 /**
  * Runs `read` on the data dir's journal, opened read-only and without the data dir's lock, so it works while a
  * miner runs there. A journal that does not exist is not created: a status query on the wrong directory must not
  * leave an empty journal behind.
  */
-const readJournal = <A>(
+export const readJournal = <A>(
   target: MonitorTarget,
   why: string,
   read: (journal: Journal["Service"]) => Effect.Effect<A, MiningError>
 ): Effect.Effect<A, MiningError> => {
   const path = journalPath(target.dataDir)
+  const unreadable = accessProblem(path)
+  if (unreadable !== undefined) {
+    return Effect.fail(classify(unreadable, `cannot read the journal ${path}`, { setting: "--data-dir (R3MES_DATA_DIR)" }))
+  }
   if (!existsSync(path)) {
     return Effect.fail(
       new ResourceError({

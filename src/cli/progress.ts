@@ -26,7 +26,10 @@ export const transactionLine = (r: TransactionRecord): string => {
   return `${mark} ${r.transaction_id.padEnd(22)} ${r.state.padEnd(11)} ${where}${loss}  ${tail}`
 }
 
-const bar = (done: number, total: number | undefined, width = 30): string => {
+/** Back to the start of the line and erase it (ANSI EL 2): the bar's line, before something else is written. */
+export const clearLine = "\r\x1b[2K"
+
+export const bar = (done: number, total: number | undefined, width = 30): string => {
   if (total === undefined) return `[${done} done]`
   const filled = Math.round((Math.min(done, total) / total) * width)
   return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${done}/${total}`
@@ -36,12 +39,40 @@ const bar = (done: number, total: number | undefined, width = 30): string => {
  * Progress for `mine`: on a TTY each transaction's line and a progress bar kept on the last line; otherwise plain
  * lines; nothing on stdout with --json (the summary is the output).
  */
-export const makeProgress = (options: { readonly tty: boolean; readonly json: boolean; readonly iterations: number | undefined }) => {
+export const makeProgress = (options: {
+  readonly tty: boolean
+  readonly json: boolean
+  readonly iterations: number | undefined
+  /** Where the bar and log lines go (default process.stderr). */
+  readonly stream?: { readonly write: (text: string) => unknown } | undefined
+}) => {
   let done = 0
-  const write = (text: string) => Effect.sync(() => process.stderr.write(text))
-  const clearBar = options.tty ? write("\r\x1b[2K") : Effect.void
-  const drawBar = options.tty ? Effect.suspend(() => write(bar(done, options.iterations))) : Effect.void
+  /** The bar is on the last line, without a newline: anything else written now would be glued onto it. */
+  let barShown = false
+  const stream = options.stream ?? process.stderr
+  const clearBarNow = () => {
+    if (!barShown) return
+    stream.write(clearLine)
+    barShown = false
+  }
+  const drawBarNow = () => {
+    if (!options.tty || options.json) return
+    stream.write(bar(done, options.iterations))
+    barShown = true
+  }
+  const clearBar = Effect.sync(clearBarNow)
+  const drawBar = Effect.sync(drawBarNow)
   return {
+    /**
+     * Writes a log line (ending in a newline) without gluing it onto the bar: the bar is cleared, the line
+     * written, the bar drawn again. Give it to the logger's console (FileLoggerOptions.consoleWrite).
+     */
+    writeLog: (line: string): void => {
+      const shown = barShown
+      clearBarNow()
+      stream.write(line)
+      if (shown) drawBarNow()
+    },
     onFinished: Effect.fnUntraced(function*(record: TransactionRecord) {
       done++
       if (options.json) return

@@ -2,6 +2,7 @@ import { Clock, Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { maxListLimit, type TransactionList, type TransactionWithEvents } from "../api/MonitoringApiSchemas.ts"
 import { withAge } from "../domain/TransactionRecord.ts"
+import type { MiningError } from "../domain/errors.ts"
 import { TransactionState } from "../domain/TransactionState.ts"
 import { logToStderr, runCliEffect } from "./errors.ts"
 import { CliExit, ExitCode } from "./exit.ts"
@@ -11,6 +12,8 @@ import {
   loadMonitorTarget,
   type MonitorTarget,
   monitorFlags,
+  readJournal,
+  type Source,
   noteJsonSource,
   printJson
 } from "./monitorClient.ts"
@@ -76,7 +79,11 @@ const showTransaction = Effect.fnUntraced(function*(
   })
   if (Option.isNone(found.value)) {
     const where = found.source._tag === "api" ? `at ${found.source.url}` : `in the journal ${found.source.path}`
-    yield* Console.error(`r3mes-miner: no transaction ${id} ${where}`)
+    yield* Console.error(
+      `r3mes-miner: no transaction ${id} ${where}\n` +
+        "hint: check the id (tx-<round>-<chunk>-<suffix>) against the latest, listed by `r3mes-miner status`" +
+        (found.source._tag === "api" ? "" : "; a transaction of another miner is in that miner's --data-dir")
+    )
     return yield* new CliExit({ code: ExitCode.failure })
   }
   if (options.json) {
@@ -86,6 +93,24 @@ const showTransaction = Effect.fnUntraced(function*(
   const { events: history = [], ...record } = found.value.value
   yield* Console.log(`source: ${describeSource(found.source)}\n\n${renderTransaction(record, history)}`)
 })
+
+/**
+ * How many transactions there are (in `state`), from the same source as the list, up to the API's bound: neither the
+ * API nor the journal port counts, and a list of `maxLimit` records is cheap. `maxLimit` itself means "at least".
+ */
+const countTransactions = (
+  target: MonitorTarget,
+  source: Source,
+  state: TransactionState | null
+): Effect.Effect<number, MiningError | CliExit> => {
+  const query = { state: state ?? undefined, limit: maxLimit }
+  if (source._tag === "journal") return readJournal(target, source.why, (journal) => Effect.map(journal.list(query), (r) => r.length))
+  return askMinerOrJournal(target, {
+    path: `/transactions?limit=${maxLimit}`,
+    ask: (client) => Effect.map(client.transactions({ query }), (list) => list.transactions.length),
+    fromJournal: (journal) => Effect.map(journal.list(query), (records) => Option.some(records.length))
+  }).pipe(Effect.map((found) => Option.getOrElse(found.value, () => 0)))
+}
 
 const listTransactions = Effect.fnUntraced(function*(
   target: MonitorTarget,
@@ -113,7 +138,12 @@ const listTransactions = Effect.fnUntraced(function*(
     yield* noteJsonSource(found.source)
     return yield* printJson(listed)
   }
-  yield* Console.log(`source: ${describeSource(found.source)}\n\n${renderList(listed.transactions, options)}`)
+  const total = listed.transactions.length < options.limit
+    ? listed.transactions.length
+    : yield* countTransactions(target, found.source, options.state)
+  yield* Console.log(
+    `source: ${describeSource(found.source)}\n\n${renderList(listed.transactions, { ...options, total, maxLimit })}`
+  )
 })
 
 export const statusCommand = Command.make(

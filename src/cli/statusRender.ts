@@ -23,7 +23,13 @@ const outcome = (r: TransactionRecord): string => {
 
 export const renderList = (
   records: ReadonlyArray<TransactionRecord>,
-  options: { readonly state: TransactionState | null; readonly limit: number }
+  options: {
+    readonly state: TransactionState | null
+    readonly limit: number
+    /** How many there are in all (in `state`), counted up to `maxLimit`; `maxLimit` means that many or more. */
+    readonly total?: number | undefined
+    readonly maxLimit?: number | undefined
+  }
 ): string => {
   const filter = options.state === null ? "" : ` in state ${options.state}`
   if (records.length === 0) return `no transactions${filter}`
@@ -37,12 +43,32 @@ export const renderList = (
     isTerminal(r.state) ? formatMs(durationMs(r)) : "-",
     outcome(r)
   ])
-  const more = records.length === options.limit ? `; --limit ${options.limit} shown, raise it for more` : ""
   return [
     table(["TRANSACTION", "STATE", "ROUND", "CHUNK", "CREATED", "AGE", "DURATION", "OUTCOME"], rows, { right: [2, 3, 5, 6] }),
     "",
-    `${records.length} transaction${records.length === 1 ? "" : "s"}${filter}, newest first${more}`
+    listFooter(records.length, { ...options, filter })
   ].join("\n")
+}
+
+/** "the newest 20 of 40 transactions" when the list is cut by --limit, else how many there are. */
+export const listFooter = (
+  shown: number,
+  options: {
+    readonly limit: number
+    readonly filter: string
+    readonly total?: number | undefined
+    readonly maxLimit?: number | undefined
+  }
+): string => {
+  const plural = (n: number) => `transaction${n === 1 ? "" : "s"}`
+  const total = options.total ?? shown
+  if (shown < options.limit || total <= shown) return `${shown} ${plural(shown)}${options.filter}, newest first`
+  const atLeast = options.maxLimit !== undefined && total >= options.maxLimit
+  const more = atLeast ? `${total} or more` : String(total)
+  const raise = options.maxLimit !== undefined && shown >= options.maxLimit
+    ? "the API lists at most " + options.maxLimit
+    : `--limit N for more${options.maxLimit === undefined ? "" : `, up to ${options.maxLimit}`}`
+  return `the newest ${shown} of ${more} ${plural(total)}${options.filter} (${raise})`
 }
 
 /** An event's detail on one line: a signed transaction shows as its hash and nonce, not its raw bytes. */

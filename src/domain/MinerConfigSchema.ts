@@ -1,6 +1,6 @@
 import { Config, ConfigProvider, Duration, Effect, SchemaIssue } from "effect"
 import type { MinerConfig } from "./MinerConfig.ts"
-import { minerSettings, settingsTable } from "./minerSettings.ts"
+import { minerSettings, resolveLogFile, settingsTable } from "./minerSettings.ts"
 import { invalid } from "./settingKinds.ts"
 
 /**
@@ -24,7 +24,14 @@ export {
   formatConfigError,
   type SettingSource
 } from "./configErrors.ts"
-export { minerSettings, settingByEnv, settingByFlag, settingsTable } from "./minerSettings.ts"
+export {
+  dataDirLogFile,
+  minerSettings,
+  resolveLogFile,
+  settingByEnv,
+  settingByFlag,
+  settingsTable
+} from "./minerSettings.ts"
 export type { AnySetting, Setting, SettingJson } from "./settingKinds.ts"
 
 const fieldConfigs = Object.fromEntries(settingsTable.map((s) => [s.key, s.config])) as {
@@ -51,7 +58,10 @@ const crossCheck = (config: MinerConfig): Effect.Effect<MinerConfig, Config.Conf
  * The miner's configuration from the current `ConfigProvider` (the environment unless one is provided). Fails on
  * the first invalid setting, in table order; `describeConfigError` turns the failure into one line.
  */
-export const minerConfig: Config.Config<MinerConfig> = Config.all(fieldConfigs).pipe(Config.mapEffect(crossCheck))
+export const minerConfig: Config.Config<MinerConfig> = Config.all(fieldConfigs).pipe(
+  Config.map((config): MinerConfig => ({ ...config, logFile: resolveLogFile(config.logFile, config.dataDir) })),
+  Config.mapEffect(crossCheck)
+)
 
 /**
  * Flag values (keyed by env name) in front of the environment: a flag wins, an absent flag falls back to the env

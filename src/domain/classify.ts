@@ -16,11 +16,12 @@ import {
  * the original message, so an unknown failure stops the transaction and is rolled back instead of being retried
  * blindly.
  */
-export const classify = (u: unknown, context?: string): MiningError => {
+export const classify = (u: unknown, context?: string, options: ClassifyOptions = {}): MiningError => {
   if (isMiningError(u)) return u
   const facts = collect(u)
   const message = context ? `${context}: ${facts.message}` : facts.message
   const cause = facts.message
+  const elsewhere = options.setting === undefined ? "choose another path" : `set ${options.setting} to another path`
 
   if (facts.codes.some((c) => networkCodes.has(c))) return new NetworkError({ message, cause })
   if (facts.codes.some((c) => timeoutCodes.has(c))) return new TimeoutError({ message, cause })
@@ -31,8 +32,28 @@ export const classify = (u: unknown, context?: string): MiningError => {
   if (facts.codes.includes("EMFILE") || facts.codes.includes("ENFILE")) {
     return new ResourceError({ message, cause, resource: "file descriptors" })
   }
+  if (facts.codes.includes("ENOTDIR")) {
+    const where = facts.path === undefined ? "a parent of the path" : facts.path
+    return new ValidationError({
+      message,
+      cause,
+      hint: `${where} is a file where a directory is needed: move that file away, or ${elsewhere}`
+    })
+  }
+  if (facts.codes.includes("EROFS")) {
+    const where = facts.path === undefined ? "the path" : facts.path
+    return new ResourceError({
+      message,
+      cause,
+      resource: "disk",
+      hint: `${where} is on a read-only file system: remount it read-write, or ${elsewhere}`
+    })
+  }
   if (facts.codes.includes("EACCES") || facts.codes.includes("EPERM")) {
-    return new AuthenticationError({ message, cause, hint: "check file permissions" })
+    const hint = facts.path === undefined
+      ? `check file permissions, or ${elsewhere}`
+      : `this user may not access ${facts.path} as needed: fix its owner or mode (chown/chmod), or ${elsewhere}`
+    return new AuthenticationError({ message, cause, hint })
   }
 
   if (facts.status !== undefined) {
@@ -46,7 +67,12 @@ export const classify = (u: unknown, context?: string): MiningError => {
 
   const text = facts.text
   if (/insufficient funds/.test(text)) {
-    return new AuthenticationError({ message, cause, hint: "fund the miner account" })
+    // No address here: the chain adapter (viemErrors.ts) names it where viem or its caller knows it.
+    return new AuthenticationError({
+      message,
+      cause,
+      hint: "fund the miner account (R3MES_PRIVATE_KEY's address) with the chain's native token for gas"
+    })
   }
   if (/invalid signature|bad signature|signature mismatch|invalid private key|unauthori[sz]ed|forbidden/.test(text)) {
     return new AuthenticationError({ message, cause })
@@ -60,6 +86,16 @@ export const classify = (u: unknown, context?: string): MiningError => {
   }
   if (/out of memory|allocation failed|failed to allocate|bad_alloc/.test(text)) {
     return new ResourceError({ message, cause, resource: "memory" })
+  }
+  // SQLite says neither which file nor why; the journal layer probes the path first (pathAccess.ts) when it can.
+  if (/unable to open database file|attempt to write a readonly database/.test(text)) {
+    return new ResourceError({
+      message,
+      cause,
+      resource: "disk",
+      hint: "the journal's directory must be writable by this user (SQLite creates files next to the journal): " +
+        `fix its owner or mode, or ${elsewhere}`
+    })
   }
   if (/no space left|disk full|database or disk is full|sqlite_full/.test(text)) return new ResourceError({ message, cause, resource: "disk" })
   if (/too large|exceeds (the )?(size )?limit|over the size limit/.test(text)) {
@@ -87,8 +123,18 @@ const networkCodes = new Set([
 ])
 const timeoutCodes = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "ABORT_ERR", "TIMEOUT_ERR"])
 
+export interface ClassifyOptions {
+  /**
+   * The setting that chose the path a file-system error is about (`--data-dir (R3MES_DATA_DIR)`), so the hint
+   * names what to change.
+   */
+  readonly setting?: string | undefined
+}
+
 interface Facts {
   readonly message: string
+  /** The file-system path of a Node system error (`error.path`), the outermost one. */
+  readonly path: string | undefined
   readonly text: string
   readonly codes: ReadonlyArray<string>
   readonly status: number | undefined
@@ -100,6 +146,7 @@ const collect = (u: unknown): Facts => {
   const texts: Array<string> = []
   let status: number | undefined
   let message: string | undefined
+  let path: string | undefined
   let current: unknown = u
   for (let depth = 0; depth < 8 && current !== undefined && current !== null; depth++) {
     if (Predicate.isString(current)) {
@@ -115,6 +162,7 @@ const collect = (u: unknown): Facts => {
     const o = current as Record<string, unknown>
     if (Predicate.isString(o.code)) codes.push(o.code.toUpperCase())
     if (Predicate.isString(o.errno)) codes.push(o.errno.toUpperCase())
+    if (path === undefined && Predicate.isString(o.path)) path = o.path
     for (const key of ["status", "statusCode"] as const) {
       const v = o[key]
       if (status === undefined && Predicate.isNumber(v) && v >= 100 && v < 600) status = v
@@ -135,6 +183,7 @@ const collect = (u: unknown): Facts => {
   }
   return {
     message: message ?? "unknown error",
+    path,
     text: texts.join(" | ").toLowerCase(),
     codes,
     status

@@ -23,7 +23,8 @@ export const configToJson = (config: MinerConfig): Record<string, SettingJson> =
 
 /** The settings as the README's markdown table; `test/unit/config.test.ts` fails when the README's copy differs. */
 export const settingsMarkdownTable = (): string => {
-  const cell = (text: string) => text.replace(/\|/g, "\\|")
+  // `<data dir>` would be an HTML tag to a Markdown renderer, and vanish.
+  const cell = (text: string) => text.replace(/\|/g, "\\|").replace(/</g, "&lt;")
   const rows = settingsTable.map((s) =>
     `| \`${s.env}\` | ${cell(s.defaultText)}${s.unit === undefined ? "" : ` ${s.unit}`} | \`--${s.flag}\` | ` +
     `${cell(s.description)}. Allowed: ${cell(s.expected)}. |`

@@ -33,6 +33,33 @@ import { measuredHonestDistanceWithoutTies } from "./verificationTolerance.ts"
 export const defaultVerifyTolerance = Number((measuredHonestDistanceWithoutTies * 10).toPrecision(12))
 
 /**
+ * Default of R3MES_LOG_FILE, resolved against R3MES_DATA_DIR once both are read (`resolveLogFile`): a default
+ * relative to the working directory made two miners with different data dirs write one log.
+ */
+export const dataDirLogFile = "<data dir>/logs/miner.log"
+
+/** R3MES_LOG_FILE with its default placed in the data dir; an explicit value keeps its meaning. */
+export const resolveLogFile = (logFile: string, dataDir: string): string =>
+  logFile === dataDirLogFile ? `${dataDir.replace(/\/+$/, "")}/logs/miner.log` : logFile
+
+/** A host that only this machine reaches: 127.0.0.0/8, ::1 (bracketed or not), localhost. */
+export const isLoopbackHost = (host: string): boolean => {
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1")
+  return h === "localhost" || h.endsWith(".localhost") || h === "::1" || h === "0:0:0:0:0:0:0:1" ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || /^::ffff:127\./.test(h)
+}
+
+/**
+ * The warning a miner logs at start when R3MES_STATS_HOST is not a loopback address (one line, then `hint:`), or
+ * undefined: the statistics and transactions (chunks, CIDs, errors) are readable by anyone who reaches the port.
+ */
+export const exposedApiWarning = (host: string, url: string): string | undefined =>
+  isLoopbackHost(host) ? undefined : `the monitoring API at ${url} (--stats-host ${host}) is reachable from the network: ` +
+    "anyone who reaches it reads the statistics and transactions (admin routes still need R3MES_ADMIN_TOKEN)\n" +
+    "hint: keep --stats-host 127.0.0.1 (the default) and reach it over SSH, or put it behind a firewall or an " +
+    "authenticating reverse proxy"
+
+/**
  * Multiaddrs of the embedded IPFS node. Only TCP is configured (DESIGN.md "Content reachability": processes on one
  * machine or network), so an address it could never dial is refused here, not found unreachable later. Checked by
  * pattern: the multiaddr library costs ~180 ms of loading that every command would pay.
@@ -276,10 +303,11 @@ export const minerSettings: { readonly [K in keyof MinerConfig]: Setting<K> } = 
     env: "R3MES_LOG_FILE",
     flag: "log-file",
     metavar: "FILE",
-    description: "File of the JSON log lines, one per state change",
+    description: "File of the JSON log lines, one per state change; by default in the data dir, so miners with " +
+      "different data dirs never share one log (a relative path is relative to the working directory)",
     expected: "a non-empty path",
-    defaultText: "logs/miner.log"
-  }, nonBlank, "logs/miner.log"),
+    defaultText: dataDirLogFile
+  }, nonBlank, dataDirLogFile),
   verifySample: number("verifySample", {
     env: "R3MES_VERIFY_SAMPLE",
     flag: "verify-sample",

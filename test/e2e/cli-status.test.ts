@@ -210,6 +210,8 @@ describe("r3mes-miner status / stats on the journal (no miner running)", () => {
     assert.include(limited.stdout, "tx-1-5-eeee0005")
     assert.include(limited.stdout, "tx-1-4-dddd0004")
     assert.notInclude(limited.stdout, "tx-1-3-cccc0003")
+    // The total, not only how many were shown (issue 15: "20 transactions" when 40 exist).
+    assert.include(limited.stdout, "the newest 2 of 5 transactions (--limit N for more, up to 1000)")
 
     assert.strictEqual(asJson.status, 0, asJson.stderr)
     const body = JSON.parse(asJson.stdout)
@@ -270,10 +272,14 @@ describe("r3mes-miner status / stats on the journal (no miner running)", () => {
     )
   })
 
-  it("an unknown TX_ID is one line and exit 1", async () => {
+  it("an unknown TX_ID is one line, a hint and exit 1", async () => {
     const run = await cli(["status", "tx-9-9-nope", ...flags])
     assert.strictEqual(run.status, 1)
-    assert.deepStrictEqual(run.stderrLines, [`r3mes-miner: no transaction tx-9-9-nope in the journal ${join(dataDir, "journal.sqlite")}`])
+    assert.deepStrictEqual(run.stderrLines, [
+      `r3mes-miner: no transaction tx-9-9-nope in the journal ${join(dataDir, "journal.sqlite")}`,
+      "hint: check the id (tx-<round>-<chunk>-<suffix>) against the latest, listed by `r3mes-miner status`; " +
+      "a transaction of another miner is in that miner's --data-dir"
+    ])
     assert.strictEqual(run.stdout, "")
   })
 
@@ -392,14 +398,15 @@ describe("r3mes-miner status / stats with a miner running", () => {
       const flags = ["--stats-port", String(port), "--data-dir", mkdtempSync(join(tmpdir(), "r3mes-status-api-"))]
       const id = first.transaction_id
 
-      const [status, list, stats, text, statsText, unknown] = yield* Effect.promise(() =>
+      const [status, list, stats, text, statsText, unknown, limited] = yield* Effect.promise(() =>
         Promise.all([
           cli(["status", id, "--json", ...flags]),
           cli(["status", "--json", "--limit", "5", ...flags]),
           cli(["stats", "--json", ...flags]),
           cli(["status", id, ...flags]),
           cli(["stats", ...flags]),
-          cli(["status", "tx-9-9-nope", ...flags])
+          cli(["status", "tx-9-9-nope", ...flags]),
+          cli(["status", "--limit", "1", ...flags])
         ])
       )
 
@@ -434,7 +441,13 @@ describe("r3mes-miner status / stats with a miner running", () => {
       assert.match(statsText.stdout, /^ {2}circuit breakers\s+chain closed, ipfs closed$/m)
 
       assert.strictEqual(unknown.status, 1)
-      assert.deepStrictEqual(unknown.stderrLines, [`r3mes-miner: no transaction tx-9-9-nope at ${url}`])
+      assert.deepStrictEqual(unknown.stderrLines, [
+        `r3mes-miner: no transaction tx-9-9-nope at ${url}`,
+        "hint: check the id (tx-<round>-<chunk>-<suffix>) against the latest, listed by `r3mes-miner status`"
+      ])
+
+      assert.strictEqual(limited.status, 0, limited.stderr)
+      assert.include(limited.stdout, "the newest 1 of 2 transactions (--limit N for more, up to 1000)")
     }).pipe(Effect.provide(runningMiner)), 60_000)
 })
 

@@ -138,12 +138,19 @@ describe("minerConfig", () => {
         statsHost: "127.0.0.1",
         statsPort: 8080,
         adminToken: Option.none(),
-        logFile: "logs/miner.log",
+        logFile: "./.r3mes/logs/miner.log",
         verifySample: 1,
         verifyTolerance: defaultVerifyTolerance,
         verifyWindow: 120
       }
     )
+  })
+
+  it("puts the default log file in the data dir; an explicit R3MES_LOG_FILE keeps its meaning", () => {
+    // Issue 15: a default relative to the working directory made miners with different data dirs share one log.
+    assert.strictEqual(loaded({ R3MES_DATA_DIR: "/srv/miner-a/" }).logFile, "/srv/miner-a/logs/miner.log")
+    assert.strictEqual(loaded({ R3MES_DATA_DIR: "/srv/miner-b" }).logFile, "/srv/miner-b/logs/miner.log")
+    assert.strictEqual(loaded({ R3MES_DATA_DIR: "/srv/b", R3MES_LOG_FILE: "logs/miner.log" }).logFile, "logs/miner.log")
   })
 
   it("treats an empty variable as unset", () => {

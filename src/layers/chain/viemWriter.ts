@@ -96,7 +96,7 @@ export const makeViemWriter = (options: WriterOptions) => {
       catch: (e) => e
     }).pipe(
       Effect.asVoid,
-      Effect.catch((e) => (alreadyThere(e) ? Effect.void : Effect.fail(fromViemError(e, `broadcasting ${signed.hash}`))))
+      Effect.catch((e) => (alreadyThere(e) ? Effect.void : Effect.fail(fromViemError(e, `broadcasting ${signed.hash}`, { account: account.address }))))
     )
 
   const transactionStatus = Effect.fn("Chain.transactionStatus")(function*(signed: SignedTransaction) {

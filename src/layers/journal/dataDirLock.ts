@@ -4,6 +4,7 @@ import { DatabaseSync } from "node:sqlite"
 import { Effect } from "effect"
 import { classify } from "../../domain/classify.ts"
 import { type MiningError, ResourceError } from "../../domain/errors.ts"
+import { dataDirSetting, explainPathError } from "./pathAccess.ts"
 
 /**
  * One miner per data dir: two miners on one journal "recover" each other's live transactions and clash on nonces.
@@ -111,7 +112,11 @@ export const acquireDataDirLock = Effect.fn("acquireDataDirLock")(function*(jour
     Effect.try({
       try: () => takeLock(journalPath),
       catch: (error) =>
-        error instanceof ResourceError ? error : classify(error, `journal: locking the data dir ${dirname(journalPath)}`)
+        error instanceof ResourceError
+          ? error
+          : classify(explainPathError(error, dirname(journalPath)), `journal: locking the data dir ${dirname(journalPath)}`, {
+            setting: dataDirSetting
+          })
     }),
     (db) => Effect.sync(() => releaseLock(journalPath, db))
   )

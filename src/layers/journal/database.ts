@@ -6,6 +6,7 @@ import { classify } from "../../domain/classify.ts"
 import { type MiningError, ResourceError, ValidationError } from "../../domain/errors.ts"
 import { corruptedJournal, corruptedJournalHint, integrityProblems, isCorruption } from "./integrity.ts"
 import { migrations } from "./migrations.ts"
+import { dataDirSetting, explainPathError } from "./pathAccess.ts"
 
 /** "R3MJ": marks the file as an r3mes journal, so a foreign SQLite file is refused instead of being written to. */
 export const APPLICATION_ID = 0x52334d4a
@@ -20,7 +21,7 @@ export interface JournalDatabase {
 }
 
 /** A node:sqlite failure as the miner's typed error; a damaged file gets the hint that loses nothing. */
-export const journalError = (e: unknown, context: string): MiningError => {
+export const journalError = (e: unknown, context: string, path?: string): MiningError => {
   if (isCorruption(e)) {
     const text = e instanceof Error ? e.message : String(e)
     return new ValidationError({
@@ -28,7 +29,8 @@ export const journalError = (e: unknown, context: string): MiningError => {
       hint: corruptedJournalHint
     })
   }
-  return classify(e, `journal: ${context}`)
+  if (path === undefined) return classify(e, `journal: ${context}`)
+  return classify(explainPathError(e, dirname(path)), `journal: ${context}`, { setting: dataDirSetting })
 }
 
 const pragmaNumber = (db: DatabaseSync, name: string): number =>
@@ -139,6 +141,6 @@ export const openJournalDatabase = Effect.fn("openJournalDatabase")(function*(
 ) {
   return yield* Effect.try({
     try: () => (options.readOnly ? openForReading(path) : openForWriting(path)),
-    catch: (e) => (e instanceof ValidationError || e instanceof ResourceError ? e : journalError(e, `opening ${path}`))
+    catch: (e) => (e instanceof ValidationError || e instanceof ResourceError ? e : journalError(e, `opening ${path}`, path))
   })
 })

@@ -1,9 +1,13 @@
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs"
 import { dirname } from "node:path"
 import { Cause, Context, Effect, Layer, Logger, type LogLevel, Option, References, Tracer } from "effect"
+import { classify } from "../../domain/classify.ts"
 import { ResourceError } from "../../domain/errors.ts"
 import type { MinerConfig } from "../../domain/MinerConfig.ts"
 import { makeRedactor, type SecretInput, secretsOf } from "../../domain/redaction.ts"
+import { explainPathError } from "../journal/pathAccess.ts"
+
+const logFileSetting = "--log-file (R3MES_LOG_FILE)"
 
 /** Where log lines go besides the file. The file always gets every line. */
 export type ConsoleMode =
@@ -25,6 +29,11 @@ export interface FileLoggerOptions {
   readonly secrets?: ReadonlyArray<SecretInput> | undefined
   /** Default "none". */
   readonly console?: ConsoleMode | undefined
+  /**
+   * Writes a console line (newline included) instead of the stream of `console`: the CLI's progress bar passes
+   * its own, which clears the bar before the line and draws it again after, so lines are never glued onto it.
+   */
+  readonly consoleWrite?: ((text: string) => void) | undefined
   /** Lowest level the console gets (the file gets everything the global minimum level lets through). Default "Info". */
   readonly consoleLevel?: LogLevel.Severity | undefined
   /**
@@ -263,13 +272,17 @@ export const FileLogger: {
     const file = Effect.acquireRelease(
       Effect.try({
         try: () => new RotatingFile(options.path, options.maxBytes ?? defaultMaxBytes, options.keep ?? defaultKeep),
-        catch: (error) =>
-          new ResourceError({
+        catch: (error) => {
+          // The hint names the real culprit: mkdir reports a file in the way as EEXIST, a read-only mount as ENOENT.
+          const explained = explainPathError(error, dirname(options.path))
+          const classified = classify(explained, "", { setting: logFileSetting })
+          return new ResourceError({
             message: `cannot open the log file ${options.path}`,
             resource: "log file",
-            cause: String(error),
-            hint: "set R3MES_LOG_FILE / --log-file to a writable path"
+            cause: classified.cause ?? String(error),
+            hint: classified.hint ?? `set ${logFileSetting} to a writable path`
           })
+        }
       }),
       (f) => Effect.sync(() => f.close())
     )
@@ -281,7 +294,8 @@ export const FileLogger: {
         f.write(text)
         if (consoleMode !== "none" && severity[entry.logLevel] >= consoleMinimum) {
           const out = redact(consoleLine(line)) + "\n"
-          if (consoleMode === "stderr") process.stderr.write(out)
+          if (options.consoleWrite !== undefined) options.consoleWrite(out)
+          else if (consoleMode === "stderr") process.stderr.write(out)
           else process.stdout.write(out)
         }
       })
