@@ -167,6 +167,32 @@ export const weightsEnvelope = (spec: RoundSpec, weights: ModelWeights): Effect.
   roundWeightsEnvelope(spec, 0n, weights)
 
 /**
+ * The header of a round's own envelopes (its weights, its momentum state): not a training result, so the zero
+ * miner, chunk 0, steps/batch/lr 0, no losses and the portable profile; round_id = the round in decimal and
+ * model_hash = modelHash(spec), the model the round started from.
+ */
+export const roundEnvelopeHeader = (
+  spec: RoundSpec,
+  roundId: bigint,
+  encoding: "weights" | "momentum",
+  tensors: Array<TensorSpec>
+): EnvelopeHeader => ({
+  format: FORMAT,
+  round_id: roundId.toString(),
+  chunk_id: 0,
+  miner: ZERO_ADDRESS,
+  model_hash: modelHash(spec),
+  encoding,
+  tensors,
+  steps: 0,
+  batch_size: 0,
+  lr: 0,
+  loss_before: null,
+  loss_after: null,
+  profile: portableProfile
+})
+
+/**
  * The weights that came out of round `roundId` (whose spec is `spec`) as a "weights" envelope: as
  * `weightsEnvelope`, with round_id = roundId in decimal. model_hash = modelHash(spec) names the model the round
  * started from; the next round's spec names these bytes by CID and sha256 instead.
@@ -177,21 +203,7 @@ export const roundWeightsEnvelope = (
   weights: ModelWeights
 ): Effect.Effect<Uint8Array, ValidationError> => {
   const params = modelParameters(spec.model)
-  const header: EnvelopeHeader = {
-    format: FORMAT,
-    round_id: roundId.toString(),
-    chunk_id: 0,
-    miner: ZERO_ADDRESS,
-    model_hash: modelHash(spec),
-    encoding: "weights",
-    tensors: tensorSpecs(params),
-    steps: 0,
-    batch_size: 0,
-    lr: 0,
-    loss_before: null,
-    loss_after: null,
-    profile: portableProfile
-  }
+  const header = roundEnvelopeHeader(spec, roundId, "weights", tensorSpecs(params))
   return Effect.suspend(() => {
     const missing = params.find((p) => !weights.has(p.name))
     if (missing) return Effect.fail(new ValidationError({ message: `weights lack ${missing.name}`, field: "weights" }))

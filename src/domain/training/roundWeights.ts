@@ -1,17 +1,17 @@
 import { Effect } from "effect"
 import type { Tensors } from "../aggregation/tensors.ts"
 import { type MiningError, ValidationError } from "../errors.ts"
-import { decodeEnvelope, encodeEnvelope, type EnvelopeHeader, FORMAT, float32Bytes, float32Values } from "../gradientEnvelope.ts"
+import { decodeEnvelope, encodeEnvelope, float32Bytes, float32Values } from "../gradientEnvelope.ts"
 import { bytesToHex, sha256 } from "../pow.ts"
 import {
   decodeModelWeights,
   elementCount,
   initialWeights,
   type ModelWeights,
-  portableProfile,
+  roundEnvelopeHeader,
   trainableParameters
 } from "./model.ts"
-import { isParentInit, modelHash, type RoundSpec } from "./spec.ts"
+import { isParentInit, type RoundSpec } from "./spec.ts"
 
 /**
  * What a learning round starts from and what it hands on (DESIGN.md "Learning rounds"): the weights and the outer
@@ -23,8 +23,6 @@ import { isParentInit, modelHash, type RoundSpec } from "./spec.ts"
 export type FetchByCid = (cid: string, maxBytes: number) => Effect.Effect<Uint8Array, MiningError>
 
 export { roundWeightsEnvelope } from "./model.ts"
-
-const ZERO_ADDRESS = `0x${"0".repeat(40)}`
 
 /** Far above the weights of any round spec the schema allows; bounds what a fetched model may cost. */
 export const maxRoundWeightsBytes = 512 * 1024 * 1024
@@ -40,21 +38,12 @@ export const momentumEnvelope = (
   momentum: ReadonlyArray<{ readonly name: string; readonly values: Float32Array }>
 ): Effect.Effect<Uint8Array, ValidationError> => {
   const params = trainableParameters(spec.model)
-  const header: EnvelopeHeader = {
-    format: FORMAT,
-    round_id: roundId.toString(),
-    chunk_id: 0,
-    miner: ZERO_ADDRESS,
-    model_hash: modelHash(spec),
-    encoding: "momentum",
-    tensors: params.map((p) => ({ name: p.name, dtype: "float32", shape: [...p.shape] })),
-    steps: 0,
-    batch_size: 0,
-    lr: 0,
-    loss_before: null,
-    loss_after: null,
-    profile: portableProfile
-  }
+  const header = roundEnvelopeHeader(
+    spec,
+    roundId,
+    "momentum",
+    params.map((p) => ({ name: p.name, dtype: "float32", shape: [...p.shape] }))
+  )
   return Effect.suspend(() => {
     const byName = new Map(momentum.map((m) => [m.name, m.values]))
     const bytes: Array<Uint8Array> = []

@@ -1,4 +1,4 @@
-import { Cache, Duration, Effect, Layer, Option, type Redacted } from "effect"
+import { Cache, Duration, Effect, Layer, Option } from "effect"
 import { type Hex, keccak256, parseEventLogs, type TransactionReceipt, zeroAddress } from "viem"
 import { type MiningError, ValidationError } from "../../domain/errors.ts"
 import {
@@ -12,24 +12,15 @@ import {
 } from "../../domain/mining.ts"
 import { Chain } from "../../services/Chain.ts"
 import { miningRegistryAbi } from "./MiningRegistryArtifact.ts"
-import { connectRegistry } from "./viemConnection.ts"
+import { connectRegistry, type ViemEndpointOptions } from "./viemConnection.ts"
 import { decodeRevert } from "./viemErrors.ts"
 import { makeViemFinalization } from "./viemFinalization.ts"
 import { read as readRpc } from "./viemRpc.ts"
 import { makeViemVerification } from "./viemVerification.ts"
 import { makeViemWriter, receiptOf } from "./viemWriter.ts"
 
-export interface ViemChainOptions {
-  readonly rpcUrl: string
-  readonly registry: string
-  readonly privateKey: Redacted.Redacted<string>
-  /** Per RPC request (default 10 s). */
-  readonly rpcTimeout?: Duration.Input
-  /** How long to wait for a receipt (default 60 s). */
-  readonly receiptTimeout?: Duration.Input
-  /** Receipt polling interval (default 250 ms; anvil mines instantly). */
-  readonly pollingInterval?: Duration.Input
-}
+/** Where the adapter reaches the registry, with which key, and how patiently. */
+export type ViemChainOptions = ViemEndpointOptions
 
 /**
  * The Chain port on viem against a MiningRegistry: reads translated into domain values, writes through one nonce

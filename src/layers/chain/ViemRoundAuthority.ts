@@ -1,24 +1,14 @@
-import { Duration, Effect, Layer, type Redacted } from "effect"
+import { Duration, Effect, Layer } from "effect"
 import type { Hex } from "viem"
 import { type MiningError, TimeoutError, ValidationError } from "../../domain/errors.ts"
 import { FinalizationReceipt, type FinalizeRound } from "../../domain/rounds.ts"
 import { RoundAuthority } from "../../services/RoundAuthority.ts"
 import { miningRegistryAbi } from "./MiningRegistryArtifact.ts"
-import { connectRegistry } from "./viemConnection.ts"
+import { connectRegistry, type ViemEndpointOptions } from "./viemConnection.ts"
 import { read, rpc } from "./viemRpc.ts"
 
-export interface ViemRoundAuthorityOptions {
-  readonly rpcUrl: string
-  readonly registry: string
-  /** The registry owner's key (on the devnet: anvil's account 0). */
-  readonly privateKey: Redacted.Redacted<string>
-  /** Per RPC request (default 10 s). */
-  readonly rpcTimeout?: Duration.Input
-  /** How long to wait for a receipt (default 60 s). */
-  readonly receiptTimeout?: Duration.Input
-  /** Receipt polling interval (default 250 ms; anvil mines instantly). */
-  readonly pollingInterval?: Duration.Input
-}
+/** As ViemChain's; `privateKey` is the registry owner's (on the devnet: anvil's account 0). */
+export type ViemRoundAuthorityOptions = ViemEndpointOptions
 
 /**
  * The RoundAuthority port on viem, signing as the registry's owner: simulated first (a revert is decoded without

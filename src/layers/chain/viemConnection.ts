@@ -12,6 +12,19 @@ import { rpc } from "./viemRpc.ts"
  * RoundAuthority adapter (the owner's account).
  */
 
+/** Where a viem adapter reaches the registry, with which key, and how patiently. */
+export interface ViemEndpointOptions {
+  readonly rpcUrl: string
+  readonly registry: string
+  readonly privateKey: Redacted.Redacted<string>
+  /** Per RPC request (default 10 s). */
+  readonly rpcTimeout?: Duration.Input
+  /** How long to wait for a receipt (default 60 s). */
+  readonly receiptTimeout?: Duration.Input
+  /** Receipt polling interval (default 250 ms; anvil mines instantly). */
+  readonly pollingInterval?: Duration.Input
+}
+
 export interface RegistryConnectionOptions {
   readonly rpcUrl: string
   readonly registry: string
