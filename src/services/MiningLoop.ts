@@ -135,14 +135,16 @@ export class MiningLoop extends Context.Service<MiningLoop, {
            * task source, which hands it out again while the lease lasts (a learning round closes only when every
            * chunk is in, so a chunk left unworked would hold it until the lease expires). The usual guards bound the
            * retries: failures that retrying cannot fix count towards the limit, an unreachable service opens its
-           * breaker. Not after the chain lost the transaction.
+           * breaker. Not after the chain lost the transaction, nor after it refused the submission.
            */
           const handBack = (final: TransactionRecord) =>
             Effect.suspend(() => {
               const task = taskOf.get(final.transaction_id)
               taskOf.delete(final.transaction_id)
+              // A revert at the submission is the chain's word on the claim (not ours any more, round closed…).
+              const chainRuled = final.failed_step === "blockchain_submit" && !isTransientCategory(final.error_category)
               const again = task !== undefined && (final.state === "failed" || final.state === "rolled_back") &&
-                final.error_category !== "chain_lost"
+                final.error_category !== "chain_lost" && !chainRuled
               return again ? tasks.retry(task) : Effect.void
             })
 

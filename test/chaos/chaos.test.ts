@@ -146,6 +146,22 @@ describe("crash points (R3MES_CRASH_AT, a test hook)", () => {
     )))
 })
 
+/** The last messages of a run's JSON log, one a line: what a run that overran was doing. */
+const logTail = (file: string, lines = 40): string => {
+  try {
+    return readFileSync(file, "utf8").trim().split("\n").slice(-lines).map((line) => {
+      try {
+        const entry = JSON.parse(line) as { readonly timestamp?: string; readonly message?: unknown }
+        return `${entry.timestamp ?? ""} ${String(entry.message)}`
+      } catch {
+        return line
+      }
+    }).join("\n")
+  } catch (e) {
+    return `(no log: ${String(e)})`
+  }
+}
+
 describe("chaos: a real miner SIGKILLed at every state, restarted each time", () => {
   it.live("each claimed chunk: submitted once (pinned, committed) or not at all (no pin)", () =>
     Effect.gen(function*() {
@@ -157,7 +173,8 @@ describe("chaos: a real miner SIGKILLed at every state, restarted each time", ()
           runMiner(dataDir, i, plan, plan._tag === "KillAnvil" ? runTimeoutMs * 2 : runTimeoutMs)
         )
         runs.push(result)
-        const what = `run ${i} (${describePlan(plan)}), ${result.ms} ms; stderr: ${result.stderr.slice(-2000)}`
+        const what = `run ${i} (${describePlan(plan)}), ${result.ms} ms; stderr: ${result.stderr.slice(-2000)}` +
+          (result.timedOut ? `\nlog (last lines): ${logTail(result.logFile)}` : "")
         assert.isFalse(result.timedOut, `${what}: overran ${runTimeoutMs} ms`)
         if (plan._tag === "KillAnvil") {
           assert.strictEqual(result.code, 0, `${what}: the miner goes on past its devnet's restart`)

@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Fiber } from "effect"
 import { TestClock } from "effect/testing"
-import { AuthenticationError, NetworkError } from "../../src/domain/errors.ts"
+import { AuthenticationError, ChainRevertError, NetworkError } from "../../src/domain/errors.ts"
 import { TestGradientStore } from "../../src/testing/TestGradientStore.ts"
 import { MiningCoordinator } from "../../src/services/MiningCoordinator.ts"
 import { MiningLoop } from "../../src/services/MiningLoop.ts"
@@ -136,6 +136,27 @@ describe("MiningLoop", () => {
     }).pipe(Effect.provide(harness({
       config: { maxActiveTransactions: 1 },
       store: { faults: { add: { failFirst: { times: 1, error: new AuthenticationError({ message: "pinning refused" }) } } } }
+    }))))
+
+  it.effect("a submission the chain refused is not tried again: its claim is the chain's call", () =>
+    Effect.gen(function*() {
+      const loop = yield* MiningLoop
+      const tasks = yield* TestTaskSource
+      const fiber = yield* Effect.forkChild(loop.run({ iterations: 2 }))
+      yield* TestClock.adjust("1 minute")
+      const summary = yield* Fiber.join(fiber)
+      assert.strictEqual(summary.rolled_back, 2)
+      assert.deepStrictEqual(yield* tasks.retried, [])
+      assert.strictEqual((yield* tasks.claimed).length, 2)
+    }).pipe(Effect.provide(harness({
+      config: { maxActiveTransactions: 1 },
+      chain: {
+        faults: {
+          submitGradient: {
+            alwaysFail: new ChainRevertError({ message: "ChunkNotClaimed(1, 0)", errorName: "ChunkNotClaimed", args: ["1", "0"] })
+          }
+        }
+      }
     }))))
 
   it.effect("a chunk that keeps failing is tried again, with no new claim meanwhile, until the limit stops the miner", () =>

@@ -1,6 +1,6 @@
 import { Clock, Duration, Effect, Layer, Option } from "effect"
 import type { ChainRevertError, MiningError } from "../../domain/errors.ts"
-import { type RoundInfo, type SubmissionReceipt, Task } from "../../domain/mining.ts"
+import { type ChunkClaim, type RoundInfo, type SubmissionReceipt, Task } from "../../domain/mining.ts"
 import { Chain } from "../../services/Chain.ts"
 import { TaskSource } from "../../services/TaskSource.ts"
 
@@ -57,29 +57,27 @@ export const make = Effect.fnUntraced(function*(options: ChainTaskSourceOptions 
     return Option.none<Task>()
   })
 
-  // Claims of ours the chain holds and no transaction works on: a claim whose answer was lost, or that a crashed run
-  // never started. Looked for at the first claim and after a failed one (it may have landed), at most once per
-  // `ownClaimsInterval` (the look costs a few reads per open round); each handed out once.
+  // Claims of ours the chain holds with no submission: a claim whose answer was lost, that a crashed run never
+  // started, or whose submission a chain that lost state forgot. Looked for at the first claim, after a failed one
+  // (it may have landed) and while no chunk is free, at most once per `ownClaimsInterval` (the look costs a few reads
+  // per open round); each look's finds are handed out one by one. One that a transaction of ours works on right now
+  // is handed out too, and the loop skips it (the chain cannot tell this source which are in flight).
   let lookForOwnClaims = true
   let lastLook = Number.NEGATIVE_INFINITY
-  const adopted = new Set<string>()
+  let found: Array<ChunkClaim> = []
   const ownClaim = Effect.gen(function*() {
-    const now = yield* Clock.currentTimeMillis
-    if (!lookForOwnClaims || now - lastLook < Duration.toMillis(ownClaimsInterval)) return Option.none<Task>()
-    lookForOwnClaims = false
-    lastLook = now
-    const claims = (yield* chain.ownClaims).filter((c) => !adopted.has(`${c.roundId}:${c.chunkId}:${c.leaseExpiry}`))
-    const claim = claims[0]
-    if (claim === undefined) return Option.none<Task>()
-    // More may wait: look again at the next call.
-    if (claims.length > 1) {
-      lookForOwnClaims = true
-      lastLook = Number.NEGATIVE_INFINITY
+    if (found.length === 0) {
+      const now = yield* Clock.currentTimeMillis
+      if (!lookForOwnClaims || now - lastLook < Duration.toMillis(ownClaimsInterval)) return Option.none<Task>()
+      lookForOwnClaims = false
+      lastLook = now
+      found = [...(yield* chain.ownClaims)]
     }
-    adopted.add(`${claim.roundId}:${claim.chunkId}:${claim.leaseExpiry}`)
+    const claim = found.shift()
+    if (claim === undefined) return Option.none<Task>()
     const round = yield* chain.getRound(claim.roundId)
     if (Option.isNone(round)) return Option.none<Task>()
-    yield* Effect.logInfo(`taking up chunk ${claim.chunkId} of round ${claim.roundId}, claimed earlier and never worked on`)
+    yield* Effect.logDebug(`chunk ${claim.chunkId} of round ${claim.roundId} is leased to this miner with no submission: taking it up`)
     return Option.some(taskOf(round.value, claim.chunkId, claim.leaseExpiry))
   })
 
@@ -113,6 +111,9 @@ export const make = Effect.fnUntraced(function*(options: ChainTaskSourceOptions 
         if (waiting) yield* Effect.logInfo(`claimed chunk ${task.value.chunkId} of round ${task.value.roundId}`)
         return task.value
       }
+      // Nothing free: leases of ours with no submission may be why (a chain that lost our submissions keeps their
+      // claims, and our journal rolled them back as lost) — look again at the next turn (at most every interval).
+      lookForOwnClaims = true
       if (!waiting) {
         yield* Effect.logInfo("no free chunk; waiting").pipe(
           Effect.annotateLogs({ poll_interval: Duration.format(pollInterval) })

@@ -166,7 +166,7 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
   const settled = (round: RoundInfo) => round.submittedCount >= round.chunkCount || round.deadline < newestBlockTime
 
   /**
-   * The head when the first settled round was cached. A chain that no longer holds that block lost state (a devnet
+   * The head when a settled round was last cached. A chain that no longer holds that block lost state (a devnet
    * restarted from an older dump, a reorg): what it says of those rounds may have changed (a lost submission makes a
    * full round open again), so the cache is dropped — one block read per call while anything is cached.
    */
@@ -189,7 +189,8 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
       if (Option.isSome(round)) {
         result.push(round.value)
         if (settled(round.value)) {
-          if (settledAt === undefined) settledAt = yield* head
+          // The newest caching point: a chain that still holds it holds every older one.
+          settledAt = yield* head
           settledRounds.set(i, round.value)
         }
       }

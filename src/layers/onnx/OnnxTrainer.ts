@@ -154,7 +154,7 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
   } as const
   const profile = onnxProfile(sessionSettings)
   const models = new Map<string, Promise<Exit.Exit<CompiledModel, ResourceError>>>()
-  const starts = new Map<string, StartingPoint>()
+  const starts = new Map<string, Promise<Exit.Exit<StartingPoint, MiningError>>>()
   const maxStarts = Math.max(1, options.cachedWeights ?? 4)
 
   yield* Effect.addFinalizer(() =>
@@ -205,10 +205,11 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
    * A parent round's (v2 parent init): fetched by the spec's weights_cid, which must be the task's modelCid, and
    * checked against its weights_sha256 before any training (`startingWeights`).
    */
-  const startingPoint = Effect.fnUntraced(function*(spec: RoundSpec, graph: TrainingGraph, modelCid: string) {
-    const key = `${modelHash(spec)}|${modelCid}`
-    const cached = starts.get(key)
-    if (cached !== undefined) return cached
+  const loadStartingPoint = Effect.fnUntraced(function*(
+    spec: RoundSpec,
+    graph: TrainingGraph,
+    modelCid: string
+  ): Effect.fn.Return<StartingPoint, MiningError> {
     const source = options.modelSource
     let weights: ModelWeights
     if (spec.version === 2 && isParentInit(spec.init)) {
@@ -243,10 +244,27 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
       frozen: graph.parameters.filter((p) => !p.trainable).map((p) => [p.name, tensor(Float32Array.from(weights.get(p.name)!), p.shape)] as const),
       trainable: graph.parameters.filter((p) => p.trainable).map((p) => ({ spec: p, values: Float32Array.from(weights.get(p.name)!) }))
     }
-    if (starts.size >= maxStarts) starts.delete(starts.keys().next().value!)
-    starts.set(key, start)
     return start
   })
+
+  /**
+   * The round's starting point, loaded once per model and CID. Loaded outside the requesting fiber, like the sessions:
+   * a transaction that times out while the parent's weights are fetched leaves the load to finish for the next one,
+   * instead of starting it again — and timing out again — every time. A failed load is forgotten, to be retried.
+   */
+  const startingPoint = (spec: RoundSpec, graph: TrainingGraph, modelCid: string): Effect.Effect<StartingPoint, MiningError> =>
+    Effect.suspend(() => {
+      const key = `${modelHash(spec)}|${modelCid}`
+      let pending = starts.get(key)
+      if (pending === undefined) {
+        pending = Effect.runPromiseExit(loadStartingPoint(spec, graph, modelCid))
+        void pending.then((exit) => Exit.isFailure(exit) && starts.get(key) === pending && starts.delete(key))
+        if (starts.size >= maxStarts) starts.delete(starts.keys().next().value!)
+        starts.set(key, pending)
+      }
+      const loading = pending
+      return Effect.flatten(Effect.promise(() => loading))
+    })
 
   const train = Effect.fn("Trainer.train")(function*(
     task: Task,
