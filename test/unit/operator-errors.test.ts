@@ -10,7 +10,7 @@ import { listFooter } from "../../src/cli/statusRender.ts"
 import { classify } from "../../src/domain/classify.ts"
 import { exposedApiWarning, isLoopbackHost, resolveLogFile } from "../../src/domain/minerSettings.ts"
 import { fromViemError, htmlPageExcerpt } from "../../src/layers/chain/viemErrors.ts"
-import { explainPathError, pathProblem } from "../../src/layers/journal/pathAccess.ts"
+import { explainPathError, pathProblem } from "../../src/layers/pathAccess.ts"
 import { FileLogger } from "../../src/layers/telemetry/FileLogger.ts"
 
 /** Issue 15's operator annoyances: every error path one line plus a `hint:` that names the fix. */

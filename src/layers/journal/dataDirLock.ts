@@ -4,7 +4,7 @@ import { DatabaseSync } from "node:sqlite"
 import { Effect } from "effect"
 import { classify } from "../../domain/classify.ts"
 import { type MiningError, ResourceError } from "../../domain/errors.ts"
-import { dataDirSetting, explainPathError } from "./pathAccess.ts"
+import { dataDirSetting, explainPathError } from "../pathAccess.ts"
 
 /**
  * One miner per data dir: two miners on one journal "recover" each other's live transactions and clash on nonces.

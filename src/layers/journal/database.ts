@@ -6,7 +6,7 @@ import { classify } from "../../domain/classify.ts"
 import { type MiningError, ResourceError, ValidationError } from "../../domain/errors.ts"
 import { corruptedJournal, corruptedJournalHint, integrityProblems, isCorruption } from "./integrity.ts"
 import { migrations } from "./migrations.ts"
-import { dataDirSetting, explainPathError } from "./pathAccess.ts"
+import { dataDirSetting, explainPathError } from "../pathAccess.ts"
 
 /** "R3MJ": marks the file as an r3mes journal, so a foreign SQLite file is refused instead of being written to. */
 export const APPLICATION_ID = 0x52334d4a

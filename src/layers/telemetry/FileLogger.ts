@@ -5,7 +5,7 @@ import { classify } from "../../domain/classify.ts"
 import { ResourceError } from "../../domain/errors.ts"
 import type { MinerConfig } from "../../domain/MinerConfig.ts"
 import { makeRedactor, type SecretInput, secretsOf } from "../../domain/redaction.ts"
-import { explainPathError } from "../journal/pathAccess.ts"
+import { explainPathError } from "../pathAccess.ts"
 
 const logFileSetting = "--log-file (R3MES_LOG_FILE)"
 
