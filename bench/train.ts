@@ -19,7 +19,7 @@ import { canonicalRoundSpec, defaultRoundSpec, type RoundSpec } from "../src/dom
 import { loadMnist } from "../src/layers/onnx/MnistDigits.ts"
 import { OnnxTrainer } from "../src/layers/onnx/OnnxTrainer.ts"
 import { encodeModel, GraphBuilder } from "../src/layers/onnx/onnxModel.ts"
-import { createSession, executionProviders } from "../src/layers/onnx/ortSession.ts"
+import { createSession } from "../src/layers/onnx/ortSession.ts"
 import { trainingGraph } from "../src/layers/onnx/trainingGraphs.ts"
 import { Trainer } from "../src/services/Trainer.ts"
 
@@ -102,7 +102,7 @@ const gflops = (flopsPerSecond: number) => (flopsPerSecond / 1e9).toFixed(2)
 
 const main = async () => {
   await Effect.runPromise(loadMnist())
-  console.log(`onnxruntime-node ${ort.env.versions.node} · providers ${executionProviders().join(",")} (bench graphs on cpu) · ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}`)
+  console.log(`onnxruntime-node ${ort.env.versions.node} · cpu · ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}`)
   const models: ReadonlyArray<readonly [string, RoundSpec]> = [
     ["default (mlp 784-64-10)", defaultRoundSpec(1)],
     ["bitnet-lora 784-64-10 r4", defaultRoundSpec(1, "bitnet-lora")]

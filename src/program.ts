@@ -3,6 +3,7 @@ import { Effect } from "effect"
 import { CliError, CliOutput, Command } from "effect/cli"
 import packageJson from "../package.json" with { type: "json" }
 import { CliExit, ExitCode } from "./cli/exit.ts"
+import { devicesCommand } from "./cli/devices.ts"
 import { gradientCommand } from "./cli/gradient.ts"
 import { aggregateCommand, roundsCommand } from "./cli/rounds.ts"
 import { ipfsCommand } from "./cli/ipfs.ts"
@@ -34,7 +35,8 @@ export const r3mesMiner = Command.make("r3mes-miner").pipe(
     ipfsCommand,
     gradientCommand,
     roundsCommand,
-    aggregateCommand
+    aggregateCommand,
+    devicesCommand
   ])
 )
 

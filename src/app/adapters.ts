@@ -1,6 +1,6 @@
 import { join } from "node:path"
 import { type Layer, Option } from "effect"
-import type { MiningError } from "../domain/errors.ts"
+import type { MiningError, ResourceError } from "../domain/errors.ts"
 import type { MinerConfig } from "../domain/MinerConfig.ts"
 import { ChainTaskSource } from "../layers/chain/ChainTaskSource.ts"
 import { ViemChain } from "../layers/chain/ViemChain.ts"
@@ -12,6 +12,7 @@ import { FastPowSolver } from "../layers/pow/WorkerPowSolver.ts"
 import type { Chain } from "../services/Chain.ts"
 import type { GradientStore } from "../services/GradientStore.ts"
 import type { Journal } from "../services/Journal.ts"
+import type { Trainer } from "../services/Trainer.ts"
 import type { ChainEndpoint } from "./chainEndpoint.ts"
 import type { MinerAdapters } from "./minerLayer.ts"
 
@@ -55,6 +56,14 @@ export const gradientStoreLayer = (
     ? HeliaStore.layer(heliaStoreOptions(settings))
     : KuboStore.layer({ url: settings.ipfsApi })
 
+/**
+ * The trainer on the configured device (R3MES_DEVICE), checking round models against the store. Every trainer of a
+ * process shares one device selection (devices.ts), so the miner's and the embedded verifier's agree.
+ */
+export const trainerLayer = (
+  config: Pick<MinerConfig, "device">
+): Layer.Layer<Trainer, ResourceError, GradientStore> => OnnxTrainer.layerWithModelStore({ executionProvider: config.device })
+
 /** The MiningRegistry at the endpoint, from the endpoint's miner account. */
 export const chainLayer = (endpoint: ChainEndpoint): Layer.Layer<Chain, MiningError> =>
   ViemChain.layer({ rpcUrl: endpoint.rpcUrl, registry: endpoint.registry, privateKey: endpoint.privateKey })
@@ -74,7 +83,7 @@ export const productionAdapters = (
   // looks twice a second so it waits about as long as the aggregate takes.
   taskSource: ChainTaskSource.layer(endpoint.devnet ? { pollInterval: "500 millis" } : {}),
   gradientStore,
-  trainer: OnnxTrainer.layerWithModelStore(),
+  trainer: trainerLayer(config),
   journal,
   // Every core: measured with `npm run bench:mining`, training's step time is the same with one PoW thread or
   // two on 2 cores (the solves are ~20 ms bursts), while one thread makes concurrent solves queue (p50 66 ms).

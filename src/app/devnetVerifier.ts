@@ -4,10 +4,9 @@ import type { MinerConfig } from "../domain/MinerConfig.ts"
 import type { RunningDevnet } from "../layers/chain/devnet/Devnet.ts"
 import { HeliaNode } from "../layers/ipfs/HeliaNode.ts"
 import { HeliaStore } from "../layers/ipfs/HeliaStore.ts"
-import { OnnxTrainer } from "../layers/onnx/OnnxTrainer.ts"
 import { Settings } from "../services/Settings.ts"
 import { Verifier } from "../services/Verifier.ts"
-import { chainLayer, journalLayer } from "./adapters.ts"
+import { chainLayer, journalLayer, trainerLayer } from "./adapters.ts"
 
 /** Where the devnet's verifier listens unless R3MES_IPFS_LISTEN says otherwise: this machine, any free port. */
 const defaultListen = "/ip4/127.0.0.1/tcp/0"
@@ -32,7 +31,7 @@ export const startDevnetVerifier = Effect.fn("startDevnetVerifier")(function*(co
   const context = yield* Layer.build(
     Verifier.layer.pipe(Layer.provide(Layer.mergeAll(
       chainLayer({ rpcUrl: devnet.rpcUrl, registry: devnet.registry, privateKey: Redacted.make(devnet.verifier.privateKey), devnet: true }),
-      OnnxTrainer.layerWithModelStore().pipe(Layer.provide(Layer.succeedContext(store))),
+      trainerLayer(config).pipe(Layer.provide(Layer.succeedContext(store))),
       Layer.succeedContext(store),
       journalLayer(dir),
       Settings.layerOf(settings)

@@ -5,13 +5,12 @@ import type { MinerConfig } from "../domain/MinerConfig.ts"
 import { transactionKey } from "../domain/mining.ts"
 import { type VerdictName, verdictName } from "../domain/verification.ts"
 import type { RunningDevnet } from "../layers/chain/devnet/Devnet.ts"
-import { OnnxTrainer } from "../layers/onnx/OnnxTrainer.ts"
 import { Chain } from "../services/Chain.ts"
 import type { GradientStore } from "../services/GradientStore.ts"
 import { Journal } from "../services/Journal.ts"
 import { Settings } from "../services/Settings.ts"
 import { type RecordedVerdict, Verifier } from "../services/Verifier.ts"
-import { chainLayer } from "./adapters.ts"
+import { chainLayer, trainerLayer } from "./adapters.ts"
 
 /** A verdict on one of this miner's transactions, for its live output. */
 export interface TransactionVerdict {
@@ -62,7 +61,7 @@ export const startEmbeddedVerifier = Effect.fn("startEmbeddedVerifier")(function
   const context = yield* Layer.build(
     Verifier.layer.pipe(Layer.provideMerge(Layer.mergeAll(
       chain,
-      OnnxTrainer.layerWithModelStore().pipe(Layer.provide(store)),
+      trainerLayer(config).pipe(Layer.provide(store)),
       store,
       Layer.succeedContext(ports.journal),
       Settings.layerOf(config)

@@ -8,6 +8,7 @@ import { exposedApiWarning } from "../domain/minerSettings.ts"
 import { redactUrl } from "../domain/redaction.ts"
 import type { TransactionRecord } from "../domain/TransactionRecord.ts"
 import { MonitoringApi } from "../layers/http/MonitoringApi.ts"
+import { deviceSection, sharedDeviceSelection } from "../layers/onnx/devices.ts"
 import { Readiness } from "../layers/http/Readiness.ts"
 import { MiningCoordinator, type RecoverySummary } from "../services/MiningCoordinator.ts"
 import { type LoopSummary, MiningLoop, noTransactions } from "../services/MiningLoop.ts"
@@ -77,7 +78,10 @@ const stoppedBeforeStart: MinerRun = {
 const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMinerOptions) {
   // Test hook (chaos test): R3MES_CRASH_AT=POINT[:N] makes the miner SIGKILL itself at a crash point.
   const crashPoints = yield* crashPointsFromEnv()
-  // The journal first: it locks the data dir (one miner per data dir, whatever the IPFS backend) and refuses a
+  // The compute device before anything starts: an explicit device that cannot train stops the miner here, and
+  // `auto` tries the GPU devices once for every trainer of the process (the logged choice).
+  const device = yield* sharedDeviceSelection(config.device)
+  // The journal next: it locks the data dir (one miner per data dir, whatever the IPFS backend) and refuses a
   // corrupted file before a devnet or an IPFS node starts in that dir; released last.
   const journal = yield* Layer.build(journalLayer(config.dataDir))
   const learning = options.learningRounds === false ? undefined : makeLearningPlan({
@@ -124,7 +128,8 @@ const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMiner
     version: packageJson.version,
     miner: {
       chain: { rpc: endpoint.devnet ? "embedded devnet" : redactUrl(endpoint.rpcUrl), registry: endpoint.registry },
-      ipfs: { api: embeddedStore ? "embedded" : redactUrl(config.ipfsApi) }
+      ipfs: { api: embeddedStore ? "embedded" : redactUrl(config.ipfsApi) },
+      device: deviceSection(device)
     },
     components: endpoint.embedded === undefined ? undefined : endpoint.embedded.health.pipe(
       Effect.map((devnet) => ({

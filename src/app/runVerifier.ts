@@ -2,11 +2,11 @@ import { Effect, Layer, Option, Redacted } from "effect"
 import type { MinerConfig } from "../domain/MinerConfig.ts"
 import { redactUrl } from "../domain/redaction.ts"
 import { VerifierApi } from "../layers/http/VerifierApi.ts"
-import { OnnxTrainer } from "../layers/onnx/OnnxTrainer.ts"
 import { Settings } from "../services/Settings.ts"
 import { Verifier } from "../services/Verifier.ts"
 import { crashPointsFromEnv, verifierCrashPointNames, withVerifierCrashPoints } from "../testing/CrashPoints.ts"
-import { chainLayer, gradientStoreLayer, journalLayer } from "./adapters.ts"
+import { sharedDeviceSelection } from "../layers/onnx/devices.ts"
+import { chainLayer, gradientStoreLayer, journalLayer, trainerLayer } from "./adapters.ts"
 import { chainEndpoint } from "./chainEndpoint.ts"
 
 export interface RunVerifierOptions {
@@ -31,6 +31,8 @@ export const runVerifier = Effect.fn("runVerifier")(
     // Test hook (chaos test): R3MES_CRASH_AT=POINT[:N] makes the verifier SIGKILL itself at one of its crash points;
     // a mining transaction's point is refused here, before anything starts.
     const crashPoints = yield* crashPointsFromEnv(process.env, verifierCrashPointNames)
+    // The compute device first: an explicit one that cannot train stops the verifier before anything starts.
+    yield* sharedDeviceSelection(config.device)
     const journal = yield* Layer.build(journalLayer(config.dataDir))
     const configured = yield* chainEndpoint(config)
     const endpoint = configured.embedded === undefined || Option.isSome(config.privateKey)
@@ -39,7 +41,7 @@ export const runVerifier = Effect.fn("runVerifier")(
     const chain = chainLayer(endpoint)
     const ports = Layer.mergeAll(
       crashPoints === undefined ? chain : withVerifierCrashPoints(chain, crashPoints),
-      OnnxTrainer.layerWithModelStore().pipe(Layer.provideMerge(gradientStoreLayer(config))),
+      trainerLayer(config).pipe(Layer.provideMerge(gradientStoreLayer(config))),
       Layer.succeedContext(journal),
       Settings.layerOf(config)
     )

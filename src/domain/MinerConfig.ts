@@ -1,5 +1,9 @@
 import type { Duration, Option, Redacted } from "effect"
 
+/** R3MES_DEVICE (DESIGN.md "Compute devices"): a device training runs on, or "auto" (the best that initialises). */
+export const computeDevices = ["auto", "cpu", "cuda", "webgpu"] as const
+export type ComputeDevice = (typeof computeDevices)[number]
+
 /**
  * The miner's validated configuration (DESIGN.md "Configuration"). Loaded from env vars and CLI flags by
  * `minerConfig` (src/domain/MinerConfigSchema.ts, one descriptor per setting); flags win over env.
@@ -32,6 +36,8 @@ export interface MinerConfig {
   readonly ipfsPeers: ReadonlyArray<string>
   /** Multiaddr the embedded IPFS node listens on (/ip4/…/tcp/PORT); none: it listens nowhere. */
   readonly ipfsListen: Option.Option<string>
+  /** The compute device training runs on: "auto" (default), "cpu", "cuda" or "webgpu". */
+  readonly device: ComputeDevice
   readonly dataDir: string
   readonly statsHost: string
   readonly statsPort: number

@@ -1,5 +1,5 @@
 import { Config, Effect, Schema, SchemaIssue } from "effect"
-import type { MinerConfig } from "./MinerConfig.ts"
+import { type ComputeDevice, computeDevices, type MinerConfig } from "./MinerConfig.ts"
 import { redactUrl } from "./redaction.ts"
 import {
   type AnySetting,
@@ -267,6 +267,18 @@ export const minerSettings: { readonly [K in keyof MinerConfig]: Setting<K> } = 
     expected: "a multiaddr like /ip4/127.0.0.1/tcp/4011",
     defaultText: "none (not listening)"
   }, Schema.String.check(Schema.isPattern(listenPattern, { expected: "a multiaddr like /ip4/127.0.0.1/tcp/4011" }))),
+  device: text("device", {
+    env: "R3MES_DEVICE",
+    flag: "device",
+    metavar: "DEVICE",
+    description: "Compute device of the training: auto takes CUDA when it initialises, WebGPU when it initialises and " +
+      "steps faster than the CPU, else the CPU (tried once at start, the choice logged); an explicit device that " +
+      "cannot start stops the miner at start. `r3mes-miner devices` shows what each would do",
+    expected: `one of ${computeDevices.join(", ")}`,
+    defaultText: "auto"
+  }, Schema.String.check(Schema.isPattern(new RegExp(`^(?:${computeDevices.join("|")})$`), {
+    expected: `one of ${computeDevices.join(", ")}`
+  })) as Schema.Codec<ComputeDevice, string>, "auto"),
   dataDir: text("dataDir", {
     env: "R3MES_DATA_DIR",
     flag: "data-dir",

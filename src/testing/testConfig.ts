@@ -35,6 +35,7 @@ export const testMinerConfig = (overrides: Partial<MinerConfig> = {}): MinerConf
     rpcUrl: Option.none(),
     registryAddress: Option.none(),
     ipfsApi: "embedded",
+    device: "auto",
     statsHost: "127.0.0.1",
     statsPort: 0,
     adminToken: Option.none(),

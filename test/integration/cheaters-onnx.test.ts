@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
+import type { ResourceError } from "../../src/domain/errors.ts"
 import { decodeEnvelope, float32Values } from "../../src/domain/gradientEnvelope.ts"
 import { Task, type TrainingResult } from "../../src/domain/mining.ts"
 import { initialWeightsEnvelope } from "../../src/domain/training/model.ts"
@@ -22,7 +23,7 @@ const roundTask = Effect.gen(function*() {
 
 const honestTrainer = OnnxTrainer.layerWithModelStore({ executionProvider: "cpu" })
 
-const trainWith = (trainer: Layer.Layer<Trainer, never, GradientStore>) =>
+const trainWith = (trainer: Layer.Layer<Trainer, ResourceError, GradientStore>) =>
   Effect.gen(function*() {
     const task = yield* roundTask
     return yield* (yield* Trainer).train(task, MINER)

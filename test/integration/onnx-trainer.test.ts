@@ -10,7 +10,8 @@ import { initialWeights, trainableParameters } from "../../src/domain/training/m
 import { canonicalRoundSpec, childRoundSpec, defaultRoundSpec, learningRoundSpec, modelHash, type RoundSpec } from "../../src/domain/training/spec.ts"
 import { loadMnist } from "../../src/layers/onnx/MnistDigits.ts"
 import { OnnxTrainer, type OnnxTrainerOptions } from "../../src/layers/onnx/OnnxTrainer.ts"
-import { cudaAvailable, graphOptimizationLevels, runtimeError } from "../../src/layers/onnx/ortSession.ts"
+import { installation, sharedDeviceSelection } from "../../src/layers/onnx/devices.ts"
+import { graphOptimizationLevels, runtimeError } from "../../src/layers/onnx/ortSession.ts"
 import { LOSS_OUTPUT, trainingGraph } from "../../src/layers/onnx/trainingGraphs.ts"
 import { Trainer } from "../../src/services/Trainer.ts"
 
@@ -81,7 +82,7 @@ layer(OnnxTrainer.layer(), { timeout: 60_000 })("OnnxTrainer on real digits", (i
       assert.deepStrictEqual(header.profile, yield* trainer.profile)
       assert.deepStrictEqual(header.profile, {
         runtime: `onnxruntime-node ${ort.env.versions.node}`,
-        ep: cudaAvailable() ? "cuda" : "cpu",
+        ep: (yield* sharedDeviceSelection("auto")).device,
         threads: 1,
         graph_optimization: "disabled",
         isa: hostIsa(),
@@ -287,16 +288,28 @@ describe("CPU kernel class of the profile", () => {
   })
 })
 
+const cudaInstalled = installation("cuda").installed
+
 describe("OnnxTrainer failures", () => {
-  it.effect.skipIf(cudaAvailable())("a provider that cannot load is a ResourceError", () =>
+  it.effect.skipIf(cudaInstalled)("an explicit device that is not installed fails the trainer at start: a ResourceError with the fix", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(trainOnce(task(defaultRoundSpec(1)), MINER, { executionProvider: "cuda" }))
       assert.strictEqual(error._tag, "ResourceError")
-      assert.strictEqual(error._tag === "ResourceError" && error.resource, "onnxruntime")
+      assert.strictEqual(error._tag === "ResourceError" && error.resource, "cuda")
+      assert.include(error.message, "--device cuda (R3MES_DEVICE) cannot train: onnxruntime-node's CUDA provider is not installed")
+      assert.include(error.hint, "ONNXRUNTIME_NODE_INSTALL=cuda12")
     }), 60_000)
 
   it("ONNX Runtime's out-of-memory failures are ResourceErrors about memory", () => {
-    for (const message of ["Failed to allocate memory for requested buffer of size 123", "CUDA failure 2: out of memory", "std::bad_alloc"]) {
+    for (
+      const message of [
+        "Failed to allocate memory for requested buffer of size 123",
+        "CUDA failure 2: out of memory",
+        "std::bad_alloc",
+        "Vulkan error: VK_ERROR_OUT_OF_DEVICE_MEMORY",
+        "[WebGPU] OutOfMemory: Buffer allocation failed"
+      ]
+    ) {
       const error = runtimeError("running the training step", ["cuda", "cpu"])(new Error(message))
       assert.strictEqual(error._tag, "ResourceError")
       assert.strictEqual(error.resource, "memory")

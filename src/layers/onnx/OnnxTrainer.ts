@@ -27,14 +27,15 @@ import { hostIsa } from "./cpuIsa.ts"
 import { loadMnist } from "./MnistDigits.ts"
 import {
   createSession,
+  type Device,
   type ExecutionProviderChoice,
-  executionProviders,
   type GraphOptimizationLevel,
   graphOptimizationLevels,
   releaseSession,
   runSession,
   type Session
 } from "./ortSession.ts"
+import { sharedDeviceSelection } from "./devices.ts"
 import { LOSS_OUTPUT, trainingGraph, type TrainingGraph } from "./trainingGraphs.ts"
 import { pseudoGradientHeader } from "../../domain/training/gradientHeader.ts"
 
@@ -45,7 +46,11 @@ export interface OnnxTrainerOptions {
    * 2026-12-01), though not those of wider layers; same count ⇒ same bytes.
    */
   readonly intraOpNumThreads?: number
-  /** "auto" (default): CUDA when its provider library is installed, else CPU. CUDA and CPU round differently. */
+  /**
+   * The device (R3MES_DEVICE): "auto" (default) takes the best one that initialises (devices.ts), tried once per
+   * process; an explicit one that cannot start fails the layer with a ResourceError. Devices round differently: the
+   * profile's `ep` says which one computed a gradient.
+   */
   readonly executionProvider?: ExecutionProviderChoice
   /**
    * ONNX Runtime's graph optimisation level. Default "disabled" (bit-stable); the fusing levels change the last bits
@@ -120,11 +125,11 @@ export const pseudoGradientEnvelope = (
  */
 export const onnxProfile = (settings: {
   readonly intraOpNumThreads: number
-  readonly executionProvider: ExecutionProviderChoice
+  readonly executionProvider: Device
   readonly graphOptimizationLevel: GraphOptimizationLevel
 }): DeterminismProfile => ({
   runtime: `onnxruntime-node ${ort.env.versions.node}`,
-  ep: executionProviders(settings.executionProvider)[0]!,
+  ep: settings.executionProvider,
   threads: settings.intraOpNumThreads,
   graph_optimization: settings.graphOptimizationLevel,
   isa: hostIsa(),
@@ -147,9 +152,10 @@ export const onnxProfile = (settings: {
  * CPU) may change the tensors' last bits, which a verifier tolerates (DESIGN.md "Verification").
  */
 export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}) {
+  const device = yield* sharedDeviceSelection(options.executionProvider ?? "auto")
   const sessionSettings = {
     intraOpNumThreads: options.intraOpNumThreads ?? 1,
-    executionProvider: options.executionProvider ?? "auto",
+    executionProvider: device.device,
     graphOptimizationLevel: options.graphOptimizationLevel ?? "disabled"
   } as const
   const profile = onnxProfile(sessionSettings)
@@ -338,10 +344,15 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
 })
 
 export const OnnxTrainer = {
-  /** The Trainer port on onnxruntime-node; sessions are released when the layer's scope closes. */
-  layer: (options: OnnxTrainerOptions = {}): Layer.Layer<Trainer> => Layer.effect(Trainer, make(options)),
+  /**
+   * The Trainer port on onnxruntime-node; sessions are released when the layer's scope closes. Fails to build when
+   * an explicitly requested device cannot train.
+   */
+  layer: (options: OnnxTrainerOptions = {}): Layer.Layer<Trainer, ResourceError> => Layer.effect(Trainer, make(options)),
   /** The same, checking each round's modelCid against the regenerated weights and fetching it when they differ. */
-  layerWithModelStore: (options: Omit<OnnxTrainerOptions, "modelSource"> = {}): Layer.Layer<Trainer, never, GradientStore> =>
+  layerWithModelStore: (
+    options: Omit<OnnxTrainerOptions, "modelSource"> = {}
+  ): Layer.Layer<Trainer, ResourceError, GradientStore> =>
     Layer.effect(
       Trainer,
       Effect.gen(function*() {

@@ -1,7 +1,4 @@
 import { Effect } from "effect"
-import { existsSync } from "node:fs"
-import { createRequire } from "node:module"
-import * as path from "node:path"
 import * as ort from "onnxruntime-node"
 import { ResourceError } from "../../domain/errors.ts"
 
@@ -12,7 +9,12 @@ import { ResourceError } from "../../domain/errors.ts"
  * failures as ResourceError (out of memory, or the execution provider failing).
  */
 
-export type ExecutionProviderChoice = "auto" | "cpu" | "cuda"
+/** The execution providers training runs on (DESIGN.md "Compute devices"). */
+export type Device = "cpu" | "cuda" | "webgpu"
+export const devices: ReadonlyArray<Device> = ["cpu", "cuda", "webgpu"]
+
+/** R3MES_DEVICE: a device, or "auto" (the best one that initialises, see devices.ts). */
+export type ExecutionProviderChoice = "auto" | Device
 
 /** ONNX Runtime's graph optimisation levels. Training uses "disabled" unless told otherwise (see below). */
 export type GraphOptimizationLevel = "disabled" | "basic" | "extended" | "all"
@@ -21,8 +23,8 @@ export const graphOptimizationLevels: ReadonlyArray<GraphOptimizationLevel> = ["
 export interface SessionSettings {
   /** Threads inside one operator. Default 1. */
   readonly intraOpNumThreads?: number
-  /** "auto" (default): CUDA when its provider library is installed, else CPU. */
-  readonly executionProvider?: ExecutionProviderChoice
+  /** The device the session runs on (default "cpu"); devices.ts chooses it for "auto" and checks it initialises. */
+  readonly executionProvider?: Device
   /**
    * Default "disabled": the levels that fuse operators change the last bits, and a gradient's profile names the
    * level so a verifier knows what it compares against (bench/verifyTolerance.ts measures the differences).
@@ -30,33 +32,8 @@ export interface SessionSettings {
   readonly graphOptimizationLevel?: GraphOptimizationLevel
 }
 
-/**
- * onnxruntime-node lists "cuda" on linux/x64 whether or not its provider library was downloaded at install time
- * (`allowScripts` in package.json skips that download), so availability is the listing and the library file together.
- */
-export const cudaAvailable = (): boolean => {
-  if (!ort.listSupportedBackends().some((b) => b.name === "cuda")) return false
-  try {
-    const dist = path.dirname(createRequire(import.meta.url).resolve("onnxruntime-node"))
-    const bin = path.join(dist, "..", "bin", "napi-v6", process.platform, process.arch)
-    return existsSync(path.join(bin, "libonnxruntime_providers_cuda.so"))
-  } catch {
-    return false
-  }
-}
-
-export const executionProviders = (choice: ExecutionProviderChoice = "auto"): ReadonlyArray<"cuda" | "cpu"> => {
-  switch (choice) {
-    case "cpu":
-      return ["cpu"]
-    case "cuda":
-      return ["cuda"]
-    case "auto":
-      return cudaAvailable() ? ["cuda", "cpu"] : ["cpu"]
-  }
-}
-
-const OUT_OF_MEMORY = /out of memory|bad_alloc|failed to allocate|allocation fail|cudaErrorMemoryAllocation|CUBLAS_STATUS_ALLOC_FAILED|ENOMEM/i
+// CUDA's and cuBLAS's, Vulkan's (under WebGPU) and Dawn's, the C++ allocator's, the OS's.
+const OUT_OF_MEMORY = /out of memory|OutOfMemory|OUT_OF_(DEVICE|HOST)_MEMORY|bad_alloc|failed to allocate|allocation fail|cudaErrorMemoryAllocation|CUBLAS_STATUS_ALLOC_FAILED|ENOMEM/i
 
 /** An ONNX Runtime failure as a ResourceError: memory when it ran out, else the runtime/provider. */
 export const runtimeError = (what: string, providers: ReadonlyArray<string>) => (e: unknown): ResourceError => {
@@ -72,7 +49,8 @@ export const runtimeError = (what: string, providers: ReadonlyArray<string>) => 
       message: `${what}: ONNX Runtime failed on ${providers.join(", ")}`,
       cause,
       resource: "onnxruntime",
-      hint: "check the onnxruntime-node install (for CUDA: its provider libraries and the driver), or train on the CPU provider"
+      hint: "`r3mes-miner devices` shows which devices initialise (CUDA needs its provider libraries and driver, WebGPU a " +
+        "Vulkan driver); --device cpu trains on the CPU"
     })
 }
 
@@ -82,7 +60,9 @@ export interface Session {
 }
 
 export const createSession = (onnx: Uint8Array, settings: SessionSettings = {}): Effect.Effect<Session, ResourceError> => {
-  const providers = executionProviders(settings.executionProvider)
+  // One provider: ONNX Runtime adds the CPU provider itself for the nodes a device lacks (here only the batch-size
+  // shape arithmetic, which it keeps on the CPU on purpose).
+  const providers = [settings.executionProvider ?? "cpu"]
   return Effect.tryPromise({
     try: () =>
       ort.InferenceSession.create(onnx, {
