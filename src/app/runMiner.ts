@@ -24,7 +24,13 @@ import { withSignalHandler } from "./signals.ts"
 export interface RunMinerOptions {
   readonly iterations: number | undefined
   /** Called once the miner is up: where its monitoring API listens, what recovery did. */
-  readonly onStarted?: (started: { readonly statsUrl: string; readonly recovery: RecoverySummary; readonly endpoint: { readonly rpcUrl: string; readonly registry: string; readonly devnet: boolean } }) => Effect.Effect<void>
+  readonly onStarted?: (started: {
+    readonly statsUrl: string
+    readonly recovery: RecoverySummary
+    readonly endpoint: { readonly rpcUrl: string; readonly registry: string; readonly devnet: boolean }
+    /** The compute device training runs on. */
+    readonly device: string
+  }) => Effect.Effect<void>
   readonly onFinished?: (record: TransactionRecord) => Effect.Effect<void>
   /** Called when a shutdown signal arrives and in-flight transactions are being finished. */
   readonly onStopping?: (inFlight: number) => Effect.Effect<void>
@@ -158,7 +164,8 @@ const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMiner
       yield* options.onStarted({
         statsUrl: api.url,
         recovery,
-        endpoint: { rpcUrl: redactUrl(endpoint.rpcUrl), registry: endpoint.registry, devnet: endpoint.devnet }
+        endpoint: { rpcUrl: redactUrl(endpoint.rpcUrl), registry: endpoint.registry, devnet: endpoint.devnet },
+        device: device.device
       })
     }
     if (embedded !== undefined) yield* embedded.follow

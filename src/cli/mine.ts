@@ -57,7 +57,7 @@ export const mineCommand = Command.make(
     const run = yield* runCliEffect(
       runMiner(config, {
         iterations: iterationCount,
-        onStarted: ({ endpoint, recovery, statsUrl }) =>
+        onStarted: ({ device, endpoint, recovery, statsUrl }) =>
           Effect.andThen(
             // With --json the console shows only errors, but an API open to the network must not go unnoticed:
             // the miner logged the warning (its file), stderr gets it here.
@@ -65,7 +65,7 @@ export const mineCommand = Command.make(
               const exposed = input.json ? exposedApiWarning(config.statsHost, statsUrl) : undefined
               return exposed === undefined ? Effect.void : Console.error(exposed)
             }),
-            progress.started(statsUrl, recovery, endpoint.devnet ? `the embedded devnet (${endpoint.rpcUrl})` : "the configured chain")
+            progress.started(statsUrl, recovery, endpoint.devnet ? `the embedded devnet (${endpoint.rpcUrl})` : "the configured chain", device)
           ),
         onFinished: progress.onFinished,
         onVerdict: progress.onVerdict,

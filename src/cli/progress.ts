@@ -80,10 +80,10 @@ export const makeProgress = (options: {
       yield* Console.log(transactionLine(record))
       yield* drawBar
     }),
-    started: (statsUrl: string, recovery: MinerRun["recovery"], chain: string) =>
+    started: (statsUrl: string, recovery: MinerRun["recovery"], chain: string, device: string) =>
       options.json ? Effect.void : Console.log(
         [
-          `mining on ${chain}; monitoring API at ${statsUrl}`,
+          `mining on ${chain}, training on ${device}; monitoring API at ${statsUrl}`,
           recovery.recovered > 0 || recovery.orphan_pins_released.length > 0
             ? `recovered ${recovery.recovered} transactions from the journal (committed ${recovery.committed}, rolled back ${recovery.rolled_back}, failed ${recovery.failed}), released ${recovery.orphan_pins_released.length} orphan pins`
             : "journal clean: nothing to recover"

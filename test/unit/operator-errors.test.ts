@@ -131,7 +131,7 @@ describe("the progress bar and log lines", () => {
     Effect.gen(function*() {
       const written: Array<string> = []
       const progress = makeProgress({ tty: true, json: false, iterations: 10, stream: { write: (t: string) => written.push(t) } })
-      yield* progress.started("http://127.0.0.1:8080", { recovered: 0, committed: 0, rolled_back: 0, failed: 0, orphan_pins_released: [] } as never, "x")
+      yield* progress.started("http://127.0.0.1:8080", { recovered: 0, committed: 0, rolled_back: 0, failed: 0, orphan_pins_released: [] } as never, "x", "cpu")
       assert.deepStrictEqual(written, [bar(0, 10)])
       progress.writeLog("2026-01-01T00:00:00.000Z WARN  [r3mes_miner] something\n")
       assert.deepStrictEqual(written, [bar(0, 10), clearLine, "2026-01-01T00:00:00.000Z WARN  [r3mes_miner] something\n", bar(0, 10)])
