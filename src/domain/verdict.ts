@@ -1,4 +1,4 @@
-import type { DecodedEnvelope, EnvelopeHeader, Tensor } from "./gradientEnvelope.ts"
+import { canonicalJson, type DecodedEnvelope, type DeterminismProfile, type EnvelopeHeader, type Tensor } from "./gradientEnvelope.ts"
 import type { VerdictName } from "./verification.ts"
 
 /**
@@ -125,6 +125,15 @@ export const taskMismatch = (
   }
   return undefined
 }
+
+/**
+ * Whether a recomputation under `own` must give the submission's bytes: the same profile, on the CPU provider. A GPU
+ * provider's profile names the provider but not the GPU or its driver (ONNX Runtime does not say which adapter it
+ * got), and two GPUs compile the same shaders and kernels differently: two "webgpu" profiles may round apart, so they
+ * are compared within the tolerance.
+ */
+export const reproducesExactly = (claimed: DeterminismProfile, own: DeterminismProfile): boolean =>
+  own.ep === "cpu" && canonicalJson(claimed) === canonicalJson(own)
 
 /**
  * The verdict on a well-formed submission of the right task, from the verifier's recomputation of it:

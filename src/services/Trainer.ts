@@ -10,9 +10,13 @@ import type { Task, TrainingResult } from "../domain/mining.ts"
 /**
  * The parts of a determinism profile a trainer can choose per task: a verifier recomputes a submission with the
  * submitter's thread count and graph optimisation level, so that on the same runtime, provider and CPU class the
- * result is bit-identical (thread counts change the summation order: measured up to 1.4e-2 relative L2 apart).
+ * result is bit-identical (thread counts change the summation order: measured up to 1.4e-2 relative L2 apart), and
+ * on the submitter's execution provider when this machine has it (CPU and WebGPU round apart, and move ReLU ties the
+ * same way: measured up to 1.4e-2).
  */
-export type TrainingSettings = Pick<DeterminismProfile, "threads" | "graph_optimization">
+export type TrainingSettings = Pick<DeterminismProfile, "threads" | "graph_optimization"> & {
+  readonly ep?: DeterminismProfile["ep"] | undefined
+}
 
 export class Trainer extends Context.Service<Trainer, {
   /**

@@ -270,6 +270,15 @@ describe("OnnxTrainer determinism", () => {
         const profile = yield* profileOf(own)
         assert.deepStrictEqual([profile.threads, profile.graph_optimization], [1, "disabled"])
       }
+      // A provider this machine does not have (or does not know): its own device, as the profile says.
+      const ownDevice = (yield* sharedDeviceSelection("auto")).device
+      for (const ep of [...(cudaInstalled ? [] : ["cuda"]), "tpu"]) {
+        const own = yield* Effect.gen(function*() {
+          const trainer = yield* Trainer
+          return yield* trainer.train(t, MINER, { threads: 1, graph_optimization: "disabled", ep })
+        }).pipe(Effect.provide(OnnxTrainer.layer()))
+        assert.strictEqual((yield* profileOf(own)).ep, ownDevice, ep)
+      }
     }), 60_000)
 })
 

@@ -8,7 +8,14 @@ import {
   FORMAT,
   type Tensor
 } from "../../src/domain/gradientEnvelope.ts"
-import { compareRecomputation, relativeDifference, relativeL2, taskMismatch, tensorValues } from "../../src/domain/verdict.ts"
+import {
+  compareRecomputation,
+  relativeDifference,
+  relativeL2,
+  reproducesExactly,
+  taskMismatch,
+  tensorValues
+} from "../../src/domain/verdict.ts"
 
 const profile: DeterminismProfile = {
   runtime: "onnxruntime-node 1.30.0",
@@ -169,6 +176,19 @@ describe("compareRecomputation", () => {
   it("tensors are judged before losses: wrong tensors and wrong losses is a mismatch", () => {
     const both = envelope([[9, 9, 9, 9], [1, 2]], { loss_after: 0.1 })
     assert.strictEqual(compare(both, false).verdict, "rejected_recompute_mismatch")
+  })
+})
+
+describe("reproducesExactly", () => {
+  it("the same CPU profile must give the same bytes; another thread count, ISA or provider is compared within tolerance", () => {
+    assert.isTrue(reproducesExactly(profile, { ...profile }))
+    assert.isFalse(reproducesExactly(profile, { ...profile, threads: 2 }))
+    assert.isFalse(reproducesExactly(profile, { ...profile, isa: "avx512" }))
+    assert.isFalse(reproducesExactly({ ...profile, ep: "webgpu" }, profile))
+  })
+
+  it("two GPU profiles alike are not bound to the same bytes: the profile does not name the GPU or its driver", () => {
+    for (const ep of ["webgpu", "cuda"]) assert.isFalse(reproducesExactly({ ...profile, ep }, { ...profile, ep }))
   })
 })
 

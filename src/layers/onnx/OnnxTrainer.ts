@@ -35,7 +35,7 @@ import {
   runSession,
   type Session
 } from "./ortSession.ts"
-import { sharedDeviceSelection } from "./devices.ts"
+import { deviceTrains, isDevice, sharedDeviceSelection } from "./devices.ts"
 import { LOSS_OUTPUT, trainingGraph, type TrainingGraph } from "./trainingGraphs.ts"
 import { pseudoGradientHeader } from "../../domain/training/gradientHeader.ts"
 
@@ -173,17 +173,25 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
   /**
    * The session settings for a task: our own, or those `reproduce` asks for when this machine can honour them (a
    * known optimisation level, at most as many threads as cores: a submission's header must not make a verifier
-   * start a thousand threads).
+   * start a thousand threads; a device that trains here, tried once per process).
    */
-  const settingsFor = (reproduce: TrainingSettings | undefined) => {
-    if (reproduce === undefined) return sessionSettings
-    const level = graphOptimizationLevels.find((l) => l === reproduce.graph_optimization)
-    const threads = reproduce.threads
-    if (level === undefined || !Number.isInteger(threads) || threads < 1 || threads > availableParallelism()) {
-      return sessionSettings
-    }
-    return { ...sessionSettings, intraOpNumThreads: threads, graphOptimizationLevel: level }
-  }
+  const settingsFor = (reproduce: TrainingSettings | undefined): Effect.Effect<typeof sessionSettings> =>
+    Effect.gen(function*() {
+      if (reproduce === undefined) return sessionSettings
+      const level = graphOptimizationLevels.find((l) => l === reproduce.graph_optimization)
+      const threads = reproduce.threads
+      if (level === undefined || !Number.isInteger(threads) || threads < 1 || threads > availableParallelism()) {
+        return sessionSettings
+      }
+      const ep = reproduce.ep
+      const device = ep !== undefined && ep !== sessionSettings.executionProvider && isDevice(ep) && (yield* deviceTrains(ep))
+        ? ep
+        : sessionSettings.executionProvider
+      if (threads === sessionSettings.intraOpNumThreads && level === sessionSettings.graphOptimizationLevel && device === sessionSettings.executionProvider) {
+        return sessionSettings
+      }
+      return { intraOpNumThreads: threads, graphOptimizationLevel: level, executionProvider: device }
+    })
 
   /**
    * Sessions are keyed by model shape and session settings: the weights are inputs. A failed build is forgotten,
@@ -191,7 +199,7 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
    */
   const compiledModel = (spec: RoundSpec, settings: typeof sessionSettings): Effect.Effect<CompiledModel, MiningError> =>
     Effect.suspend(() => {
-      const key = `${canonicalJson(spec.model)}|${settings.intraOpNumThreads}|${settings.graphOptimizationLevel}`
+      const key = `${canonicalJson(spec.model)}|${settings.executionProvider}|${settings.intraOpNumThreads}|${settings.graphOptimizationLevel}`
       let compiled = models.get(key)
       if (compiled === undefined) {
         const graph = trainingGraph(spec.model)
@@ -279,7 +287,7 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
   ): Effect.fn.Return<TrainingResult, MiningError> {
     const spec = yield* parseRoundSpec(task.spec)
     const dataset = yield* loadMnist(options.digitsDir)
-    const settings = settingsFor(reproduce)
+    const settings = yield* settingsFor(reproduce)
     const { graph, session } = yield* compiledModel(spec, settings)
     yield* Effect.annotateCurrentSpan({
       "r3mes.round_id": task.roundId.toString(),

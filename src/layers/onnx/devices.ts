@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url"
 import { Effect, Exit } from "effect"
 import * as ort from "onnxruntime-node"
 import { ResourceError } from "../../domain/errors.ts"
-import type { Device, ExecutionProviderChoice } from "./ortSession.ts"
+import { type Device, devices, type ExecutionProviderChoice } from "./ortSession.ts"
 
 /**
  * Which compute device training runs on (DESIGN.md "Compute devices"). A device is first looked for (its provider
@@ -282,7 +282,10 @@ const reported = new Set<string>()
  * `selectDevice`, tried once per process: the miner's trainer and the embedded verifier's share it. The choice is
  * logged once — a warning when an installed GPU device did not initialise (the fallback's reason), else info.
  */
-export const sharedDeviceSelection = (requested: ExecutionProviderChoice): Effect.Effect<DeviceSelection, ResourceError> =>
+export const sharedDeviceSelection = (
+  requested: ExecutionProviderChoice,
+  options: { readonly log?: boolean } = {}
+): Effect.Effect<DeviceSelection, ResourceError> =>
   Effect.suspend(() => {
     const key = `${requested}|${process.env["VK_DRIVER_FILES"] ?? process.env["VK_ICD_FILENAMES"] ?? ""}`
     let pending = selections.get(key)
@@ -293,7 +296,7 @@ export const sharedDeviceSelection = (requested: ExecutionProviderChoice): Effec
     const answer = pending
     return Effect.flatten(Effect.promise(() => answer)).pipe(
       Effect.tap((selection) => {
-        if (reported.has(key)) return Effect.void
+        if (options.log === false || reported.has(key)) return Effect.void
         reported.add(key)
         const fellBack = selection.checks.some((c) => c.device !== selection.device && c.device !== "cpu" && c.installed && !c.initialises)
         const message = `training device: ${selection.device} (${selection.requested}: ${selection.reason})`
@@ -301,6 +304,12 @@ export const sharedDeviceSelection = (requested: ExecutionProviderChoice): Effec
       })
     )
   })
+
+export const isDevice = (name: string): name is Device => (devices as ReadonlyArray<string>).includes(name)
+
+/** Whether `device` trains in this process (tried once, like `sharedDeviceSelection`, without logging a choice). */
+export const deviceTrains = (device: Device): Effect.Effect<boolean> =>
+  sharedDeviceSelection(device, { log: false }).pipe(Effect.match({ onFailure: () => false, onSuccess: () => true }))
 
 /** /stats's `device`: what was asked for, what training runs on, and why. */
 export const deviceSection = (selection: DeviceSelection) => ({

@@ -1,9 +1,9 @@
 import { Clock, Duration, Effect, Option } from "effect"
 import { type MiningError, ValidationError } from "../../domain/errors.ts"
-import { canonicalJson, decodeEnvelope, type DeterminismProfile } from "../../domain/gradientEnvelope.ts"
+import { decodeEnvelope, type DeterminismProfile } from "../../domain/gradientEnvelope.ts"
 import { maxGradientBytes, type MinerConfig } from "../../domain/MinerConfig.ts"
 import { type OnChainSubmission, Task } from "../../domain/mining.ts"
-import { compareRecomputation, taskMismatch } from "../../domain/verdict.ts"
+import { compareRecomputation, reproducesExactly, taskMismatch } from "../../domain/verdict.ts"
 import type { VerdictName } from "../../domain/verification.ts"
 import type { Chain } from "../Chain.ts"
 import type { GradientStore } from "../GradientStore.ts"
@@ -102,10 +102,11 @@ export const makeEvaluator = (deps: {
 
     const task = yield* taskOf(submission)
     const started = yield* Clock.currentTimeMillis
-    // With the submitter's thread count and optimisation level: on the same runtime, provider and CPU class the
-    // recomputation is then bit-identical (other thread counts move ReLU ties: up to 1.4e-2 apart, measured).
-    const { graph_optimization, threads } = submitted.header.profile
-    const result = yield* retry(trainer.train(task, submission.miner, { threads, graph_optimization }))
+    // With the submitter's thread count, optimisation level and (when this machine has it) execution provider: on
+    // the same runtime, provider and CPU class the recomputation is then bit-identical (other thread counts and
+    // other providers move ReLU ties: up to 1.4e-2 apart, measured).
+    const { ep, graph_optimization, threads } = submitted.header.profile
+    const result = yield* retry(trainer.train(task, submission.miner, { threads, graph_optimization, ep }))
     const recomputeSeconds = ((yield* Clock.currentTimeMillis) - started) / 1000
     const own = yield* decodeEnvelope(result.envelope).pipe(
       Effect.mapError((e) => new ValidationError({ message: `the verifier's own training gave an invalid envelope: ${e.message}` }))
@@ -118,7 +119,7 @@ export const makeEvaluator = (deps: {
     const comparison = compareRecomputation({
       submitted,
       recomputed: own,
-      sameProfile: canonicalJson(submitted.header.profile) === canonicalJson(own.header.profile),
+      sameProfile: reproducesExactly(submitted.header.profile, own.header.profile),
       tolerance: config.verifyTolerance
     })
     return {
