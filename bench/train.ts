@@ -1,7 +1,10 @@
 /**
- * Training throughput, in one run (~15 s): the default round's model trained through the Trainer port (whole chunks:
- * data selection, SGD steps, envelope, hash) and its bare training graph, next to one large MatMul through the same
- * runtime with the same session settings, for 1 and 2 intra-op threads.
+ * Training throughput, in one run (~15 s on the CPU, ~1 min more with WebGPU on a software driver): the default
+ * round's model trained through the Trainer port (whole chunks: data selection, SGD steps, envelope, hash) and its
+ * bare training graph, next to one large MatMul through the same runtime with the same session settings, for 1 and 2
+ * intra-op threads on the CPU provider. Then the CPU and the WebGPU provider side by side (chunks/s through the
+ * Trainer port, graph runs/s, WebGPU ÷ CPU), WebGPU measured where it can run (a GPU's Vulkan driver, or SwiftShader's
+ * from Debian's chromium: test/support/webgpu.ts), else a line saying why.
  *
  *   npm run bench:train
  *
@@ -19,9 +22,10 @@ import { canonicalRoundSpec, defaultRoundSpec, type RoundSpec } from "../src/dom
 import { loadMnist } from "../src/layers/onnx/MnistDigits.ts"
 import { OnnxTrainer } from "../src/layers/onnx/OnnxTrainer.ts"
 import { encodeModel, GraphBuilder } from "../src/layers/onnx/onnxModel.ts"
-import { createSession } from "../src/layers/onnx/ortSession.ts"
-import { trainingGraph } from "../src/layers/onnx/trainingGraphs.ts"
+import { createSession, type Device } from "../src/layers/onnx/ortSession.ts"
+import { graphFlavourOf, trainingGraph } from "../src/layers/onnx/trainingGraphs.ts"
 import { Trainer } from "../src/services/Trainer.ts"
+import { useWebgpu } from "../test/support/webgpu.ts"
 
 const MINER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 const MATMUL = 1024
@@ -38,7 +42,7 @@ const measure = async (count: number, run: (count: number) => Promise<void>): Pr
   return rates.sort((a, b) => a - b)[1]!
 }
 
-const chunksPerSecond = (spec: RoundSpec, threads: number, chunks: number) =>
+const chunksPerSecond = (spec: RoundSpec, threads: number, chunks: number, device: Device = "cpu") =>
   Effect.runPromise(
     Effect.gen(function*() {
       const trainer = yield* Trainer
@@ -59,13 +63,13 @@ const chunksPerSecond = (spec: RoundSpec, threads: number, chunks: number) =>
           }
         })
       )
-    }).pipe(Effect.provide(OnnxTrainer.layer({ intraOpNumThreads: threads })))
+    }).pipe(Effect.provide(OnnxTrainer.layer({ intraOpNumThreads: threads, executionProvider: device })))
   )
 
 /** Training-graph runs per second on one fixed batch (no data handling, no update). */
-const graphRunsPerSecond = async (spec: RoundSpec, threads: number, runs: number) => {
-  const graph = trainingGraph(spec.model)
-  const { session } = await Effect.runPromise(createSession(graph.onnx, { intraOpNumThreads: threads, executionProvider: "cpu" }))
+const graphRunsPerSecond = async (spec: RoundSpec, threads: number, runs: number, device: Device = "cpu") => {
+  const graph = trainingGraph(spec.model, "float32", graphFlavourOf(device))
+  const { session } = await Effect.runPromise(createSession(graph.onnx, { intraOpNumThreads: threads, executionProvider: device }))
   const dataset = await Effect.runPromise(loadMnist())
   const batch = chunkBatch(dataset, chunkExampleIndices(spec.dataset_seed, 0, dataset.count, spec.examples_per_chunk), 0, spec.batch_size)
   const weights = initialWeights(spec)
@@ -102,11 +106,13 @@ const gflops = (flopsPerSecond: number) => (flopsPerSecond / 1e9).toFixed(2)
 
 const main = async () => {
   await Effect.runPromise(loadMnist())
-  console.log(`onnxruntime-node ${ort.env.versions.node} · cpu · ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}`)
+  const webgpu = useWebgpu()
+  console.log(`onnxruntime-node ${ort.env.versions.node} · ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}`)
   const models: ReadonlyArray<readonly [string, RoundSpec]> = [
     ["default (mlp 784-64-10)", defaultRoundSpec(1)],
     ["bitnet-lora 784-64-10 r4", defaultRoundSpec(1, "bitnet-lora")]
   ]
+  const cpuRates = new Map<string, { readonly chunks: number; readonly graph: number }>()
   for (const threads of [1, 2]) {
     const matMul = await matMulRunsPerSecond(threads, threads === 1 ? 6 : 10)
     const matMulGflops = (matMul * 2 * MATMUL ** 3) / 1e9
@@ -117,6 +123,7 @@ const main = async () => {
       const graph = await graphRunsPerSecond(spec, threads, 400)
       const trainerFlops = chunks * samplesPerChunk * graph.flopsPerExample
       const graphFlops = graph.rate * spec.batch_size * graph.flopsPerExample
+      if (threads === 1) cpuRates.set(name, { chunks, graph: graph.rate })
       console.log(
         `  ${name.padEnd(26)} trainer ${(chunks * samplesPerChunk).toFixed(0).padStart(7)} samples/s ` +
           `(${(1000 / chunks).toFixed(1)} ms/chunk of ${spec.steps}×${spec.batch_size}) ${gflops(trainerFlops).padStart(6)} GFLOP/s ` +
@@ -125,6 +132,25 @@ const main = async () => {
           `= ${((graphFlops / 1e9 / matMulGflops) * 100).toFixed(1)}%`
       )
     }
+  }
+
+  console.log("\nCPU and WebGPU, 1 intra-op thread (WebGPU ÷ CPU: above 1 the device is faster)")
+  if ("skip" in webgpu) {
+    console.log(`  webgpu: not measured — ${webgpu.skip}`)
+    return
+  }
+  console.log(`  webgpu on the Vulkan driver VK_ICD_FILENAMES=${webgpu.icd}`)
+  for (const [name, spec] of models) {
+    const cpu = cpuRates.get(name)!
+    // Fewer units than on the CPU: a software driver steps ~20× slower. The warm-up pass compiles the shaders.
+    const chunks = await chunksPerSecond(spec, 1, 6, "webgpu")
+    const graph = await graphRunsPerSecond(spec, 1, 40, "webgpu")
+    const column = (device: string, c: number, g: number) =>
+      `${device} ${c.toFixed(2).padStart(7)} chunks/s ${g.toFixed(1).padStart(7)} graph runs/s (${(1000 / g).toPrecision(2)} ms/step)`
+    console.log(
+      `  ${name.padEnd(26)} ${column("cpu", cpu.chunks, cpu.graph)} · ${column("webgpu", chunks, graph.rate)} · ` +
+        `webgpu ÷ cpu ×${(chunks / cpu.chunks).toPrecision(2)} chunks, ×${(graph.rate / cpu.graph).toPrecision(2)} graph runs`
+    )
   }
 }
 

@@ -36,7 +36,7 @@ import {
   type Session
 } from "./ortSession.ts"
 import { deviceTrains, isDevice, sharedDeviceSelection } from "./devices.ts"
-import { LOSS_OUTPUT, trainingGraph, type TrainingGraph } from "./trainingGraphs.ts"
+import { graphFlavourOf, LOSS_OUTPUT, trainingGraph, type TrainingGraph } from "./trainingGraphs.ts"
 import { pseudoGradientHeader } from "../../domain/training/gradientHeader.ts"
 
 export interface OnnxTrainerOptions {
@@ -202,7 +202,7 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
       const key = `${canonicalJson(spec.model)}|${settings.executionProvider}|${settings.intraOpNumThreads}|${settings.graphOptimizationLevel}`
       let compiled = models.get(key)
       if (compiled === undefined) {
-        const graph = trainingGraph(spec.model)
+        const graph = trainingGraph(spec.model, "float32", graphFlavourOf(settings.executionProvider))
         // Built outside the requesting fiber, so that fiber's interruption cannot leave a half-made entry behind.
         compiled = Effect.runPromiseExit(createSession(graph.onnx, settings).pipe(Effect.map((session) => ({ graph, session }))))
         void compiled.then((exit) => Exit.isFailure(exit) && models.delete(key))

@@ -10,7 +10,7 @@ import * as ort from "onnxruntime-node"
 import { MNIST } from "../../domain/training/data.ts"
 import { initialWeights } from "../../domain/training/model.ts"
 import { defaultRoundSpec } from "../../domain/training/spec.ts"
-import { trainingGraph } from "./trainingGraphs.ts"
+import { graphFlavourOf, trainingGraph } from "./trainingGraphs.ts"
 
 const BATCH = 32
 const WARMUPS = 2
@@ -31,7 +31,7 @@ const probeFeeds = (parameters: ReturnType<typeof trainingGraph>["parameters"]) 
 }
 
 const probe = async (device: string): Promise<Record<string, unknown>> => {
-  const graph = trainingGraph(defaultRoundSpec(1).model)
+  const graph = trainingGraph(defaultRoundSpec(1).model, "float32", graphFlavourOf(device))
   try {
     const session = await ort.InferenceSession.create(graph.onnx, {
       executionProviders: [device],

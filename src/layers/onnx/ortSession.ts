@@ -60,8 +60,8 @@ export interface Session {
 }
 
 export const createSession = (onnx: Uint8Array, settings: SessionSettings = {}): Effect.Effect<Session, ResourceError> => {
-  // One provider: ONNX Runtime adds the CPU provider itself for the nodes a device lacks (here only the batch-size
-  // shape arithmetic, which it keeps on the CPU on purpose).
+  // One provider: ONNX Runtime adds the CPU provider itself for the nodes a device lacks (the WebGPU flavour of the
+  // training graphs has none, see trainingGraphs.ts; onnx-webgpu.test.ts checks it with ONNX Runtime's profiler).
   const providers = [settings.executionProvider ?? "cpu"]
   return Effect.tryPromise({
     try: () =>

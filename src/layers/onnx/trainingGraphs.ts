@@ -46,10 +46,40 @@ const declareInputs = (g: GraphBuilder, parameters: ReadonlyArray<ParameterSpec>
   return { x, y }
 }
 
+/**
+ * Which operators a graph is written with. "cpu": LogSoftmax, and the batch size from x's shape (int64, cast): the
+ * graph the CPU and CUDA providers run, whose bytes every CPU gradient so far was computed with. "webgpu": only
+ * operators ONNX Runtime's WebGPU provider implements (1.30 has no LogSoftmax kernel and no int64 Cast, so those ran
+ * on the CPU between GPU nodes): log-softmax as max, shift, exp, sum, log; the batch size as a sum of ones. Same
+ * mathematics, other rounding: the flavour is part of the provider's profile, not a choice of its own.
+ */
+export type GraphFlavour = "cpu" | "webgpu"
+
+/** The flavour a device's sessions are built from: the WebGPU provider's own; the CPU's for the others. */
+export const graphFlavourOf = (device: string): GraphFlavour => (device === "webgpu" ? "webgpu" : "cpu")
+
+/** The batch size n as the graph's float: counted from x's shape ("cpu"), or summed from ones per row ("webgpu"). */
+const batchSize = (g: GraphBuilder, head: Head, flavour: GraphFlavour): string => {
+  if (flavour === "cpu") {
+    return g.op("Squeeze", [g.op("Cast", [g.op("Shape", [head.x], { start: attr.int(0), end: attr.int(1) })], { to: attr.int(g.elemType === "float64" ? 11 : 1) })])
+  }
+  // 0 · Σ_j y_ij + 1 = 1 per row whatever the labels (they are finite), summed exactly: n < 2^24.
+  const rowOnes = g.op("Add", [g.op("Mul", [g.op("ReduceSum", [head.y, g.int64s([1])], { keepdims: attr.int(0) }), g.scalar(0)]), g.scalar(1)])
+  return g.op("ReduceSum", [rowOnes], { keepdims: attr.int(0) })
+}
+
+/** log softmax over the classes: the operator ("cpu"), or written out from operators every provider has ("webgpu"). */
+const logSoftmax = (g: GraphBuilder, logits: string, flavour: GraphFlavour): string => {
+  if (flavour === "cpu") return g.op("LogSoftmax", [logits], { axis: attr.int(1) })
+  const shifted = g.op("Sub", [logits, g.op("ReduceMax", [logits], { axes: attr.ints([1]), keepdims: attr.int(1) })])
+  const logSum = g.op("Log", [g.op("ReduceSum", [g.op("Exp", [shifted]), g.int64s([1])], { keepdims: attr.int(1) })])
+  return g.op("Sub", [shifted, logSum])
+}
+
 /** Mean cross-entropy of softmax(logits) against y; returns dL/dlogits. */
-const crossEntropy = (g: GraphBuilder, head: Head, logits: string): string => {
-  const n = g.op("Squeeze", [g.op("Cast", [g.op("Shape", [head.x], { start: attr.int(0), end: attr.int(1) })], { to: attr.int(g.elemType === "float64" ? 11 : 1) })])
-  const logp = g.op("LogSoftmax", [logits], { axis: attr.int(1) })
+const crossEntropy = (g: GraphBuilder, head: Head, logits: string, flavour: GraphFlavour): string => {
+  const n = batchSize(g, head, flavour)
+  const logp = logSoftmax(g, logits, flavour)
   const total = g.op("ReduceSum", [g.op("Mul", [head.y, logp])], { keepdims: attr.int(0) })
   g.op("Div", [g.op("Neg", [total]), n], {}, LOSS_OUTPUT)
   g.output(LOSS_OUTPUT, [])
@@ -67,14 +97,14 @@ const gradient = (g: GraphBuilder, parameter: string, value: string, shape: Read
   g.output(gradientOutput(parameter), shape)
 }
 
-const mlpGraph = (model: MlpModel, g: GraphBuilder): void => {
+const mlpGraph = (model: MlpModel, g: GraphBuilder, flavour: GraphFlavour): void => {
   const { features: d, classes: c } = MNIST
   const h = model.hidden
   const head = declareInputs(g, modelParameters(model))
   const z1 = g.op("Add", [g.matMul(head.x, "fc1.weight", { m: BATCH, k: d, n: h }, BATCH), "fc1.bias"])
   const a1 = g.op("Relu", [z1])
   const z2 = g.op("Add", [g.matMul(a1, "fc2.weight", { m: BATCH, k: h, n: c }, BATCH), "fc2.bias"])
-  const dz2 = crossEntropy(g, head, z2)
+  const dz2 = crossEntropy(g, head, z2, flavour)
 
   const axis0 = g.int64s([0])
   gradient(g, "fc2.weight", g.matMul(g.op("Transpose", [a1]), dz2, { m: h, k: BATCH, n: c }, BATCH), [h, c])
@@ -85,7 +115,7 @@ const mlpGraph = (model: MlpModel, g: GraphBuilder): void => {
   gradient(g, "fc1.bias", g.op("ReduceSum", [dz1, axis0], { keepdims: attr.int(0) }), [h])
 }
 
-const bitnetLoraGraph = (model: BitnetLoraModel, g: GraphBuilder): void => {
+const bitnetLoraGraph = (model: BitnetLoraModel, g: GraphBuilder, flavour: GraphFlavour): void => {
   const { features: d, classes: c } = MNIST
   const { hidden: h, rank: r } = model
   const head = declareInputs(g, modelParameters(model))
@@ -111,7 +141,7 @@ const bitnetLoraGraph = (model: BitnetLoraModel, g: GraphBuilder): void => {
   const l1 = layer(head.x, "fc1", d, h)
   const a1 = g.op("Relu", [l1.y])
   const l2 = layer(a1, "fc2", h, c)
-  const dz2 = crossEntropy(g, head, l2.y)
+  const dz2 = crossEntropy(g, head, l2.y, flavour)
 
   const du2 = layerBackward(a1, l2.u, dz2, "fc2", h, c)
   const daBase = g.op("Mul", [g.matMul(dz2, g.op("Transpose", ["fc2.ternary"]), { m: BATCH, k: c, n: h }, BATCH), "fc2.scale"])
@@ -120,15 +150,15 @@ const bitnetLoraGraph = (model: BitnetLoraModel, g: GraphBuilder): void => {
   layerBackward(head.x, l1.u, dz1, "fc1", d, h)
 }
 
-/** The training graph of a model (float32 unless asked otherwise). */
-export const trainingGraph = (model: ModelSpec, elemType: GraphElemType = "float32"): TrainingGraph => {
+/** The training graph of a model (float32 and the "cpu" flavour unless asked otherwise). */
+export const trainingGraph = (model: ModelSpec, elemType: GraphElemType = "float32", flavour: GraphFlavour = "cpu"): TrainingGraph => {
   const g = new GraphBuilder(elemType)
   switch (model.family) {
     case "mlp":
-      mlpGraph(model, g)
+      mlpGraph(model, g, flavour)
       break
     case "bitnet-lora":
-      bitnetLoraGraph(model, g)
+      bitnetLoraGraph(model, g, flavour)
       break
   }
   const parameters = modelParameters(model)
