@@ -22,15 +22,18 @@ import {
   rpcSchemes,
   rpcUrl
 } from "./settingValues.ts"
-import { measuredHonestDistanceWithoutTies } from "./verificationTolerance.ts"
+import { measuredCpuWebgpuDistanceWithoutTies, measuredHonestDistanceWithoutTies } from "./verificationTolerance.ts"
 
 /**
  * Default of R3MES_VERIFY_TOLERANCE: ×10 the largest honest distance measured across the profiles a verifier cannot
- * reproduce (verificationTolerance.ts, with the measurement). It recomputes with the submitter's thread count and
- * optimisation level, which removes the ReLU ties of other summation orders (1.42e-2); ×10 those would accept the
- * closest cheater (2.67e-2). Rounded to drop the binary noise of the product (0.00014 in --help and the README).
+ * reproduce, CPU profiles and CPU ↔ WebGPU alike, on chunks without a ReLU tie (verificationTolerance.ts, with the
+ * measurement: 1.62e-5, WebGPU on bitnet-lora). It recomputes with the submitter's thread count, optimisation level
+ * and (when it has it) provider, which removes most ties (1.42e-2); ×10 those would accept the closest cheater
+ * (2.67e-2). Rounded to drop the binary noise of the product (0.000162 in --help and the README).
  */
-export const defaultVerifyTolerance = Number((measuredHonestDistanceWithoutTies * 10).toPrecision(12))
+export const defaultVerifyTolerance = Number(
+  (Math.max(measuredHonestDistanceWithoutTies, measuredCpuWebgpuDistanceWithoutTies) * 10).toPrecision(12)
+)
 
 /**
  * Default of R3MES_LOG_FILE, resolved against R3MES_DATA_DIR once both are read (`resolveLogFile`): a default
@@ -272,7 +275,7 @@ export const minerSettings: { readonly [K in keyof MinerConfig]: Setting<K> } = 
     flag: "device",
     metavar: "DEVICE",
     description: "Compute device of the training: auto takes CUDA when it initialises, WebGPU when it initialises and " +
-      "steps faster than the CPU, else the CPU (tried once at start, the choice logged); an explicit device that " +
+      "steps no slower than the CPU, else the CPU (tried once at start, the choice logged); an explicit device that " +
       "cannot start stops the miner at start. `r3mes-miner devices` shows what each would do",
     expected: `one of ${computeDevices.join(", ")}`,
     defaultText: "auto"

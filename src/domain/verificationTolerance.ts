@@ -19,6 +19,23 @@
  * So ×10 the maximum (1.42e-1) would accept fewer_steps on long rounds: a verifier should recompute with the
  * submission's own settable profile fields (threads, graph_optimization), which removes the thread-order ties, and
  * keep the tolerance for what it cannot reproduce (execution provider, CPU kernel class, platform).
+ *
+ * CPU ↔ WebGPU, measured the same way on 2026-12-02 (same machine, same 32 chunks of the same five specs; the WebGPU
+ * provider of onnxruntime-node 1.30.0 running the graphs' WebGPU flavour, Dawn over Vulkan on SwiftShader from
+ * Debian's chromium 156, 1 thread, "disabled"), compared with the CPU reference:
+ * - mlp: ≤ 6.2e-7 (default), ≤ 7.0e-7 (100 steps), ≤ 4.8e-7 (784-256-10) but for one tie, chunk 24 of
+ *   784-256-10: 1.45e-4 (fc1.bias);
+ * - bitnet-lora 784-64-10 r4: ≤ 1.62e-5 on 30 of 32 chunks; chunks 18 and 28 are the ties of 2 threads above, at
+ *   the same distances (1.42e-2 and 8.54e-3, fc1.lora_b): WebGPU falls on the 2-thread side of them. A float64
+ *   recomputation falls on the 1-thread side for chunk 18 and on the other for chunk 28: neither side is wrong;
+ * - bitnet-lora 784-256-10 r8, batch 128: ties on 24 of 32 chunks, 2.16e-4 … 1.92e-3 (fc1.lora_b: one flipped unit
+ *   of 256 moves about 1/256 of it, of 64 about 1/64), the other 8 ≤ 9.3e-6, where every CPU profile of this model
+ *   gives the reference's bytes.
+ * Losses: ≤ 3.81e-6. WebGPU ↔ WebGPU (two trainers, two processes): bit-identical.
+ * A verifier recomputes on the submitter's provider when its machine has it (WebGPU then gave the same bytes here,
+ * on the same driver); one without it compares across providers, and on those tie chunks, at the default tolerance,
+ * rejects an honest WebGPU miner (2, 1 and 24 chunks of 32 in these rounds). Two different GPUs or drivers under one
+ * "webgpu" profile were not measured.
  */
 
 /** The largest per-tensor relative L2 distance between honest profiles measured here (a ReLU tie, see above). */
@@ -32,3 +49,13 @@ export const measuredHonestLossDifference = 4.05e-6
 
 /** The closest a cheater came to the honest tensors (fewer_steps, mlp with 100 steps): a tolerance must stay below. */
 export const closestDishonestDistance = 2.67e-2
+
+/**
+ * The largest per-tensor relative L2 distance measured between the WebGPU provider and the CPU reference (see above:
+ * onnxruntime-node 1.30.0, SwiftShader, 1 thread, optimisations disabled, 32 chunks of five specs): a ReLU tie,
+ * bitnet-lora 784-64-10 r4 chunk 18, fc1.lora_b.
+ */
+export const measuredCpuWebgpuDistance = 1.42e-2
+
+/** The largest one on chunks without a ReLU tie (bitnet-lora 784-64-10 r4 chunk 25, fc2.lora_a; every mlp one ≤ 7.0e-7). */
+export const measuredCpuWebgpuDistanceWithoutTies = 1.62e-5
