@@ -101,12 +101,40 @@ export const tensorByteLength = (spec: TensorSpec): number => elementCount(spec.
 const invalid = (message: string, field?: string) =>
   new ValidationError({ message: `invalid gradient envelope: ${message}`, ...(field ? { field } : {}) })
 
+const hostIsLittleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
+
+/** Writes a float32 tensor into `out` (its exact byte length) little-endian, whatever the host's byte order. */
+export const writeFloat32LE = (values: Float32Array, out: Uint8Array): void => {
+  if (hostIsLittleEndian) {
+    out.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength))
+    return
+  }
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength)
+  for (let i = 0; i < values.length; i++) view.setFloat32(i * 4, values[i]!, true)
+}
+
 /** Little-endian bytes of a float32 tensor, independent of the host's byte order. */
 export const float32Bytes = (values: Float32Array): Uint8Array => {
   const out = new Uint8Array(values.length * 4)
-  const view = new DataView(out.buffer)
-  for (let i = 0; i < values.length; i++) view.setFloat32(i * 4, values[i]!, true)
+  writeFloat32LE(values, out)
   return out
+}
+
+/** Floats per step of `writeFloat32DifferenceLE`: 64 KiB of scratch. */
+const DIFFERENCE_STEP = 16_384
+
+/**
+ * Writes a − b (each element rounded to float32) into `out` little-endian, through 64 KiB of scratch: a
+ * pseudo-gradient goes straight into its envelope (`encodeEnvelopeWith`), without a tensor-sized difference first.
+ * (An envelope's tensors need not be 4-byte aligned, so `out` cannot be viewed as floats.)
+ */
+export const writeFloat32DifferenceLE = (a: Float32Array, b: Float32Array, out: Uint8Array): void => {
+  const scratch = new Float32Array(Math.min(DIFFERENCE_STEP, a.length))
+  for (let start = 0; start < a.length; start += DIFFERENCE_STEP) {
+    const n = Math.min(DIFFERENCE_STEP, a.length - start)
+    for (let i = 0; i < n; i++) scratch[i] = a[start + i]! - b[start + i]!
+    writeFloat32LE(scratch.subarray(0, n), out.subarray(start * 4, (start + n) * 4))
+  }
 }
 
 /** The float32 values of a tensor's little-endian bytes (a copy, so unaligned views are fine). */
@@ -117,16 +145,20 @@ export const float32Values = (tensor: Tensor): Float32Array => {
   return out
 }
 
-/** Encodes header and tensors; the tensors must match the header's specs in order, dtype × shape = bytes. */
-export const encodeEnvelope = Effect.fnUntraced(function*(
+/**
+ * Validates the header (and, given `byteLengths`, that the tensors match its specs in order) and lays the envelope
+ * out; `write(i, out)` then fills tensor i's bytes in place.
+ */
+const encodeWith = Effect.fnUntraced(function*(
   header: EnvelopeHeader,
-  tensors: ReadonlyArray<Uint8Array>
+  byteLengths: ReadonlyArray<number> | undefined,
+  write: (index: number, out: Uint8Array) => void
 ): Effect.fn.Return<Uint8Array, ValidationError> {
   const checked = yield* Schema.decodeUnknownEffect(EnvelopeHeader)(header).pipe(
     Effect.mapError((e) => invalid(e.message, "header"))
   )
-  if (checked.tensors.length !== tensors.length) {
-    return yield* invalid(`${checked.tensors.length} tensor specs but ${tensors.length} tensors`)
+  if (byteLengths !== undefined && checked.tensors.length !== byteLengths.length) {
+    return yield* invalid(`${checked.tensors.length} tensor specs but ${byteLengths.length} tensors`)
   }
   const names = new Set<string>()
   let dataBytes = 0
@@ -134,11 +166,12 @@ export const encodeEnvelope = Effect.fnUntraced(function*(
     if (names.has(spec.name)) return yield* invalid(`duplicate tensor name ${spec.name}`)
     names.add(spec.name)
     const expected = tensorByteLength(spec)
-    if (tensors[i]!.byteLength !== expected) {
-      return yield* invalid(`tensor ${spec.name} has ${tensors[i]!.byteLength} bytes, ${spec.dtype} ${JSON.stringify(spec.shape)} needs ${expected}`)
+    if (byteLengths !== undefined && byteLengths[i] !== expected) {
+      return yield* invalid(`tensor ${spec.name} has ${byteLengths[i]} bytes, ${spec.dtype} ${JSON.stringify(spec.shape)} needs ${expected}`)
     }
     dataBytes += expected
   }
+  if (!Number.isSafeInteger(dataBytes)) return yield* invalid(`tensors of ${dataBytes} bytes`)
   const headerBytes = new TextEncoder().encode(canonicalJson(checked))
   const out = new Uint8Array(PREFIX_BYTES + headerBytes.byteLength + dataBytes)
   out.set(MAGIC, 0)
@@ -146,12 +179,30 @@ export const encodeEnvelope = Effect.fnUntraced(function*(
   new DataView(out.buffer).setUint32(5, headerBytes.byteLength, true)
   out.set(headerBytes, PREFIX_BYTES)
   let offset = PREFIX_BYTES + headerBytes.byteLength
-  for (const t of tensors) {
-    out.set(t, offset)
-    offset += t.byteLength
+  for (const [i, spec] of checked.tensors.entries()) {
+    const length = tensorByteLength(spec)
+    write(i, out.subarray(offset, offset + length))
+    offset += length
   }
   return out
 })
+
+/** Encodes header and tensors; the tensors must match the header's specs in order, dtype × shape = bytes. */
+export const encodeEnvelope = (
+  header: EnvelopeHeader,
+  tensors: ReadonlyArray<Uint8Array>
+): Effect.Effect<Uint8Array, ValidationError> =>
+  encodeWith(header, tensors.map((t) => t.byteLength), (i, out) => out.set(tensors[i]!))
+
+/**
+ * Encodes header and tensors, each tensor written by `write(i, out)` into its place in the envelope (`out` is
+ * exactly the spec's dtype × shape bytes, not necessarily aligned): a tensor computed straight into the envelope
+ * (`writeFloat32DifferenceLE`) needs no copy of its own, 1× the gradient less at the peak.
+ */
+export const encodeEnvelopeWith = (
+  header: EnvelopeHeader,
+  write: (index: number, out: Uint8Array) => void
+): Effect.Effect<Uint8Array, ValidationError> => encodeWith(header, undefined, write)
 
 /** Decodes and validates an envelope's structure (the hash is checked by `verifyEnvelopeHash`). */
 export const decodeEnvelope = Effect.fnUntraced(function*(bytes: Uint8Array): Effect.fn.Return<DecodedEnvelope, ValidationError> {

@@ -1,10 +1,11 @@
 import { Effect } from "effect"
 import { fixedSize } from "ipfs-unixfs-importer/chunker"
 import { balanced } from "ipfs-unixfs-importer/layout"
-import { type ImportContent, importFile, type ImporterOptions, type WritableStorage } from "ipfs-unixfs-importer"
+import type { ImportContent, ImporterOptions } from "ipfs-unixfs-importer"
 import type { CID } from "multiformats/cid"
 import type { MiningError } from "../../domain/errors.ts"
 import { classify } from "../../domain/classify.ts"
+import { type FileDagShape, unixfsFileCid } from "./unixfsFile.ts"
 
 /**
  * Kubo's default `ipfs add` settings, spelled out: the same bytes get the same CID from a Kubo daemon, from the
@@ -19,7 +20,16 @@ export const kuboDefaults = {
   maxChildrenPerNode: 174
 } as const
 
-/** Options for ipfs-unixfs-importer (used directly by `computeCid` and through `@helia/unixfs` by the Helia layer). */
+/** The DAG shape of `kuboDefaults`, as unixfsFile.ts builds it. */
+export const kuboFileShape: FileDagShape = {
+  chunkSize: kuboDefaults.chunkSize,
+  maxChildrenPerNode: kuboDefaults.maxChildrenPerNode
+}
+
+/**
+ * The same settings for ipfs-unixfs-importer (and `@helia/unixfs`), the reference that unixfsFile.ts's blocks are
+ * tested against: the stores build their DAGs with unixfsFile.ts, which makes the importer's blocks without its copies.
+ */
 export const unixfsImporterOptions: Omit<ImporterOptions, "onProgress" | "wrapWithDirectory"> = {
   cidVersion: kuboDefaults.cidVersion,
   rawLeaves: kuboDefaults.rawLeaves,
@@ -41,17 +51,12 @@ export const kuboAddOptions = {
   hashAlg: "sha2-256"
 } as const
 
-/** A blockstore that keeps nothing: the importer hashes every block and the bytes are dropped at once. */
-const discard: WritableStorage = { put: async (cid: CID) => cid }
-
 /**
- * The CID the stores give `content`, computed locally, storing nothing. Chunks are sliced as views of the input and
- * streamed through the importer, so a payload is not copied beyond its 256 KiB block encodings.
+ * The CID the stores give `content`, computed locally, storing nothing: streamed through `unixfsFileCid`, which
+ * hashes each chunk where it lies (no block is built), so a 100 MB gradient costs no copy of itself.
  */
-export const cidOf = async (content: ImportContent, signal?: AbortSignal): Promise<CID> => {
-  const { cid } = await importFile({ content }, discard, { ...unixfsImporterOptions, ...(signal ? { signal } : {}) })
-  return cid
-}
+export const cidOf = (content: ImportContent, signal?: AbortSignal): Promise<CID> =>
+  unixfsFileCid(content, kuboFileShape, signal)
 
 /** `cidOf` as an effect: the CIDv0 string (`Qm…`) of `content`. */
 export const computeCid = (content: ImportContent): Effect.Effect<string, MiningError> =>

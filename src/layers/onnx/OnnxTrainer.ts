@@ -7,7 +7,9 @@ import {
   type DeterminismProfile,
   type EnvelopeHeader,
   encodeEnvelope,
-  float32Bytes
+  encodeEnvelopeWith,
+  float32Bytes,
+  writeFloat32DifferenceLE
 } from "../../domain/gradientEnvelope.ts"
 import { type Task, TrainingResult } from "../../domain/mining.ts"
 import { type Batch, chunkBatch, chunkExamples } from "../../domain/training/data.ts"
@@ -91,13 +93,6 @@ const tensor = (values: Float32Array, shape: ReadonlyArray<number>) => new ort.T
 /** w ← fround(w − lr · g): the product and difference in float64, rounded once when stored. */
 const sgdStep = (w: Float32Array, g: Float32Array, lr: number): void => {
   for (let i = 0; i < w.length; i++) w[i] = w[i]! - lr * g[i]!
-}
-
-/** a − b, rounded to float32. (Kernels stay out of generators, which V8 optimises less.) */
-const difference = (a: Float32Array, b: Float32Array): Float32Array => {
-  const out = new Float32Array(a.length)
-  for (let i = 0; i < out.length; i++) out[i] = a[i]! - b[i]!
-  return out
 }
 
 const scalarOf = (value: ort.Tensor | undefined): number => Number((value?.data as Float32Array | undefined)?.[0])
@@ -327,7 +322,6 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
       })
     }
 
-    const pseudoGradient = weights.map((w, i) => difference(start.trainable[i]!.values, w.values))
     const header = pseudoGradientHeader({
       task,
       miner,
@@ -337,7 +331,11 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
       lossAfter,
       profile: settings === sessionSettings ? profile : onnxProfile(settings)
     })
-    const envelope = yield* pseudoGradientEnvelope(header, pseudoGradient)
+    // initial − final written straight into the envelope: no tensor-sized difference of its own (bench/memory.ts).
+    const envelope = yield* encodeEnvelopeWith(
+      header,
+      (i, out) => writeFloat32DifferenceLE(start.trainable[i]!.values, weights[i]!.values, out)
+    )
     yield* Effect.annotateCurrentSpan({ "training.loss_before": lossBefore, "training.loss_after": lossAfter })
     return new TrainingResult({
       envelope,
