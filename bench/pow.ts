@@ -9,9 +9,23 @@
  *   npm run bench:pow
  *
  * Each rate is the median of three timed passes after a warm-up. Figures, not assertions: tests never time.
+ *
+ * Absolute rates on a shared machine swing threefold between runs, so the per-core rate is also given as a ratio to
+ * what OpenSSL does on the same core in the same run: its single-stream SHA-256 rate in 64-byte blocks per second,
+ * node:crypto (OpenSSL inside Node) hashing a 64 MiB buffer in one update, measured before and after the solvers
+ * (the median of both counts). A PoW message is 40 bytes, which with its padding (0x80, zeros, the 8-byte length)
+ * is exactly one 64-byte block: one PoW hash is one run of the SHA-256 compression function, as is one block of
+ * the bulk stream. So `per_core_ratio_to_openssl_sha256_blocks` = PoW hashes per second per core ÷ OpenSSL blocks per
+ * second on one core: 1.0 means the solver compresses as fast as OpenSSL's best loop; it may pass 1 since the first
+ * 32 bytes of every message are the same (part of the message schedule is constant) and a search needs no digest
+ * bytes, no padding and no API call per hash; far below 1 means the solver leaves the hardware's SHA speed unused.
+ * The per-core rate divides the total of all worker threads by their number, so a busy machine lowers it more than
+ * it lowers one stream: the one-thread ratio is printed next to it. `openssl speed -evp sha256` (the OpenSSL
+ * binary, wall-clock, 16 KiB buffers) is printed as a cross-check when the binary exists.
  */
 import { Effect, Fiber } from "effect"
-import { createHash, hash as oneShotHash } from "node:crypto"
+import { spawnSync } from "node:child_process"
+import { createHash, hash as oneShotHash, randomFillSync } from "node:crypto"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { availableParallelism, cpus } from "node:os"
 import { bytesToHex, challenge, makePowSearcher, solveReference, type SolveInput } from "../src/domain/pow.ts"
@@ -68,6 +82,32 @@ const nodeOneShot = (from: number, count: number): void => {
     setNonce(n)
     oneShotHash("sha256", message, "buffer")
   }
+}
+
+/** 64 MiB, touched before timing (a first touch of fresh pages costs more than hashing them here). */
+const bulk = randomFillSync(Buffer.alloc(64 << 20))
+
+/** OpenSSL's single-stream SHA-256 rate, in 64-byte blocks per second: node:crypto over 64 MiB in one update. */
+const opensslBlocksPerSecond = async (): Promise<number> => {
+  const bytesPerSecond = await measure(bulk.length, () => {
+    createHash("sha256").update(bulk).digest()
+  })
+  return bytesPerSecond / 64
+}
+
+/** The same from the `openssl` binary (`openssl speed -evp sha256`, 16 KiB buffers, 2 s, wall clock), if present. */
+const opensslSpeedBlocksPerSecond = (): { readonly blocks: number } | { readonly unavailable: string } => {
+  const run = spawnSync("openssl", ["speed", "-evp", "sha256", "-bytes", "16384", "-seconds", "2", "-elapsed", "-mr"], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  if (run.error !== undefined) return { unavailable: `no openssl binary (${run.error.message})` }
+  // Machine-readable result line: +F:<n>:sha256:<bytes per second for each buffer size asked>
+  const line = run.stdout.split("\n").find((l) => l.startsWith("+F:"))
+  const bytesPerSecond = Number(line?.split(":")[3])
+  return Number.isFinite(bytesPerSecond) && bytesPerSecond > 0
+    ? { blocks: bytesPerSecond / 64 }
+    : { unavailable: `openssl speed gave no rate (exit ${run.status}): ${run.stderr.trim().split("\n")[0] ?? ""}` }
 }
 
 const searcher = makePowSearcher(c)
@@ -186,7 +226,10 @@ const unlessSameEngine = (figures: PoolFigures | undefined, other: PoolFigures |
   figures !== undefined && other !== undefined && figures.engine === other.engine ? undefined : figures
 
 const native = loadNativePowAddon()
+const opensslBefore = await opensslBlocksPerSecond()
 const fast = await poolFigures("auto", 1, true)
+const opensslAfter = await opensslBlocksPerSecond()
+const opensslSpeed = opensslSpeedBlocksPerSecond()
 const portable = native._tag === "Loaded" && native.addon.shaNi ? await poolFigures("portable", 1, false) : undefined
 const tsWorkers = await poolFigures("typescript", 1, true)
 const reference = await measure(4_000_000, referenceSolver)
@@ -200,6 +243,7 @@ const row = (label: string, value: string, extra = "") => console.log(`  ${label
 const mhs = (rate: number) => `${(rate / 1e6).toFixed(2)} MH/s`
 const label = (engine: PowEngine) => (engine === "typescript" ? "TypeScript workers" : `native ${engine}`)
 const nodeBest = Math.max(node, nodeHash)
+const opensslBlocks = (opensslBefore + opensslAfter) / 2
 
 console.log(`PoW hashing — Node ${process.version}, ${cpus()[0]?.model ?? "unknown CPU"}, ${cores} cores`)
 if (native._tag === "Unavailable") console.log(`  (native addon unavailable: ${native.reason})`)
@@ -214,6 +258,24 @@ for (const figures of [fast, portable, unlessSameEngine(tsWorkers, fast)]) {
     row(`${name}: one thread`, mhs(figures.single), scaling)
   }
 }
+const bestFigures = fast ?? tsWorkers!
+const perCoreRatio = bestFigures.total / bestFigures.threads / opensslBlocks
+const singleRatio = bestFigures.single === undefined ? undefined : bestFigures.single / opensslBlocks
+row(
+  "OpenSSL SHA-256 one stream, 64-byte blocks (node:crypto)",
+  mhs(opensslBlocks),
+  `${mhs(opensslBefore)} before, ${mhs(opensslAfter)} after the fast solver (OpenSSL ${process.versions.openssl})`
+)
+row(
+  "openssl speed -evp sha256, 64-byte blocks (binary)",
+  "blocks" in opensslSpeed ? mhs(opensslSpeed.blocks) : "-",
+  "unavailable" in opensslSpeed ? opensslSpeed.unavailable : ""
+)
+row(
+  `fast solver per core ÷ OpenSSL blocks (${label(bestFigures.engine)})`,
+  `${perCoreRatio.toFixed(2)}×`,
+  singleRatio === undefined ? "" : `one thread: ${singleRatio.toFixed(2)}×`
+)
 row("reference solver (solveReference: batches + yields, 1 thread)", mhs(reference))
 row("reference hash loop alone (PowSearcher.search)", mhs(core))
 row("node:crypto createHash('sha256'), one per message", mhs(node))
@@ -237,12 +299,19 @@ console.log(
     `CPU time in the 300 ms after: ${sharing.idleCpuMs.toFixed(0)} ms (all threads)`
 )
 
-const best = fast ?? tsWorkers!
+const best = bestFigures
+const ratio = (value: number) => Math.round(value * 1000) / 1000
 const result = {
   solver: `${label(best.engine)} on ${best.threads} worker threads`,
   cores: best.threads,
   hashes_per_second_per_core: Math.round(best.total / best.threads),
   hashes_per_second_total: Math.round(best.total),
+  // One PoW hash = one SHA-256 block; see the comment at the top of this file.
+  per_core_ratio_to_openssl_sha256_blocks: ratio(perCoreRatio),
+  single_thread_ratio_to_openssl_sha256_blocks: singleRatio === undefined ? null : ratio(singleRatio),
+  openssl_sha256_blocks_per_second: Math.round(opensslBlocks),
+  openssl_version: process.versions.openssl,
+  openssl_speed_sha256_blocks_per_second: "blocks" in opensslSpeed ? Math.round(opensslSpeed.blocks) : null,
   baseline_node_crypto_per_second: Math.round(nodeBest),
   reference_solver_per_second: Math.round(reference),
   typescript_workers_per_second_total: tsWorkers === undefined ? null : Math.round(tsWorkers.total),
