@@ -7,6 +7,7 @@ import type { MinerConfig } from "../domain/MinerConfig.ts"
 import { exposedApiWarning } from "../domain/minerSettings.ts"
 import { redactUrl } from "../domain/redaction.ts"
 import type { TransactionRecord } from "../domain/TransactionRecord.ts"
+import type { RoundSpecV1 } from "../domain/training/spec.ts"
 import { MonitoringApi } from "../layers/http/MonitoringApi.ts"
 import { deviceSection, sharedDeviceSelection } from "../layers/onnx/devices.ts"
 import { Readiness } from "../layers/http/Readiness.ts"
@@ -16,6 +17,7 @@ import type { LatestRound, RoundCoordinator } from "../services/RoundCoordinator
 import { crashPointsFromEnv, withCrashPoints } from "../testing/CrashPoints.ts"
 import { gradientStoreLayer, journalLayer, productionAdapters } from "./adapters.ts"
 import { chainEndpoint } from "./chainEndpoint.ts"
+import { devnetRoundPlan } from "./devnetRoundPlan.ts"
 import { type EmbeddedVerifier, startEmbeddedVerifier, type TransactionVerdict } from "./embeddedVerifier.ts"
 import { makeLearningPlan, networkSection, startRoundCoordinator } from "./learningRounds.ts"
 import { type MinerAdapters, minerLayer } from "./minerLayer.ts"
@@ -47,6 +49,11 @@ export interface RunMinerOptions {
    * from generated weights; for benchmarks of the mining pipeline alone).
    */
   readonly learningRounds?: boolean
+  /**
+   * On the embedded devnet's throughput rounds (`learningRounds: false`): the spec of the round seeded `seed`
+   * (default defaultRoundSpec; bench/utilisation.ts gives a training-dominated one).
+   */
+  readonly throughputSpec?: (seed: number) => RoundSpecV1
   /** Replaces or wraps adapters before the miner is built (harnesses and benchmarks: a slow or dishonest trainer…). */
   readonly adapters?: (adapters: MinerAdapters) => MinerAdapters
 }
@@ -101,7 +108,14 @@ const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMiner
         onSome: (key) => privateKeyToAccount(Redacted.value(key) as Hex).address.toLowerCase() !== verifier.toLowerCase()
       })
   })
-  const endpoint = yield* chainEndpoint(config, learning === undefined ? {} : { roundPlan: learning.plan })
+  const endpoint = yield* chainEndpoint(
+    config,
+    learning !== undefined
+      ? { roundPlan: learning.plan }
+      : options.throughputSpec === undefined
+      ? {}
+      : { roundPlan: devnetRoundPlan(config.powDifficulty, options.throughputSpec) }
+  )
   const embeddedStore = config.ipfsApi === "embedded"
   const readiness = yield* Readiness.make()
   // Built here, not inside the miner, so the embedded verifier reads the content the miner pins.
