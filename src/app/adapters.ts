@@ -7,7 +7,7 @@ import { ViemChain } from "../layers/chain/ViemChain.ts"
 import { HeliaStore, type HeliaStoreOptions } from "../layers/ipfs/HeliaStore.ts"
 import { KuboStore } from "../layers/ipfs/KuboStore.ts"
 import { SqliteJournal } from "../layers/journal/SqliteJournal.ts"
-import { OnnxTrainer } from "../layers/onnx/OnnxTrainer.ts"
+import { WorkerTrainer } from "../layers/onnx/WorkerTrainer.ts"
 import { FastPowSolver } from "../layers/pow/WorkerPowSolver.ts"
 import type { Chain } from "../services/Chain.ts"
 import type { GradientStore } from "../services/GradientStore.ts"
@@ -57,12 +57,14 @@ export const gradientStoreLayer = (
     : KuboStore.layer({ url: settings.ipfsApi })
 
 /**
- * The trainer on the configured device (R3MES_DEVICE), checking round models against the store. Every trainer of a
- * process shares one device selection (devices.ts), so the miner's and the embedded verifier's agree.
+ * The trainer on the configured device (R3MES_DEVICE), checking round models against the store, in a worker thread
+ * of its own: onnxruntime-node computes on the calling thread, and on the main thread training stalled the chain,
+ * the store and the journal for a whole chunk (bench/utilisation.ts). Every trainer of a process shares one device
+ * selection (devices.ts), so the miner's and the embedded verifier's agree.
  */
 export const trainerLayer = (
   config: Pick<MinerConfig, "device">
-): Layer.Layer<Trainer, ResourceError, GradientStore> => OnnxTrainer.layerWithModelStore({ executionProvider: config.device })
+): Layer.Layer<Trainer, ResourceError, GradientStore> => WorkerTrainer.layerWithModelStore({ executionProvider: config.device })
 
 /** The MiningRegistry at the endpoint, from the endpoint's miner account. */
 export const chainLayer = (endpoint: ChainEndpoint): Layer.Layer<Chain, MiningError> =>

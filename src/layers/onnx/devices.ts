@@ -274,6 +274,9 @@ export const selectDevice = (
     return decided instanceof ResourceError ? yield* decided : decided
   })
 
+const selectionKey = (requested: ExecutionProviderChoice): string =>
+  `${requested}|${process.env["VK_DRIVER_FILES"] ?? process.env["VK_ICD_FILENAMES"] ?? ""}`
+
 /** One selection per request and Vulkan override for the process; a failed one is kept too (it fails the same). */
 const selections = new Map<string, Promise<Exit.Exit<DeviceSelection, ResourceError>>>()
 const reported = new Set<string>()
@@ -287,7 +290,7 @@ export const sharedDeviceSelection = (
   options: { readonly log?: boolean } = {}
 ): Effect.Effect<DeviceSelection, ResourceError> =>
   Effect.suspend(() => {
-    const key = `${requested}|${process.env["VK_DRIVER_FILES"] ?? process.env["VK_ICD_FILENAMES"] ?? ""}`
+    const key = selectionKey(requested)
     let pending = selections.get(key)
     if (pending === undefined) {
       pending = Effect.runPromiseExit(selectDevice(requested))
@@ -306,6 +309,16 @@ export const sharedDeviceSelection = (
   })
 
 export const isDevice = (name: string): name is Device => (devices as ReadonlyArray<string>).includes(name)
+
+/**
+ * Takes a selection made elsewhere (a worker thread's parent) as this process's answer for its device, so the
+ * device is not tried again.
+ */
+export const rememberDeviceSelection = (selection: DeviceSelection): void => {
+  const key = selectionKey(selection.device)
+  selections.set(key, Promise.resolve(Exit.succeed(selection)))
+  reported.add(key)
+}
 
 /** Whether `device` trains in this process (tried once, like `sharedDeviceSelection`, without logging a choice). */
 export const deviceTrains = (device: Device): Effect.Effect<boolean> =>
