@@ -41,6 +41,21 @@ export interface ChainSubject {
   readonly outsider: Layer.Layer<RoundAuthority, MiningError>
 }
 
+/**
+ * The status once the node has taken re-sent bytes in: anvil's automine answers `eth_sendRawTransaction` before the
+ * block is mined, so on a loaded machine the first look can still say Pending (seen in CI). An in-memory chain
+ * answers at once.
+ */
+const settledStatus = (chain: Chain["Service"], signed: SignedTransaction) =>
+  Effect.gen(function*() {
+    let status = yield* chain.transactionStatus(signed)
+    for (let i = 0; i < 250 && status._tag === "Pending"; i++) {
+      yield* Effect.sleep("20 millis")
+      status = yield* chain.transactionStatus(signed)
+    }
+    return status
+  })
+
 /** A submission by another miner (`ChainSubject.submitAs`). */
 export interface OtherSubmission {
   readonly chunkId: number
@@ -328,7 +343,7 @@ export const chainContract = <R>(
       assert.deepStrictEqual(yield* chain.transactionStatus(signed!), { _tag: "Pending" })
 
       yield* chain.rebroadcast(signed!)
-      const status = yield* chain.transactionStatus(signed!)
+      const status = yield* settledStatus(chain, signed!)
       if (status._tag !== "Mined") return assert.fail(`the re-sent transaction is ${status._tag}, not Mined`)
       assert.isTrue(status.success)
       const { receipt } = status
@@ -352,7 +367,7 @@ export const chainContract = <R>(
         (s) => Effect.andThen(Effect.sync(() => void (signed = s)), Effect.fail(crash))
       ))
       yield* chain.rebroadcast(signed!)
-      assert.strictEqual((yield* chain.transactionStatus(signed!))._tag, "Mined")
+      assert.strictEqual((yield* settledStatus(chain, signed!))._tag, "Mined")
 
       // One attempt, no retry: a writer still counting on the re-sent nonce would sign over it, be told "nonce too
       // low", and fail the write as retryable.
