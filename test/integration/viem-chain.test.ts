@@ -15,20 +15,7 @@ import { make as makeViemChain } from "../../src/layers/chain/ViemChain.ts"
 import { fromViemError } from "../../src/layers/chain/viemErrors.ts"
 import type { Chain } from "../../src/services/Chain.ts"
 import { freshDevnet } from "../support/anvil.ts"
-
-/**
- * The status once the node has taken the bytes in: anvil's automine answers `eth_sendRawTransaction` before the block
- * is mined, so on a loaded machine the first look can still say Pending (seen in CI).
- */
-const settledStatus = (chain: Chain["Service"], signed: SignedTransaction) =>
-  Effect.gen(function*() {
-    let status = yield* chain.transactionStatus(signed)
-    for (let i = 0; i < 250 && status._tag === "Pending"; i++) {
-      yield* Effect.sleep("20 millis")
-      status = yield* chain.transactionStatus(signed)
-    }
-    return status
-  })
+import { settledStatus } from "../support/chainContract.ts"
 
 const CID = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
 const hash = (byte: string) => `0x${byte.repeat(32)}`

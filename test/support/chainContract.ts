@@ -46,7 +46,7 @@ export interface ChainSubject {
  * block is mined, so on a loaded machine the first look can still say Pending (seen in CI). An in-memory chain
  * answers at once.
  */
-const settledStatus = (chain: Chain["Service"], signed: SignedTransaction) =>
+export const settledStatus = (chain: Chain["Service"], signed: SignedTransaction) =>
   Effect.gen(function*() {
     let status = yield* chain.transactionStatus(signed)
     for (let i = 0; i < 250 && status._tag === "Pending"; i++) {
