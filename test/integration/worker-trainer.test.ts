@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Layer } from "effect"
+import { Duration, Effect, Fiber, Layer } from "effect"
+import type { Worker } from "node:worker_threads"
 import { Task, type TrainingResult } from "../../src/domain/mining.ts"
 import { initialWeightsEnvelope } from "../../src/domain/training/model.ts"
 import { canonicalRoundSpec, childRoundSpec, defaultRoundSpec, learningRoundSpec, type RoundSpec } from "../../src/domain/training/spec.ts"
@@ -98,4 +99,23 @@ describe("WorkerTrainer", () => {
       const here = yield* trainAll([task(defaultRoundSpec(4))], 1).pipe(Effect.provide(OnnxTrainer.layer({ executionProvider: "cpu" })))
       assert.strictEqual(next.gradientHash, here[0]!.gradientHash)
     }).pipe(Effect.provide(WorkerTrainer.layer({ executionProvider: "cpu" }))), 120_000)
+
+  it.live("a worker that dies mid-training fails that training with a ResourceError; the next one gets a new worker", () => {
+    const workers: Array<Worker> = []
+    return Effect.gen(function*() {
+      const trainer = yield* Trainer
+      const long = task({ ...defaultRoundSpec(5), steps: 400, examples_per_chunk: 12_800 })
+      const fiber = yield* Effect.forkChild(Effect.flip(trainer.train(long, MINER)))
+      yield* Effect.sleep("300 millis")
+      assert.lengthOf(workers, 1)
+      yield* Effect.promise(() => workers[0]!.terminate())
+      const error = yield* Fiber.join(fiber)
+      assert.strictEqual(error._tag, "ResourceError")
+      assert.match(error.message, /worker/)
+      const next = yield* trainer.train(task(defaultRoundSpec(4)), MINER)
+      const here = yield* trainAll([task(defaultRoundSpec(4))], 1).pipe(Effect.provide(OnnxTrainer.layer({ executionProvider: "cpu" })))
+      assert.strictEqual(next.gradientHash, here[0]!.gradientHash)
+      assert.lengthOf(workers, 2)
+    }).pipe(Effect.provide(WorkerTrainer.layer({ executionProvider: "cpu", onWorker: (w) => workers.push(w) })))
+  }, 120_000)
 })
