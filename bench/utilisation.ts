@@ -1,26 +1,26 @@
 /**
- * How much of the machine's training capacity becomes committed work (issue 17), in one run of ~3 min on a
- * training-dominated round spec (default: the MLP with 256 hidden units, 60 steps of 64 examples — 150 to 280 ms a
- * chunk on one CPU thread here; the default spec trains in ~15 ms, so bench/mining.ts measures the pipeline's
- * overhead instead):
+ * How much of the machine's training capacity becomes committed work (issue 17), in one run of ~6 min on a
+ * training-dominated round spec (default: the MLP with 256 hidden units, 600 steps of 64 over 3,840 examples — about
+ * 0.55 to 1.2 s a chunk on one CPU thread here, with the machine's load; the default spec trains in ~15 ms, so
+ * bench/mining.ts measures the pipeline's overhead instead):
  *
- *   (a) the trainer alone: OnnxTrainer on the miner's device and thread count (1), in this process, one chunk after
- *       another, for 10 s before and 10 s after the mining runs — chunks per minute, the capacity;
+ *   (a) the trainer alone: the miner's trainer (WorkerTrainer: a worker thread of this process, the miner's device and
+ *       thread count, 1) one chunk after another, before, between and after the mining runs — chunks per minute, the
+ *       capacity. Each mining run is compared with the runs just before and after it: the rate drifts with the
+ *       machine's load over minutes.
  *   (b) the whole miner (`runMiner`, as `mine` runs it) on the embedded devnet's throughput rounds with that spec
- *       (runMiner's `throughputSpec`), at difficulty 20, with the embedded verifier (as `mine` runs by default),
- *       then again without it — committed per minute over a steady window.
+ *       (runMiner's `throughputSpec`), at difficulty 20, with the embedded verifier (as `mine` runs by default; it
+ *       recomputes every chunk in a worker of its own), then again without it — committed per minute over a steady
+ *       window.
  *
- * The useful-work ratio is (b) ÷ (a). The trainer's busy fraction is the time the MINER's ONNX sessions run over
- * the window: onnxruntime-node runs a session synchronously on the main thread, so the native call's duration is
- * its compute (timed by a subclass of the binding's session class; the miner's sessions are those that ran during
- * its first `train` call, before the verifier has anything to judge). The `train` calls themselves are timed too
- * (the Trainer adapter wrapped through `options.adapters`), but they overlap and mostly wait for the main thread.
- * Where the rest goes: each committed transaction's steps (the records' step_ms, which MiningStats' latencies are
- * made of), proof of work and journal writes (their spans), the main thread's event-loop utilisation, a sampling
- * profile of the main thread by component (`--no-profile` leaves it out), the CPU of the process and of anvil.
- * Writes bench/results/utilisation.json.
+ * The useful-work ratio is (b) ÷ (a). The trainer's busy fraction is its worker's event-loop utilisation over the
+ * window (the worker does nothing but train). Where the rest goes: each committed transaction's steps (the records'
+ * step_ms, which MiningStats' latencies are made of), proof of work and journal writes (their spans), the main
+ * thread's event-loop utilisation, a sampling profile of the main thread by component (`--no-profile` leaves it
+ * out), the CPU of each thread of the process and of anvil. Writes bench/results/utilisation.json.
  *
- *   npm run bench:utilisation [-- --hidden 256 --steps 60 --batch 64 --window 40 --warmup 10 --no-profile]
+ *   npm run bench:utilisation [-- --hidden 256 --steps 600 --batch 64 --examples 3840 --window 60 --warmup 4
+ *                                 --alone 20 --no-profile]
  *
  * The window of a mining run starts when its `--warmup`-th transaction finishes (session build, JIT, first round)
  * and ends at the first transaction to finish `--window` seconds later; the miner then gets the shutdown of a
@@ -30,7 +30,6 @@
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import type { Profiler } from "node:inspector"
 import { Session } from "node:inspector/promises"
-import { createRequire } from "node:module"
 import { cpus, loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
@@ -44,7 +43,6 @@ import { minerConfig, settingsProvider } from "../src/domain/MinerConfigSchema.t
 import { Task } from "../src/domain/mining.ts"
 import type { TransactionRecord } from "../src/domain/TransactionRecord.ts"
 import { canonicalRoundSpec, defaultRoundSpec, type RoundSpecV1 } from "../src/domain/training/spec.ts"
-import { OnnxTrainer } from "../src/layers/onnx/OnnxTrainer.ts"
 import { WorkerTrainer } from "../src/layers/onnx/WorkerTrainer.ts"
 import { FileLogger } from "../src/layers/telemetry/FileLogger.ts"
 import { Trainer } from "../src/services/Trainer.ts"
@@ -54,10 +52,12 @@ const { values: args } = parseArgs({
   options: {
     profile: { type: "boolean", default: true },
     hidden: { type: "string", default: "256" },
-    steps: { type: "string", default: "60" },
+    steps: { type: "string", default: "600" },
     batch: { type: "string", default: "64" },
-    window: { type: "string", default: "40" },
-    warmup: { type: "string", default: "10" },
+    examples: { type: "string", default: "3840" },
+    window: { type: "string", default: "60" },
+    warmup: { type: "string", default: "4" },
+    alone: { type: "string", default: "20" },
     difficulty: { type: "string", default: "20" },
     keep: { type: "boolean", default: false }
   }
@@ -76,7 +76,7 @@ const benchSpec = (seed: number): RoundSpecV1 => {
     model: { family: "mlp", hidden: Number(args.hidden) },
     steps,
     batch_size: batch,
-    examples_per_chunk: steps * batch
+    examples_per_chunk: Math.min(Number(args.examples), steps * batch)
   }
 }
 const specJson = canonicalRoundSpec(benchSpec(1))
@@ -96,41 +96,6 @@ class TimedSpan extends Tracer.NativeSpan {
   }
 }
 const tracer = Tracer.make({ span: (options) => new TimedSpan(options) })
-
-// --- ONNX Runtime's own time: onnxruntime-node runs a session synchronously on the main thread (inside a
-// setImmediate: dist/backend.js), so the native call's duration is the session's compute, by session. ---
-
-const onnxRuns = new Map<object, Array<readonly [number, number]>>()
-{
-  // The native class's methods are read-only; the binding's export of the class is not, and the backend looks it up
-  // at every session's creation.
-  type NativeSession = new() => { run(...args: Array<unknown>): unknown }
-  const { binding } = createRequire(import.meta.url)("onnxruntime-node/dist/binding.js") as {
-    binding: { InferenceSession: NativeSession }
-  }
-  const Native = binding.InferenceSession
-  binding.InferenceSession = class TimedSession extends Native {
-    override run(...args: Array<unknown>) {
-      const started = performance.now()
-      try {
-        return super.run(...args)
-      } finally {
-        const runs = onnxRuns.get(this) ?? []
-        runs.push([started, performance.now()])
-        onnxRuns.set(this, runs)
-      }
-    }
-  }
-}
-/** ONNX run time within [from, to] of the sessions `which` selects (runs never overlap: one main thread). */
-const onnxTime = (from: number, to: number, which: (session: object) => boolean = () => true) => {
-  let total = 0
-  for (const [session, runs] of onnxRuns) {
-    if (!which(session)) continue
-    for (const [s, e] of runs) total += Math.max(0, Math.min(e, to) - Math.max(s, from))
-  }
-  return total
-}
 
 // --- The main thread's time by component: V8's sampling profiler over each window. ---
 
@@ -207,13 +172,32 @@ const childCpuMs = (): number => {
   }
   return total
 }
+/** CPU ms of each of this process's threads, by thread id, with its name (MainThread, WorkerThread, V8Worker…). */
+const threadCpuMs = (): Map<string, { readonly name: string; readonly ms: number }> => {
+  const threads = new Map<string, { readonly name: string; readonly ms: number }>()
+  for (const tid of readdirSync("/proc/self/task")) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8")
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      threads.set(tid, {
+        name: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")),
+        ms: ((Number(fields[11]) + Number(fields[12])) / 100) * 1000
+      })
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return threads
+}
 interface Usage {
+  readonly threads: ReturnType<typeof threadCpuMs>
   readonly at: number
   readonly cpu: NodeJS.CpuUsage
   readonly children: number
   readonly elu: ReturnType<typeof performance.eventLoopUtilization>
 }
 const usage = (): Usage => ({
+  threads: threadCpuMs(),
   at: performance.now(),
   cpu: process.cpuUsage(),
   children: childCpuMs(),
@@ -225,7 +209,12 @@ const between = (from: Usage, to: Usage) => {
   return {
     processCores: (to.cpu.user + to.cpu.system - from.cpu.user - from.cpu.system) / 1000 / ms,
     childCores: (to.children - from.children) / ms,
-    elu: performance.eventLoopUtilization(to.elu, from.elu).utilization
+    elu: performance.eventLoopUtilization(to.elu, from.elu).utilization,
+    /** Cores used by each thread over the interval, busiest first (threads of one name summed past the top 6). */
+    threadCores: [...to.threads]
+      .map(([tid, t]) => ({ tid, name: t.name, cores: (t.ms - (from.threads.get(tid)?.ms ?? 0)) / ms }))
+      .filter((t) => t.cores >= 0.01)
+      .sort((a, b) => b.cores - a.cores)
   }
 }
 
@@ -244,8 +233,9 @@ const config = (dataDir: string): Promise<MinerConfig> =>
     }))
   )
 
-const trainAlone = (device: MinerConfig["device"], seconds: number) =>
-  Effect.runPromise(
+const trainAlone = (device: MinerConfig["device"], seconds: number) => {
+  const workers: Array<Worker> = []
+  return Effect.runPromise(
     Effect.gen(function*() {
       const trainer = yield* Trainer
       let chunkId = 0
@@ -257,17 +247,20 @@ const trainAlone = (device: MinerConfig["device"], seconds: number) =>
       // Warm-up: the session's build and the first runs.
       for (let i = 0; i < 3; i++) yield* trainOne()
       const from = usage()
+      const workerFrom = workers.at(-1)!.performance.eventLoopUtilization()
       const chunkMs: Array<number> = []
       while (from.at + seconds * 1000 > performance.now()) {
         const started = performance.now()
         yield* trainOne()
         chunkMs.push(performance.now() - started)
       }
+      const busy = workers.at(-1)!.performance.eventLoopUtilization(workerFrom).utilization
       const to = usage()
       const ms = to.at - from.at
-      return { chunks: chunkMs.length, ms, chunkMs, onnx: onnxTime(from.at, to.at) / ms, ...between(from, to) }
-    }).pipe(Effect.provide(OnnxTrainer.layer({ intraOpNumThreads: 1, executionProvider: device })))
+      return { chunks: chunkMs.length, ms, chunkMs, busy, ...between(from, to) }
+    }).pipe(Effect.provide(WorkerTrainer.layer({ executionProvider: device, onWorker: (w) => workers.push(w) })))
   )
+}
 
 // --- (b) The whole miner, its trainer's time recorded. ---
 
@@ -371,14 +364,6 @@ const mine = async (verifier: boolean) => {
   const inWindow = finished.filter((f) => f.at > from && f.at <= to)
   const committed = inWindow.filter((f) => f.record.state === "committed")
   const trainer = trainerTime(calls, from, to)
-  // The miner's sessions: those that ran during its first train call (the verifier has nothing to judge before the
-  // miner's first submission).
-  const [firstCall] = calls
-  const minerSessions = new Set(
-    [...onnxRuns].filter(([, runs]) => runs.some(([s]) => s >= firstCall![0] && s <= firstCall![1])).map(([session]) => session)
-  )
-  const minerOnnx = onnxTime(from, to, (session) => minerSessions.has(session))
-  const allOnnx = onnxTime(from, to)
   const spans = (name: string) => (spanMs.get(name) ?? []).filter((s) => s.at > from && s.at <= to).map((s) => s.ms)
   const stepMean = (step: keyof TransactionRecord["step_ms"]) =>
     mean(committed.flatMap(({ record }) => (record.step_ms[step] === null ? [] : [record.step_ms[step]!])))
@@ -393,9 +378,8 @@ const mine = async (verifier: boolean) => {
     committed: committed.length,
     notCommitted: finished.filter((f) => f.record.state !== "committed"),
     committedPerMinute: (committed.length / windowMs) * 60_000,
-    // The worker's busy time (ONNX runs and the trainer's JavaScript); on the main thread, its ONNX runs alone.
-    trainerBusy: workerBusy ?? minerOnnx / windowMs,
-    verifierOnnx: (allOnnx - minerOnnx) / windowMs,
+    // The worker's busy time: ONNX runs and the trainer's JavaScript.
+    trainerBusy: workerBusy ?? Number.NaN,
     trainerInFlight: trainer.union / windowMs,
     trainerSum: trainer.sum / windowMs,
     trainCalls: calls.filter(([s, e]) => e > from && s <= to).length,
@@ -418,9 +402,7 @@ const mine = async (verifier: boolean) => {
       pow: spans("PowSolver.solve").reduce((a, b) => a + b, 0) / n,
       journal: spans("SqliteJournal.save").reduce((a, b) => a + b, 0) / n,
       journal_writes: spans("SqliteJournal.save").length / n,
-      journal_meta: spans("SqliteJournal.setMeta").reduce((a, b) => a + b, 0) / n,
-      onnx_miner: minerOnnx / n,
-      onnx_verifier: (allOnnx - minerOnnx) / n
+      journal_meta: spans("SqliteJournal.setMeta").reduce((a, b) => a + b, 0) / n
     },
     ...between(first!, last!)
   }
@@ -434,24 +416,37 @@ const probeConfig = await config(mkdtempSync(join(tmpdir(), "r3mes-bench-utilisa
 process.stderr.write(`trainer alone, ${specJson}\n`)
 // Before and after the mining runs, and their mean as the capacity: on a shared machine the rate drifts with the
 // load over a run's minutes (162 to 276 ms a chunk between two runs of one evening).
-const aloneBefore = await trainAlone(probeConfig.device, 10)
+const aloneSeconds = Number(args.alone)
+const aloneBefore = await trainAlone(probeConfig.device, aloneSeconds)
 process.stderr.write(`mining with the embedded verifier…\n`)
 const withVerifier = await mine(true)
+process.stderr.write(`trainer alone again\n`)
+const aloneBetween = await trainAlone(probeConfig.device, aloneSeconds)
 process.stderr.write(`mining without the verifier…\n`)
 const withoutVerifier = await mine(false)
 process.stderr.write(`trainer alone again\n`)
-const aloneAfter = await trainAlone(probeConfig.device, 10)
+const aloneAfter = await trainAlone(probeConfig.device, aloneSeconds)
 rmSync(probeConfig.dataDir, { recursive: true, force: true })
-const alone = {
-  chunks: aloneBefore.chunks + aloneAfter.chunks,
-  ms: aloneBefore.ms + aloneAfter.ms,
-  chunkMs: [...aloneBefore.chunkMs, ...aloneAfter.chunkMs],
-  onnx: (aloneBefore.onnx * aloneBefore.ms + aloneAfter.onnx * aloneAfter.ms) / (aloneBefore.ms + aloneAfter.ms),
-  processCores: (aloneBefore.processCores * aloneBefore.ms + aloneAfter.processCores * aloneAfter.ms) / (aloneBefore.ms + aloneAfter.ms),
-  elu: (aloneBefore.elu * aloneBefore.ms + aloneAfter.elu * aloneAfter.ms) / (aloneBefore.ms + aloneAfter.ms)
+type Alone = typeof aloneBefore
+/** Runs of the trainer alone merged: rates and fractions weighted by their durations. */
+const merged = (...runs: ReadonlyArray<Alone>) => {
+  const ms = runs.reduce((a, r) => a + r.ms, 0)
+  const weighted = (f: (r: Alone) => number) => runs.reduce((a, r) => a + f(r) * r.ms, 0) / ms
+  return {
+    chunks: runs.reduce((a, r) => a + r.chunks, 0),
+    ms,
+    chunkMs: runs.flatMap((r) => r.chunkMs),
+    busy: weighted((r) => r.busy),
+    processCores: weighted((r) => r.processCores),
+    elu: weighted((r) => r.elu)
+  }
 }
+const alone = merged(aloneBefore, aloneBetween, aloneAfter)
 const perMinute = (a: { readonly chunks: number; readonly ms: number }) => (a.chunks / a.ms) * 60_000
 const trainPerMinute = perMinute(alone)
+/** Each mining run's capacity: the trainer alone just before and just after it (the rate drifts over minutes). */
+const capacityOf = (r: typeof withVerifier) => perMinute(r.verifier ? merged(aloneBefore, aloneBetween) : merged(aloneBetween, aloneAfter))
+const usefulWork = (r: typeof withVerifier) => r.committedPerMinute / capacityOf(r)
 const ended = performance.now()
 const loadAfter = loadavg()
 
@@ -470,8 +465,8 @@ console.log(
 )
 console.log("  (a) trainer alone")
 row(
-  `chunks per minute (${alone.chunks} chunks in ${(alone.ms / 1000).toFixed(1)} s; before / after the mining)`,
-  `${trainPerMinute.toFixed(1)}  (${perMinute(aloneBefore).toFixed(1)} / ${perMinute(aloneAfter).toFixed(1)})`
+  `chunks per minute (${alone.chunks} chunks in ${(alone.ms / 1000).toFixed(1)} s; before / between / after)`,
+  `${trainPerMinute.toFixed(1)}  (${[aloneBefore, aloneBetween, aloneAfter].map((a) => perMinute(a).toFixed(1)).join(" / ")})`
 )
 row(
   "ms per chunk: mean / p50 / p95",
@@ -480,32 +475,33 @@ row(
     .join(" / ")
 )
 row("CPU of the process (cores) / main thread's event-loop use", `${alone.processCores.toFixed(2)} / ${pct(alone.elu)}`)
-row("ONNX session runs (on the main thread) ÷ time", pct(alone.onnx))
+const threadsLine = (threads: ReadonlyArray<{ readonly name: string; readonly cores: number }>) =>
+  threads.slice(0, 6).map((t) => `${t.name} ${t.cores.toFixed(2)}`).join(", ")
+console.log(`    busiest threads (cores), trainer alone between the runs: ${threadsLine(aloneBetween.threadCores)}`)
+row("the trainer's worker busy (event-loop use)", pct(alone.busy))
 console.log(`  (b) mining on the embedded devnet${"".padEnd(26)}${"verifier on".padStart(16)}${"verifier off".padStart(16)}`)
 const both = <A>(f: (run: typeof withVerifier) => A) => [withVerifier, withoutVerifier].map(f)
 row("window (s) / transactions in it", ...both((r) => `${(r.windowMs / 1000).toFixed(1)} / ${r.transactions}`))
 row("committed per minute", ...both((r) => r.committedPerMinute.toFixed(1)))
-row("USEFUL-WORK RATIO (committed ÷ trainer alone)", ...both((r) => (r.committedPerMinute / trainPerMinute).toFixed(3)))
-row("TRAINER BUSY FRACTION (miner's ONNX runs ÷ window)", ...both((r) => r.trainerBusy.toFixed(3)))
-row("  same, trainer alone", ...both(() => alone.onnx.toFixed(3)))
-row("  verifier's ONNX runs ÷ window", ...both((r) => r.verifierOnnx.toFixed(3)))
+row("trainer alone just before and after the run, per minute", ...both((r) => capacityOf(r).toFixed(1)))
+row("USEFUL-WORK RATIO (committed ÷ trainer alone around it)", ...both((r) => usefulWork(r).toFixed(3)))
+row("TRAINER BUSY FRACTION (the miner's trainer worker, ÷ window)", ...both((r) => r.trainerBusy.toFixed(3)))
+row("  same, trainer alone", ...both(() => alone.busy.toFixed(3)))
 row("  a miner's train call in flight ÷ window", ...both((r) => r.trainerInFlight.toFixed(3)))
 row("  train calls' wall time summed ÷ window (>1: overlap)", ...both((r) => r.trainerSum.toFixed(3)))
-// Below 1 the verifier falls behind: it shares the main thread, and its backlog grows for as long as the run lasts.
+// Below 1 the verifier falls behind: its recomputation shares the two cores with the miner, and its backlog grows for
+// as long as the run lasts.
 row(
   "verifier's verdicts per minute (÷ committed)",
   ...both((r) => (r.verifier ? `${r.verdictsPerMinute.toFixed(1)} (${(r.verdictsPerMinute / r.committedPerMinute).toFixed(2)})` : "-"))
 )
 row("main thread's event-loop use", ...both((r) => pct(r.elu)))
 row("CPU: miner process (cores, of " + cores + ") / anvil", ...both((r) => `${r.processCores.toFixed(2)} / ${r.childCores.toFixed(2)}`))
+for (const r of [withVerifier, withoutVerifier]) {
+  console.log(`    busiest threads (cores), verifier ${r.verifier ? "on" : "off"}: ${threadsLine(r.threadCores)}`)
+}
 row("wall time per committed transaction", ...both((r) => fmt(r.windowMs / Math.max(1, r.committed))))
 row("  main thread busy per committed transaction", ...both((r) => fmt((r.elu * r.windowMs) / Math.max(1, r.committed))))
-row("    of it the miner's ONNX runs", ...both((r) => fmt(r.perCommitted.onnx_miner)))
-row("    of it the verifier's ONNX runs", ...both((r) => fmt(r.perCommitted.onnx_verifier)))
-row(
-  "    the rest (JS: data, envelope, hashing, store, chain, journal…)",
-  ...both((r) => fmt((r.elu * r.windowMs) / Math.max(1, r.committed) - r.perCommitted.onnx_miner - r.perCommitted.onnx_verifier))
-)
 row("  vs one chunk trained alone", ...both(() => fmt(alone.ms / alone.chunks)))
 console.log("  each committed transaction's steps (mean latency; overlapping between transactions)")
 for (const [key, label] of [
@@ -549,9 +545,9 @@ if (withVerifier.verdicts !== undefined) console.log(`  verdicts (verifier on): 
 const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits
 const figures = (r: typeof withVerifier) => ({
   committed_per_minute: round(r.committedPerMinute),
-  useful_work_ratio: round(r.committedPerMinute / trainPerMinute, 3),
+  train_only_per_minute_around: round(capacityOf(r)),
+  useful_work_ratio: round(usefulWork(r), 3),
   trainer_busy_fraction: round(r.trainerBusy, 3),
-  verifier_onnx_fraction: round(r.verifierOnnx, 3),
   trainer_call_in_flight_fraction: round(r.trainerInFlight, 3),
   trainer_call_time_fraction: round(r.trainerSum, 3),
   window_seconds: round(r.windowMs / 1000),
@@ -560,6 +556,7 @@ const figures = (r: typeof withVerifier) => ({
   event_loop_utilization: round(r.elu, 3),
   process_cpu_cores: round(r.processCores, 2),
   anvil_cpu_cores: round(r.childCores, 2),
+  thread_cores: r.threadCores.slice(0, 8).map((t) => ({ name: t.name, cores: round(t.cores, 2) })),
   verdicts_per_minute: r.verifier ? round(r.verdictsPerMinute) : null,
   main_thread_shares: r.mainThread === undefined
     ? null
@@ -571,8 +568,6 @@ const figures = (r: typeof withVerifier) => ({
   overhead_ms_per_transaction: {
     wall: round(r.windowMs / Math.max(1, r.committed)),
     main_thread_busy: round((r.elu * r.windowMs) / Math.max(1, r.committed)),
-    onnx_miner: round(r.perCommitted.onnx_miner),
-    onnx_verifier: round(r.perCommitted.onnx_verifier),
     training: round(r.perCommitted.training),
     ipfs_upload: round(r.steps.ipfs_upload),
     pow: round(r.perCommitted.pow),
@@ -589,10 +584,10 @@ const result = {
   spec_parameters: parameters,
   difficulty,
   train_only_per_minute: round(trainPerMinute),
-  train_only_per_minute_before_after: [round(perMinute(aloneBefore)), round(perMinute(aloneAfter))],
+  train_only_per_minute_before_between_after: [aloneBefore, aloneBetween, aloneAfter].map((a) => round(perMinute(a))),
   train_only_ms_per_chunk: round(alone.ms / alone.chunks),
   train_only_event_loop_utilization: round(alone.elu, 3),
-  train_only_onnx_fraction: round(alone.onnx, 3),
+  train_only_busy_fraction: round(alone.busy, 3),
   ...on,
   verifier_off: figures(withoutVerifier),
   machine: {
