@@ -6,44 +6,64 @@
  * (bench/utilisation.ts). Their tables are printed together
  * at the end, with the targets next to the headline figures; each also writes its JSON in bench/results/.
  *
- *   npm run bench
+ *   npm run bench [-- --no-readme]
+ *
+ * bench/results/run.json says when the run started and finished, which benches failed, the load at the end and the
+ * machine: scripts/update-readme-performance.ts takes only results written between its start and end. When no bench
+ * failed, the run then rewrites README.md's performance table from its own results (`--no-readme` leaves it alone).
  *
  * Takes ~9 min (the soak alone ~2.5, learning ~2, utilisation ~3, verify ~15 s). Figures, not assertions: tests
  * never time.
  */
 import { spawnSync } from "node:child_process"
-import { readFileSync } from "node:fs"
-import { loadavg } from "node:os"
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { availableParallelism, cpus, loadavg } from "node:os"
+import { parseArgs } from "node:util"
 import { fileURLToPath } from "node:url"
+import { type BenchRun, benches, regenerate } from "../scripts/update-readme-performance.ts"
 
-const benches = [
-  { name: "pow", file: "pow.ts", result: "pow.json" },
-  { name: "mining", file: "mining.ts", result: "mining.json" },
-  { name: "memory", file: "memory.ts", result: "memory.json" },
-  { name: "soak", file: "soak.ts", result: "soak.json" },
-  { name: "verify", file: "verify.ts", result: "verify.json" },
-  { name: "learning", file: "learning.ts", result: "learning.json" },
-  { name: "utilisation", file: "utilisation.ts", result: "utilisation.json" }
-] as const
+const { values: args } = parseArgs({ options: { "no-readme": { type: "boolean", default: false } } })
+
+const resultsDir = new URL("results/", import.meta.url)
+mkdirSync(resultsDir, { recursive: true })
+const writeRun = (run: BenchRun) => writeFileSync(new URL("run.json", resultsDir), `${JSON.stringify(run, null, 2)}\n`)
+// Written at the start too: a run that dies half-way leaves a run.json without finished_at, which the README script
+// refuses, instead of an older run's window that newer files would fall outside of.
+const runStart: BenchRun = {
+  started_at: new Date().toISOString(),
+  finished_at: null,
+  benches,
+  failed: [],
+  load_average_end: null,
+  machine: { cores: availableParallelism(), cpu: cpus()[0]?.model ?? "unknown CPU", node: process.version }
+}
+writeRun(runStart)
 
 const tables: Array<string> = []
 const failed: Array<string> = []
-for (const bench of benches) {
-  process.stderr.write(`bench ${bench.name}…\n`)
+for (const name of benches) {
+  process.stderr.write(`bench ${name}…\n`)
   const started = performance.now()
-  const run = spawnSync(process.execPath, [fileURLToPath(new URL(bench.file, import.meta.url))], {
+  const run = spawnSync(process.execPath, [fileURLToPath(new URL(`${name}.ts`, import.meta.url))], {
     encoding: "utf8",
     stdio: ["ignore", "pipe", "inherit"],
     maxBuffer: 16 << 20
   })
-  process.stderr.write(`bench ${bench.name} done in ${((performance.now() - started) / 1000).toFixed(0)} s\n`)
-  if (run.status !== 0) failed.push(`${bench.name} (exit ${run.status ?? run.signal})`)
+  process.stderr.write(`bench ${name} done in ${((performance.now() - started) / 1000).toFixed(0)} s\n`)
+  if (run.status !== 0) failed.push(`${name} (exit ${run.status ?? run.signal})`)
   tables.push(run.stdout.trimEnd())
 }
+const loadAtEnd = loadavg()
+writeRun({
+  ...runStart,
+  finished_at: new Date().toISOString(),
+  failed,
+  load_average_end: loadAtEnd.map((l) => Math.round(l * 100) / 100)
+})
 
 const read = (file: string): Record<string, unknown> | undefined => {
   try {
-    return JSON.parse(readFileSync(new URL(`results/${file}`, import.meta.url), "utf8")) as Record<string, unknown>
+    return JSON.parse(readFileSync(new URL(file, resultsDir), "utf8")) as Record<string, unknown>
   } catch {
     return undefined
   }
@@ -98,8 +118,17 @@ target(
   usefulWork === undefined || trainerBusy === undefined ? undefined : usefulWork >= 0.95 && trainerBusy >= 0.95
 )
 // Other work on a small machine moves these figures: the load says how quiet it was.
-console.log(`  load average (1, 5, 15 min) at the end: ${loadavg().map((l) => l.toFixed(2)).join(", ")}`)
+console.log(`  load average (1, 5, 15 min) at the end: ${loadAtEnd.map((l) => l.toFixed(2)).join(", ")}`)
 if (failed.length > 0) {
-  console.error(`failed: ${failed.join(", ")}`)
+  console.error(`failed: ${failed.join(", ")}; README.md's performance table left as it was`)
   process.exitCode = 1
+} else if (!args["no-readme"]) {
+  const readme = regenerate({ allowMixed: false })
+  if (readme._tag === "Written") {
+    console.log(`\n${readme.readme}: performance table ${readme.changed ? "rewritten" : "already up to date"} from this run`)
+  } else {
+    // Every bench exited 0, yet a result is missing or older than the run: a bench stopped writing its JSON.
+    console.error(`README.md's performance table not rewritten:\n${readme.problems.map((p) => `  ${p}`).join("\n")}`)
+    process.exitCode = 1
+  }
 }
