@@ -1,0 +1,189 @@
+import { PgClient } from "@effect/sql-pg"
+import { type Duration, Effect, Layer, Redacted, Schema } from "effect"
+import { Reactivity } from "effect/reactivity"
+import { SqlClient } from "effect/sql"
+import { type MiningError, ValidationError } from "../../domain/errors.ts"
+import { TransactionRecord } from "../../domain/TransactionRecord.ts"
+import type { TransactionState } from "../../domain/TransactionState.ts"
+import { Journal, type JournalEvent, type TransactionQuery } from "../../services/Journal.ts"
+import { fleetDatabaseSetting, pgError, type PgTarget, pgTarget, unknownTarget } from "./pgErrors.ts"
+import { migrate } from "./pgMigrations.ts"
+
+export interface PgJournalOptions {
+  /** `postgres://USER:PASSWORD@HOST:PORT/DATABASE`; its password never appears in an error. */
+  readonly url: Redacted.Redacted<string> | string
+  /** The setting the URL came from, named in hints. Default `R3MES_FLEET_DATABASE_URL`. */
+  readonly setting?: string | undefined
+  /** Pool size. Default 10 (@effect/sql-pg's). */
+  readonly maxConnections?: number | undefined
+  /** Connecting and authenticating, per connection. Default 5 seconds (@effect/sql-pg's). */
+  readonly connectTimeout?: Duration.Input | undefined
+}
+
+const decodeRecord = Schema.decodeUnknownSync(TransactionRecord)
+
+interface RecordRow {
+  readonly record: string
+}
+
+interface EventRow {
+  readonly transaction_id: string
+  readonly at: string
+  readonly state: string
+  readonly event: string
+  readonly detail: string | null
+}
+
+/**
+ * The Journal port on a migrated Postgres database reached through `sql`. Every runner of a fleet builds one on the
+ * same database: they share the records, and Postgres orders their writes.
+ */
+export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, target: PgTarget) {
+  yield* migrate(sql).pipe(Effect.mapError((e) => pgError(e, "opening (creating its tables if needed)", target)))
+
+  const run = <A>(context: string, effect: Effect.Effect<A, unknown>): Effect.Effect<A, MiningError> =>
+    Effect.mapError(effect, (e) => pgError(e, context, target))
+
+  const parse = (row: RecordRow, context: string): Effect.Effect<TransactionRecord, MiningError> =>
+    Effect.try({
+      try: () => decodeRecord(JSON.parse(row.record)),
+      catch: (e) =>
+        new ValidationError({ message: `journal: ${context}: unreadable record (${e instanceof Error ? e.message : e})` })
+    })
+
+  const first = (context: string) => (rows: ReadonlyArray<RecordRow>) =>
+    rows.length === 0 ? Effect.succeed(undefined) : parse(rows[0]!, context)
+
+  const save = Effect.fn("PgJournal.save")(function*(
+    record: TransactionRecord,
+    event: Omit<JournalEvent, "transaction_id">
+  ) {
+    // One transaction, committed with synchronous_commit on (layer's session default): on disk when it returns.
+    yield* run(
+      `saving ${record.transaction_id}`,
+      sql.withTransaction(Effect.all([
+        sql`INSERT INTO r3mes_transactions
+              (transaction_id, key, state, created_at, updated_at, round_id, chunk_id, record)
+            VALUES (${record.transaction_id}, ${record.key}, ${record.state}, ${record.created_at},
+              ${record.updated_at}, ${record.round_id}, ${record.chunk_id}, ${JSON.stringify(record)})
+            ON CONFLICT (transaction_id) DO UPDATE SET
+              state = EXCLUDED.state, updated_at = EXCLUDED.updated_at, record = EXCLUDED.record`,
+        sql`INSERT INTO r3mes_events (transaction_id, at, state, event, detail)
+            VALUES (${record.transaction_id}, ${event.at}, ${event.state}, ${event.event},
+              ${event.detail === null ? null : JSON.stringify(event.detail)})`
+      ], { discard: true }))
+    )
+  })
+
+  // `record::text`: the driver would parse json itself; the text is what SqliteJournal parses, so both decode alike.
+  const get = (transactionId: string) =>
+    run(
+      `reading ${transactionId}`,
+      sql<RecordRow>`SELECT record::text AS record FROM r3mes_transactions WHERE transaction_id = ${transactionId}`
+    ).pipe(Effect.flatMap(first(transactionId)))
+
+  const findByKey = (key: string) =>
+    run(
+      `reading key ${key}`,
+      sql<RecordRow>`SELECT record::text AS record FROM r3mes_transactions WHERE key = ${key}
+                     ORDER BY created_at DESC, seq DESC LIMIT 1`
+    ).pipe(Effect.flatMap(first(key)))
+
+  const list = (query: TransactionQuery) => {
+    const conditions = [
+      ...(query.state === undefined ? [] : [sql`state = ${query.state}`]),
+      ...(query.updatedAfter === undefined ? [] : [sql`updated_at > ${query.updatedAfter}`])
+    ]
+    const where = conditions.length === 0 ? sql`` : sql`WHERE ${sql.and(conditions)}`
+    const limit = query.limit === undefined || !Number.isFinite(query.limit)
+      ? sql``
+      : sql`LIMIT ${Math.max(0, Math.floor(query.limit))}`
+    return run(
+      "listing transactions",
+      sql<RecordRow>`SELECT record::text AS record FROM r3mes_transactions ${where}
+                     ORDER BY created_at DESC, seq DESC ${limit}`
+    ).pipe(Effect.flatMap((rows) => Effect.forEach(rows, (row) => parse(row, "list"))))
+  }
+
+  const events = (transactionId: string) =>
+    run(
+      `reading the events of ${transactionId}`,
+      sql<EventRow>`SELECT transaction_id, at, state, event, detail::text AS detail FROM r3mes_events
+                    WHERE transaction_id = ${transactionId} ORDER BY id`
+    ).pipe(Effect.flatMap((rows) =>
+      Effect.try({
+        try: () =>
+          rows.map((row): JournalEvent => ({
+            transaction_id: row.transaction_id,
+            at: row.at,
+            state: row.state as TransactionState,
+            event: row.event,
+            detail: row.detail === null ? null : JSON.parse(row.detail) as string
+          })),
+        catch: (e) =>
+          new ValidationError({
+            message: `journal: reading the events of ${transactionId}: unreadable detail (${e instanceof Error ? e.message : e})`
+          })
+      })
+    ))
+
+  const getMeta = (key: string) =>
+    run(
+      `reading meta ${key}`,
+      sql<{ readonly value: string }>`SELECT value FROM r3mes_meta WHERE key = ${key}`
+    ).pipe(Effect.map((rows) => rows[0]?.value))
+
+  const setMeta = Effect.fn("PgJournal.setMeta")(function*(key: string, value: string) {
+    yield* run(
+      `saving meta ${key}`,
+      sql`INSERT INTO r3mes_meta (key, value) VALUES (${key}, ${value})
+          ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`
+    )
+  })
+
+  return Journal.of({ save, get, findByKey, list, events, getMeta, setMeta })
+})
+
+/** Its own pool on `options.url`, closed with the layer's scope. */
+const fromUrl = Effect.fnUntraced(function*(options: PgJournalOptions) {
+  const url = typeof options.url === "string" ? Redacted.make(options.url) : options.url
+  const target = pgTarget(Redacted.value(url), options.setting ?? fleetDatabaseSetting)
+  if (target instanceof ValidationError) return yield* target
+  const sql = yield* PgClient.make({
+    url,
+    maxConnections: options.maxConnections,
+    connectTimeout: options.connectTimeout,
+    applicationName: "r3mes-miner journal",
+    // `save` promises durability when it returns: whatever the server's default, a commit waits for its WAL flush.
+    startupParameters: { synchronous_commit: "on" }
+  }).pipe(
+    Effect.provideService(Reactivity.Reactivity, yield* Reactivity.make),
+    Effect.mapError((e) => pgError(e, "opening its connection pool", target))
+  )
+  return yield* make(sql, target)
+})
+
+export const PgJournal = {
+  /**
+   * The Journal port on Postgres (`@effect/sql-pg`), for a fleet: every runner's journal is the same tables
+   * (`r3mes_transactions`, `r3mes_events`, `r3mes_meta`), created or migrated at build under an advisory lock, so
+   * runners may start together. Every write is one transaction, durable when it returns. The database down or
+   * unreachable is a NetworkError naming `R3MES_FLEET_DATABASE_URL`; its password never shows.
+   */
+  layer: (options: PgJournalOptions): Layer.Layer<Journal, MiningError> => Layer.effect(Journal, fromUrl(options)),
+  /**
+   * The same on a SqlClient built elsewhere (one pool shared with the cluster's storage). That client should set
+   * `synchronous_commit = on` if its server's default is off: `save` relies on it for durability.
+   */
+  layerClient: (options: { readonly setting?: string | undefined } = {}): Layer.Layer<
+    Journal,
+    MiningError,
+    SqlClient.SqlClient
+  > =>
+    Layer.effect(
+      Journal,
+      Effect.gen(function*() {
+        return yield* make(yield* SqlClient.SqlClient, unknownTarget(options.setting))
+      })
+    )
+} as const

@@ -1,0 +1,204 @@
+import { PgClient } from "@effect/sql-pg"
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { Context, Effect, Layer, Redacted } from "effect"
+import { Reactivity } from "effect/reactivity"
+import { isRetryable, type MiningError } from "../../src/domain/errors.ts"
+import type { TransactionRecord } from "../../src/domain/TransactionRecord.ts"
+import { PgJournal } from "../../src/layers/journal/PgJournal.ts"
+import { PG_SCHEMA_VERSION } from "../../src/layers/journal/pgMigrations.ts"
+import { Journal } from "../../src/services/Journal.ts"
+import { contractEvent, contractRecord, journalContract } from "../support/journalContract.ts"
+import { findPostgres, type PostgresServer, startPostgres } from "../support/postgres.ts"
+
+const postgres = findPostgres()
+if ("skip" in postgres) console.warn(`PgJournal tests skipped: ${postgres.skip}`)
+
+/** One server for the file; each test takes a fresh database on it (CREATE DATABASE is ~0.1 s, a server ~1 s). */
+let server: PostgresServer | undefined
+const running = (): PostgresServer => server!
+
+const freshUrl = Effect.promise(() => running().freshDatabase())
+
+/** A journal built in the test's scope (so two can live side by side, like two runners). */
+const openJournal = (url: string) => Layer.build(PgJournal.layer({ url })).pipe(Effect.map((c) => Context.get(c, Journal)))
+
+/** Raw SQL on `url`, for what the port does not show (the schema table). */
+const withSql = <A>(url: string, f: (sql: PgClient.PgClient) => Effect.Effect<A, unknown>) =>
+  Effect.scoped(Effect.gen(function*() {
+    const sql = yield* PgClient.make({ url: Redacted.make(url), maxConnections: 1 }).pipe(
+      Effect.provideService(Reactivity.Reactivity, yield* Reactivity.make)
+    )
+    return yield* f(sql)
+  })).pipe(Effect.orDie)
+
+const assertNoPassword = (error: MiningError) => {
+  const shown = JSON.stringify({ ...error, message: error.message })
+  assert.notInclude(shown, running().password, `the password leaked: ${shown}`)
+}
+
+describe.skipIf("skip" in postgres)("PgJournal", () => {
+  beforeAll(async () => {
+    if ("skip" in postgres) return
+    server = await startPostgres(postgres)
+  }, 60_000)
+  afterAll(async () => {
+    await server?.close()
+  })
+
+  // it.live: the driver's timeouts and pool run on the real clock.
+  describe("Journal contract", () => {
+    journalContract(it.live, () => Layer.unwrap(Effect.map(freshUrl, (url) => PgJournal.layer({ url }))))
+  })
+
+  it.live("two layers on one database see each other's records, events and meta (two runners, one journal)", () =>
+    Effect.gen(function*() {
+      const url = yield* freshUrl
+      const a = yield* openJournal(url)
+      const b = yield* openJournal(url)
+      const r = contractRecord("tx-a")
+      yield* a.save(r, contractEvent(r, "created"))
+      assert.deepStrictEqual(yield* b.get("tx-a"), r)
+      // Runner b finishes what a started: one history, in order.
+      const moved = { ...r, state: "training" as const, updated_at: "1970-01-01T00:00:02.000Z" }
+      yield* b.save(moved, contractEvent(moved))
+      assert.deepStrictEqual(yield* a.get("tx-a"), moved)
+      assert.deepStrictEqual((yield* a.events("tx-a")).map((e) => e.event), ["created", "state_changed"])
+      yield* b.setMeta("chain.genesis_hash", "0xaaa")
+      assert.strictEqual(yield* a.getMeta("chain.genesis_hash"), "0xaaa")
+      const other = contractRecord("tx-b", { chunkId: 1, createdMs: 2_000 })
+      yield* a.save(other, contractEvent(other))
+      assert.deepStrictEqual((yield* b.list({})).map((x) => x.transaction_id), ["tx-b", "tx-a"])
+    }))
+
+  it.live("layerClient: the same journal on a client built elsewhere (one pool shared with the cluster's storage)", () =>
+    Effect.gen(function*() {
+      const url = yield* freshUrl
+      const shared = yield* Layer.build(
+        PgJournal.layerClient().pipe(Layer.provide(PgClient.layer({ url: Redacted.make(url) })))
+      ).pipe(Effect.map((c) => Context.get(c, Journal)))
+      const own = yield* openJournal(url)
+      const r = contractRecord("tx-a")
+      yield* shared.save(r, contractEvent(r, "created"))
+      assert.deepStrictEqual(yield* own.get("tx-a"), r)
+    }))
+
+  it.live("runners starting together: concurrent migrations all succeed, and the schema is created once", () =>
+    Effect.gen(function*() {
+      const url = yield* freshUrl
+      const journals = yield* Effect.all(Array.from({ length: 4 }, () => openJournal(url)), { concurrency: "unbounded" })
+      const r = contractRecord("tx-a")
+      yield* journals[0]!.save(r, contractEvent(r))
+      for (const journal of journals) assert.deepStrictEqual(yield* journal.get("tx-a"), r)
+      const versions = yield* withSql(url, (sql) => sql<{ version: number }>`SELECT version FROM r3mes_journal_schema`)
+      assert.deepStrictEqual(versions.map((v) => v.version), [PG_SCHEMA_VERSION])
+      // Building again on a migrated database changes nothing.
+      yield* Effect.scoped(openJournal(url))
+      assert.deepStrictEqual(yield* journals[1]!.get("tx-a"), r)
+    }))
+
+  it.live("round ids above 2^53 and awkward strings round-trip exactly, through get, findByKey and list", () =>
+    Effect.gen(function*() {
+      const journal = yield* openJournal(yield* freshUrl)
+      const huge = (2n ** 256n - 1n).toString()
+      const r: TransactionRecord = {
+        ...contractRecord("tx-huge", { key: "k-huge" }),
+        round_id: huge,
+        pow_nonce: (2n ** 64n + 1n).toString(),
+        // json keeps what jsonb would refuse (\u0000) or rewrite.
+        error_message: "nul \u0000 tab \t quote \" emoji 🙂 backslash \\",
+        loss_before: 0.1 + 0.2,
+        block_number: Number.MAX_SAFE_INTEGER
+      }
+      yield* journal.save(r, contractEvent(r, "created", `round ${huge}`))
+      yield* journal.save(r, contractEvent(r, "failed", r.error_message))
+      assert.deepStrictEqual(yield* journal.get("tx-huge"), r)
+      assert.deepStrictEqual(yield* journal.findByKey("k-huge"), r)
+      assert.deepStrictEqual(yield* journal.list({}), [r])
+      assert.deepStrictEqual((yield* journal.events("tx-huge")).map((e) => e.detail), [`round ${huge}`, r.error_message])
+      assert.strictEqual((yield* journal.get("tx-huge"))?.round_id, "115792089237316195423570985008687907853269984665640564039457584007913129639935")
+    }))
+
+  it.live("save is one transaction: when its event cannot be written, the record is not written either", () =>
+    Effect.gen(function*() {
+      const url = yield* freshUrl
+      const journal = yield* openJournal(url)
+      const r = contractRecord("tx-a")
+      yield* journal.save(r, contractEvent(r, "created"))
+      // The database refuses every event from now on, after the record's upsert in the same transaction.
+      yield* withSql(url, (sql) =>
+        Effect.gen(function*() {
+          yield* sql.unsafe(`CREATE FUNCTION refuse_event() RETURNS trigger LANGUAGE plpgsql AS
+                             $$ BEGIN RAISE EXCEPTION 'events refused by the test'; END $$`)
+          yield* sql.unsafe(`CREATE TRIGGER refuse_event BEFORE INSERT ON r3mes_events
+                             FOR EACH ROW EXECUTE FUNCTION refuse_event()`)
+        }))
+      const moved = { ...r, state: "training" as const, updated_at: "1970-01-01T00:00:02.000Z" }
+      const error = yield* Effect.flip(journal.save(moved, contractEvent(moved)))
+      assert.include(error.message, "events refused by the test")
+      assert.deepStrictEqual(yield* journal.get("tx-a"), r)
+      const fresh = contractRecord("tx-b", { chunkId: 1 })
+      yield* Effect.flip(journal.save(fresh, contractEvent(fresh)))
+      assert.isUndefined(yield* journal.get("tx-b"))
+      assert.deepStrictEqual((yield* journal.events("tx-a")).map((e) => e.event), ["created"])
+    }))
+
+  it.live("a database of a newer miner's schema is refused, untouched", () =>
+    Effect.gen(function*() {
+      const url = yield* freshUrl
+      yield* Effect.scoped(openJournal(url))
+      yield* withSql(url, (sql) => sql`UPDATE r3mes_journal_schema SET version = ${PG_SCHEMA_VERSION + 1}`)
+      const error = yield* Effect.flip(Effect.scoped(openJournal(url)))
+      assert.strictEqual(error._tag, "ValidationError")
+      assert.include(error.message, "newer than this miner's")
+      assert.include(error.hint ?? "", "upgrade r3mes-miner")
+    }))
+
+  it.live("a wrong password is an AuthenticationError naming the setting, without either password", () =>
+    Effect.gen(function*() {
+      const url = new URL(yield* freshUrl)
+      url.password = "wrong-secret-4711"
+      const error = yield* Effect.flip(Effect.scoped(openJournal(url.toString())))
+      assert.strictEqual(error._tag, "AuthenticationError")
+      assert.include(error.hint ?? "", "R3MES_FLEET_DATABASE_URL")
+      assert.notInclude(JSON.stringify({ ...error, message: error.message }), "wrong-secret-4711")
+      assertNoPassword(error)
+    }))
+
+  it.live("a database that does not exist is a ValidationError whose hint says to create it", () =>
+    Effect.gen(function*() {
+      const url = new URL(running().url)
+      url.pathname = "/no_such_db"
+      const error = yield* Effect.flip(Effect.scoped(openJournal(url.toString())))
+      assert.strictEqual(error._tag, "ValidationError")
+      assert.include(error.hint ?? "", "createdb no_such_db")
+      assertNoPassword(error)
+    }))
+
+  it.live("Postgres stopped mid-use: a retryable NetworkError with a hint and no password; back when it is", () =>
+    Effect.gen(function*() {
+      const url = yield* freshUrl
+      const journal = yield* openJournal(url)
+      const r = contractRecord("tx-a")
+      yield* journal.save(r, contractEvent(r, "created"))
+      yield* Effect.promise(() => running().stop())
+      const failures = [
+        yield* Effect.flip(journal.save(r, contractEvent(r, "attempt"))),
+        yield* Effect.flip(journal.get("tx-a")),
+        yield* Effect.flip(journal.setMeta("k", "v")),
+        // A runner starting while the database is down.
+        yield* Effect.flip(Effect.scoped(openJournal(url)))
+      ]
+      for (const error of failures) {
+        assert.strictEqual(error._tag, "NetworkError", error.message)
+        assert.isTrue(isRetryable(error))
+        assert.include(error.hint ?? "", "R3MES_FLEET_DATABASE_URL")
+        assert.include(error.hint ?? "", `127.0.0.1:${running().port}`)
+        assert.include(error.message, "journal (postgres://r3mes@127.0.0.1")
+        assertNoPassword(error)
+      }
+      // The pool replaces its dead connections: the same journal works again once Postgres is back.
+      yield* Effect.promise(() => running().start())
+      yield* journal.save(r, contractEvent(r, "attempt"))
+      assert.deepStrictEqual((yield* journal.events("tx-a")).map((e) => e.event), ["created", "attempt"])
+    }).pipe(Effect.ensuring(Effect.promise(() => running().start()))), 60_000)
+})
