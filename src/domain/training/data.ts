@@ -127,17 +127,21 @@ export interface Batch {
 
 /**
  * Batch `step` of a chunk: examples (step · batchSize + j) mod n of the chunk's list, j < batchSize — the chunk
- * is walked in order and wraps around, so steps × batch_size may exceed the chunk's size.
+ * is walked in order and wraps around, so steps × batch_size may exceed the chunk's size. Written into `into` when
+ * given (a batch of the same size, overwritten): a trainer reuses one batch for all its steps instead of allocating
+ * one per step, which is garbage its thread collects while it could train.
  */
 export const chunkBatch = (
   dataset: Dataset,
   examples: Uint32Array,
   step: number,
-  batchSize: number
+  batchSize: number,
+  into?: Batch
 ): Batch => {
   const { features, classes } = dataset
-  const x = new Float32Array(batchSize * features)
-  const y = new Float32Array(batchSize * classes)
+  const reuse = into !== undefined && into.size === batchSize
+  const x = reuse ? into.x : new Float32Array(batchSize * features)
+  const y = reuse ? into.y.fill(0) : new Float32Array(batchSize * classes)
   for (let j = 0; j < batchSize; j++) {
     const example = examples[(step * batchSize + j) % examples.length]!
     x.set(dataset.pixels.subarray(example * features, (example + 1) * features), j * features)

@@ -318,8 +318,10 @@ export const make = Effect.fnUntraced(function*(options: OnnxTrainerOptions = {}
     }
 
     let lossBefore = Number.NaN
+    // Steps after the first share one batch (the first is kept for the loss after training).
+    let batch: Batch | undefined
     for (let k = 0; k < spec.steps; k++) {
-      const out = yield* step(k === 0 ? firstBatch : chunkBatch(dataset, examples, k, spec.batch_size))
+      const out = yield* step(k === 0 ? firstBatch : (batch = chunkBatch(dataset, examples, k, spec.batch_size, batch)))
       if (k === 0) lossBefore = scalarOf(out[LOSS_OUTPUT])
       for (const w of weights) sgdStep(w.values, out[graph.gradientOutputs.get(w.spec.name)!]!.data as Float32Array, spec.lr)
     }
