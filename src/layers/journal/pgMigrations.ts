@@ -41,6 +41,22 @@ export const pgMigrations: ReadonlyArray<ReadonlyArray<string>> = [
        key   text PRIMARY KEY,
        value text NOT NULL
      )`
+  ],
+  // 2: the account's nonce ledger (src/layers/chain/PgNonceLedger.ts), the fleet's fence: the primary key is what
+  // refuses a second transaction at a nonce. Hashes and the account are stored lower-case by the adapter.
+  [
+    `CREATE TABLE IF NOT EXISTS r3mes_nonces (
+       chain_id         bigint NOT NULL,
+       account          text NOT NULL,
+       nonce            bigint NOT NULL CHECK (nonce >= 0),
+       transaction_hash text NOT NULL,
+       signed_bytes     bytea NOT NULL,
+       holder           text NOT NULL,
+       revision         integer NOT NULL DEFAULT 0,
+       replaced_hashes  text[] NOT NULL DEFAULT '{}',
+       reserved_at      timestamptz NOT NULL DEFAULT now(),
+       PRIMARY KEY (chain_id, account, nonce)
+     )`
   ]
 ]
 
