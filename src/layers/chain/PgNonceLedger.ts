@@ -55,10 +55,10 @@ const hexBody = (hex: string) => hex.slice(2)
  * nonce)). Every runner builds one on the same database; the primary key, not any lease, decides who owns a nonce.
  */
 export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, target: PgTarget) {
-  yield* migrate(sql).pipe(Effect.mapError((e) => pgError(e, "nonce ledger: opening (creating its table if needed)", target)))
+  yield* migrate(sql).pipe(Effect.mapError((e) => pgError(e, "opening (creating its table if needed)", target, "nonce ledger")))
 
   const run = <A>(context: string, effect: Effect.Effect<A, unknown>): Effect.Effect<A, MiningError> =>
-    Effect.mapError(effect, (e) => pgError(e, `nonce ledger: ${context}`, target))
+    Effect.mapError(effect, (e) => pgError(e, context, target, "nonce ledger"))
 
   // Numbers as text: bigint columns would come back as strings or lose digits, depending on the driver's parsers.
   const columns = sql`chain_id::text AS chain_id, account, nonce::text AS nonce, transaction_hash,
@@ -185,7 +185,7 @@ const fromUrl = Effect.fnUntraced(function*(options: PgNonceLedgerOptions) {
     startupParameters: { synchronous_commit: "on" }
   }).pipe(
     Effect.provideService(Reactivity.Reactivity, yield* Reactivity.make),
-    Effect.mapError((e) => pgError(e, "nonce ledger: opening its connection pool", target))
+    Effect.mapError((e) => pgError(e, "opening its connection pool", target, "nonce ledger"))
   )
   return yield* make(sql, target)
 })

@@ -102,12 +102,13 @@ const sqlState = (e: SqlError.SqlError): string | undefined => {
 const configProblem = /^PgConnection: (Invalid|Unsupported|Unrecognized|Reserved|No username|keepAlive|Startup parameter)/
 
 /**
- * A failure of the journal's Postgres as the miner's typed error: the database down or unreachable is a
+ * A failure of the fleet's Postgres as the miner's typed error: the database down or unreachable is a
  * NetworkError (retryable) whose hint names where it should be and the setting; never the URL's password.
+ * `component` names what was using it (the journal, the nonce ledger).
  */
-export const pgError = (e: unknown, context: string, target: PgTarget): MiningError => {
+export const pgError = (e: unknown, context: string, target: PgTarget, component = "journal"): MiningError => {
   if (isMiningError(e)) return e
-  const where = `journal (${target.display}): ${context}`
+  const where = `${component} (${target.display}): ${context}`
   if (!SqlError.isSqlError(e)) {
     const text = scrub(e instanceof Error ? e.message : String(e), target)
     const code = Predicate.isObject(e) ? (e as { code?: unknown }).code : undefined
