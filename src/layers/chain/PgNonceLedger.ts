@@ -12,8 +12,8 @@ import {
   type NonceReservation,
   nonceTaken
 } from "../../services/NonceLedger.ts"
-import { fleetDatabaseSetting, pgError, type PgTarget, pgTarget, unknownTarget } from "../journal/pgErrors.ts"
-import { migrate } from "../journal/pgMigrations.ts"
+import { fleetDatabaseSetting, pgError, type PgTarget, pgTarget, unknownTarget } from "../postgres/pgErrors.ts"
+import { migrate } from "../postgres/pgMigrations.ts"
 
 export interface PgNonceLedgerOptions {
   /** `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (the fleet's database); its password never appears in an error. */

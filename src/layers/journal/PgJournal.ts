@@ -6,8 +6,8 @@ import { type MiningError, ValidationError } from "../../domain/errors.ts"
 import { TransactionRecord } from "../../domain/TransactionRecord.ts"
 import type { TransactionState } from "../../domain/TransactionState.ts"
 import { Journal, type JournalEvent, type TransactionQuery } from "../../services/Journal.ts"
-import { fleetDatabaseSetting, pgError, type PgTarget, pgTarget, unknownTarget } from "./pgErrors.ts"
-import { migrate } from "./pgMigrations.ts"
+import { fleetDatabaseSetting, pgError, type PgTarget, pgTarget, unknownTarget } from "../postgres/pgErrors.ts"
+import { migrate } from "../postgres/pgMigrations.ts"
 
 export interface PgJournalOptions {
   /** `postgres://USER:PASSWORD@HOST:PORT/DATABASE`; its password never appears in an error. */
