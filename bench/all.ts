@@ -110,13 +110,25 @@ target(
     : `${(finalAccuracy * 100).toFixed(2)}%, ${accuracyRatio.toFixed(3)}`,
   finalAccuracy === undefined || accuracyRatio === undefined ? undefined : finalAccuracy >= 0.9 && accuracyRatio >= 0.97
 )
-const usefulWork = utilisation?.["useful_work_ratio"] as number | undefined
-const trainerBusy = utilisation?.["trainer_busy_fraction"] as number | undefined
-target(
-  "useful work ≥ 0.95, trainer busy ≥ 0.95",
-  usefulWork === undefined || trainerBusy === undefined ? "-" : `${usefulWork.toFixed(3)}, ${trainerBusy.toFixed(3)}`,
-  usefulWork === undefined || trainerBusy === undefined ? undefined : usefulWork >= 0.95 && trainerBusy >= 0.95
-)
+// The miner as it runs in a network (verifiers are other machines), then with the devnet's embedded verifier
+// recomputing every chunk on the same cores, whose CPU bound the utilisation bench prints.
+const minerAlone = utilisation?.["verifier_off"] as Record<string, number> | undefined
+for (
+  const [label, figures] of [
+    ["useful work, verifier elsewhere ≥ 0.95, busy ≥ 0.95", minerAlone],
+    ["  same, embedded verifier on these cores", utilisation as Record<string, number> | undefined]
+  ] as const
+) {
+  const usefulWork = figures?.["useful_work_ratio"]
+  const trainerBusy = figures?.["trainer_busy_fraction"]
+  target(
+    label,
+    usefulWork === undefined || trainerBusy === undefined ? "-" : `${usefulWork.toFixed(3)}, ${trainerBusy.toFixed(3)}`,
+    usefulWork === undefined || trainerBusy === undefined ? undefined : usefulWork >= 0.95 && trainerBusy >= 0.95
+  )
+}
+const bound = utilisation?.["verifier_on_cpu_bound"] as number | undefined
+if (bound !== undefined) console.log(`    (with the embedded verifier the CPU allows at most ${bound.toFixed(2)} on this machine)`)
 // Other work on a small machine moves these figures: the load says how quiet it was.
 console.log(`  load average (1, 5, 15 min) at the end: ${loadAtEnd.map((l) => l.toFixed(2)).join(", ")}`)
 if (failed.length > 0) {

@@ -485,6 +485,10 @@ row("window (s) / transactions in it", ...both((r) => `${(r.windowMs / 1000).toF
 row("committed per minute", ...both((r) => r.committedPerMinute.toFixed(1)))
 row("trainer alone just before and after the run, per minute", ...both((r) => capacityOf(r).toFixed(1)))
 row("USEFUL-WORK RATIO (committed ÷ trainer alone around it)", ...both((r) => usefulWork(r).toFixed(3)))
+// The verifier recomputes every chunk: two trainers, each needing what the trainer alone used (its worker and the GC
+// threads), share the machine's cores — the ratio cannot pass that however small the rest of the pipeline is.
+const verifierBound = Math.min(1, cores / (2 * alone.processCores))
+row("  bound with the verifier: cores ÷ (2 × the trainer alone's cores)", `${verifierBound.toFixed(2)}`, "-")
 row("TRAINER BUSY FRACTION (the miner's trainer worker, ÷ window)", ...both((r) => r.trainerBusy.toFixed(3)))
 row("  same, trainer alone", ...both(() => alone.busy.toFixed(3)))
 row("  a miner's train call in flight ÷ window", ...both((r) => r.trainerInFlight.toFixed(3)))
@@ -589,6 +593,8 @@ const result = {
   train_only_event_loop_utilization: round(alone.elu, 3),
   train_only_busy_fraction: round(alone.busy, 3),
   ...on,
+  train_only_process_cores: round(alone.processCores, 2),
+  verifier_on_cpu_bound: round(verifierBound, 3),
   verifier_off: figures(withoutVerifier),
   machine: {
     cores,

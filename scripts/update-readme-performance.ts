@@ -218,8 +218,11 @@ const utilisationRow = (utilisation: unknown): Row => {
   return {
     what: `useful work: committed per minute ÷ the trainer alone's chunks per minute, on a training-dominated spec ` +
       `(${specInWords(utilisation)}), difficulty ${text(num(utilisation, "difficulty"))}`,
-    figure: `${run("on", utilisation)}; ${run("off", field(utilisation, "verifier_off"))}; trainer alone ` +
-      `${fixed(num(utilisation, "train_only_per_minute"), 1)} chunks per minute over the whole bench`,
+    figure: `${run("off (the miner as in a network: verifiers are other machines)", field(utilisation, "verifier_off"))}; ` +
+      `${run("on (the devnet's embedded verifier recomputing every chunk on the same cores)", utilisation)}, at most ` +
+      `${fixed(num(utilisation, "verifier_on_cpu_bound"), 2)} for the CPU (two trainers of ` +
+      `${fixed(num(utilisation, "train_only_process_cores"), 2)} cores each on ${text(num(utilisation, "machine", "cores"))}); ` +
+      `trainer alone ${fixed(num(utilisation, "train_only_per_minute"), 1)} chunks per minute over the whole bench`,
     command: "npm run bench:utilisation"
   }
 }
