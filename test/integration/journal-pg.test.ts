@@ -1,14 +1,13 @@
 import { PgClient } from "@effect/sql-pg"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Redacted } from "effect"
-import { Reactivity } from "effect/reactivity"
 import { isRetryable, type MiningError } from "../../src/domain/errors.ts"
 import type { TransactionRecord } from "../../src/domain/TransactionRecord.ts"
 import { PgJournal } from "../../src/layers/journal/PgJournal.ts"
 import { PG_SCHEMA_VERSION } from "../../src/layers/postgres/pgMigrations.ts"
 import { Journal } from "../../src/services/Journal.ts"
 import { contractEvent, contractRecord, journalContract } from "../support/journalContract.ts"
-import { findPostgres, type PostgresServer, startPostgres } from "../support/postgres.ts"
+import { assertNoPassword as assertPasswordHidden, findPostgres, type PostgresServer, startPostgres, withSql } from "../support/postgres.ts"
 
 const postgres = findPostgres()
 if ("skip" in postgres) console.warn(`PgJournal tests skipped: ${postgres.skip}`)
@@ -22,19 +21,7 @@ const freshUrl = Effect.promise(() => running().freshDatabase())
 /** A journal built in the test's scope (so two can live side by side, like two runners). */
 const openJournal = (url: string) => Layer.build(PgJournal.layer({ url })).pipe(Effect.map((c) => Context.get(c, Journal)))
 
-/** Raw SQL on `url`, for what the port does not show (the schema table). */
-const withSql = <A>(url: string, f: (sql: PgClient.PgClient) => Effect.Effect<A, unknown>) =>
-  Effect.scoped(Effect.gen(function*() {
-    const sql = yield* PgClient.make({ url: Redacted.make(url), maxConnections: 1 }).pipe(
-      Effect.provideService(Reactivity.Reactivity, yield* Reactivity.make)
-    )
-    return yield* f(sql)
-  })).pipe(Effect.orDie)
-
-const assertNoPassword = (error: MiningError) => {
-  const shown = JSON.stringify({ ...error, message: error.message })
-  assert.notInclude(shown, running().password, `the password leaked: ${shown}`)
-}
+const assertNoPassword = (error: MiningError) => assertPasswordHidden(error, running().password)
 
 describe.skipIf("skip" in postgres)("PgJournal", () => {
   beforeAll(async () => {

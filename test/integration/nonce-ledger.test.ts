@@ -1,14 +1,13 @@
 import { PgClient } from "@effect/sql-pg"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Redacted } from "effect"
-import { Reactivity } from "effect/reactivity"
 import { isRetryable, NetworkError, type MiningError } from "../../src/domain/errors.ts"
 import { PgNonceLedger } from "../../src/layers/chain/PgNonceLedger.ts"
 import { PG_SCHEMA_VERSION, pgMigrations } from "../../src/layers/postgres/pgMigrations.ts"
 import { NonceLedger } from "../../src/services/NonceLedger.ts"
 import { InMemoryNonceLedger, makeNonceLedgerStore } from "../../src/testing/InMemoryNonceLedger.ts"
 import { ACCOUNT, CHAIN, contractReservation, nonceLedgerContract } from "../support/nonceLedgerContract.ts"
-import { findPostgres, type PostgresServer, startPostgres } from "../support/postgres.ts"
+import { assertNoPassword as assertPasswordHidden, findPostgres, type PostgresServer, startPostgres, withSql } from "../support/postgres.ts"
 
 describe("NonceLedger contract: InMemoryNonceLedger", () => {
   nonceLedgerContract(it.effect, () =>
@@ -62,19 +61,7 @@ const freshUrl = Effect.promise(() => running().freshDatabase())
 const openLedger = (url: string) =>
   Layer.build(PgNonceLedger.layer({ url })).pipe(Effect.map((c) => Context.get(c, NonceLedger)))
 
-/** Raw SQL on `url`, for what the port does not show. */
-const withSql = <A>(url: string, f: (sql: PgClient.PgClient) => Effect.Effect<A, unknown>) =>
-  Effect.scoped(Effect.gen(function*() {
-    const sql = yield* PgClient.make({ url: Redacted.make(url), maxConnections: 1 }).pipe(
-      Effect.provideService(Reactivity.Reactivity, yield* Reactivity.make)
-    )
-    return yield* f(sql)
-  })).pipe(Effect.orDie)
-
-const assertNoPassword = (error: MiningError) => {
-  const shown = JSON.stringify({ ...error, message: error.message })
-  assert.notInclude(shown, running().password, `the password leaked: ${shown}`)
-}
+const assertNoPassword = (error: MiningError) => assertPasswordHidden(error, running().password)
 
 describe.skipIf("skip" in postgres)("PgNonceLedger", () => {
   beforeAll(async () => {

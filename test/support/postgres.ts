@@ -185,15 +185,24 @@ const spawnServer = (binaries: PostgresBinaries, dir: string, port: number): Pro
     })
   })
 
+/** Raw SQL on `url` through a pool of one, for what a port does not show (schema tables, rows written by hand). */
+export const withSql = <A>(url: string, f: (sql: PgClient.PgClient) => Effect.Effect<A, unknown>): Effect.Effect<A> =>
+  Effect.scoped(Effect.gen(function*() {
+    const sql = yield* PgClient.make({ url: Redacted.make(url), maxConnections: 1 }).pipe(
+      Effect.provideService(Reactivity.Reactivity, yield* Reactivity.make)
+    )
+    return yield* f(sql)
+  })).pipe(Effect.orDie)
+
+/** Fails the test when the error, as shown or serialised, contains the password. */
+export const assertNoPassword = (error: { readonly message: string }, password: string): void => {
+  const shown = JSON.stringify({ ...error, message: error.message })
+  if (shown.includes(password)) throw new Error(`the password leaked: ${shown}`)
+}
+
 /** Runs one statement as the superuser on the `postgres` database (CREATE DATABASE refuses a transaction). */
 const admin = (port: number, password: string, statement: string): Promise<void> =>
-  Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-    const sql = yield* PgClient.make({
-      url: Redacted.make(`postgres://r3mes:${password}@127.0.0.1:${port}/postgres`),
-      maxConnections: 1
-    }).pipe(Effect.provideService(Reactivity.Reactivity, yield* Reactivity.make))
-    yield* sql.unsafe(statement)
-  })))
+  Effect.runPromise(withSql(`postgres://r3mes:${password}@127.0.0.1:${port}/postgres`, (sql) => Effect.asVoid(sql.unsafe(statement))))
 
 let databases = 0
 

@@ -1,6 +1,4 @@
-import { PgClient } from "@effect/sql-pg"
-import { type Duration, Effect, Layer, Redacted } from "effect"
-import { Reactivity } from "effect/reactivity"
+import { Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { type MiningError, ValidationError } from "../../domain/errors.ts"
 import {
@@ -12,19 +10,11 @@ import {
   type NonceReservation,
   nonceTaken
 } from "../../services/NonceLedger.ts"
-import { fleetDatabaseSetting, pgError, type PgTarget, pgTarget, unknownTarget } from "../postgres/pgErrors.ts"
+import { pgError, type PgTarget, unknownTarget } from "../postgres/pgErrors.ts"
+import { openPgPool, type PgPoolOptions } from "../postgres/pgPool.ts"
 import { migrate } from "../postgres/pgMigrations.ts"
 
-export interface PgNonceLedgerOptions {
-  /** `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (the fleet's database); its password never appears in an error. */
-  readonly url: Redacted.Redacted<string> | string
-  /** The setting the URL came from, named in hints. Default `R3MES_FLEET_DATABASE_URL`. */
-  readonly setting?: string | undefined
-  /** Pool size. Default 10 (@effect/sql-pg's); one signer needs few. */
-  readonly maxConnections?: number | undefined
-  /** Connecting and authenticating, per connection. Default 5 seconds (@effect/sql-pg's). */
-  readonly connectTimeout?: Duration.Input | undefined
-}
+export type PgNonceLedgerOptions = PgPoolOptions
 
 interface Row {
   readonly chain_id: string
@@ -171,24 +161,8 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, target
 })
 
 /** Its own pool on `options.url`, closed with the layer's scope. */
-const fromUrl = Effect.fnUntraced(function*(options: PgNonceLedgerOptions) {
-  const url = typeof options.url === "string" ? Redacted.make(options.url) : options.url
-  const target = pgTarget(Redacted.value(url), options.setting ?? fleetDatabaseSetting)
-  if (target instanceof ValidationError) return yield* target
-  const sql = yield* PgClient.make({
-    url,
-    maxConnections: options.maxConnections,
-    connectTimeout: options.connectTimeout,
-    applicationName: "r3mes-miner nonce ledger",
-    // A reservation is the fence only once it survives a crash of the server: it must be on disk before the
-    // broadcast it allows.
-    startupParameters: { synchronous_commit: "on" }
-  }).pipe(
-    Effect.provideService(Reactivity.Reactivity, yield* Reactivity.make),
-    Effect.mapError((e) => pgError(e, "opening its connection pool", target, "nonce ledger"))
-  )
-  return yield* make(sql, target)
-})
+const fromUrl = (options: PgNonceLedgerOptions) =>
+  Effect.flatMap(openPgPool(options, "nonce ledger"), ({ sql, target }) => make(sql, target))
 
 export const PgNonceLedger = {
   /**

@@ -1,24 +1,14 @@
-import { PgClient } from "@effect/sql-pg"
-import { type Duration, Effect, Layer, Redacted, Schema } from "effect"
-import { Reactivity } from "effect/reactivity"
+import { Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { type MiningError, ValidationError } from "../../domain/errors.ts"
 import { TransactionRecord } from "../../domain/TransactionRecord.ts"
 import type { TransactionState } from "../../domain/TransactionState.ts"
 import { Journal, type JournalEvent, type TransactionQuery } from "../../services/Journal.ts"
-import { fleetDatabaseSetting, pgError, type PgTarget, pgTarget, unknownTarget } from "../postgres/pgErrors.ts"
+import { pgError, type PgTarget, unknownTarget } from "../postgres/pgErrors.ts"
+import { openPgPool, type PgPoolOptions } from "../postgres/pgPool.ts"
 import { migrate } from "../postgres/pgMigrations.ts"
 
-export interface PgJournalOptions {
-  /** `postgres://USER:PASSWORD@HOST:PORT/DATABASE`; its password never appears in an error. */
-  readonly url: Redacted.Redacted<string> | string
-  /** The setting the URL came from, named in hints. Default `R3MES_FLEET_DATABASE_URL`. */
-  readonly setting?: string | undefined
-  /** Pool size. Default 10 (@effect/sql-pg's). */
-  readonly maxConnections?: number | undefined
-  /** Connecting and authenticating, per connection. Default 5 seconds (@effect/sql-pg's). */
-  readonly connectTimeout?: Duration.Input | undefined
-}
+export type PgJournalOptions = PgPoolOptions
 
 const decodeRecord = Schema.decodeUnknownSync(TransactionRecord)
 
@@ -145,23 +135,8 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, target
 })
 
 /** Its own pool on `options.url`, closed with the layer's scope. */
-const fromUrl = Effect.fnUntraced(function*(options: PgJournalOptions) {
-  const url = typeof options.url === "string" ? Redacted.make(options.url) : options.url
-  const target = pgTarget(Redacted.value(url), options.setting ?? fleetDatabaseSetting)
-  if (target instanceof ValidationError) return yield* target
-  const sql = yield* PgClient.make({
-    url,
-    maxConnections: options.maxConnections,
-    connectTimeout: options.connectTimeout,
-    applicationName: "r3mes-miner journal",
-    // `save` promises durability when it returns: whatever the server's default, a commit waits for its WAL flush.
-    startupParameters: { synchronous_commit: "on" }
-  }).pipe(
-    Effect.provideService(Reactivity.Reactivity, yield* Reactivity.make),
-    Effect.mapError((e) => pgError(e, "opening its connection pool", target))
-  )
-  return yield* make(sql, target)
-})
+const fromUrl = (options: PgJournalOptions) =>
+  Effect.flatMap(openPgPool(options, "journal"), ({ sql, target }) => make(sql, target))
 
 export const PgJournal = {
   /**

@@ -1,0 +1,42 @@
+import { PgClient } from "@effect/sql-pg"
+import { type Duration, Effect, Redacted, type Scope } from "effect"
+import { Reactivity } from "effect/reactivity"
+import { type MiningError, ValidationError } from "../../domain/errors.ts"
+import { fleetDatabaseSetting, pgError, type PgTarget, pgTarget } from "./pgErrors.ts"
+
+/** Where a fleet component's Postgres is, and how big a pool it opens there. */
+export interface PgPoolOptions {
+  /** `postgres://USER:PASSWORD@HOST:PORT/DATABASE`; its password never appears in an error. */
+  readonly url: Redacted.Redacted<string> | string
+  /** The setting the URL came from, named in hints. Default `R3MES_FLEET_DATABASE_URL`. */
+  readonly setting?: string | undefined
+  /** Pool size. Default 10 (@effect/sql-pg's). */
+  readonly maxConnections?: number | undefined
+  /** Connecting and authenticating, per connection. Default 5 seconds (@effect/sql-pg's). */
+  readonly connectTimeout?: Duration.Input | undefined
+}
+
+/**
+ * A pool of its own for `component` (the journal, the nonce ledger), closed with the scope. Every commit waits for
+ * its WAL flush whatever the server's default: what these components write (a journaled intent, a reserved nonce)
+ * must survive a crash of the server before the side effect it allows.
+ */
+export const openPgPool = Effect.fnUntraced(function*(
+  options: PgPoolOptions,
+  component: string
+): Effect.fn.Return<{ readonly sql: PgClient.PgClient; readonly target: PgTarget }, MiningError, Scope.Scope> {
+  const url = typeof options.url === "string" ? Redacted.make(options.url) : options.url
+  const target = pgTarget(Redacted.value(url), options.setting ?? fleetDatabaseSetting)
+  if (target instanceof ValidationError) return yield* target
+  const sql = yield* PgClient.make({
+    url,
+    maxConnections: options.maxConnections,
+    connectTimeout: options.connectTimeout,
+    applicationName: `r3mes-miner ${component}`,
+    startupParameters: { synchronous_commit: "on" }
+  }).pipe(
+    Effect.provideService(Reactivity.Reactivity, yield* Reactivity.make),
+    Effect.mapError((e) => pgError(e, "opening its connection pool", target, component))
+  )
+  return { sql, target }
+})
