@@ -125,6 +125,21 @@ describe("ChainTaskSource", () => {
       assert.strictEqual((yield* source.next).chunkId, 0, "nothing was claimed by the failed calls")
     }).pipe(Effect.provide(sourceOn({ rounds: [round(1n, 2)] }))))
 
+  it.effect("a claim that landed with its answer lost is found at once, not after the own-claims interval", () =>
+    Effect.gen(function*() {
+      const control = yield* TestChain
+      const source = yield* TaskSource
+      assert.strictEqual((yield* source.next).chunkId, 0)
+      yield* control.setFaults({ claimChunk: { failAfter: { times: 1, error: new NetworkError({ message: "answer lost" }) } } })
+      assert.strictEqual((yield* Effect.flip(source.next))._tag, "NetworkError")
+      // No time passes (TestClock): the look that follows a failed claim is not put off by the 30 s interval. It
+      // finds every claim of ours without a submission; chunk 0's transaction is running, and the loop skips it.
+      const handedOut = [(yield* source.next).chunkId, (yield* source.next).chunkId]
+      assert.deepStrictEqual(handedOut, [0, 1])
+      const claims = yield* control.claims
+      assert.deepStrictEqual(claims.map((claim) => claim.chunkId), [0, 1], "chunk 1 was not claimed a second time")
+    }).pipe(Effect.provide(sourceOn({ rounds: [round(1n, 5)] }))))
+
   it.effect("with no free chunk it polls every interval (logging once), and resumes when a round opens", () => {
     const logs: Array<string> = []
     const collector = Logger.make((options) => {

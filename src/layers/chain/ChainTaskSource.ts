@@ -58,17 +58,23 @@ export const make = Effect.fnUntraced(function*(options: ChainTaskSourceOptions 
   })
 
   // Claims of ours the chain holds with no submission: a claim whose answer was lost, that a crashed run never
-  // started, or whose submission a chain that lost state forgot. Looked for at the first claim, after a failed one
-  // (it may have landed) and while no chunk is free, at most once per `ownClaimsInterval` (the look costs a few reads
-  // per open round); each look's finds are handed out one by one. One that a transaction of ours works on right now
+  // started, or whose submission a chain that lost state forgot. Looked for at the first claim, at once after a failed
+  // one (it may have landed), and while no chunk is free at most once per `ownClaimsInterval` (the look costs a few
+  // reads per open round); each look's finds are handed out one by one. One that a transaction of ours works on right now
   // is handed out too, and the loop skips it (the chain cannot tell this source which are in flight).
   let lookForOwnClaims = true
+  // After a failed claim the look is not put off by the interval: the claim may have landed with its answer lost,
+  // and a run that ends before the interval is over would leave that chunk leased to nobody working on it (seen in
+  // network-faults.test.ts: a claim 15 s into a 22 s run). The interval only spaces the looks while nothing is free.
+  let claimFailed = false
   let lastLook = Number.NEGATIVE_INFINITY
   let found: Array<ChunkClaim> = []
   const ownClaim = Effect.gen(function*() {
     if (found.length === 0) {
       const now = yield* Clock.currentTimeMillis
-      if (!lookForOwnClaims || now - lastLook < Duration.toMillis(ownClaimsInterval)) return Option.none<Task>()
+      const due = lookForOwnClaims && now - lastLook >= Duration.toMillis(ownClaimsInterval)
+      if (!claimFailed && !due) return Option.none<Task>()
+      claimFailed = false
       lookForOwnClaims = false
       lastLook = now
       found = [...(yield* chain.ownClaims)]
@@ -102,7 +108,7 @@ export const make = Effect.fnUntraced(function*(options: ChainTaskSourceOptions 
       }
       const own = yield* ownClaim
       if (Option.isSome(own)) return own.value
-      const task = yield* claimAny.pipe(Effect.tapError(() => Effect.sync(() => (lookForOwnClaims = true))))
+      const task = yield* claimAny.pipe(Effect.tapError(() => Effect.sync(() => (claimFailed = true))))
       if (Option.isSome(task)) {
         yield* Effect.annotateCurrentSpan({
           "r3mes.round_id": task.value.roundId.toString(),
