@@ -104,8 +104,10 @@ export const checkReservation = (r: NonceReservation): NonceReservation | Valida
  */
 export class NonceLedger extends Context.Service<NonceLedger, {
   /**
-   * Records the signed bytes at `nonce`. Idempotent for the same transaction hash (a retry after a lost answer, or
-   * identical bytes signed twice): the row is kept as first written. Another transaction there: `NonceTaken`.
+   * Records the signed bytes at `nonce`. Idempotent for the same transaction hash and holder (a retry after a lost
+   * answer). Another transaction there, or the same bytes reserved by another holder: `NonceTaken` — two signers of
+   * one account sign identical bytes for identical calls (same nonce, calldata and gas), and two writes must never
+   * take one transaction for their own.
    */
   readonly reserve: (
     account: string,

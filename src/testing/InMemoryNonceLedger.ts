@@ -61,7 +61,9 @@ export class InMemoryNonceLedger extends Context.Service<InMemoryNonceLedger, {
               rows.set(keyOf(account, chainId, nonce), { ...r, account, chainId, nonce, revision: 0, replacedHashes: [] })
               return
             }
-            if (there.transactionHash !== r.transactionHash) return yield* nonceTaken(there, r.transactionHash)
+            if (there.transactionHash !== r.transactionHash || there.holder !== r.holder) {
+              return yield* nonceTaken(there, r.transactionHash)
+            }
           })
         )
 

@@ -88,7 +88,7 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, target
     const there = yield* read(account, chainId, nonce, context)
     // Rows are never deleted: one that refused the insert is still there.
     if (there === undefined) return yield* new ValidationError({ message: `nonce ledger: ${context}: the row vanished` })
-    if (there.transactionHash !== r.transactionHash) return yield* nonceTaken(there, r.transactionHash)
+    if (there.transactionHash !== r.transactionHash || there.holder !== r.holder) return yield* nonceTaken(there, r.transactionHash)
   })
 
   const replace = Effect.fn("PgNonceLedger.replace")(function*(

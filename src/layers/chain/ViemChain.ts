@@ -17,10 +17,13 @@ import { decodeRevert } from "./viemErrors.ts"
 import { makeViemFinalization } from "./viemFinalization.ts"
 import { read as readRpc } from "./viemRpc.ts"
 import { makeViemVerification } from "./viemVerification.ts"
-import { makeViemWriter, receiptOf } from "./viemWriter.ts"
+import { makeViemWriter, receiptOf, type WriterOptions } from "./viemWriter.ts"
 
 /** Where the adapter reaches the registry, with which key, and how patiently. */
-export type ViemChainOptions = ViemEndpointOptions
+export interface ViemChainOptions extends ViemEndpointOptions {
+  /** The account's nonce ledger, when other processes sign for the same account (viemWriter.ts `nonces`). */
+  readonly nonces?: WriterOptions["nonces"]
+}
 
 /**
  * The Chain port on viem against a MiningRegistry: reads translated into domain values, writes through one nonce
@@ -52,7 +55,8 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
     registry,
     abi: miningRegistryAbi,
     receiptTimeout,
-    pollingInterval
+    pollingInterval,
+    nonces: options.nonces
   })
 
   const read = <F extends string>(functionName: F, args: ReadonlyArray<unknown> = []) =>

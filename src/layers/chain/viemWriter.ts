@@ -12,6 +12,7 @@ import {
 } from "viem"
 import { isRetryable, type MiningError, RetryableError, TimeoutError, ValidationError } from "../../domain/errors.ts"
 import { SignedTransaction, SubmissionReceipt, type TransactionStatus } from "../../domain/mining.ts"
+import type { NonceLedger } from "../../services/NonceLedger.ts"
 import { fromViemError } from "./viemErrors.ts"
 import { read, rpc } from "./viemRpc.ts"
 
@@ -26,7 +27,16 @@ export interface WriterOptions {
   readonly receiptTimeout: Duration.Duration
   /** Receipt polling interval once the quick looks missed. */
   readonly pollingInterval: Duration.Duration
+  /**
+   * The account's nonce ledger, when other processes may sign for the account (a fleet): every signed transaction
+   * is reserved there before it is journaled or sent, and a nonce another holder reserved first is never broadcast
+   * over. `holder` names this writer (runner and boot) in the ledger.
+   */
+  readonly nonces?: { readonly ledger: NonceLedger["Service"]; readonly holder: string } | undefined
 }
+
+/** Signing again after the ledger said another holder took the nonce: a few races, not a second live signer. */
+const maxNonceRaces = 5
 
 /** The quick receipt looks: 0, 5, 10, 20, 40 and 80 ms (see `deliver`). */
 const quickLooks = [0, 5, 5, 10, 20, 40]
@@ -157,7 +167,11 @@ export const makeViemWriter = (options: WriterOptions) => {
       const pending = yield* Effect.result(nonceAt("pending"))
       if (pending._tag === "Success" && pending.success < signed.nonce) {
         gapSince ??= now
-        if (now - gapSince > gapPatienceMs) {
+        if (now - gapSince > gapPatienceMs && options.nonces !== undefined) {
+          // With a ledger every nonce below ours is reserved by someone: the node gets those bytes (or fillers).
+          yield* Semaphore.withPermit(permit)(fillGapBelow(signed.nonce)).pipe(Effect.ignore)
+          gapSince = undefined
+        } else if (now - gapSince > gapPatienceMs) {
           // The node has nothing at some nonce below ours (it lost transactions, e.g. a devnet restarted from an
           // older state): later writes start again from the chain's nonce.
           nextNonce = undefined
@@ -185,26 +199,76 @@ export const makeViemWriter = (options: WriterOptions) => {
     )
 
   /** Signs with the account's next nonce, hands it to `beforeBroadcast`, and sends it (under the nonce permit). */
+  /**
+   * Nonces this writer reserved in the ledger and never handed to a node (their `beforeBroadcast` failed, or the
+   * node refused them outright), with the hash reserved: the next transaction at that nonce replaces the row
+   * (compare-and-set on hash and holder) instead of losing to its own reservation.
+   */
+  const unsent = new Map<number, string>()
+
+  /** The nonce to sign at when this writer has none in hand: the chain's, or past every reserved one. */
+  const freshNonce = Effect.gen(function*() {
+    const pending = yield* nonceAt("pending")
+    if (options.nonces === undefined) return pending
+    // A nonce of ours the node never got comes first: skipping it would leave a gap every later write waits behind.
+    const ownUnsent = [...unsent.keys()].filter((n) => n >= pending).sort((a, b) => a - b)[0]
+    if (ownUnsent !== undefined) return ownUnsent
+    const reserved = yield* options.nonces.ledger.next(account.address, chain.id)
+    return Math.max(pending, reserved ?? 0)
+  })
+
+  /** Records the signed bytes at their nonce in the ledger (a no-op without one); NonceTaken when another holds it. */
+  const reserve = (signed: SignedTransaction) => {
+    const fence = options.nonces
+    if (fence === undefined) return Effect.void
+    const reservation = { transactionHash: signed.hash, signedBytes: signed.raw, holder: fence.holder }
+    const ours = unsent.get(signed.nonce)
+    return (ours === undefined
+      ? fence.ledger.reserve(account.address, chain.id, signed.nonce, reservation)
+      : fence.ledger.replace(account.address, chain.id, signed.nonce, { transactionHash: ours, holder: fence.holder }, reservation)
+    ).pipe(Effect.tap(() => Effect.sync(() => unsent.set(signed.nonce, signed.hash))))
+  }
+
   const signAndSend = Effect.fnUntraced(function*(
     functionName: string,
     data: Hex,
     gas: bigint | undefined,
     beforeBroadcast: ((signed: SignedTransaction) => Effect.Effect<void, MiningError>) | undefined
   ) {
-    const nonce = nextNonce ?? (yield* nonceAt("pending"))
-    const request = yield* read(`preparing ${functionName}`, () =>
-      wallet.prepareTransactionRequest({ account, chain, to: registry, data, nonce, gas } as never))
-    // Signed with the local key: the wallet action would first ask the node for its chain id (one more round trip
-    // per write) to compare it with the one this client was built for.
-    const raw = yield* rpc(`signing ${functionName}`, () => signLocally(request))
-    const signed = new SignedTransaction({ hash: keccak256(raw), raw, nonce })
-    // From here the nonce belongs to this transaction: journaled, it may be re-sent by recovery; sent, the node
-    // may have it even when its answer is lost.
-    yield* Effect.uninterruptible(
-      (beforeBroadcast === undefined ? Effect.void : beforeBroadcast(signed)).pipe(
-        Effect.andThen(Effect.sync(() => (nextNonce = nonce + 1)))
+    let signed: SignedTransaction | undefined
+    for (let race = 0; signed === undefined; race++) {
+      const nonce = nextNonce ?? (yield* freshNonce)
+      const request = yield* read(`preparing ${functionName}`, () =>
+        wallet.prepareTransactionRequest({ account, chain, to: registry, data, nonce, gas } as never))
+      // Signed with the local key: the wallet action would first ask the node for its chain id (one more round trip
+      // per write) to compare it with the one this client was built for.
+      const raw = yield* rpc(`signing ${functionName}`, () => signLocally(request))
+      const candidate = new SignedTransaction({ hash: keccak256(raw), raw, nonce })
+      // From here the nonce belongs to this transaction: reserved, it is the account's whoever sends it; journaled,
+      // it may be re-sent by recovery; sent, the node may have it even when its answer is lost.
+      const taken = yield* Effect.uninterruptible(
+        reserve(candidate).pipe(
+          Effect.andThen(beforeBroadcast === undefined ? Effect.void : beforeBroadcast(candidate)),
+          Effect.andThen(Effect.sync(() => (nextNonce = nonce + 1))),
+          Effect.as(undefined),
+          Effect.catchTag("NonceTaken", (e) => Effect.succeed(e))
+        )
       )
-    )
+      if (taken === undefined) {
+        signed = candidate
+        break
+      }
+      // Another signer of the account holds that nonce: its bytes are the account's, ours are never broadcast.
+      nextNonce = undefined
+      if (race + 1 >= maxNonceRaces) {
+        return yield* new RetryableError({
+          message: `${functionName}: ${maxNonceRaces} nonces in a row were taken by another signer of ${account.address} (last: ${taken.message})`,
+          hint: "two processes sign for this account: run one signer per account (the fleet's) or give each miner its own key"
+        })
+      }
+    }
+    const nonce = signed.nonce
+    unsent.delete(nonce)
     const sent = yield* Effect.result(send(signed).pipe(
       Effect.retry({ schedule: Schedule.exponential("20 millis", 3), times: 2, while: isRetryable })
     ))
@@ -212,6 +276,7 @@ export const makeViemWriter = (options: WriterOptions) => {
       // Refused outright by the node (e.g. insufficient funds): it holds nothing at this nonce. A journaled
       // transaction is then the chain's to judge (pending while its nonce is free, dropped once reused).
       if (nextNonce === nonce + 1) nextNonce = nonce
+      if (options.nonces !== undefined) unsent.set(nonce, signed.hash)
       return yield* sent.failure
     }
     return signed
@@ -252,6 +317,33 @@ export const makeViemWriter = (options: WriterOptions) => {
    * round's deadline. Runs under the nonce permit (see `rebroadcast`), so no write of ours takes those nonces meanwhile.
    */
   const gapSince = new Map<number, number>()
+
+  /**
+   * One missing nonce filled. Without a ledger: an empty transfer to ourselves. With one, the ledger says whose the
+   * nonce is: another holder's reserved bytes are sent as they are (they are the account's: its signer may have
+   * journaled them before it died); bytes of ours the node never got (unjournaled, or refused) are replaced by the
+   * filler; a nonce nobody reserved gets the filler, reserved first.
+   */
+  const fillNonce = Effect.fnUntraced(function*(n: number) {
+    const fence = options.nonces
+    const row = fence === undefined ? undefined : yield* fence.ledger.get(account.address, chain.id, n)
+    if (row !== undefined && !unsent.has(n)) {
+      return yield* send(new SignedTransaction({ hash: row.transactionHash, raw: row.signedBytes, nonce: n }))
+    }
+    const request = yield* read(`preparing a filler at nonce ${n}`, () =>
+      wallet.prepareTransactionRequest({ account, chain, to: account.address, value: 0n, nonce: n, gas: 21_000n } as never))
+    const raw = yield* rpc(`signing a filler at nonce ${n}`, () => signLocally(request))
+    const filler = new SignedTransaction({ hash: keccak256(raw), raw, nonce: n })
+    const taken = yield* reserve(filler).pipe(Effect.as(undefined), Effect.catchTag("NonceTaken", (e) => Effect.succeed(e)))
+    if (taken !== undefined) {
+      // Taken meanwhile: whatever holds it now is what the nonce carries.
+      const now = yield* fence!.ledger.get(account.address, chain.id, n)
+      if (now !== undefined) yield* send(new SignedTransaction({ hash: now.transactionHash, raw: now.signedBytes, nonce: n }))
+      return
+    }
+    unsent.delete(n)
+    yield* send(filler)
+  })
   const fillGapBelow = Effect.fnUntraced(function*(nonce: number) {
     const pending = yield* nonceAt("pending")
     if (pending >= nonce) {
@@ -262,13 +354,8 @@ export const makeViemWriter = (options: WriterOptions) => {
     const since = gapSince.get(nonce) ?? now
     gapSince.set(nonce, since)
     if (now - since < gapPatienceMs) return
-    yield* Effect.logWarning(`the node lacks nonces ${pending}..${nonce - 1} of the account: filling them with empty transfers`)
-    for (let n = pending; n < nonce; n++) {
-      const request = yield* read(`preparing a filler at nonce ${n}`, () =>
-        wallet.prepareTransactionRequest({ account, chain, to: account.address, value: 0n, nonce: n, gas: 21_000n } as never))
-      const raw = yield* rpc(`signing a filler at nonce ${n}`, () => signLocally(request))
-      yield* send(new SignedTransaction({ hash: keccak256(raw), raw, nonce: n }))
-    }
+    yield* Effect.logWarning(`the node lacks nonces ${pending}..${nonce - 1} of the account: filling them`)
+    for (let n = pending; n < nonce; n++) yield* fillNonce(n)
     gapSince.delete(nonce)
     if (nextNonce !== undefined && nextNonce < nonce) nextNonce = undefined
   })

@@ -1,0 +1,95 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect, Layer, Redacted } from "effect"
+import { createPublicClient, http, keccak256 } from "viem"
+import { privateKeyToAccount } from "viem/accounts"
+import type { RunningDevnet } from "../../src/layers/chain/devnet/Devnet.ts"
+import { make as makeViemChain } from "../../src/layers/chain/ViemChain.ts"
+import { NonceLedger } from "../../src/services/NonceLedger.ts"
+import { InMemoryNonceLedger, makeNonceLedgerStore } from "../../src/testing/InMemoryNonceLedger.ts"
+import { freshDevnet } from "../support/anvil.ts"
+
+/**
+ * Two processes signing for one account (issue 18): with the account's nonce ledger, each signed transaction is
+ * reserved at its nonce before anything else happens to it, so the two never broadcast different transactions at one
+ * nonce; a nonce reserved by a signer that died before sending is filled with its bytes, not skipped.
+ */
+
+const ledgerService = (store = makeNonceLedgerStore()) =>
+  Layer.build(InMemoryNonceLedger.layer({ store })).pipe(Effect.map((c) => Context.get(c, NonceLedger)))
+
+const signerOf = (devnet: RunningDevnet, ledger: NonceLedger["Service"], holder: string) =>
+  makeViemChain({
+    rpcUrl: devnet.rpcUrl,
+    registry: devnet.registry,
+    privateKey: Redacted.make(devnet.accounts[1]!.privateKey),
+    pollingInterval: "20 millis",
+    nonces: { ledger, holder }
+  })
+
+const chainNonce = (devnet: RunningDevnet) =>
+  Effect.promise(() =>
+    createPublicClient({ transport: http(devnet.rpcUrl) }).getTransactionCount({
+      address: devnet.accounts[1]!.address as `0x${string}`,
+      blockTag: "latest"
+    })
+  )
+
+describe("ViemChain with the account's nonce ledger, against a real anvil", () => {
+  it.live("two signers of one account write at once: every write lands, one transaction per nonce, no gap", () =>
+    Effect.gen(function*() {
+      const devnet = yield* freshDevnet()
+      const ledger = yield* ledgerService()
+      const [a, b] = [yield* signerOf(devnet, ledger, "runner-a"), yield* signerOf(devnet, ledger, "runner-b")]
+      const [round] = yield* a.rounds
+      const start = yield* chainNonce(devnet)
+      // Both start from the same chain nonce: without the ledger their first writes collide.
+      const claims = yield* Effect.all(
+        [a, b].flatMap((chain) => Array.from({ length: 5 }, () => chain.claimChunk(round!.roundId))),
+        { concurrency: "unbounded" }
+      )
+      assert.strictEqual(new Set(claims.map((c) => c.chunkId)).size, 10)
+      assert.strictEqual(yield* chainNonce(devnet), start + 10)
+      const rows = yield* ledger.list(devnet.accounts[1]!.address, 31337, { fromNonce: start })
+      assert.deepStrictEqual(rows.map((r) => r.nonce), Array.from({ length: 10 }, (_, i) => start + i))
+      assert.sameMembers([...new Set(rows.map((r) => r.holder))], ["runner-a", "runner-b"])
+      // The ledger's bytes are what the chain mined at each nonce.
+      const client = createPublicClient({ transport: http(devnet.rpcUrl) })
+      for (const row of rows) {
+        const mined = yield* Effect.promise(() => client.getTransaction({ hash: row.transactionHash as `0x${string}` }))
+        assert.strictEqual(mined.nonce, row.nonce)
+      }
+    }), 120_000)
+
+  it.live("a nonce reserved by a signer that died before sending is sent with its bytes, and the next write lands", () =>
+    Effect.gen(function*() {
+      const devnet = yield* freshDevnet()
+      const ledger = yield* ledgerService()
+      const start = yield* chainNonce(devnet)
+      // The dead signer's transaction: an empty transfer at the chain's nonce, reserved, never sent.
+      const key = devnet.accounts[1]!.privateKey as `0x${string}`
+      const account = privateKeyToAccount(key)
+      const raw = yield* Effect.promise(() =>
+        account.signTransaction({
+          chainId: 31337,
+          to: account.address,
+          value: 0n,
+          nonce: start,
+          gas: 21_000n,
+          maxFeePerGas: 10_000_000_000n,
+          maxPriorityFeePerGas: 1_000_000_000n
+        })
+      )
+      yield* ledger.reserve(account.address, 31337, start, { transactionHash: keccak256(raw), signedBytes: raw, holder: "dead" })
+      const chain = yield* signerOf(devnet, ledger, "alive")
+      const [round] = yield* chain.rounds
+      const claim = yield* chain.claimChunk(round!.roundId)
+      assert.isAtLeast(claim.chunkId, 0)
+      assert.strictEqual(yield* chainNonce(devnet), start + 2)
+      const client = createPublicClient({ transport: http(devnet.rpcUrl) })
+      const dead = yield* Effect.promise(() => client.getTransactionReceipt({ hash: keccak256(raw) }))
+      assert.strictEqual(dead.status, "success")
+      const rows = yield* ledger.list(account.address, 31337, { fromNonce: start })
+      assert.deepStrictEqual(rows.map((r) => [r.nonce, r.holder]), [[start, "dead"], [start + 1, "alive"]])
+    }), 120_000)
+})
+
