@@ -1,6 +1,8 @@
-import { type ChildProcess, spawn } from "node:child_process"
-import { createServer } from "node:net"
+import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
+import { exited, freePort } from "./children.ts"
+
+export { freePort } from "./children.ts"
 
 /**
  * fleetRunner.ts as a child process on the project's Node 24 (node_modules/.bin/node), driven over Node's IPC
@@ -59,20 +61,7 @@ export interface FleetRunner {
 const node = fileURLToPath(new URL("../../node_modules/.bin/node", import.meta.url))
 const script = fileURLToPath(new URL("./fleetRunner.ts", import.meta.url))
 
-export const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = createServer()
-    server.on("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => (typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port"))))
-    })
-  })
 
-const exited = (child: ChildProcess): Promise<void> =>
-  child.exitCode !== null || child.signalCode !== null
-    ? Promise.resolve()
-    : new Promise((resolve) => child.once("exit", () => resolve()))
 
 /** Starts runner `name` on a free port against `databaseUrl`; resolves once it reported ready (its layers built). */
 export const startFleetRunner = async (

@@ -1,10 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Context, Effect, Layer, type Scope } from "effect"
+import { exited, freePort } from "./children.ts"
 
 /**
  * A real Kubo-RPC server for tests: the js-ipfs daemon (npm `ipfs`, a devDependency), offline, with its own repo in
@@ -27,21 +27,7 @@ export interface JsIpfsDaemon {
 
 const cli = fileURLToPath(new URL("../../node_modules/ipfs/src/cli.js", import.meta.url))
 
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = createServer()
-    server.unref()
-    server.on("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => (typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port"))))
-    })
-  })
 
-const exited = (child: ChildProcess): Promise<void> =>
-  child.exitCode !== null || child.signalCode !== null
-    ? Promise.resolve()
-    : new Promise((resolve) => child.once("exit", () => resolve()))
 
 /** Spawns `jsipfs daemon --offline` and resolves once it prints "Daemon is ready". */
 const spawnDaemon = (repo: string, initConfig: string): Promise<ChildProcess> =>

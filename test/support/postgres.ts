@@ -1,12 +1,12 @@
 import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Redacted } from "effect"
 import { Reactivity } from "effect/reactivity"
+import { exited, freePort } from "./children.ts"
 
 /**
  * A throwaway Postgres for a test file: `initdb` into a fresh temp dir, `postgres` on a free 127.0.0.1 port (its
@@ -84,16 +84,6 @@ export const findPostgres = (): PostgresAvailability => {
     : { bindir, runAs }
 }
 
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = createServer()
-    server.unref()
-    server.on("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => (typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port"))))
-    })
-  })
 
 /** The user Postgres runs as must reach its dir: every ancestor searchable by others, else /tmp. */
 const baseDir = (runAs: PostgresBinaries["runAs"]): string => {
@@ -127,10 +117,6 @@ const initdb = (binaries: PostgresBinaries, data: string, pwfile: string): Promi
     )
   })
 
-const exited = (child: ChildProcess): Promise<void> =>
-  child.exitCode !== null || child.signalCode !== null
-    ? Promise.resolve()
-    : new Promise((resolve) => child.once("exit", () => resolve()))
 
 /** Spawns `postgres` and resolves once it accepts connections; rejects (with its log) when it exits first. */
 const spawnServer = (binaries: PostgresBinaries, dir: string, port: number): Promise<ChildProcess> =>
