@@ -1,7 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer, Redacted } from "effect"
+import { Context, Effect, Layer, Option, Redacted } from "effect"
 import { createPublicClient, http, keccak256 } from "viem"
 import { privateKeyToAccount } from "viem/accounts"
+import { ResourceError } from "../../src/domain/errors.ts"
+import { Submission } from "../../src/domain/mining.ts"
+import { solveReference } from "../../src/domain/pow.ts"
 import type { RunningDevnet } from "../../src/layers/chain/devnet/Devnet.ts"
 import { make as makeViemChain } from "../../src/layers/chain/ViemChain.ts"
 import { NonceLedger } from "../../src/services/NonceLedger.ts"
@@ -91,5 +94,33 @@ describe("ViemChain with the account's nonce ledger, against a real anvil", () =
       const rows = yield* ledger.list(account.address, 31337, { fromNonce: start })
       assert.deepStrictEqual(rows.map((r) => [r.nonce, r.holder]), [[start, "dead"], [start + 1, "alive"]])
     }), 120_000)
-})
 
+  it.live("bytes of ours never sent and taken over by another holder are theirs: the next write signs past them and they are sent", () =>
+    Effect.gen(function*() {
+      const devnet = yield* freshDevnet()
+      const ledger = yield* ledgerService()
+      const chain = yield* signerOf(devnet, ledger, "runner-a")
+      const id = yield* chain.identity
+      const [round] = yield* chain.rounds
+      const claim = yield* chain.claimChunk(round!.roundId)
+      const gradientHash = `0x${"ab".repeat(32)}`
+      const cid = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
+      const solution = yield* solveReference({ ...id, roundId: round!.roundId, chunkId: claim.chunkId, gradientHash, cid, difficulty: round!.difficulty })
+      const submission = new Submission({ roundId: round!.roundId, chunkId: claim.chunkId, cid, gradientHash, powNonce: solution.nonce })
+      // Signed and reserved, then the intent could not be journaled: never sent, the nonce is still runner-a's.
+      const failed = yield* Effect.flip(chain.submitGradient(submission, () => Effect.fail(new ResourceError({ message: "journal full" }))))
+      assert.strictEqual(failed._tag, "ResourceError")
+      const unsentNonce = yield* chainNonce(devnet)
+      const row = (yield* ledger.get(id.miner, 31337, unsentNonce))!
+      assert.strictEqual(row.holder, "runner-a")
+      // Another runner takes the row over (it will send those bytes): runner-a must not replace them now.
+      yield* ledger.replace(id.miner, 31337, unsentNonce, { transactionHash: row.transactionHash, holder: "runner-a" }, { ...row, holder: "runner-b" })
+      const next = yield* chain.claimChunk(round!.roundId)
+      assert.notStrictEqual(next.chunkId, claim.chunkId)
+      // Its claim went to the next nonce; the node got the taken-over bytes to fill the one below.
+      assert.strictEqual(yield* chainNonce(devnet), unsentNonce + 2)
+      assert.isTrue(Option.isSome(yield* chain.getSubmission(round!.roundId, claim.chunkId)))
+      const rows = yield* ledger.list(id.miner, 31337, { fromNonce: unsentNonce })
+      assert.deepStrictEqual(rows.map((r) => [r.nonce, r.holder]), [[unsentNonce, "runner-b"], [unsentNonce + 1, "runner-a"]])
+    }), 120_000)
+})

@@ -258,7 +258,9 @@ export const makeViemWriter = (options: WriterOptions) => {
         signed = candidate
         break
       }
-      // Another signer of the account holds that nonce: its bytes are the account's, ours are never broadcast.
+      // Another signer of the account holds that nonce: its bytes are the account's, ours are never broadcast. A
+      // nonce of ours it took over is not ours to fill any more (else every later write would pick it first again).
+      unsent.delete(candidate.nonce)
       nextNonce = undefined
       if (race + 1 >= maxNonceRaces) {
         return yield* new RetryableError({
@@ -337,6 +339,7 @@ export const makeViemWriter = (options: WriterOptions) => {
     const taken = yield* reserve(filler).pipe(Effect.as(undefined), Effect.catchTag("NonceTaken", (e) => Effect.succeed(e)))
     if (taken !== undefined) {
       // Taken meanwhile: whatever holds it now is what the nonce carries.
+      unsent.delete(n)
       const now = yield* fence!.ledger.get(account.address, chain.id, n)
       if (now !== undefined) yield* send(new SignedTransaction({ hash: now.transactionHash, raw: now.signedBytes, nonce: n }))
       return
