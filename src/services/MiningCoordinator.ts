@@ -9,6 +9,8 @@ import { Journal } from "./Journal.ts"
 import { type CleanupResult, makeAdmin } from "./mining/Admin.ts"
 import { type AuditSummary, makeChainAudit } from "./mining/ChainAudit.ts"
 import { makeInFlight, makeInFlightRegistry, type MiningDeps } from "./mining/InFlight.ts"
+import { makeKeyedLock } from "./mining/KeyedLock.ts"
+import { makePinGuard } from "./mining/PinGuard.ts"
 import { makeRecovery, type RecoveryOptions, type RecoverySummary } from "./mining/Recovery.ts"
 import { makeSubmissionJudge } from "./mining/SubmissionJudge.ts"
 import { makeTransactionJournal } from "./mining/TransactionJournal.ts"
@@ -89,17 +91,21 @@ const make = Effect.gen(function*() {
   }
   const { breakers, chain, config, journal, stats } = deps
   const inFlight = makeInFlightRegistry()
+  // Transactions of one chunk (its key) are created, and judged by the chain audit, one at a time.
+  const keys = makeKeyedLock()
+  const pins = makePinGuard()
   const records = makeTransactionJournal(deps)
   const judge = makeSubmissionJudge(deps)
-  const steps = makeTransactionSteps({ ...deps, records, judge })
+  const steps = makeTransactionSteps({ ...deps, records, judge, pins })
   const runner = makeTransactionRunner({ ...deps, records, steps, inFlight })
-  const recovery = makeRecovery({ ...deps, runner, steps, judge, inFlight })
+  const recovery = makeRecovery({ ...deps, runner, steps, judge, inFlight, pins })
   const lost = yield* PubSub.unbounded<string>()
   const chainAudit = makeChainAudit({
     ...deps,
     records,
     judge,
     inFlight,
+    keys,
     releaseIfUnreferenced: recovery.releaseIfUnreferenced,
     lost
   })
@@ -119,6 +125,11 @@ const make = Effect.gen(function*() {
 
   const createTransaction = Effect.fn("MiningCoordinator.createTransaction")(function*(task: Task) {
     const key = transactionKey(yield* identity, task)
+    // Under the key's lock: the chain audit must not judge the previous record from an older reading meanwhile.
+    return yield* keys.withLock(key, createUnderLock(key, task))
+  })
+
+  const createUnderLock = Effect.fnUntraced(function*(key: string, task: Task) {
     const running = inFlight.byKey(key)
     if (running !== undefined) return running.record
     const previous = yield* journal.findByKey(key)

@@ -268,6 +268,79 @@ describe("the journal is a cache of the chain", () => {
       assert.strictEqual((yield* (yield* Journal).get(first.transaction_id))!.state, "rolled_back")
     }).pipe(Effect.provide(harness())))
 
+  /** Yields until `done` holds: the forked fibers run up to their next sleep (the clock is the test's). */
+  const until = (done: Effect.Effect<boolean>) =>
+    Effect.gen(function*() {
+      for (let i = 0; i < 1_000 && !(yield* done); i++) yield* Effect.yieldNow
+      assert.isTrue(yield* done, "the awaited state was never reached")
+    })
+
+  it.effect("a pin released for a lost record is kept when its chunk, mined again meanwhile, pinned the same CID", () =>
+    Effect.gen(function*() {
+      // CI's chaos run: the audit found a submission lost with a devnet's last seconds and released its pin while the
+      // chunk was mined again, which pinned the same CID (training is deterministic): two committed submissions unpinned.
+      const chain = yield* TestChain
+      const store = yield* TestGradientStore
+      const coordinator = yield* MiningCoordinator
+      const first = yield* coordinator.mine(testTask(0))
+      yield* chain.reset
+      // The audit reads the chain's submissions slowly; the new transaction's submission waits longer still.
+      yield* chain.setFaults({ ownSubmissions: { latency: "10 seconds" }, submitGradient: { latency: "20 seconds" } })
+      const audit = yield* Effect.forkChild(coordinator.auditChain)
+      yield* until(chain.calls("ownSubmissions").pipe(Effect.map((n) => n === 1)))
+      const again = yield* Effect.forkChild(coordinator.mine(testTask(0)))
+      yield* until(store.pinned.pipe(Effect.map((p) => p.includes(first.ipfs_hash!))))
+      yield* TestClock.adjust("10 seconds")
+      assert.deepStrictEqual((yield* Fiber.join(audit)).lost, [first.transaction_id])
+      yield* TestClock.adjust("10 seconds")
+      const record = yield* Fiber.join(again)
+      assert.strictEqual(record.state, "committed")
+      assert.strictEqual(record.ipfs_hash, first.ipfs_hash, "the same chunk trains to the same CID")
+      assert.deepStrictEqual(yield* store.pinned, [record.ipfs_hash!])
+    }).pipe(Effect.provide(harness())))
+
+  it.effect("an unpin under way finishes before the same CID is pinned again, which then holds", () =>
+    Effect.gen(function*() {
+      const chain = yield* TestChain
+      const store = yield* TestGradientStore
+      const coordinator = yield* MiningCoordinator
+      const first = yield* coordinator.mine(testTask(0))
+      yield* chain.reset
+      yield* store.setFaults({ unpin: { latency: "10 seconds" } })
+      const audit = yield* Effect.forkChild(coordinator.auditChain)
+      yield* until(store.calls("unpin").pipe(Effect.map((n) => n === 1)))
+      const again = yield* Effect.forkChild(coordinator.mine(testTask(0)))
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.join(audit)
+      const record = yield* Fiber.join(again)
+      assert.strictEqual(record.state, "committed")
+      assert.deepStrictEqual(yield* store.pinned, [first.ipfs_hash!])
+    }).pipe(Effect.provide(harness())))
+
+  it.effect("a record the audit listed, then a new claim found lost and mined again, is not committed twice", () =>
+    Effect.gen(function*() {
+      // CI's chaos run: the audit judged a stale copy of the record after its chunk was mined again; the new
+      // submission (the same gradient) made the old record look held, and it was saved committed again.
+      const chain = yield* TestChain
+      const coordinator = yield* MiningCoordinator
+      const first = yield* coordinator.mine(testTask(0))
+      yield* chain.reset
+      yield* chain.setFaults({ getSubmission: { latency: "10 seconds" } })
+      const audit = yield* Effect.forkChild(coordinator.auditChain)
+      yield* until(chain.calls("getSubmission").pipe(Effect.map((n) => n === 1)))
+      yield* chain.setFaults({})
+      const again = yield* Effect.forkChild(coordinator.mine(testTask(0)))
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.join(audit)
+      const record = yield* Fiber.join(again)
+      assert.strictEqual(record.state, "committed")
+      const journal = yield* Journal
+      assert.strictEqual((yield* journal.get(first.transaction_id))!.state, "rolled_back")
+      const committed = (yield* journal.list({ state: "committed" })).filter((r) => r.chunk_id === 0)
+      assert.deepStrictEqual(committed.map((r) => r.transaction_id), [record.transaction_id])
+      assert.strictEqual((yield* coordinator.getStatistics).chain_lost, 1, "lost once, not once per look")
+    }).pipe(Effect.provide(harness())))
+
   it.effect("a reset chain (new genesis) is detected: everything committed on the old one is lost", () =>
     Effect.gen(function*() {
       const chain = yield* TestChain

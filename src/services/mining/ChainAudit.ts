@@ -4,6 +4,7 @@ import { retryDelays } from "../../domain/retryPolicy.ts"
 import type { ChainFingerprint, MinerIdentity } from "../../domain/mining.ts"
 import type { TransactionRecord } from "../../domain/TransactionRecord.ts"
 import type { InFlightRegistry, MiningDeps } from "./InFlight.ts"
+import type { KeyedLock } from "./KeyedLock.ts"
 import type { SubmissionJudge } from "./SubmissionJudge.ts"
 import type { TransactionJournal } from "./TransactionJournal.ts"
 
@@ -50,12 +51,14 @@ export const makeChainAudit = (deps: MiningDeps & {
   readonly records: TransactionJournal
   readonly judge: SubmissionJudge
   readonly inFlight: InFlightRegistry
+  /** The per-chunk lock transactions are created under: a record is judged only as the journal has it now. */
+  readonly keys: KeyedLock
   /** Releases a CID unless something still references it (see releaseOrphanPins). */
   readonly releaseIfUnreferenced: (cids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, MiningError>
   /** Told the id of every committed transaction found lost, so a running loop corrects what it reported. */
   readonly lost: PubSub.PubSub<string>
 }) => {
-  const { breakers, chain, inFlight, journal, judge, records, releaseIfUnreferenced, stats } = deps
+  const { breakers, chain, inFlight, journal, judge, keys, records, releaseIfUnreferenced, stats } = deps
   // Every read retried by the configured schedule: one lost answer must not fail a start.
   const retried = <A>(effect: Effect.Effect<A, MiningError>) =>
     Effect.retry(effect, { schedule: retryDelays(deps.config), times: deps.config.maxRetries, while: isRetryable })
@@ -123,7 +126,9 @@ export const makeChainAudit = (deps: MiningDeps & {
    * later block than the submission, so a chain that lost its last seconds may hold one and not the other. Task
    * completion is non-critical: the record only stops claiming it.
    */
-  const completionHeld = Effect.fnUntraced(function*(record: TransactionRecord) {
+  const completionHeld = (listed: TransactionRecord) => stillCommittedNow(listed, completionHeldNow)
+
+  const completionHeldNow = Effect.fnUntraced(function*(record: TransactionRecord) {
     if (!record.task_completed) return true
     const held = yield* guarded(chain.getSubmission(BigInt(record.round_id), record.chunk_id))
     if (Option.isSome(held) && held.value.completed) return true
@@ -132,8 +137,30 @@ export const makeChainAudit = (deps: MiningDeps & {
     return false
   })
 
-  /** Checks one committed record: the held one as it is now (or undefined when lost), and whether its block vouches. */
-  const check = Effect.fnUntraced(function*(record: TransactionRecord, why: string, lost: Array<TransactionRecord>) {
+  /**
+   * Runs `f` on the record as the journal holds it now, under its chunk's lock, if it is still committed: a listed
+   * record may be stale by the time it is looked at — found lost and its chunk mined again meanwhile (the new
+   * transaction's identical submission would make the old record look held, and saving it would commit it twice).
+   */
+  const stillCommittedNow = <A>(
+    listed: TransactionRecord,
+    f: (record: TransactionRecord) => Effect.Effect<A, MiningError>
+  ): Effect.Effect<A | undefined, MiningError> =>
+    keys.withLock(
+      listed.key,
+      Effect.flatMap(journal.get(listed.transaction_id), (now) =>
+        now === undefined || now.state !== "committed" || inFlight.has(now.transaction_id)
+          ? Effect.succeed(undefined)
+          : f(now))
+    )
+
+  /** Checks one committed record: the held one as it is now (or undefined when lost or no longer committed), and whether its block vouches. */
+  const check = (listed: TransactionRecord, why: string, lost: Array<TransactionRecord>) =>
+    stillCommittedNow(listed, (record) => checkNow(record, why, lost)).pipe(
+      Effect.map((checked) => checked ?? { current: undefined, vouches: false })
+    )
+
+  const checkNow = Effect.fnUntraced(function*(record: TransactionRecord, why: string, lost: Array<TransactionRecord>) {
     const { held, record: current } = yield* stillHeld(record)
     if (held === "lost") {
       lost.push(yield* markLost(current, why))

@@ -6,6 +6,7 @@ import { completeStep, type TransactionRecord } from "../../domain/TransactionRe
 import { isTerminal } from "../../domain/TransactionState.ts"
 import type { JournalEvent } from "../Journal.ts"
 import { type InFlight, type InFlightRegistry, makeInFlight, type MiningDeps } from "./InFlight.ts"
+import type { PinGuard } from "./PinGuard.ts"
 import type { SubmissionJudge } from "./SubmissionJudge.ts"
 import type { TransactionRunner } from "./TransactionRunner.ts"
 import type { TransactionSteps } from "./transactionSteps.ts"
@@ -57,8 +58,9 @@ export const makeRecovery = (deps: MiningDeps & {
   readonly steps: TransactionSteps
   readonly judge: SubmissionJudge
   readonly inFlight: InFlightRegistry
+  readonly pins: PinGuard
 }) => {
-  const { breakers, chain, inFlight, journal, judge, runner, stats, steps, store } = deps
+  const { breakers, chain, inFlight, journal, judge, pins, runner, stats, steps, store } = deps
   const guardedChain = <A>(call: Effect.Effect<A, MiningError>) => steps.retrying(breakers.guard("chain", call))
   const guardedStore = <A>(call: Effect.Effect<A, MiningError>) => steps.retrying(breakers.guard("ipfs", call))
 
@@ -158,26 +160,27 @@ export const makeRecovery = (deps: MiningDeps & {
    * Releases the given CIDs unless a committed or in-flight transaction references them, or the chain records them as
    * this miner's submission (a lost or rebuilt journal must not unpin committed work).
    */
-  const releaseIfUnreferenced = Effect.fnUntraced(function*(candidates: ReadonlyArray<string>) {
-    if (candidates.length === 0) return []
-    const live = new Set<string>()
-    for (const r of yield* journal.list({ state: "committed" })) if (r.ipfs_hash !== null) live.add(r.ipfs_hash)
-    for (const tx of inFlight.all()) if (tx.record.ipfs_hash !== null) live.add(tx.record.ipfs_hash)
-    const unreferenced = candidates.filter((cid) => !live.has(cid))
-    if (unreferenced.length === 0) return []
-    const onChain = new Set((yield* guardedChain(chain.ownSubmissions)).map((s) => s.cid))
-    const released: Array<string> = []
-    for (const cid of unreferenced) {
-      if (onChain.has(cid)) {
-        yield* Effect.logWarning(`pin ${cid} is kept: the chain records it as this miner's submission`)
-        continue
-      }
-      yield* guardedStore(store.unpin(cid))
-      yield* Effect.logWarning(`released orphan pin ${cid}`)
-      released.push(cid)
-    }
-    return released
-  })
+  const releaseIfUnreferenced = (candidates: ReadonlyArray<string>) =>
+    candidates.length === 0 ? Effect.succeed<ReadonlyArray<string>>([]) : pins.releasing(
+      candidates,
+      Effect.gen(function*() {
+        const live = new Set<string>()
+        for (const r of yield* journal.list({ state: "committed" })) if (r.ipfs_hash !== null) live.add(r.ipfs_hash)
+        for (const tx of inFlight.all()) if (tx.record.ipfs_hash !== null) live.add(tx.record.ipfs_hash)
+        const unreferenced = candidates.filter((cid) => !live.has(cid))
+        if (unreferenced.length === 0) return []
+        const onChain = new Set((yield* guardedChain(chain.ownSubmissions)).map((s) => s.cid))
+        for (const cid of unreferenced) {
+          if (onChain.has(cid)) yield* Effect.logWarning(`pin ${cid} is kept: the chain records it as this miner's submission`)
+        }
+        return unreferenced.filter((cid) => !onChain.has(cid))
+      }),
+      (cid) =>
+        guardedStore(store.unpin(cid)).pipe(
+          Effect.andThen(Effect.logWarning(`released orphan pin ${cid}`)),
+          Effect.as(true)
+        )
+    )
 
   /**
    * Pins of transactions that ended without a submission (their compensation failed or never ran) and, when the

@@ -16,6 +16,7 @@ import { completeStep, countAttempt, type RollbackAction } from "../../domain/Tr
 import type { Step } from "../../domain/TransactionState.ts"
 import { registerCompensation } from "../compensation.ts"
 import type { InFlight, MiningDeps } from "./InFlight.ts"
+import type { PinGuard } from "./PinGuard.ts"
 import type { SubmissionJudge } from "./SubmissionJudge.ts"
 import type { TransactionJournal } from "./TransactionJournal.ts"
 
@@ -47,8 +48,9 @@ const notSubmittedError = (reason: string, resignable: boolean, timedOut: boolea
 export const makeTransactionSteps = (deps: MiningDeps & {
   readonly records: TransactionJournal
   readonly judge: SubmissionJudge
+  readonly pins: PinGuard
 }) => {
-  const { breakers, chain, config, judge, pow, records, stats, store, tasks, trainer } = deps
+  const { breakers, chain, config, judge, pins, pow, records, stats, store, tasks, trainer } = deps
 
   const retrying = <A>(effect: Effect.Effect<A, MiningError>) =>
     Effect.retry(effect, { schedule: retryDelays(config), times: config.maxRetries, while: isRetryable })
@@ -119,11 +121,17 @@ export const makeTransactionSteps = (deps: MiningDeps & {
       })
     }
     const cid = yield* retrying(breakers.guard("ipfs", store.computeCid(envelope)))
-    // Intent before side effect: the CID is journaled, and its unpin registered, before anything is pinned.
-    tx.record = { ...tx.record, ipfs_hash: cid }
-    yield* records.save(tx, PIN_INTENT, cid)
-    yield* registerUnpin(tx, cid)
-    const added = yield* withRetry(tx, "ipfs_upload", breakers.guard("ipfs", store.add(envelope)))
+    // Intent before side effect: the CID is journaled, and its unpin registered, before anything is pinned; all of it
+    // under the CID's pin guard, so that a release of the same CID under way does not unpin it after us.
+    const added = yield* pins.pinning(
+      cid,
+      Effect.gen(function*() {
+        tx.record = { ...tx.record, ipfs_hash: cid }
+        yield* records.save(tx, PIN_INTENT, cid)
+        yield* registerUnpin(tx, cid)
+        return yield* withRetry(tx, "ipfs_upload", breakers.guard("ipfs", store.add(envelope)))
+      })
+    )
     if (added !== cid) {
       return yield* new ValidationError({
         message: `the store pinned ${added} but the locally computed CID is ${cid}`,
