@@ -97,6 +97,18 @@ export class MiningLoop extends Context.Service<MiningLoop, {
           Effect.retry({ schedule: retryDelays(config), while: isRetryable })
         )
 
+        // A claimed chunk whose transaction cannot be created for now (the chain or the journal unreachable: the first
+        // look at a chunk mined before asks the chain whether it still holds that work) is handed back to the task
+        // source and claimed again after the breaker's pause: it never ends the loop.
+        const create = (task: Task) =>
+          coordinator.createTransaction(task).pipe(
+            Effect.catchIf(isRetryable, (error) =>
+              Effect.logWarning(
+                `starting a transaction for chunk ${task.chunkId} of round ${task.roundId} failed, handing it back: ` +
+                  error.message
+              ).pipe(Effect.andThen(tasks.retry(task)), Effect.as(undefined)))
+          )
+
         const run = Effect.fn("MiningLoop.run")(function*(options: LoopOptions) {
           const limit = options.iterations ?? Number.POSITIVE_INFINITY
           const keep = options.keepRecords ?? Math.min(options.iterations ?? 100, 1_000)
@@ -212,11 +224,9 @@ export class MiningLoop extends Context.Service<MiningLoop, {
                 yield* Semaphore.release(slots, 1)
                 break
               }
-              const created = yield* coordinator.createTransaction(task.value).pipe(
-                Effect.onError(() => Semaphore.release(slots, 1))
-              )
-              // The chunk is in flight already (a claim found again), or committed: nothing new to run.
-              if (!(yield* coordinator.isRunnable(created.transaction_id))) {
+              const created = yield* create(task.value).pipe(Effect.onError(() => Semaphore.release(slots, 1)))
+              // Not created for now (handed back), in flight already (a claim found again), or committed: nothing to run.
+              if (created === undefined || !(yield* coordinator.isRunnable(created.transaction_id))) {
                 yield* Semaphore.release(slots, 1)
                 i--
                 continue

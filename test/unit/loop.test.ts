@@ -189,6 +189,23 @@ describe("MiningLoop", () => {
       store: { faults: { add: { alwaysFail: new NetworkError({ message: "ipfs down", service: "ipfs" }) } } }
     }))))
 
+  it.effect("a claimed chunk whose transaction cannot be created for now is handed back and worked on later", () =>
+    Effect.gen(function*() {
+      // A local chaos run: anvil restarted, the chain's breaker open, and a re-claimed chunk's first look at the chain
+      // (does it still hold the chunk's committed record?) failed: the whole miner stopped with "breaker is open".
+      const loop = yield* MiningLoop
+      const tasks = yield* TestTaskSource
+      const chain = yield* TestChain
+      yield* chain.setFaults({ identity: { failFirst: { times: 3, error: new NetworkError({ message: "rpc down" }) } } })
+      const fiber = yield* Effect.forkChild(loop.run({ iterations: 2 }))
+      yield* TestClock.adjust("5 minutes")
+      const summary = yield* Fiber.join(fiber)
+      assert.strictEqual(summary.committed, 2)
+      assert.strictEqual(summary.transactions, 2)
+      assert.strictEqual((yield* tasks.claimed).length, 2, "the chunk handed back is worked on, not claimed anew")
+      assert.strictEqual((yield* tasks.retried).length, 3)
+    }).pipe(Effect.provide(harness({ config: { retryMaxDelay: Duration.seconds(2) } }))))
+
   it.effect("no chunk is claimed while a circuit breaker is open; claiming resumes after its reset", () =>
     Effect.gen(function*() {
       const loop = yield* MiningLoop
