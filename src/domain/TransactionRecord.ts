@@ -38,6 +38,8 @@ export const TransactionRecord = Schema.Struct({
   block_number: Schema.NullOr(Schema.Number),
   /** The hash of the block that holds the submission, to tell when the chain lost it (absent in older journals). */
   block_hash: Schema.NullOr(Schema.String).pipe(Schema.withDecodingDefaultKey(Effect.succeed(null))),
+  /** The fleet runner working on it (DESIGN.md "Fleet"); null for a miner alone (and in older journals). */
+  owner: Schema.NullOr(Schema.String).pipe(Schema.withDecodingDefaultKey(Effect.succeed(null))),
   task_completed: Schema.Boolean,
   failed_step: Schema.NullOr(Schema.String),
   error_category: Schema.NullOr(Schema.String),
@@ -59,6 +61,8 @@ export const newRecord = (options: {
   readonly roundId: bigint
   readonly chunkId: number
   readonly nowMs: number
+  /** The fleet runner that starts it; none for a miner alone. */
+  readonly owner?: string | undefined
 }): TransactionRecord => ({
   transaction_id: options.transactionId,
   key: options.key,
@@ -76,6 +80,7 @@ export const newRecord = (options: {
   blockchain_tx_hash: null,
   block_number: null,
   block_hash: null,
+  owner: options.owner ?? null,
   task_completed: false,
   failed_step: null,
   error_category: null,

@@ -18,6 +18,11 @@ export interface TransactionQuery {
  * (DESIGN.md "Durability"), so `save` must be durable when it returns.
  */
 export class Journal extends Context.Service<Journal, {
+  /**
+   * The fleet runner this journal writes for (DESIGN.md "Fleet"): many runners share one journal, and each starts,
+   * and recovers, only the transactions it owns. Undefined for a miner's own journal, whose records are all its own.
+   */
+  readonly owner: string | undefined
   /** Inserts or replaces the record and appends the event to its history, atomically. */
   readonly save: (record: TransactionRecord, event: Omit<JournalEvent, "transaction_id">) => Effect.Effect<void, MiningError>
   readonly get: (transactionId: string) => Effect.Effect<TransactionRecord | undefined, MiningError>

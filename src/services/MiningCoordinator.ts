@@ -134,6 +134,14 @@ const make = Effect.gen(function*() {
     if (running !== undefined) return running.record
     const previous = yield* journal.findByKey(key)
     if (previous !== undefined && previous.state === "committed" && (yield* stillCommitted(previous))) return previous
+    // A fleet's shared journal: another runner is working on this chunk (a claim of the account it found too).
+    if (previous !== undefined && !isTerminal(previous.state) && previous.owner !== (journal.owner ?? null)) {
+      yield* Effect.logInfo(
+        `chunk ${task.chunkId} of round ${task.roundId} is runner ${previous.owner ?? "(none)"}'s ` +
+          `(${previous.transaction_id}, ${previous.state}): not started here`
+      )
+      return previous
+    }
     if (inFlight.size() >= config.maxActiveTransactions) {
       return yield* new ResourceError({
         message: `too many active transactions (${inFlight.size()} of ${config.maxActiveTransactions})`,
@@ -146,7 +154,8 @@ const make = Effect.gen(function*() {
       key,
       roundId: task.roundId,
       chunkId: task.chunkId,
-      nowMs: yield* Clock.currentTimeMillis
+      nowMs: yield* Clock.currentTimeMillis,
+      owner: journal.owner
     })
     const tx = yield* makeInFlight(record, task)
     yield* inFlight.add(tx)

@@ -14,6 +14,8 @@ export interface InMemoryJournalOptions {
   readonly records?: ReadonlyArray<TransactionRecord>
   /** Meta entries present before the first call, e.g. the identity of a chain the journal saw before a reset. */
   readonly meta?: Readonly<Record<string, string>>
+  /** The fleet runner it writes for, as a fleet's shared journal (default: none, a miner's own journal). */
+  readonly owner?: string
 }
 
 /** Control side of the in-memory Journal. */
@@ -54,6 +56,7 @@ export class InMemoryJournal extends Context.Service<InMemoryJournal, {
           .map(({ record }) => record)
 
       const port = Journal.of({
+        owner: options.owner,
         save: (record, event) =>
           faults.wrap(
             "save",

@@ -8,7 +8,10 @@ import { pgError, type PgTarget, unknownTarget } from "../postgres/pgErrors.ts"
 import { openPgPool, type PgPoolOptions } from "../postgres/pgPool.ts"
 import { migrate } from "../postgres/pgMigrations.ts"
 
-export type PgJournalOptions = PgPoolOptions
+export interface PgJournalOptions extends PgPoolOptions {
+  /** The fleet runner this journal writes for (see Journal's `owner`). */
+  readonly owner?: string | undefined
+}
 
 const decodeRecord = Schema.decodeUnknownSync(TransactionRecord)
 
@@ -28,7 +31,7 @@ interface EventRow {
  * The Journal port on a migrated Postgres database reached through `sql`. Every runner of a fleet builds one on the
  * same database: they share the records, and Postgres orders their writes.
  */
-export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, target: PgTarget) {
+export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, target: PgTarget, owner?: string) {
   yield* migrate(sql).pipe(Effect.mapError((e) => pgError(e, "opening (creating its tables if needed)", target)))
 
   const run = <A>(context: string, effect: Effect.Effect<A, unknown>): Effect.Effect<A, MiningError> =>
@@ -131,12 +134,12 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, target
     )
   })
 
-  return Journal.of({ save, get, findByKey, list, events, getMeta, setMeta })
+  return Journal.of({ owner, save, get, findByKey, list, events, getMeta, setMeta })
 })
 
 /** Its own pool on `options.url`, closed with the layer's scope. */
 const fromUrl = (options: PgJournalOptions) =>
-  Effect.flatMap(openPgPool(options, "journal"), ({ sql, target }) => make(sql, target))
+  Effect.flatMap(openPgPool(options, "journal"), ({ sql, target }) => make(sql, target, options.owner))
 
 export const PgJournal = {
   /**
@@ -150,7 +153,7 @@ export const PgJournal = {
    * The same on a SqlClient built elsewhere (one pool shared with the cluster's storage). That client should set
    * `synchronous_commit = on` if its server's default is off: `save` relies on it for durability.
    */
-  layerClient: (options: { readonly setting?: string | undefined } = {}): Layer.Layer<
+  layerClient: (options: { readonly setting?: string | undefined; readonly owner?: string | undefined } = {}): Layer.Layer<
     Journal,
     MiningError,
     SqlClient.SqlClient
@@ -158,7 +161,7 @@ export const PgJournal = {
     Layer.effect(
       Journal,
       Effect.gen(function*() {
-        return yield* make(yield* SqlClient.SqlClient, unknownTarget(options.setting))
+        return yield* make(yield* SqlClient.SqlClient, unknownTarget(options.setting), options.owner)
       })
     )
 } as const

@@ -157,7 +157,8 @@ export const make = Effect.fnUntraced(function*(options: SqliteJournalOptions) {
     yield* durably(`meta ${key}`, () => upsertMeta!.run(key, value))
   })
 
-  return Journal.of({ save, get, findByKey, list, events, getMeta, setMeta })
+  // A data dir's journal is one miner's: all its records are its own.
+  return Journal.of({ owner: undefined, save, get, findByKey, list, events, getMeta, setMeta })
 })
 
 export const SqliteJournal = {

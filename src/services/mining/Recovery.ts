@@ -61,6 +61,8 @@ export const makeRecovery = (deps: MiningDeps & {
   readonly pins: PinGuard
 }) => {
   const { breakers, chain, inFlight, journal, judge, pins, runner, stats, steps, store } = deps
+  /** A fleet runner recovers and releases only what it owns; a miner alone owns its whole journal. */
+  const isOwn = (record: TransactionRecord) => journal.owner === undefined || record.owner === journal.owner
   const guardedChain = <A>(call: Effect.Effect<A, MiningError>) => steps.retrying(breakers.guard("chain", call))
   const guardedStore = <A>(call: Effect.Effect<A, MiningError>) => steps.retrying(breakers.guard("ipfs", call))
 
@@ -167,6 +169,12 @@ export const makeRecovery = (deps: MiningDeps & {
         const live = new Set<string>()
         for (const r of yield* journal.list({ state: "committed" })) if (r.ipfs_hash !== null) live.add(r.ipfs_hash)
         for (const tx of inFlight.all()) if (tx.record.ipfs_hash !== null) live.add(tx.record.ipfs_hash)
+        // A fleet's shared journal: what the other runners have in flight is theirs to keep or release.
+        if (journal.owner !== undefined) {
+          for (const r of yield* journal.list({})) {
+            if (r.ipfs_hash !== null && !isTerminal(r.state) && !isOwn(r)) live.add(r.ipfs_hash)
+          }
+        }
         const unreferenced = candidates.filter((cid) => !live.has(cid))
         if (unreferenced.length === 0) return []
         const onChain = new Set((yield* guardedChain(chain.ownSubmissions)).map((s) => s.cid))
@@ -195,7 +203,7 @@ export const makeRecovery = (deps: MiningDeps & {
     for (const r of records) {
       if (r.ipfs_hash === null) continue
       known.add(r.ipfs_hash)
-      if (isTerminal(r.state) && r.state !== "committed" && now - Date.parse(r.updated_at) >= graceMs) {
+      if (isOwn(r) && isTerminal(r.state) && r.state !== "committed" && now - Date.parse(r.updated_at) >= graceMs) {
         releasable.add(r.ipfs_hash)
       }
     }
@@ -206,7 +214,9 @@ export const makeRecovery = (deps: MiningDeps & {
   })
 
   const recoverTransactions = Effect.fn("MiningCoordinator.recoverTransactions")(function*(options: RecoveryOptions = {}) {
-    const open = (yield* journal.list({})).filter((r) => !isTerminal(r.state) && !inFlight.has(r.transaction_id))
+    const open = (yield* journal.list({})).filter((r) =>
+      isOwn(r) && !isTerminal(r.state) && !inFlight.has(r.transaction_id)
+    )
     const recovered = yield* Effect.forEach([...open].reverse(), recoverOne)
     const orphans = yield* releaseOrphanPins(options)
     const summary: RecoverySummary = {
