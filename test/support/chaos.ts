@@ -1,8 +1,9 @@
 import { spawn } from "node:child_process"
 import { existsSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
-import { Effect, Redacted } from "effect"
+import { Effect, Option, Redacted } from "effect"
 import { type Address, createPublicClient, http } from "viem"
+import { decodeEnvelope } from "../../src/domain/gradientEnvelope.ts"
 import type { TransactionRecord } from "../../src/domain/TransactionRecord.ts"
 import { startDevnet } from "../../src/layers/chain/devnet/Devnet.ts"
 import { miningRegistryAbi } from "../../src/layers/chain/MiningRegistryArtifact.ts"
@@ -271,10 +272,15 @@ export const readAftermath = (dataDir: string): Effect.Effect<Aftermath, unknown
           })
         }
       }
+      const newestFinalized = finalizedLogs.reduce<bigint | undefined>(
+        (newest, l) => (newest === undefined || l.args.roundId > newest ? l.args.roundId : newest),
+        undefined
+      )
       return {
         miner,
         claimed,
         roundContent,
+        newestFinalized,
         submissionViews,
         submissions: submittedLogs.map((l) => ({
           roundId: l.args.roundId,
@@ -293,14 +299,26 @@ export const readAftermath = (dataDir: string): Effect.Effect<Aftermath, unknown
       for (const r of records) events.set(r.transaction_id, yield* journal.events(r.transaction_id))
       return { records, events }
     }).pipe(Effect.provide(SqliteJournal.layer({ path: join(dataDir, "journal.sqlite") }))))
-    const pins = yield* Effect.scoped(
+    const { newestFinalized, ...onChain } = chain
+    const { pins, momentum } = yield* Effect.scoped(
       Effect.gen(function*() {
-        return yield* (yield* GradientStore).pins
+        const store = yield* GradientStore
+        const pins = yield* store.pins
+        // The newest finalized round's momentum is pinned for the round after it, which no RoundOpened names yet
+        // when the run ended before that round opened: round content too, known by its envelope's header.
+        const known = new Set([...onChain.roundContent, ...journal.records.flatMap((r) => r.ipfs_hash ?? [])])
+        const momentum: Array<string> = []
+        for (const cid of pins.filter((c) => !known.has(c))) {
+          const header = (yield* decodeEnvelope(yield* store.get(cid, 64 * 1024 * 1024)).pipe(Effect.option))
+            .pipe(Option.map((e) => e.header), Option.getOrUndefined)
+          if (header?.encoding === "momentum" && header.round_id === newestFinalized?.toString()) momentum.push(cid)
+        }
+        return { pins, momentum }
       }).pipe(
         Effect.provide(HeliaStore.layer({ dataDir }))
       )
     )
-    return { ...chain, ...journal, pins }
+    return { ...onChain, roundContent: [...onChain.roundContent, ...momentum], ...journal, pins }
   })
 
 export interface Verdict {
