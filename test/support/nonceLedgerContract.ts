@@ -122,6 +122,12 @@ export const nonceLedgerContract = <R>(register: Register<R>, makeDatabase: Make
       assert.deepStrictEqual(nonces(yield* ledger.list(ACCOUNT, CHAIN, { fromNonce: 1, limit: 2 })), [1, 3])
       assert.deepStrictEqual(nonces(yield* ledger.list(ACCOUNT, CHAIN, { limit: 0 })), [])
       assert.deepStrictEqual(nonces(yield* ledger.list(ACCOUNT, CHAIN, { fromNonce: 6 })), [])
+      // Numerically, past one digit: 10 after 9 (a fleet's gap fill reads from a nonce on, with a limit).
+      for (let nonce = 6; nonce <= 11; nonce++) {
+        yield* ledger.reserve(ACCOUNT, CHAIN, nonce, contractReservation(`n${nonce}`))
+      }
+      assert.deepStrictEqual(nonces(yield* ledger.list(ACCOUNT, CHAIN, { fromNonce: 5 })), [5, 6, 7, 8, 9, 10, 11])
+      assert.deepStrictEqual(nonces(yield* ledger.list(ACCOUNT, CHAIN, { fromNonce: 8, limit: 3 })), [8, 9, 10])
     }))
 
   register("big nonces (above 2^32, up to 2^53 - 1) and big chain ids round-trip exactly", () =>

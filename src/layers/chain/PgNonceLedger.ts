@@ -51,6 +51,7 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, target
     Effect.mapError(effect, (e) => pgError(e, context, target, "nonce ledger"))
 
   // Numbers as text: bigint columns would come back as strings or lose digits, depending on the driver's parsers.
+  // Big integers as text (exact in JS); sorting must name the table's column, not these text aliases (10 < 2 as text).
   const columns = sql`chain_id::text AS chain_id, account, nonce::text AS nonce, transaction_hash,
     encode(signed_bytes, 'hex') AS signed_bytes, holder, revision, array_to_string(replaced_hashes, ',') AS replaced_hashes`
 
@@ -152,7 +153,7 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, target
       `listing the nonces of ${account} on chain ${chainId}`,
       sql<Row>`SELECT ${columns} FROM r3mes_nonces
                WHERE chain_id = ${chainId} AND account = ${account} AND nonce >= ${query.fromNonce ?? 0}
-               ORDER BY nonce ${limit}`
+               ORDER BY r3mes_nonces.nonce ${limit}`
     )
     return rows.map(toEntry)
   })
