@@ -1,5 +1,5 @@
 import { Context, type Effect } from "effect"
-import type { MiningError } from "../domain/errors.ts"
+import { type MiningError, ValidationError } from "../domain/errors.ts"
 import type { JournalEvent, TransactionRecord } from "../domain/TransactionRecord.ts"
 import type { TransactionState } from "../domain/TransactionState.ts"
 
@@ -38,3 +38,19 @@ export class Journal extends Context.Service<Journal, {
   /** Inserts or replaces; durable when it returns, like `save`. */
   readonly setMeta: (key: string, value: string) => Effect.Effect<void, MiningError>
 }>()("r3mes/services/Journal") {}
+
+/**
+ * A fleet's journal refuses to start a second unfinished transaction of one chunk (the field of its ValidationError):
+ * another runner got there first. Only journals with an owner say so; a miner's own journal never does.
+ */
+export const unfinishedKeyField = "unfinished_key"
+
+export const unfinishedKeyTaken = (key: string, detail: string): ValidationError =>
+  new ValidationError({
+    message: `journal: another runner's transaction of ${key} is unfinished: ${detail}`,
+    field: unfinishedKeyField,
+    hint: "nothing to fix: that runner finishes the chunk (or, if it died, recovers it when it starts again)"
+  })
+
+export const isUnfinishedKeyTaken = (error: MiningError): boolean =>
+  error._tag === "ValidationError" && error.field === unfinishedKeyField

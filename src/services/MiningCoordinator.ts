@@ -5,7 +5,7 @@ import { newRecord, type TransactionRecord, withAge } from "../domain/Transactio
 import { isTerminal } from "../domain/TransactionState.ts"
 import { Chain } from "./Chain.ts"
 import { GradientStore } from "./GradientStore.ts"
-import { Journal } from "./Journal.ts"
+import { isUnfinishedKeyTaken, Journal } from "./Journal.ts"
 import { type CleanupResult, makeAdmin } from "./mining/Admin.ts"
 import { type AuditSummary, makeChainAudit } from "./mining/ChainAudit.ts"
 import { makeInFlight, makeInFlightRegistry, type MiningDeps } from "./mining/InFlight.ts"
@@ -129,18 +129,26 @@ const make = Effect.gen(function*() {
     return yield* keys.withLock(key, createUnderLock(key, task))
   })
 
+  const notStartedHere = Effect.fnUntraced(function*(task: Task, unfinished: TransactionRecord) {
+    const whose = unfinished.owner === (journal.owner ?? null)
+      ? "left for recovery at this runner's next start"
+      : `runner ${unfinished.owner ?? "(none)"}'s`
+    yield* Effect.logInfo(
+      `chunk ${task.chunkId} of round ${task.roundId} has an unfinished transaction (${unfinished.transaction_id}, ` +
+        `${unfinished.state}), ${whose}: not started here`
+    )
+    return unfinished
+  })
+
   const createUnderLock = Effect.fnUntraced(function*(key: string, task: Task) {
     const running = inFlight.byKey(key)
     if (running !== undefined) return running.record
     const previous = yield* journal.findByKey(key)
     if (previous !== undefined && previous.state === "committed" && (yield* stillCommitted(previous))) return previous
-    // A fleet's shared journal: another runner is working on this chunk (a claim of the account it found too).
-    if (previous !== undefined && !isTerminal(previous.state) && previous.owner !== (journal.owner ?? null)) {
-      yield* Effect.logInfo(
-        `chunk ${task.chunkId} of round ${task.roundId} is runner ${previous.owner ?? "(none)"}'s ` +
-          `(${previous.transaction_id}, ${previous.state}): not started here`
-      )
-      return previous
+    // A fleet's shared journal: one unfinished transaction per chunk among the runners. Another runner's is being
+    // worked on (a claim of the account it found too); this runner's own, not in flight, was left for recovery.
+    if (previous !== undefined && !isTerminal(previous.state) && (journal.owner !== undefined || previous.owner !== null)) {
+      return yield* notStartedHere(task, previous)
     }
     if (inFlight.size() >= config.maxActiveTransactions) {
       return yield* new ResourceError({
@@ -159,10 +167,17 @@ const make = Effect.gen(function*() {
     })
     const tx = yield* makeInFlight(record, task)
     yield* inFlight.add(tx)
-    yield* stats.transactionCreated
-    yield* records.save(tx, "created", `round ${task.roundId} chunk ${task.chunkId}`).pipe(
-      Effect.tapError((error) => runner.abandon(tx, error))
+    const created = yield* records.save(tx, "created", `round ${task.roundId} chunk ${task.chunkId}`).pipe(
+      Effect.as(true),
+      // The fleet's journal refused it: another runner started the chunk between our look and our save.
+      Effect.catchIf(isUnfinishedKeyTaken, () => Effect.as(inFlight.remove(tx), false)),
+      Effect.tapError((error) => Effect.andThen(stats.transactionCreated, runner.abandon(tx, error)))
     )
+    if (!created) {
+      const other = yield* journal.findByKey(key)
+      return other === undefined || isTerminal(other.state) ? record : yield* notStartedHere(task, other)
+    }
+    yield* stats.transactionCreated
     yield* Effect.logInfo(`transaction ${record.transaction_id} created for round ${task.roundId} chunk ${task.chunkId}`)
       .pipe(Effect.annotateLogs({ transaction_id: record.transaction_id }))
     return record

@@ -5,7 +5,7 @@ import { isRetryable, type MiningError } from "../../src/domain/errors.ts"
 import type { TransactionRecord } from "../../src/domain/TransactionRecord.ts"
 import { PgJournal } from "../../src/layers/journal/PgJournal.ts"
 import { PG_SCHEMA_VERSION } from "../../src/layers/postgres/pgMigrations.ts"
-import { Journal } from "../../src/services/Journal.ts"
+import { isUnfinishedKeyTaken, Journal } from "../../src/services/Journal.ts"
 import { contractEvent, contractRecord, journalContract } from "../support/journalContract.ts"
 import { assertNoPassword as assertPasswordHidden, findPostgres, type PostgresServer, startPostgres, withSql } from "../support/postgres.ts"
 
@@ -55,6 +55,32 @@ describe.skipIf("skip" in postgres)("PgJournal", () => {
       const other = contractRecord("tx-b", { chunkId: 1, createdMs: 2_000 })
       yield* a.save(other, contractEvent(other))
       assert.deepStrictEqual((yield* b.list({})).map((x) => x.transaction_id), ["tx-b", "tx-a"])
+    }))
+
+  it.live("a fleet's fence: one unfinished transaction per chunk among the runners, the second refused untouched", () =>
+    Effect.gen(function*() {
+      const url = yield* freshUrl
+      const a = yield* Layer.build(PgJournal.layer({ url, owner: "runner-a" })).pipe(Effect.map((c) => Context.get(c, Journal)))
+      const b = yield* Layer.build(PgJournal.layer({ url, owner: "runner-b" })).pipe(Effect.map((c) => Context.get(c, Journal)))
+      const ofA = { ...contractRecord("tx-a", { key: "chunk-1" }), owner: "runner-a" }
+      const ofB = { ...contractRecord("tx-b", { key: "chunk-1", createdMs: 2_000 }), owner: "runner-b" }
+      yield* a.save(ofA, contractEvent(ofA, "created"))
+      const refused = yield* Effect.flip(b.save(ofB, contractEvent(ofB, "created")))
+      assert.isTrue(isUnfinishedKeyTaken(refused), refused.message)
+      assert.isUndefined(yield* a.get("tx-b"))
+      assert.deepStrictEqual(yield* b.events("tx-b"), [])
+      // a's own updates of its transaction go on; once it is finished, b may start the chunk.
+      const training = { ...ofA, state: "training" as const }
+      yield* a.save(training, contractEvent(training))
+      const rolledBack = { ...ofA, state: "rolled_back" as const }
+      yield* a.save(rolledBack, contractEvent(rolledBack))
+      yield* b.save(ofB, contractEvent(ofB, "created"))
+      assert.strictEqual((yield* a.findByKey("chunk-1"))?.transaction_id, "tx-b")
+      // Records without an owner (a miner alone's, as the contract writes them) are not fenced.
+      const loose1 = contractRecord("tx-1", { key: "chunk-2" })
+      const loose2 = contractRecord("tx-2", { key: "chunk-2", createdMs: 2_000 })
+      yield* a.save(loose1, contractEvent(loose1))
+      yield* a.save(loose2, contractEvent(loose2))
     }))
 
   it.live("layerClient: the same journal on a client built elsewhere (one pool shared with the cluster's storage)", () =>

@@ -3,7 +3,8 @@ import { Effect } from "effect"
 import { newRecord, type TransactionRecord } from "../../src/domain/TransactionRecord.ts"
 import type { TransactionState } from "../../src/domain/TransactionState.ts"
 import { GradientStore } from "../../src/services/GradientStore.ts"
-import { Journal } from "../../src/services/Journal.ts"
+import { Journal, unfinishedKeyTaken } from "../../src/services/Journal.ts"
+import { InMemoryJournal } from "../../src/testing/InMemoryJournal.ts"
 import { MiningCoordinator } from "../../src/services/MiningCoordinator.ts"
 import { TestChain } from "../../src/testing/TestChain.ts"
 import { TestGradientStore } from "../../src/testing/TestGradientStore.ts"
@@ -81,6 +82,21 @@ describe("a fleet's shared journal", () => {
       assert.strictEqual(mined.state, "committed")
       assert.strictEqual(mined.owner, "runner-a")
       assert.deepStrictEqual((yield* (yield* TestChain).submissions).map((s) => s.chunkId), [4])
+    }).pipe(Effect.provide(fleetRunner)))
+
+  it.effect("the fleet's journal refusing a second unfinished transaction of a chunk: not started, nothing journaled", () =>
+    Effect.gen(function*() {
+      // Another runner started chunk 8 between this runner's look at the journal and its first save.
+      const journal = yield* InMemoryJournal
+      yield* journal.setFaults({ save: { failFirst: { times: 1, error: unfinishedKeyTaken("k", "runner-b's") } } })
+      const coordinator = yield* MiningCoordinator
+      const record = yield* coordinator.createTransaction(testTask(8))
+      assert.isFalse(yield* coordinator.isRunnable(record.transaction_id))
+      assert.strictEqual(yield* coordinator.activeCount, 0)
+      assert.deepStrictEqual(yield* journal.all, [])
+      assert.strictEqual((yield* coordinator.getStatistics).total_transactions, 0)
+      // The next start of it (the other runner gave up) goes ahead.
+      assert.strictEqual((yield* coordinator.mine(testTask(8))).state, "committed")
     }).pipe(Effect.provide(fleetRunner)))
 
   it.effect("orphan pins: a runner releases what its own ended transactions left, never another runner's", () =>

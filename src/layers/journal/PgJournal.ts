@@ -1,9 +1,9 @@
-import { Effect, Layer, Schema } from "effect"
-import { SqlClient } from "effect/sql"
+import { Effect, Layer, Predicate, Schema } from "effect"
+import { SqlClient, SqlError } from "effect/sql"
 import { type MiningError, ValidationError } from "../../domain/errors.ts"
 import { TransactionRecord } from "../../domain/TransactionRecord.ts"
 import type { TransactionState } from "../../domain/TransactionState.ts"
-import { Journal, type JournalEvent, type TransactionQuery } from "../../services/Journal.ts"
+import { Journal, type JournalEvent, type TransactionQuery, unfinishedKeyTaken } from "../../services/Journal.ts"
 import { pgError, type PgTarget, unknownTarget } from "../postgres/pgErrors.ts"
 import { openPgPool, type PgPoolOptions } from "../postgres/pgPool.ts"
 import { migrate } from "../postgres/pgMigrations.ts"
@@ -14,6 +14,21 @@ export interface PgJournalOptions extends PgPoolOptions {
 }
 
 const decodeRecord = Schema.decodeUnknownSync(TransactionRecord)
+
+/** The fleet's one-unfinished-transaction-per-chunk index (migration 3) refused a record. */
+const isUnfinishedKeyViolation = (e: unknown): boolean => {
+  const cause = SqlError.isSqlError(e) ? e.reason.cause : e
+  if (!Predicate.isObject(cause)) return false
+  const fields = cause as { readonly code?: unknown; readonly constraint_name?: unknown; readonly message?: unknown }
+  return fields.code === "23505" &&
+    [fields.constraint_name, fields.message].some((t) => Predicate.isString(t) && t.includes(unfinishedKeyIndex))
+}
+const unfinishedKeyIndex = "r3mes_transactions_one_unfinished_per_key"
+
+const causeMessage = (e: unknown): string => {
+  const cause = SqlError.isSqlError(e) ? e.reason.cause : e
+  return cause instanceof Error ? cause.message : String(cause)
+}
 
 interface RecordRow {
   readonly record: string
@@ -56,15 +71,17 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, target
       `saving ${record.transaction_id}`,
       sql.withTransaction(Effect.all([
         sql`INSERT INTO r3mes_transactions
-              (transaction_id, key, state, created_at, updated_at, round_id, chunk_id, record)
+              (transaction_id, key, state, created_at, updated_at, round_id, chunk_id, owner, record)
             VALUES (${record.transaction_id}, ${record.key}, ${record.state}, ${record.created_at},
-              ${record.updated_at}, ${record.round_id}, ${record.chunk_id}, ${JSON.stringify(record)})
+              ${record.updated_at}, ${record.round_id}, ${record.chunk_id}, ${record.owner}, ${JSON.stringify(record)})
             ON CONFLICT (transaction_id) DO UPDATE SET
-              state = EXCLUDED.state, updated_at = EXCLUDED.updated_at, record = EXCLUDED.record`,
+              state = EXCLUDED.state, updated_at = EXCLUDED.updated_at, owner = EXCLUDED.owner, record = EXCLUDED.record`,
         sql`INSERT INTO r3mes_events (transaction_id, at, state, event, detail)
             VALUES (${record.transaction_id}, ${event.at}, ${event.state}, ${event.event},
               ${event.detail === null ? null : JSON.stringify(event.detail)})`
-      ], { discard: true }))
+      ], { discard: true })).pipe(
+        Effect.catchIf(isUnfinishedKeyViolation, (e) => Effect.fail(unfinishedKeyTaken(record.key, causeMessage(e))))
+      )
     )
   })
 

@@ -57,6 +57,16 @@ export const pgMigrations: ReadonlyArray<ReadonlyArray<string>> = [
        reserved_at      timestamptz NOT NULL DEFAULT now(),
        PRIMARY KEY (chain_id, account, nonce)
      )`
+  ],
+  // 3: a fleet's fence on chunks: at most one unfinished transaction of a chunk (its key) among the runners'
+  // records (those with an owner). The second runner to start one is refused at its first save
+  // (PgJournal: a ValidationError on "unfinished_key", which the coordinator reads as "another runner has it").
+  // The owner is a column of its own: reading it out of the json record would parse the whole record, and a
+  // `\u0000` anywhere in it fails the save.
+  [
+    "ALTER TABLE r3mes_transactions ADD COLUMN IF NOT EXISTS owner text",
+    `CREATE UNIQUE INDEX IF NOT EXISTS r3mes_transactions_one_unfinished_per_key ON r3mes_transactions (key)
+       WHERE state NOT IN ('committed', 'failed', 'rolled_back') AND owner IS NOT NULL`
   ]
 ]
 
