@@ -11,7 +11,7 @@ import { Tracing } from "../layers/telemetry/Tracing.ts"
  * command so every span and log line of the miner reaches the same sinks.
  */
 export const observabilityLayer = (
-  config: Pick<MinerConfig, "logFile" | "privateKey" | "adminToken" | "rpcUrl" | "ipfsApi">,
+  config: Pick<MinerConfig, "logFile" | "privateKey" | "adminToken" | "rpcUrl" | "ipfsApi" | "fleetDatabaseUrl">,
   console: Omit<FileLoggerOptions, "path">
 ): Layer.Layer<never, ResourceError | ValidationError> =>
   Layer.merge(FileLogger.layerFromConfig(config, console), Tracing.layer({ serviceVersion: packageJson.version }))

@@ -49,6 +49,16 @@ export interface MinerConfig {
   readonly verifyTolerance: number
   /** How long the verifier tries to obtain a submission's content before `rejected_unavailable`. */
   readonly verifyWindow: Duration.Duration
+  /**
+   * The fleet's shared Postgres (DESIGN.md "Fleet"), `postgres://user:password@host:5432/db`: secret like the private
+   * key (its password). None: single-machine mode, the SQLite journal in the data dir.
+   */
+  readonly fleetDatabaseUrl: Option.Option<Redacted.Redacted<string>>
+  /**
+   * This runner's name in the fleet, owner of the transactions it starts (1-64 of A-Z a-z 0-9 . _ : -). None: the
+   * machine's hostname, which the domain cannot read: `resolveFleetRunner(config.fleetRunner, os.hostname())`.
+   */
+  readonly fleetRunner: Option.Option<string>
 }
 
 export const maxGradientBytes = (config: Pick<MinerConfig, "maxGradientSizeMb">): number =>

@@ -1,4 +1,4 @@
-import { Config, Effect, Schema, SchemaIssue } from "effect"
+import { Config, Effect, Option, Schema, SchemaIssue } from "effect"
 import { type ComputeDevice, computeDevices, type MinerConfig } from "./MinerConfig.ts"
 import { redactUrl } from "./redaction.ts"
 import {
@@ -124,6 +124,65 @@ const ipfsPeers: Setting<"ipfsPeers"> = {
   ),
   toJson: (value) => (value.length === 0 ? null : value.join(","))
 }
+
+/** The form of R3MES_FLEET_DATABASE_URL that its messages show. */
+export const fleetDatabaseUrlExample = "postgres://user:password@host:5432/r3mes"
+
+const fleetDatabaseUrlExpected = `a postgres:// or postgresql:// URL like ${fleetDatabaseUrlExample}`
+
+/**
+ * R3MES_FLEET_DATABASE_URL: parsed as the journal's `pgTarget` parses it, so a URL accepted here is never refused
+ * when the fleet opens its pool. Its issue never carries the input: it may hold the password.
+ */
+const fleetDatabaseUrlCodec = Schema.String.check(Schema.makeFilter((input: string) => {
+  const refused = (hint: string) => new SchemaIssue.InvalidValue({ expected: fleetDatabaseUrlExpected, hint })
+  // `postgres:` alone parses as an URL; without `//` there is no host to reach.
+  if (!/^postgres(?:ql)?:\/\//i.test(input)) {
+    return refused(`it does not start with postgres:// or postgresql://; write it as ${fleetDatabaseUrlExample}`)
+  }
+  try {
+    new URL(input)
+    return undefined
+  } catch {
+    return refused(
+      `it starts like one but is not a URL: check the port, and percent-encode / ? # @ in the user or password ` +
+        `(%2F %3F %23 %40), as in ${fleetDatabaseUrlExample}`
+    )
+  }
+}))
+
+/** The characters of a fleet runner's name: what stays readable in a journal row, a log line and a SQL column. */
+const runnerNameCharacters = /[A-Za-z0-9._:-]/
+const runnerNameLength = 64
+const fleetRunnerExpected = `1 to ${runnerNameLength} characters from A-Z a-z 0-9 . _ : -`
+
+const fleetRunnerCodec = Schema.String.check(Schema.makeFilter((input: string) => {
+  const others = [...new Set([...input].filter((c) => !runnerNameCharacters.test(c)))]
+  const hint = others.length > 0
+    ? `replace ${others.map((c) => JSON.stringify(c)).join(", ")} (by - for instance), as in miner-01 or gpu-2.eu-west`
+    : input.length > runnerNameLength
+    ? `shorten it to ${runnerNameLength} characters`
+    : input.length === 0
+    ? "give it a name, or unset it"
+    : undefined
+  return hint === undefined
+    ? undefined
+    : new SchemaIssue.InvalidValue({ expected: fleetRunnerExpected, hint }, input, { reportInput: true })
+}))
+
+/**
+ * The default of R3MES_FLEET_RUNNER from this machine's hostname (`os.hostname()`, passed in: the domain reads no
+ * OS): each run of characters a runner name cannot hold becomes `-`, cut to 64 characters; an empty hostname
+ * gives `runner`. Two runners on one machine get the same name this way, which is why the setting exists.
+ */
+export const fleetRunnerFromHostname = (hostname: string): string => {
+  const name = hostname.trim().replace(/[^A-Za-z0-9._:-]+/g, "-").slice(0, runnerNameLength)
+  return name === "" ? "runner" : name
+}
+
+/** This runner's name: R3MES_FLEET_RUNNER when set, else the default from `hostname` (`fleetRunnerFromHostname`). */
+export const resolveFleetRunner = (fleetRunner: Option.Option<string>, hostname: string): string =>
+  Option.getOrElse(fleetRunner, () => fleetRunnerFromHostname(hostname))
 
 /**
  * The table of the miner's settings (DESIGN.md "Configuration"). Order = the order of DESIGN.md, of `--help`, of the
@@ -349,7 +408,27 @@ export const minerSettings: { readonly [K in keyof MinerConfig]: Setting<K> } = 
       "rejected_unavailable",
     expected: "a number of seconds greater than 0",
     defaultText: "120"
-  }, 120)
+  }, 120),
+  fleetDatabaseUrl: secretText("fleetDatabaseUrl", {
+    env: "R3MES_FLEET_DATABASE_URL",
+    flag: "fleet-database-url",
+    metavar: "URL",
+    description: "URL of the fleet's shared Postgres: runners on one account share its journal and nonce ledger; " +
+      "unset: this machine mines alone (SQLite journal in the data dir). Never printed, since it holds the " +
+      "password; prefer the env var (command lines are visible to others)",
+    expected: fleetDatabaseUrlExpected,
+    defaultText: "none (single machine: SQLite journal in the data dir)"
+  }, fleetDatabaseUrlCodec),
+  fleetRunner: optionalText("fleetRunner", {
+    env: "R3MES_FLEET_RUNNER",
+    flag: "fleet-runner",
+    metavar: "NAME",
+    description: "This runner's name in the fleet: the owner of the transactions it starts; a runner restarted " +
+      "under the same name recovers its own, so keep it across restarts and give each runner its own (set it when " +
+      "two share a machine). Only meaningful with R3MES_FLEET_DATABASE_URL",
+    expected: fleetRunnerExpected,
+    defaultText: `this machine's hostname (other characters as -, cut to ${runnerNameLength})`
+  }, fleetRunnerCodec)
 }
 
 /** The settings in table order. */

@@ -121,14 +121,37 @@ export const urlSecrets = (input: string): ReadonlyArray<SecretInput> => {
 }
 
 /**
- * The secret values of a configuration: the private key, the admin token, and the secret parts of the RPC URL and
- * of a Kubo RPC URL (`urlSecrets`), when set.
+ * What must be hidden of the fleet's database URL, each as `<redacted>` like the private key: the URL as written and
+ * as an URL parser rewrites it, user:password, and the password raw and percent-decoded. Its host and database stay
+ * readable when they appear alone (the journal's errors name them): they are what an operator fixes.
+ */
+export const databaseUrlSecrets = (input: string): ReadonlyArray<string> => {
+  const text = input.trim()
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    return [text]
+  }
+  // A user name alone is no secret, and `r3mes:` would blank ordinary log text.
+  const credentials = url.password !== "" ? [`${url.username}:${url.password}`] : []
+  const passwords = [url.password, decoded(url.password)].filter((p) => p.length >= passwordLength)
+  return [...new Set([text, url.href, ...credentials, ...passwords])]
+}
+
+/**
+ * The secret values of a configuration: the private key, the admin token, the fleet's database URL
+ * (`databaseUrlSecrets`), and the secret parts of the RPC URL and of a Kubo RPC URL (`urlSecrets`), when set.
  */
 export const secretsOf = (
-  config: Pick<MinerConfig, "privateKey" | "adminToken" | "rpcUrl" | "ipfsApi">
+  config: Pick<MinerConfig, "privateKey" | "adminToken" | "rpcUrl" | "ipfsApi" | "fleetDatabaseUrl">
 ): ReadonlyArray<SecretInput> => [
   config.privateKey,
   config.adminToken,
+  ...Option.match(config.fleetDatabaseUrl, {
+    onNone: () => [],
+    onSome: (url) => databaseUrlSecrets(Redacted.value(url))
+  }),
   ...Option.match(config.rpcUrl, { onNone: () => [], onSome: urlSecrets }),
   ...urlSecrets(config.ipfsApi)
 ]

@@ -39,6 +39,8 @@ export const testMinerConfig = (overrides: Partial<MinerConfig> = {}): MinerConf
     statsHost: "127.0.0.1",
     statsPort: 0,
     adminToken: Option.none(),
+    fleetDatabaseUrl: Option.none(),
+    fleetRunner: Option.none(),
     logFile: join(dataDir, "miner.log"),
     ...overrides,
     dataDir

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs"
+import { hostname } from "node:os"
 import { inspect } from "node:util"
 import { assert, describe, it } from "@effect/vitest"
 import { randomBytes } from "node:crypto"
@@ -20,7 +21,9 @@ import {
   showSetting
 } from "../../src/domain/MinerConfigSchema.ts"
 import { settingsLayer, settingsLayerFrom } from "../../src/app/settings.ts"
-import { defaultVerifyTolerance } from "../../src/domain/minerSettings.ts"
+import { defaultVerifyTolerance, fleetRunnerFromHostname, resolveFleetRunner } from "../../src/domain/minerSettings.ts"
+import { makeRedactor, secretsOf } from "../../src/domain/redaction.ts"
+import { renderConfig } from "../../src/cli/mine.ts"
 import { Settings } from "../../src/services/Settings.ts"
 import { endMarker, startMarker } from "../../scripts/update-readme-config.ts"
 
@@ -82,10 +85,15 @@ describe("the settings table", () => {
         ["R3MES_LOG_FILE", "--log-file"],
         ["R3MES_VERIFY_SAMPLE", "--verify-sample"],
         ["R3MES_VERIFY_TOLERANCE", "--verify-tolerance"],
-        ["R3MES_VERIFY_WINDOW", "--verify-window"]
+        ["R3MES_VERIFY_WINDOW", "--verify-window"],
+        ["R3MES_FLEET_DATABASE_URL", "--fleet-database-url"],
+        ["R3MES_FLEET_RUNNER", "--fleet-runner"]
       ]
     )
-    assert.deepStrictEqual(settingsTable.filter((s) => s.secret).map((s) => s.env), ["R3MES_PRIVATE_KEY", "R3MES_ADMIN_TOKEN"])
+    assert.deepStrictEqual(
+      settingsTable.filter((s) => s.secret).map((s) => s.env),
+      ["R3MES_PRIVATE_KEY", "R3MES_ADMIN_TOKEN", "R3MES_FLEET_DATABASE_URL"]
+    )
   })
 
   it("is what README.md shows, between its markers", () => {
@@ -143,7 +151,9 @@ describe("minerConfig", () => {
         logFile: "./.r3mes/logs/miner.log",
         verifySample: 1,
         verifyTolerance: defaultVerifyTolerance,
-        verifyWindow: 120
+        verifyWindow: 120,
+        fleetDatabaseUrl: Option.none(),
+        fleetRunner: Option.none()
       }
     )
   })
@@ -243,7 +253,14 @@ describe("minerConfig", () => {
       ["R3MES_DATA_DIR", ["data", "/tmp/r3mes dir"], ["   "]],
       ["R3MES_STATS_HOST", ["localhost", "::1"], ["local host"]],
       ["R3MES_ADMIN_TOKEN", [validToken], ["two words"]],
-      ["R3MES_LOG_FILE", ["miner.log"], ["  "]]
+      ["R3MES_LOG_FILE", ["miner.log"], ["  "]],
+      ["R3MES_FLEET_DATABASE_URL", [
+        "postgres://r3mes:pw@db.example:5432/r3mes",
+        "postgresql://db.example/r3mes",
+        "POSTGRES://127.0.0.1",
+        "postgres://r3mes:p%2Fss@[::1]:5432/r3mes?sslmode=require"
+      ], ["db.example:5432/r3mes", "postgres:r3mes", "http://db.example/r3mes", "postgres://r3mes:p/ss@db/r3mes", "-7.5"]],
+      ["R3MES_FLEET_RUNNER", ["a", "gpu-2.eu-west", "runner_7:a", "x".repeat(64)], ["two words", "ümlaut", "a/b", "x".repeat(65)]]
     ]
     for (const [env, accepted, rejected] of cases) {
       it(env, () => {
@@ -365,7 +382,8 @@ describe("config error messages", () => {
       R3MES_DATA_DIR: " ",
       R3MES_STATS_HOST: "a b",
       R3MES_ADMIN_TOKEN: "a b",
-      R3MES_LOG_FILE: " "
+      R3MES_LOG_FILE: " ",
+      R3MES_FLEET_RUNNER: "a b"
     }
     for (const setting of settingsTable) {
       const value = invalidValue[setting.env] ?? "-7.5"
@@ -480,6 +498,137 @@ describe("secrets", () => {
         assert.include(message, `is invalid: expected`)
       }
     }
+  })
+})
+
+describe("fleet settings (R3MES_FLEET_DATABASE_URL, R3MES_FLEET_RUNNER)", () => {
+  const password = "Fl33t-s3cret-pw"
+  const databaseUrl = `postgres://r3mes:${password}@db.example:5432/r3mes`
+  const otherUrl = `postgresql://miner:${password}@db2.example/fleet`
+
+  const assertNoPassword = (text: string, what: string) => {
+    assert.notInclude(text, password, `${what} shows the password`)
+    assert.notInclude(text, "db.example", `${what} shows the URL`)
+  }
+
+  it("are read from the env var and from the flag, and the flag wins", () => {
+    const fromEnv = loaded({ R3MES_FLEET_DATABASE_URL: databaseUrl, R3MES_FLEET_RUNNER: "gpu-1" })
+    assert.strictEqual(Redacted.value(Option.getOrThrow(fromEnv.fleetDatabaseUrl)), databaseUrl)
+    assert.deepStrictEqual(fromEnv.fleetRunner, Option.some("gpu-1"))
+
+    const fromFlags = loaded({}, { R3MES_FLEET_DATABASE_URL: ` ${otherUrl} `, R3MES_FLEET_RUNNER: "gpu-2" })
+    assert.strictEqual(Redacted.value(Option.getOrThrow(fromFlags.fleetDatabaseUrl)), otherUrl)
+    assert.deepStrictEqual(fromFlags.fleetRunner, Option.some("gpu-2"))
+
+    const both = loaded(
+      { R3MES_FLEET_DATABASE_URL: databaseUrl, R3MES_FLEET_RUNNER: "gpu-1" },
+      { R3MES_FLEET_DATABASE_URL: otherUrl, R3MES_FLEET_RUNNER: "gpu-2" }
+    )
+    assert.strictEqual(Redacted.value(Option.getOrThrow(both.fleetDatabaseUrl)), otherUrl)
+    assert.deepStrictEqual(both.fleetRunner, Option.some("gpu-2"))
+  })
+
+  it.effect("--fleet-database-url and --fleet-runner are CLI flags over their env vars, with their sources", () =>
+    Effect.gen(function*() {
+      const { config, sources } = yield* loadSettings(
+        { fleetDatabaseUrl: Option.some(otherUrl), fleetRunner: Option.none() },
+        { R3MES_FLEET_DATABASE_URL: databaseUrl, R3MES_FLEET_RUNNER: "gpu-1" }
+      )
+      assert.strictEqual(Redacted.value(Option.getOrThrow(config.fleetDatabaseUrl)), otherUrl)
+      assert.deepStrictEqual(config.fleetRunner, Option.some("gpu-1"))
+      assert.strictEqual(sources["R3MES_FLEET_DATABASE_URL"], "flag")
+      assert.strictEqual(sources["R3MES_FLEET_RUNNER"], "env")
+    }))
+
+  it("unset, the miner is a single machine and the runner takes the hostname (shown as such)", () => {
+    const config = loaded({})
+    assert.isTrue(Option.isNone(config.fleetDatabaseUrl))
+    assert.isTrue(Option.isNone(config.fleetRunner))
+    assert.strictEqual(configToJson(config)["R3MES_FLEET_DATABASE_URL"], null)
+    assert.strictEqual(configToJson(config)["R3MES_FLEET_RUNNER"], null)
+    assert.include(showSetting(minerSettings.fleetDatabaseUrl, config), "SQLite journal in the data dir")
+    assert.include(showSetting(minerSettings.fleetRunner, config), "this machine's hostname")
+    assert.include(minerSettings.fleetDatabaseUrl.description, "the fleet's shared Postgres: runners on one account share its journal and nonce ledger; unset: this machine mines alone")
+    assert.include(minerSettings.fleetRunner.description, "Only meaningful with R3MES_FLEET_DATABASE_URL")
+  })
+
+  it("the URL is redacted in the printed configuration, its JSON, the config's own forms and the log redactor", () => {
+    const loadedSettings = Effect.runSync(loadSettings({ fleetDatabaseUrl: Option.some(databaseUrl) }, { R3MES_FLEET_RUNNER: "gpu-1" }))
+    const config = loadedSettings.config
+    assertNoPassword(renderConfig(loadedSettings), "mine --print-config")
+    assertNoPassword(JSON.stringify({ config: configToJson(config), sources: loadedSettings.sources }), "mine --print-config --json")
+    assertNoPassword(String(config.fleetDatabaseUrl), "String")
+    assertNoPassword(JSON.stringify(config), "JSON.stringify")
+    assertNoPassword(inspect(config, { depth: 10 }), "util.inspect")
+    assert.strictEqual(configToJson(config)["R3MES_FLEET_DATABASE_URL"], "<redacted>")
+    assert.strictEqual(showSetting(minerSettings.fleetDatabaseUrl, config), "<redacted>")
+    assert.match(renderConfig(loadedSettings), /R3MES_FLEET_DATABASE_URL\s+<redacted>\s+flag\s+--fleet-database-url/)
+    assert.match(renderConfig(loadedSettings), /R3MES_FLEET_RUNNER\s+gpu-1\s+env\s+--fleet-runner/)
+
+    // Logs, HTTP bodies and span events go through this redactor (secretsOf): the URL whole, as a parser rewrites
+    // it, its user:password and its password alone are hidden; the host alone stays, the operator needs it.
+    const redact = makeRedactor(secretsOf(config))
+    const encoded = `postgres://r3mes:p%40ss%2Fword@db.example:5432/r3mes`
+    const redactEncoded = makeRedactor(secretsOf(loaded({ R3MES_FLEET_DATABASE_URL: encoded })))
+    assert.strictEqual(redact(`journal at ${databaseUrl} failed`), "journal at <redacted> failed")
+    assert.strictEqual(redact(JSON.stringify({ url: databaseUrl })), JSON.stringify({ url: "<redacted>" }))
+    assert.strictEqual(redact(`auth r3mes:${password}, password ${password}`), "auth <redacted>, password <redacted>")
+    assert.strictEqual(redact("journal (postgres://r3mes@db.example:5432/r3mes): down"), "journal (postgres://r3mes@db.example:5432/r3mes): down")
+    assert.strictEqual(redactEncoded(`pw p@ss/word or p%40ss%2Fword in ${encoded}`), "pw <redacted> or <redacted> in <redacted>")
+  })
+
+  it("an invalid URL is a ValidationError naming the setting, with the expected form, never the password", () => {
+    const bad = ["db.example:5432/r3mes", "http://r3mes:Fl33t-s3cret-pw@db.example/r3mes", "postgres://r3mes:Fl33t/s3cret-pw@db.example/r3mes"]
+    for (const value of bad) {
+      for (const source of ["env", "flag"] as const) {
+        const error = source === "env"
+          ? failure({ R3MES_FLEET_DATABASE_URL: value })
+          : failure({}, { R3MES_FLEET_DATABASE_URL: value })
+        const validation = configValidationError(error)
+        assert.strictEqual(validation._tag, "ValidationError")
+        assert.strictEqual(validation.field, "R3MES_FLEET_DATABASE_URL")
+        assert.include(validation.hint, "postgres://user:password@host:5432/r3mes")
+        const { hint, message } = describeConfigError(error, { source: () => source })
+        assert.include(message, source === "env" ? "R3MES_FLEET_DATABASE_URL is invalid" : "--fleet-database-url is invalid")
+        assert.include(message, "expected a postgres:// or postgresql:// URL like postgres://user:password@host:5432/r3mes")
+        assert.include(message, "the value is not shown because it is secret")
+        for (const text of [message, hint, validation.message, validation.hint, error.message, String(error), inspect(error, { depth: 20 })]) {
+          assert.notInclude(text, "Fl33t", `${value} leaked through ${source}`)
+          assert.notInclude(text, "db.example", `${value} leaked through ${source}`)
+        }
+      }
+    }
+    assert.include(configValidationError(failure({ R3MES_FLEET_DATABASE_URL: bad[0]! })).hint, "does not start with postgres://")
+    assert.include(configValidationError(failure({ R3MES_FLEET_DATABASE_URL: bad[2]! })).hint, "percent-encode")
+  })
+
+  it("an invalid runner name is a ValidationError naming the setting, with a hint naming the fix", () => {
+    const spaced = configValidationError(failure({ R3MES_FLEET_RUNNER: "gpu 1/eu" }))
+    assert.strictEqual(spaced.field, "R3MES_FLEET_RUNNER")
+    assert.strictEqual(
+      spaced.message,
+      `R3MES_FLEET_RUNNER="gpu 1/eu" is invalid: expected 1 to 64 characters from A-Z a-z 0-9 . _ : - (flag --fleet-runner)`
+    )
+    assert.include(spaced.hint, `replace " ", "/"`)
+    assert.include(spaced.hint, "fix R3MES_FLEET_RUNNER")
+    const long = configValidationError(failure({}, { R3MES_FLEET_RUNNER: "r".repeat(65) }))
+    assert.strictEqual(long.field, "R3MES_FLEET_RUNNER")
+    assert.include(long.hint, "shorten it to 64 characters")
+  })
+
+  it("the default runner name is the hostname, sanitised to the allowed characters and cut to 64", () => {
+    assert.strictEqual(fleetRunnerFromHostname("gpu-2.eu-west.internal"), "gpu-2.eu-west.internal")
+    assert.strictEqual(fleetRunnerFromHostname("Büro PC (2)"), "B-ro-PC-2-")
+    assert.strictEqual(fleetRunnerFromHostname(" host\tname "), "host-name")
+    assert.strictEqual(fleetRunnerFromHostname("h".repeat(100)), "h".repeat(64))
+    assert.strictEqual(fleetRunnerFromHostname(""), "runner")
+    for (const host of ["Büro PC (2)", "h".repeat(100), "", "ünïcödé", hostname()]) {
+      const name = fleetRunnerFromHostname(host)
+      assert.deepStrictEqual(loaded({ R3MES_FLEET_RUNNER: name }).fleetRunner, Option.some(name), host)
+    }
+    assert.strictEqual(resolveFleetRunner(Option.none(), "Büro PC"), "B-ro-PC")
+    assert.strictEqual(resolveFleetRunner(Option.some("gpu-1"), "Büro PC"), "gpu-1")
+    assert.strictEqual(resolveFleetRunner(loaded({}).fleetRunner, hostname()), fleetRunnerFromHostname(hostname()))
   })
 })
 

@@ -252,7 +252,7 @@ const redactedTracerLogger = (redact: (text: string) => string) =>
 export const FileLogger: {
   readonly layer: (options: FileLoggerOptions) => Layer.Layer<never, ResourceError>
   readonly layerFromConfig: (
-    config: Pick<MinerConfig, "logFile" | "privateKey" | "adminToken" | "rpcUrl" | "ipfsApi">,
+    config: Pick<MinerConfig, "logFile" | "privateKey" | "adminToken" | "rpcUrl" | "ipfsApi" | "fleetDatabaseUrl">,
     options?: Omit<FileLoggerOptions, "path">
   ) => Layer.Layer<never, ResourceError>
 } = {
@@ -313,7 +313,7 @@ export const FileLogger: {
    * URLs' keys redacted (`secretsOf`).
    */
   layerFromConfig: (
-    config: Pick<MinerConfig, "logFile" | "privateKey" | "adminToken" | "rpcUrl" | "ipfsApi">,
+    config: Pick<MinerConfig, "logFile" | "privateKey" | "adminToken" | "rpcUrl" | "ipfsApi" | "fleetDatabaseUrl">,
     options: Omit<FileLoggerOptions, "path"> = {}
   ): Layer.Layer<never, ResourceError> =>
     FileLogger.layer({ ...options, path: config.logFile, secrets: [...secretsOf(config), ...(options.secrets ?? [])] })
