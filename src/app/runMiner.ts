@@ -17,6 +17,7 @@ import type { LatestRound, RoundCoordinator } from "../services/RoundCoordinator
 import { crashPointsFromEnv, withCrashPoints } from "../testing/CrashPoints.ts"
 import { gradientStoreLayer, journalLayer, productionAdapters } from "./adapters.ts"
 import { chainEndpoint } from "./chainEndpoint.ts"
+import { checkFleetConfig, fleetChainLayer, fleetJournalLayer, fleetOf } from "./fleet.ts"
 import { devnetRoundPlan } from "./devnetRoundPlan.ts"
 import { type EmbeddedVerifier, startEmbeddedVerifier, type TransactionVerdict } from "./embeddedVerifier.ts"
 import { makeLearningPlan, networkSection, startRoundCoordinator } from "./learningRounds.ts"
@@ -96,7 +97,13 @@ const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMiner
   const device = yield* sharedDeviceSelection(config.device)
   // The journal next: it locks the data dir (one miner per data dir, whatever the IPFS backend) and refuses a
   // corrupted file before a devnet or an IPFS node starts in that dir; released last.
-  const journal = yield* Layer.build(journalLayer(config.dataDir))
+  // A fleet runner journals into the fleet's Postgres and signs through its nonce ledger (fleet.ts).
+  const fleet = fleetOf(config)
+  if (fleet !== undefined) {
+    yield* checkFleetConfig(config)
+    yield* Effect.logInfo(`fleet runner ${fleet.runner}: journal and nonces in the fleet's Postgres`)
+  }
+  const journal = yield* Layer.build(fleet === undefined ? journalLayer(config.dataDir) : fleetJournalLayer(config, fleet))
   const learning = options.learningRounds === false ? undefined : makeLearningPlan({
     difficulty: config.powDifficulty,
     // The embedded verifier runs unless turned off or the miner holds its key (see below); a round waits for its
@@ -120,7 +127,8 @@ const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMiner
   const readiness = yield* Readiness.make()
   // Built here, not inside the miner, so the embedded verifier reads the content the miner pins.
   const store = yield* Layer.build(gradientStoreLayer(config))
-  const adapters = productionAdapters(config, endpoint, Layer.succeedContext(journal), Layer.succeedContext(store))
+  const ownAdapters = productionAdapters(config, endpoint, Layer.succeedContext(journal), Layer.succeedContext(store))
+  const adapters = fleet === undefined ? ownAdapters : { ...ownAdapters, chain: fleetChainLayer(endpoint, fleet) }
   const chosen = options.adapters === undefined ? adapters : options.adapters(adapters)
   const miner = yield* Layer.build(
     minerLayer(config, crashPoints === undefined ? chosen : withCrashPoints(chosen, crashPoints))

@@ -1,0 +1,89 @@
+import { hostname } from "node:os"
+import { Effect, Layer, Option, type Redacted } from "effect"
+import { type MiningError, ValidationError } from "../domain/errors.ts"
+import type { MinerConfig } from "../domain/MinerConfig.ts"
+import { resolveFleetRunner } from "../domain/minerSettings.ts"
+import { PgNonceLedger } from "../layers/chain/PgNonceLedger.ts"
+import { make as makeViemChain } from "../layers/chain/ViemChain.ts"
+import { holdRunnerName } from "../layers/fleet/runnerName.ts"
+import { acquireDataDirLock } from "../layers/journal/dataDirLock.ts"
+import { PgJournal } from "../layers/journal/PgJournal.ts"
+import { Chain } from "../services/Chain.ts"
+import { Journal } from "../services/Journal.ts"
+import { NonceLedger } from "../services/NonceLedger.ts"
+import { journalPath } from "./adapters.ts"
+import type { ChainEndpoint } from "./chainEndpoint.ts"
+
+/**
+ * Fleet mode (DESIGN.md "Fleet"): runner processes on many machines mine for one account with one Postgres. Each
+ * runner journals into the fleet's shared journal as the owner of what it starts, and signs through the account's
+ * nonce ledger there, so no two runners ever use one nonce. Single-machine mode (no R3MES_FLEET_DATABASE_URL) is
+ * untouched by any of this.
+ */
+export interface Fleet {
+  readonly databaseUrl: Redacted.Redacted<string>
+  /** This runner's name: the owner of its transactions, the same after a restart. */
+  readonly runner: string
+}
+
+/** The fleet this runner belongs to, when R3MES_FLEET_DATABASE_URL is set. */
+export const fleetOf = (config: Pick<MinerConfig, "fleetDatabaseUrl" | "fleetRunner">): Fleet | undefined =>
+  Option.match(config.fleetDatabaseUrl, {
+    onNone: () => undefined,
+    onSome: (databaseUrl) => ({ databaseUrl, runner: resolveFleetRunner(config.fleetRunner, hostname()) })
+  })
+
+/**
+ * A fleet shares its chain and its content: every runner talks to the same node and the same IPFS store, so neither
+ * may be the data dir's embedded one.
+ */
+export const checkFleetConfig = (config: Pick<MinerConfig, "rpcUrl" | "ipfsApi">): Effect.Effect<void, ValidationError> =>
+  Option.isNone(config.rpcUrl)
+    ? Effect.fail(
+      new ValidationError({
+        message: "a fleet mines on a shared chain, but R3MES_RPC_URL is not set (the embedded devnet is this machine's alone)",
+        field: "rpcUrl",
+        hint: "set R3MES_RPC_URL, R3MES_REGISTRY_ADDRESS and R3MES_PRIVATE_KEY on every runner, or unset R3MES_FLEET_DATABASE_URL"
+      })
+    )
+    : config.ipfsApi === "embedded"
+    ? Effect.fail(
+      new ValidationError({
+        message: "a fleet pins to a shared store, but R3MES_IPFS_API is the embedded node (this machine's alone)",
+        field: "ipfsApi",
+        hint: "set R3MES_IPFS_API to the fleet's Kubo RPC URL (e.g. http://10.0.0.5:5001) on every runner"
+      })
+    )
+    : Effect.void
+
+/**
+ * The fleet's journal for this runner: the shared tables in Postgres, written as `runner`, whose name this process
+ * holds while it runs (a second process under it is refused). The data dir is still locked (one runner per data
+ * dir: its logs and caches are its own).
+ */
+export const fleetJournalLayer = (config: Pick<MinerConfig, "dataDir">, fleet: Fleet): Layer.Layer<Journal, MiningError> =>
+  Layer.unwrap(
+    acquireDataDirLock(journalPath(config.dataDir)).pipe(
+      Effect.andThen(holdRunnerName({ url: fleet.databaseUrl, runner: fleet.runner })),
+      Effect.as(PgJournal.layer({ url: fleet.databaseUrl, owner: fleet.runner }))
+    )
+  )
+
+/**
+ * The chain as this runner signs on it: every nonce reserved in the account's ledger before its transaction is
+ * journaled or sent. The holder is the runner and this boot: nonces a previous boot reserved and never sent are
+ * another holder's, sent with their bytes (their intent may be journaled), never signed over.
+ */
+export const fleetChainLayer = (endpoint: ChainEndpoint, fleet: Fleet): Layer.Layer<Chain, MiningError> =>
+  Layer.effect(
+    Chain,
+    Effect.gen(function*() {
+      const ledger = yield* NonceLedger
+      return yield* makeViemChain({
+        rpcUrl: endpoint.rpcUrl,
+        registry: endpoint.registry,
+        privateKey: endpoint.privateKey,
+        nonces: { ledger, holder: `${fleet.runner}/${crypto.randomUUID().slice(0, 8)}` }
+      })
+    })
+  ).pipe(Layer.provide(PgNonceLedger.layer({ url: fleet.databaseUrl, maxConnections: 4 })))
