@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { devnetRoundPlan } from "../../src/app/devnetRoundPlan.ts"
 import { startDevnet } from "../../src/layers/chain/devnet/Devnet.ts"
@@ -11,7 +11,7 @@ import { Journal } from "../../src/services/Journal.ts"
 import { NonceLedger } from "../../src/services/NonceLedger.ts"
 import { audit, committedInLog, readChain, readKuboPins, readMinedCalls, spawnCli, waitFor } from "../support/audit.ts"
 import { startJsIpfs } from "../support/jsipfs.ts"
-import { findPostgres, type PostgresServer, startPostgres } from "../support/postgres.ts"
+import { findPostgres, type PostgresServer, serverForTests } from "../support/postgres.ts"
 
 /**
  * Issue 18, first step of the fleet: two runner processes of one account (the real CLI, `mine` with
@@ -28,20 +28,12 @@ if ("skip" in postgres) console.warn(`fleet tests skipped: ${postgres.skip}`)
 const perRunner = 12
 const runTimeoutMs = 180_000
 
-let server: PostgresServer | undefined
-beforeAll(async () => {
-  if ("skip" in postgres) return
-  server = await startPostgres(postgres)
-}, 60_000)
-afterAll(async () => {
-  await server?.close()
-})
 
 /** A devnet, a Kubo-RPC store and a fresh fleet database, for one test; `runner` spawns `mine` as a fleet runner. */
-const fleetFixture = Effect.gen(function*() {
+const fleetFixture = (server: () => PostgresServer) => Effect.gen(function*() {
   const dir = mkdtempSync(join(tmpdir(), "r3mes-fleet-"))
   yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
-  const databaseUrl = yield* Effect.promise(() => server!.freshDatabase())
+  const databaseUrl = yield* Effect.promise(() => server().freshDatabase())
   const devnet = yield* startDevnet({ dataDir: join(dir, "devnet"), difficulty: 16, roundPlan: devnetRoundPlan(16) })
   const ipfs = yield* startJsIpfs
   const account = devnet.accounts[1]!
@@ -96,9 +88,10 @@ const summaryOf = (exited: { readonly code: number | null; readonly stdout: stri
 }
 
 describe.skipIf("skip" in postgres)("a fleet of two runners on one account", () => {
+  const server = serverForTests(postgres)
   it.live("both mine at once: no chunk twice, no nonce twice or skipped, every submission pinned and committed once", () =>
     Effect.gen(function*() {
-      const fleet = yield* fleetFixture
+      const fleet = yield* fleetFixture(server)
       const runners = ["runner-1", "runner-2"].map((name) => fleet.runner(name, perRunner))
       const exits = yield* Effect.promise(() => Promise.all(runners.map((r) => r.exited)))
       for (const [i, exited] of exits.entries()) assert.strictEqual(summaryOf(exited, `runner-${i + 1}`).committed, perRunner)
@@ -112,7 +105,7 @@ describe.skipIf("skip" in postgres)("a fleet of two runners on one account", () 
 
   it.live("a runner SIGKILLed mid-run and started again under its name recovers its own; the other goes on", () =>
     Effect.gen(function*() {
-      const fleet = yield* fleetFixture
+      const fleet = yield* fleetFixture(server)
       const first = fleet.runner("runner-1", 1_000)
       const other = fleet.runner("runner-2", perRunner)
       yield* Effect.promise(() => waitFor(() => committedInLog(first.logFile) >= 3, 120_000, "runner-1's third commit"))

@@ -1,31 +1,23 @@
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import { holdRunnerName } from "../../src/layers/fleet/runnerName.ts"
-import { findPostgres, type PostgresServer, startPostgres } from "../support/postgres.ts"
+import { findPostgres, serverForTests } from "../support/postgres.ts"
 
 const postgres = findPostgres()
 if ("skip" in postgres) console.warn(`fleet runner name tests skipped: ${postgres.skip}`)
 
-let server: PostgresServer | undefined
-
 describe.skipIf("skip" in postgres)("a fleet runner's name (issue 18)", () => {
-  beforeAll(async () => {
-    if ("skip" in postgres) return
-    server = await startPostgres(postgres)
-  }, 60_000)
-  afterAll(async () => {
-    await server?.close()
-  })
+  const server = serverForTests(postgres)
 
   it.live("held by one process at a time: a second one under it is refused with the fix; free again once released", () =>
     Effect.gen(function*() {
-      const url = yield* Effect.promise(() => server!.freshDatabase())
+      const url = yield* Effect.promise(() => server().freshDatabase())
       const first = yield* Scope.make()
       yield* holdRunnerName({ url, runner: "gpu-1" }).pipe(Scope.provide(first))
       const refused = yield* Effect.flip(holdRunnerName({ url, runner: "gpu-1" }).pipe(Effect.scoped))
       assert.strictEqual(refused._tag, "ResourceError")
       assert.include(refused.hint ?? "", "R3MES_FLEET_RUNNER")
-      assert.notInclude(refused.message, server!.password)
+      assert.notInclude(refused.message, server().password)
       // Another name is another runner.
       yield* holdRunnerName({ url, runner: "gpu-2" }).pipe(Effect.scoped)
       yield* Scope.close(first, Exit.void)

@@ -1,5 +1,5 @@
 import { PgClient } from "@effect/sql-pg"
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Redacted } from "effect"
 import { isRetryable, type MiningError } from "../../src/domain/errors.ts"
 import type { TransactionRecord } from "../../src/domain/TransactionRecord.ts"
@@ -7,14 +7,16 @@ import { PgJournal } from "../../src/layers/journal/PgJournal.ts"
 import { PG_SCHEMA_VERSION } from "../../src/layers/postgres/pgMigrations.ts"
 import { isUnfinishedKeyTaken, Journal } from "../../src/services/Journal.ts"
 import { contractEvent, contractRecord, journalContract } from "../support/journalContract.ts"
-import { assertNoPassword as assertPasswordHidden, findPostgres, type PostgresServer, startPostgres, withSql } from "../support/postgres.ts"
+import { assertNoPassword as assertPasswordHidden, findPostgres, type PostgresServer, serverForTests, withSql } from "../support/postgres.ts"
 
 const postgres = findPostgres()
 if ("skip" in postgres) console.warn(`PgJournal tests skipped: ${postgres.skip}`)
 
 /** One server for the file; each test takes a fresh database on it (CREATE DATABASE is ~0.1 s, a server ~1 s). */
-let server: PostgresServer | undefined
-const running = (): PostgresServer => server!
+/** The file's server, once its describe block started it. */
+let running: () => PostgresServer = () => {
+  throw new Error("no Postgres server: tests run inside the describe block")
+}
 
 const freshUrl = Effect.promise(() => running().freshDatabase())
 
@@ -24,13 +26,7 @@ const openJournal = (url: string) => Layer.build(PgJournal.layer({ url })).pipe(
 const assertNoPassword = (error: MiningError) => assertPasswordHidden(error, running().password)
 
 describe.skipIf("skip" in postgres)("PgJournal", () => {
-  beforeAll(async () => {
-    if ("skip" in postgres) return
-    server = await startPostgres(postgres)
-  }, 60_000)
-  afterAll(async () => {
-    await server?.close()
-  })
+  running = serverForTests(postgres)
 
   // it.live: the driver's timeouts and pool run on the real clock.
   describe("Journal contract", () => {

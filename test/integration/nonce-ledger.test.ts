@@ -1,5 +1,5 @@
 import { PgClient } from "@effect/sql-pg"
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Redacted } from "effect"
 import { isRetryable, NetworkError, type MiningError } from "../../src/domain/errors.ts"
 import { PgNonceLedger } from "../../src/layers/chain/PgNonceLedger.ts"
@@ -7,7 +7,7 @@ import { PG_SCHEMA_VERSION, pgMigrations } from "../../src/layers/postgres/pgMig
 import { NonceLedger } from "../../src/services/NonceLedger.ts"
 import { InMemoryNonceLedger, makeNonceLedgerStore } from "../../src/testing/InMemoryNonceLedger.ts"
 import { ACCOUNT, CHAIN, contractReservation, nonceLedgerContract } from "../support/nonceLedgerContract.ts"
-import { assertNoPassword as assertPasswordHidden, findPostgres, type PostgresServer, startPostgres, withSql } from "../support/postgres.ts"
+import { assertNoPassword as assertPasswordHidden, findPostgres, type PostgresServer, serverForTests, withSql } from "../support/postgres.ts"
 
 describe("NonceLedger contract: InMemoryNonceLedger", () => {
   nonceLedgerContract(it.effect, () =>
@@ -54,8 +54,10 @@ describe("InMemoryNonceLedger fault injection", () => {
 const postgres = findPostgres()
 if ("skip" in postgres) console.warn(`PgNonceLedger tests skipped: ${postgres.skip}`)
 
-let server: PostgresServer | undefined
-const running = (): PostgresServer => server!
+/** The file's server, once its describe block started it. */
+let running: () => PostgresServer = () => {
+  throw new Error("no Postgres server: tests run inside the describe block")
+}
 const freshUrl = Effect.promise(() => running().freshDatabase())
 
 const openLedger = (url: string) =>
@@ -64,13 +66,7 @@ const openLedger = (url: string) =>
 const assertNoPassword = (error: MiningError) => assertPasswordHidden(error, running().password)
 
 describe.skipIf("skip" in postgres)("PgNonceLedger", () => {
-  beforeAll(async () => {
-    if ("skip" in postgres) return
-    server = await startPostgres(postgres)
-  }, 60_000)
-  afterAll(async () => {
-    await server?.close()
-  })
+  running = serverForTests(postgres)
 
   // it.live: the driver's timeouts and pool run on the real clock. Each runner is its own pool.
   describe("NonceLedger contract", () => {

@@ -4,6 +4,7 @@ import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { PgClient } from "@effect/sql-pg"
+import { afterAll, beforeAll } from "@effect/vitest"
 import { Effect, Redacted } from "effect"
 import { Reactivity } from "effect/reactivity"
 import { exited, freePort } from "./children.ts"
@@ -264,4 +265,20 @@ export const startPostgres = async (binaries: PostgresBinaries): Promise<Postgre
       rmSync(dir, { recursive: true, force: true })
     }
   }
+}
+
+/**
+ * One throwaway server for the tests of a describe block (call it inside the block): started before them, closed
+ * after them. The returned function hands it to a test, which takes a `freshDatabase()` on it.
+ */
+export const serverForTests = (availability: PostgresAvailability): (() => PostgresServer) => {
+  let server: PostgresServer | undefined
+  beforeAll(async () => {
+    if ("skip" in availability) return
+    server = await startPostgres(availability)
+  }, 60_000)
+  afterAll(async () => {
+    await server?.close()
+  })
+  return () => server!
 }

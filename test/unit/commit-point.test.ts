@@ -275,15 +275,21 @@ describe("the journal is a cache of the chain", () => {
       assert.isTrue(yield* done, "the awaited state was never reached")
     })
 
+  /** Chunk 0 mined and committed, then a chain that lost it (reset): what the three races below start from. */
+  const committedThenLost = Effect.gen(function*() {
+    const chain = yield* TestChain
+    const store = yield* TestGradientStore
+    const coordinator = yield* MiningCoordinator
+    const first = yield* coordinator.mine(testTask(0))
+    yield* chain.reset
+    return { chain, store, coordinator, first }
+  })
+
   it.effect("a pin released for a lost record is kept when its chunk, mined again meanwhile, pinned the same CID", () =>
     Effect.gen(function*() {
       // CI's chaos run: the audit found a submission lost with a devnet's last seconds and released its pin while the
       // chunk was mined again, which pinned the same CID (training is deterministic): two committed submissions unpinned.
-      const chain = yield* TestChain
-      const store = yield* TestGradientStore
-      const coordinator = yield* MiningCoordinator
-      const first = yield* coordinator.mine(testTask(0))
-      yield* chain.reset
+      const { chain, coordinator, first, store } = yield* committedThenLost
       // The audit reads the chain's submissions slowly; the new transaction's submission waits longer still.
       yield* chain.setFaults({ ownSubmissions: { latency: "10 seconds" }, submitGradient: { latency: "20 seconds" } })
       const audit = yield* Effect.forkChild(coordinator.auditChain)
@@ -301,11 +307,7 @@ describe("the journal is a cache of the chain", () => {
 
   it.effect("an unpin under way finishes before the same CID is pinned again, which then holds", () =>
     Effect.gen(function*() {
-      const chain = yield* TestChain
-      const store = yield* TestGradientStore
-      const coordinator = yield* MiningCoordinator
-      const first = yield* coordinator.mine(testTask(0))
-      yield* chain.reset
+      const { chain, coordinator, first, store } = yield* committedThenLost
       yield* store.setFaults({ unpin: { latency: "10 seconds" } })
       const audit = yield* Effect.forkChild(coordinator.auditChain)
       yield* until(store.calls("unpin").pipe(Effect.map((n) => n === 1)))
@@ -321,10 +323,7 @@ describe("the journal is a cache of the chain", () => {
     Effect.gen(function*() {
       // CI's chaos run: the audit judged a stale copy of the record after its chunk was mined again; the new
       // submission (the same gradient) made the old record look held, and it was saved committed again.
-      const chain = yield* TestChain
-      const coordinator = yield* MiningCoordinator
-      const first = yield* coordinator.mine(testTask(0))
-      yield* chain.reset
+      const { chain, coordinator, first } = yield* committedThenLost
       yield* chain.setFaults({ getSubmission: { latency: "10 seconds" } })
       const audit = yield* Effect.forkChild(coordinator.auditChain)
       yield* until(chain.calls("getSubmission").pipe(Effect.map((n) => n === 1)))
