@@ -23,7 +23,10 @@ export class Journal extends Context.Service<Journal, {
    * and recovers, only the transactions it owns. Undefined for a miner's own journal, whose records are all its own.
    */
   readonly owner: string | undefined
-  /** Inserts or replaces the record and appends the event to its history, atomically. */
+  /**
+   * Inserts or replaces the record and appends the event to its history, atomically. A record another runner of
+   * the fleet has taken over (the journal's owner is not the saved record's) is not written: `takenOver`.
+   */
   readonly save: (record: TransactionRecord, event: Omit<JournalEvent, "transaction_id">) => Effect.Effect<void, MiningError>
   readonly get: (transactionId: string) => Effect.Effect<TransactionRecord | undefined, MiningError>
   readonly findByKey: (key: string) => Effect.Effect<TransactionRecord | undefined, MiningError>
@@ -54,3 +57,16 @@ export const unfinishedKeyTaken = (key: string, detail: string): ValidationError
 
 export const isUnfinishedKeyTaken = (error: MiningError): boolean =>
   error._tag === "ValidationError" && error.field === unfinishedKeyField
+
+/** The field of the ValidationError a fleet's journal refuses a save with when the transaction is another runner's now. */
+export const takenOverField = "taken_over"
+
+export const takenOver = (transactionId: string, owner: string | null): ValidationError =>
+  new ValidationError({
+    message: `journal: transaction ${transactionId} is runner ${owner ?? "(none)"}'s now (taken over): this runner stops it`,
+    field: takenOverField,
+    hint: "nothing to fix: a runner whose work was taken over was thought dead (its name's lock was free); it leaves " +
+      "the transaction to the runner that took it"
+  })
+
+export const isTakenOver = (error: MiningError): boolean => error._tag === "ValidationError" && error.field === takenOverField

@@ -1,6 +1,6 @@
 import { Context, Effect, Layer } from "effect"
 import type { TransactionRecord } from "../domain/TransactionRecord.ts"
-import { Journal, type JournalEvent } from "../services/Journal.ts"
+import { Journal, type JournalEvent, takenOver } from "../services/Journal.ts"
 import { type FaultPlan, makeFaultInjector } from "./Faults.ts"
 
 export type JournalMethod = "save" | "get" | "findByKey" | "list" | "events" | "getMeta" | "setMeta"
@@ -24,6 +24,8 @@ export class InMemoryJournal extends Context.Service<InMemoryJournal, {
   readonly calls: (method: JournalMethod) => Effect.Effect<number>
   /** Every record in its latest version, in the order the transactions were first saved. */
   readonly all: Effect.Effect<ReadonlyArray<TransactionRecord>>
+  /** What a fleet's takeover does to a record: it is `owner`'s now, and a save of the old owner's copy is refused. */
+  readonly takeOver: (transactionId: string, owner: string) => Effect.Effect<void>
 }>()("r3mes/testing/InMemoryJournal") {
   /**
    * The Journal port in memory, with the SQLite journal's semantics (test/support/journalContract.ts holds both to
@@ -60,11 +62,16 @@ export class InMemoryJournal extends Context.Service<InMemoryJournal, {
         save: (record, event) =>
           faults.wrap(
             "save",
-            Effect.sync(() => {
+            Effect.suspend(() => {
+              const stored = records.get(record.transaction_id)
+              if (stored !== undefined && stored.owner !== record.owner) {
+                return Effect.fail(takenOver(record.transaction_id, stored.owner))
+              }
               put(record)
               const history = events.get(record.transaction_id) ?? []
               history.push({ ...event, transaction_id: record.transaction_id })
               events.set(record.transaction_id, history)
+              return Effect.void
             })
           ),
         get: (transactionId) => faults.wrap("get", Effect.sync(() => records.get(transactionId))),
@@ -100,7 +107,12 @@ export class InMemoryJournal extends Context.Service<InMemoryJournal, {
       const control = InMemoryJournal.of({
         setFaults: faults.set,
         calls: faults.calls,
-        all: Effect.sync(() => [...records.values()])
+        all: Effect.sync(() => [...records.values()]),
+        takeOver: (transactionId, owner) =>
+          Effect.sync(() => {
+            const stored = records.get(transactionId)
+            if (stored !== undefined) put({ ...stored, owner })
+          })
       })
 
       return Context.make(Journal, port).pipe(Context.add(InMemoryJournal, control))

@@ -5,7 +5,7 @@ import { isRetryable, type MiningError } from "../../src/domain/errors.ts"
 import type { TransactionRecord } from "../../src/domain/TransactionRecord.ts"
 import { PgJournal } from "../../src/layers/journal/PgJournal.ts"
 import { PG_SCHEMA_VERSION } from "../../src/layers/postgres/pgMigrations.ts"
-import { isUnfinishedKeyTaken, Journal } from "../../src/services/Journal.ts"
+import { isTakenOver, isUnfinishedKeyTaken, Journal } from "../../src/services/Journal.ts"
 import { contractEvent, contractRecord, journalContract } from "../support/journalContract.ts"
 import { assertNoPassword as assertPasswordHidden, findPostgres, type PostgresServer, serverForTests, withSql } from "../support/postgres.ts"
 
@@ -77,6 +77,28 @@ describe.skipIf("skip" in postgres)("PgJournal", () => {
       const loose2 = contractRecord("tx-2", { key: "chunk-2", createdMs: 2_000 })
       yield* a.save(loose1, contractEvent(loose1))
       yield* a.save(loose2, contractEvent(loose2))
+    }))
+
+  it.live("a fleet's fence: a record another runner took over is not written by its old owner, nor its event", () =>
+    Effect.gen(function*() {
+      const url = yield* freshUrl
+      const a = yield* Layer.build(PgJournal.layer({ url, owner: "runner-a" })).pipe(Effect.map((c) => Context.get(c, Journal)))
+      const ofA = { ...contractRecord("tx-a", { key: "chunk-1" }), owner: "runner-a" }
+      yield* a.save(ofA, contractEvent(ofA, "created"))
+      // What a takeover does to the row (PgFleetRoster.takeOver): the owner column and the record's copy of it.
+      const theirs = { ...ofA, owner: "runner-b" }
+      yield* withSql(url, (sql) =>
+        sql`UPDATE r3mes_transactions SET owner = 'runner-b', record = ${JSON.stringify(theirs)} WHERE transaction_id = 'tx-a'`)
+      const stale = { ...ofA, state: "training" as const }
+      const refused = yield* Effect.flip(a.save(stale, contractEvent(stale)))
+      assert.isTrue(isTakenOver(refused), refused.message)
+      assert.include(refused.message, "runner-b")
+      assert.deepStrictEqual(yield* a.get("tx-a"), theirs)
+      assert.deepStrictEqual((yield* a.events("tx-a")).map((e) => e.event), ["created"])
+      // The new owner's writes go through.
+      const moved = { ...theirs, state: "training" as const }
+      yield* a.save(moved, contractEvent(moved))
+      assert.deepStrictEqual(yield* a.get("tx-a"), moved)
     }))
 
   it.live("layerClient: the same journal on a client built elsewhere (one pool shared with the cluster's storage)", () =>

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Fiber } from "effect"
+import { TestClock } from "effect/testing"
 import { newRecord, type TransactionRecord } from "../../src/domain/TransactionRecord.ts"
 import type { TransactionState } from "../../src/domain/TransactionState.ts"
 import { GradientStore } from "../../src/services/GradientStore.ts"
@@ -97,6 +98,31 @@ describe("a fleet's shared journal", () => {
       assert.strictEqual((yield* coordinator.getStatistics).total_transactions, 0)
       // The next start of it (the other runner gave up) goes ahead.
       assert.strictEqual((yield* coordinator.mine(testTask(8))).state, "committed")
+    }).pipe(Effect.provide(fleetRunner)))
+
+  it.effect("a transaction taken over by another runner stops at its next write: nothing undone, nothing sent", () =>
+    Effect.gen(function*() {
+      // This runner was thought dead (its name's lock free: a partition dropped its session) and its transaction
+      // handed to runner-b while it waited to broadcast. Its pin may be runner-b's to use now: never unpinned here.
+      const chain = yield* TestChain
+      const journal = yield* InMemoryJournal
+      const coordinator = yield* MiningCoordinator
+      yield* chain.setFaults({ submitGradient: { latency: "10 seconds" } })
+      const created = yield* coordinator.createTransaction(testTask(9))
+      const fiber = yield* Effect.forkChild(coordinator.executeAtomicMining(created.transaction_id))
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual((yield* journal.all)[0]?.state, "blockchain_submit")
+      yield* journal.takeOver(created.transaction_id, "runner-b")
+      yield* TestClock.adjust("10 seconds")
+      const stopped = yield* Fiber.join(fiber)
+      assert.strictEqual(stopped.state, "blockchain_submit")
+      const theirs = (yield* (yield* Journal).get(created.transaction_id))!
+      assert.strictEqual(theirs.owner, "runner-b")
+      assert.strictEqual(theirs.state, "blockchain_submit")
+      assert.deepStrictEqual(theirs.rollback_actions, [])
+      assert.deepStrictEqual(yield* (yield* TestGradientStore).pinned, [theirs.ipfs_hash!])
+      assert.deepStrictEqual(yield* chain.transactions, [], "nothing signed was journaled, nothing sent")
+      assert.strictEqual(yield* coordinator.activeCount, 0)
     }).pipe(Effect.provide(fleetRunner)))
 
   it.effect("orphan pins: a runner releases what its own ended transactions left, never another runner's", () =>

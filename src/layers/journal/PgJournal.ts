@@ -3,7 +3,7 @@ import { SqlClient, SqlError } from "effect/sql"
 import { type MiningError, ValidationError } from "../../domain/errors.ts"
 import { TransactionRecord } from "../../domain/TransactionRecord.ts"
 import type { TransactionState } from "../../domain/TransactionState.ts"
-import { Journal, type JournalEvent, type TransactionQuery, unfinishedKeyTaken } from "../../services/Journal.ts"
+import { Journal, type JournalEvent, takenOver, type TransactionQuery, unfinishedKeyTaken } from "../../services/Journal.ts"
 import { pgError, type PgTarget, unknownTarget } from "../postgres/pgErrors.ts"
 import { openPgPool, type PgPoolOptions } from "../postgres/pgPool.ts"
 import { migrate } from "../postgres/pgMigrations.ts"
@@ -66,20 +66,28 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, target
     record: TransactionRecord,
     event: Omit<JournalEvent, "transaction_id">
   ) {
-    // One transaction, committed with synchronous_commit on (layer's session default): on disk when it returns.
+    // One transaction, committed with synchronous_commit on (layer's session default): on disk when it returns. The
+    // update is fenced by the owner: a record another runner took over keeps its row, and nothing is written.
     yield* run(
       `saving ${record.transaction_id}`,
-      sql.withTransaction(Effect.all([
-        sql`INSERT INTO r3mes_transactions
+      sql.withTransaction(Effect.gen(function*() {
+        const written = yield* sql<{ readonly owner: string | null }>`INSERT INTO r3mes_transactions
               (transaction_id, key, state, created_at, updated_at, round_id, chunk_id, owner, record)
             VALUES (${record.transaction_id}, ${record.key}, ${record.state}, ${record.created_at},
               ${record.updated_at}, ${record.round_id}, ${record.chunk_id}, ${record.owner}, ${JSON.stringify(record)})
             ON CONFLICT (transaction_id) DO UPDATE SET
-              state = EXCLUDED.state, updated_at = EXCLUDED.updated_at, owner = EXCLUDED.owner, record = EXCLUDED.record`,
-        sql`INSERT INTO r3mes_events (transaction_id, at, state, event, detail)
+              state = EXCLUDED.state, updated_at = EXCLUDED.updated_at, owner = EXCLUDED.owner, record = EXCLUDED.record
+            WHERE r3mes_transactions.owner IS NOT DISTINCT FROM EXCLUDED.owner
+            RETURNING owner`
+        if (written.length === 0) {
+          const now = yield* sql<{ readonly owner: string | null }>`SELECT owner FROM r3mes_transactions
+                                                                    WHERE transaction_id = ${record.transaction_id}`
+          return yield* takenOver(record.transaction_id, now[0]?.owner ?? null)
+        }
+        yield* sql`INSERT INTO r3mes_events (transaction_id, at, state, event, detail)
             VALUES (${record.transaction_id}, ${event.at}, ${event.state}, ${event.event},
               ${event.detail === null ? null : JSON.stringify(event.detail)})`
-      ], { discard: true })).pipe(
+      })).pipe(
         Effect.catchIf(isUnfinishedKeyViolation, (e) => Effect.fail(unfinishedKeyTaken(record.key, causeMessage(e))))
       )
     )

@@ -2,6 +2,7 @@ import { Cause, Clock, Deferred, Duration, Effect, Exit, Option, Scope } from "e
 import { type ErrorCategory, errorCategory, type MiningError, TimeoutError } from "../../domain/errors.ts"
 import type { TransactionRecord } from "../../domain/TransactionRecord.ts"
 import type { Step, TransactionState } from "../../domain/TransactionState.ts"
+import { isTakenOver } from "../Journal.ts"
 import type { InFlight, InFlightRegistry, MiningDeps } from "./InFlight.ts"
 import type { TransactionJournal } from "./TransactionJournal.ts"
 import type { StepSpec, TransactionSteps } from "./transactionSteps.ts"
@@ -24,6 +25,10 @@ const failureOf = (cause: Cause.Cause<MiningError>, tx?: InFlight): Failure =>
         ? { category: "interrupted", message: "interrupted (shutdown or forced stop)", tag: "Interrupted" }
         : { category: "unknown", message: `defect: ${Cause.pretty(cause)}`, tag: "Defect" }
   })
+
+/** The journal refused a write: the transaction is another runner's now. */
+const takenOverIn = (cause: Cause.Cause<MiningError>): boolean =>
+  Option.match(Cause.findErrorOption(cause), { onSome: isTakenOver, onNone: () => false })
 
 /** How a transaction ended. `suspended`: past the commit point when the miner stopped; recovery will ask the chain. */
 export type Outcome =
@@ -137,6 +142,21 @@ export const makeTransactionRunner = (deps: MiningDeps & {
       Effect.andThen(Effect.sync(() => tx.record))
     )
 
+  /**
+   * Another runner of the fleet took the transaction over (this one was thought dead): it is that runner's to finish
+   * from its journal. Nothing is undone here (the other runner may be using the pin) and nothing more journaled.
+   */
+  const handOver = (tx: InFlight): Effect.Effect<TransactionRecord> =>
+    Effect.logWarning(
+      `transaction ${tx.record.transaction_id} was taken over by another runner of the fleet: stopped here at ` +
+        `${tx.record.state}, nothing undone; that runner finishes it`
+    ).pipe(
+      Effect.andThen(stats.transactionSuspended(tx.record.state)),
+      Effect.andThen(Effect.suspend(() => inFlight.remove(tx))),
+      Effect.andThen(Effect.suspend(() => Deferred.succeed(tx.finished, tx.record))),
+      Effect.andThen(Effect.sync(() => tx.record))
+    )
+
   /** A shutdown that finds the transaction past the commit point: committed if the chain has answered, else suspended. */
   const stoppedPastCommit = (tx: InFlight): Outcome =>
     tx.receipt !== undefined ? { _tag: "Committed" } : { _tag: "Suspended" }
@@ -165,6 +185,10 @@ export const makeTransactionRunner = (deps: MiningDeps & {
           yield* keep
           return yield* finish(tx, { _tag: "Committed" })
         }
+        if (takenOverIn(first.cause)) {
+          yield* keep
+          return yield* handOver(tx)
+        }
         if (tx.signed === undefined) {
           yield* compensate(first)
           return yield* finish(tx, { _tag: "Failed", failure: failureOf(first.cause, tx) })
@@ -178,6 +202,10 @@ export const makeTransactionRunner = (deps: MiningDeps & {
         if (Exit.isSuccess(second)) {
           yield* keep
           return yield* finish(tx, { _tag: "Committed" })
+        }
+        if (takenOverIn(second.cause)) {
+          yield* keep
+          return yield* handOver(tx)
         }
         if (tx.signed === undefined) {
           yield* compensate(second)
