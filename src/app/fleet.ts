@@ -5,10 +5,12 @@ import type { MinerConfig } from "../domain/MinerConfig.ts"
 import { resolveFleetRunner } from "../domain/minerSettings.ts"
 import { PgNonceLedger } from "../layers/chain/PgNonceLedger.ts"
 import { make as makeViemChain } from "../layers/chain/ViemChain.ts"
+import { PgFleetRoster } from "../layers/fleet/PgFleetRoster.ts"
 import { holdRunnerName } from "../layers/fleet/runnerName.ts"
 import { acquireDataDirLock } from "../layers/journal/dataDirLock.ts"
 import { PgJournal } from "../layers/journal/PgJournal.ts"
 import { Chain } from "../services/Chain.ts"
+import type { FleetRoster } from "../services/FleetRoster.ts"
 import { Journal } from "../services/Journal.ts"
 import { NonceLedger } from "../services/NonceLedger.ts"
 import { journalPath } from "./adapters.ts"
@@ -87,3 +89,7 @@ export const fleetChainLayer = (endpoint: ChainEndpoint, fleet: Fleet): Layer.La
       })
     })
   ).pipe(Layer.provide(PgNonceLedger.layer({ url: fleet.databaseUrl, maxConnections: 4 })))
+
+/** Who runs in the fleet, and the takeover of a gone runner's work (services/FleetRecovery.ts). */
+export const fleetRosterLayer = (fleet: Fleet): Layer.Layer<FleetRoster, MiningError> =>
+  PgFleetRoster.layer({ url: fleet.databaseUrl, self: fleet.runner })

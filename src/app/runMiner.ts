@@ -12,12 +12,13 @@ import { MonitoringApi } from "../layers/http/MonitoringApi.ts"
 import { deviceSection, sharedDeviceSelection } from "../layers/onnx/devices.ts"
 import { Readiness } from "../layers/http/Readiness.ts"
 import { MiningCoordinator, type RecoverySummary } from "../services/MiningCoordinator.ts"
+import { watchFleet } from "../services/FleetRecovery.ts"
 import { type LoopSummary, MiningLoop, noTransactions } from "../services/MiningLoop.ts"
 import type { LatestRound, RoundCoordinator } from "../services/RoundCoordinator.ts"
 import { crashPointsFromEnv, withCrashPoints } from "../testing/CrashPoints.ts"
 import { gradientStoreLayer, journalLayer, productionAdapters } from "./adapters.ts"
 import { chainEndpoint } from "./chainEndpoint.ts"
-import { checkFleetConfig, fleetChainLayer, fleetJournalLayer, fleetOf } from "./fleet.ts"
+import { checkFleetConfig, fleetChainLayer, fleetJournalLayer, fleetOf, fleetRosterLayer } from "./fleet.ts"
 import { devnetRoundPlan } from "./devnetRoundPlan.ts"
 import { type EmbeddedVerifier, startEmbeddedVerifier, type TransactionVerdict } from "./embeddedVerifier.ts"
 import { makeLearningPlan, networkSection, startRoundCoordinator } from "./learningRounds.ts"
@@ -166,6 +167,7 @@ const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMiner
     )
   }).pipe(Layer.provide(Layer.succeedContext(miner)))
   const context = Context.merge(miner, yield* Layer.build(app))
+  const roster = fleet === undefined ? undefined : yield* Layer.build(fleetRosterLayer(fleet))
 
   return yield* Effect.gen(function*() {
     const coordinator = yield* MiningCoordinator
@@ -179,6 +181,8 @@ const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMiner
       orphanGrace: "0 seconds",
       releaseUnknownPins: embeddedStore && embedded === undefined && rounds === undefined
     })
+    // A fleet runner takes over the work of runners that are gone, now and every few seconds while it runs.
+    if (roster !== undefined) yield* Effect.forkScoped(watchFleet().pipe(Effect.provide(roster)))
     yield* readiness.markReady
     const exposed = exposedApiWarning(config.statsHost, api.url)
     if (exposed !== undefined) yield* Effect.logWarning(exposed)

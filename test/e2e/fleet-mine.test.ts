@@ -9,7 +9,7 @@ import { PgNonceLedger } from "../../src/layers/chain/PgNonceLedger.ts"
 import { PgJournal } from "../../src/layers/journal/PgJournal.ts"
 import { Journal } from "../../src/services/Journal.ts"
 import { NonceLedger } from "../../src/services/NonceLedger.ts"
-import { audit, committedInLog, readChain, readKuboPins, readMinedCalls, spawnCli, waitFor } from "../support/audit.ts"
+import { audit, committedInLog, logLines, readChain, readKuboPins, readMinedCalls, spawnCli, waitFor } from "../support/audit.ts"
 import { startJsIpfs } from "../support/jsipfs.ts"
 import { findPostgres, type PostgresServer, serverForTests } from "../support/postgres.ts"
 
@@ -82,6 +82,8 @@ const fleetFixture = (server: () => PostgresServer) => Effect.gen(function*() {
   return { runner, audited }
 })
 
+const logLinesOf = (file: string): Array<string> => logLines(file).map((l) => String(l["message"]))
+
 const summaryOf = (exited: { readonly code: number | null; readonly stdout: string; readonly stderr: string }, who: string) => {
   assert.strictEqual(exited.code, 0, `${who}: ${exited.stderr.slice(-3000)}`)
   return JSON.parse(exited.stdout) as { committed: number; transactions: number; recovery: { recovered: number } }
@@ -120,5 +122,26 @@ describe.skipIf("skip" in postgres)("a fleet of two runners on one account", () 
       console.log(`runner-1's restart recovered ${restarted.recovery.recovered} transaction(s)`)
       assert.strictEqual(verdict.figures.nonTerminal, 0)
       assert.isAtLeast(verdict.figures.committedOnChain, perRunner + 3 + 3)
+    }).pipe(Effect.scoped), runTimeoutMs + 60_000)
+
+  it.live("a runner SIGKILLed for good: the other takes its unfinished work over and finishes it", () =>
+    Effect.gen(function*() {
+      const fleet = yield* fleetFixture(server)
+      const gone = fleet.runner("runner-1", 1_000)
+      // Long enough to pass its own-claims look (every 30 s): a claim the dead runner never journaled is found too.
+      const other = fleet.runner("runner-2", 40)
+      yield* Effect.promise(() => waitFor(() => committedInLog(gone.logFile) >= 3, 120_000, "runner-1's third commit"))
+      gone.signal("SIGKILL")
+      yield* Effect.promise(() => gone.exited)
+      const otherExit = yield* Effect.promise(() => other.exited)
+      assert.strictEqual(summaryOf(otherExit, "runner-2").committed, 40)
+      const took = logLinesOf(other.logFile).filter((m) => /fleet runner runner-1 is gone/.test(m))
+      const { records, verdict } = yield* fleet.audited
+      console.log(`runner-2: ${took.join(" | ") || "took nothing over"}`)
+      // Killed with up to ten transactions in flight: there was work to take.
+      assert.strictEqual(took.length, 1, "runner-2 took runner-1's work over once")
+      assert.strictEqual(verdict.figures.nonTerminal, 0)
+      // Whatever runner-1 left unfinished is runner-2's now, and finished.
+      assert.deepStrictEqual(records.filter((r) => r.owner === "runner-1" && !["committed", "failed", "rolled_back"].includes(r.state)), [])
     }).pipe(Effect.scoped), runTimeoutMs + 60_000)
 })

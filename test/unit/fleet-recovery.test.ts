@@ -1,0 +1,59 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { PIN_INTENT } from "../../src/domain/intents.ts"
+import { newRecord, type TransactionRecord } from "../../src/domain/TransactionRecord.ts"
+import { takeOverGoneRunners } from "../../src/services/FleetRecovery.ts"
+import { GradientStore } from "../../src/services/GradientStore.ts"
+import { Journal } from "../../src/services/Journal.ts"
+import { TestChain } from "../../src/testing/TestChain.ts"
+import { TestFleetRoster } from "../../src/testing/TestFleetRoster.ts"
+import { TestGradientStore } from "../../src/testing/TestGradientStore.ts"
+import { sha256Hex, testEnvelope } from "../../src/testing/TestTrainer.ts"
+import { harness } from "../support/harness.ts"
+
+const KEY_PREFIX = "31337:0x5fbdb2315678afecb367f032d93f642f64180aa3:0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
+
+/** Runner-b's transaction of `chunkId`, left at upload with its gradient pinned (it died before submitting). */
+const pinnedBy = (owner: string, chunkId: number) =>
+  Effect.gen(function*() {
+    const store = yield* GradientStore
+    const envelope = testEnvelope(1n, chunkId, 512)
+    const cid = yield* store.add(envelope)
+    const record: TransactionRecord = {
+      ...newRecord({ transactionId: `tx-${owner}-${chunkId}`, key: `${KEY_PREFIX}:1:${chunkId}`, roundId: 1n, chunkId, nowMs: 0, owner }),
+      state: "ipfs_upload",
+      gradient_hash: sha256Hex(envelope),
+      ipfs_hash: cid
+    }
+    yield* (yield* Journal).save(record, { at: record.updated_at, state: record.state, event: PIN_INTENT, detail: cid })
+    return record
+  })
+
+const runnerA = (running: ReadonlyArray<string> = []) =>
+  TestFleetRoster.layer({ self: "runner-a", running }).pipe(Layer.provideMerge(harness({ journal: { owner: "runner-a" } })))
+
+describe("fleet recovery: a gone runner's work is taken over and finished (issue 18)", () => {
+  it.effect("a pinned, unsubmitted gradient of a gone runner is submitted by the taker, never trained again", () =>
+    Effect.gen(function*() {
+      const left = yield* pinnedBy("runner-b", 4)
+      assert.strictEqual(yield* takeOverGoneRunners(), 1)
+      const record = (yield* (yield* Journal).get(left.transaction_id))!
+      assert.strictEqual(record.owner, "runner-a")
+      assert.strictEqual(record.state, "committed")
+      const submissions = yield* (yield* TestChain).submissions
+      assert.deepStrictEqual(submissions.map((s) => [s.chunkId, s.cid]), [[4, left.ipfs_hash]])
+      assert.deepStrictEqual(yield* (yield* TestGradientStore).pinned, [left.ipfs_hash!])
+      assert.strictEqual(yield* takeOverGoneRunners(), 0, "nothing left to take")
+    }).pipe(Effect.provide(runnerA())))
+
+  it.effect("a runner that runs (even stopped, its session alive) keeps its work", () =>
+    Effect.gen(function*() {
+      const left = yield* pinnedBy("runner-b", 5)
+      assert.strictEqual(yield* takeOverGoneRunners(), 0)
+      assert.deepStrictEqual(yield* (yield* Journal).get(left.transaction_id), left)
+      assert.deepStrictEqual(yield* (yield* TestChain).submissions, [])
+      // Once it is gone, it is taken.
+      yield* (yield* TestFleetRoster).setRunning("runner-b", false)
+      assert.strictEqual(yield* takeOverGoneRunners(), 1)
+    }).pipe(Effect.provide(runnerA(["runner-b"]))))
+})
