@@ -123,4 +123,34 @@ describe("ViemChain with the account's nonce ledger, against a real anvil", () =
       const rows = yield* ledger.list(id.miner, 31337, { fromNonce: unsentNonce })
       assert.deepStrictEqual(rows.map((r) => [r.nonce, r.holder]), [[unsentNonce, "runner-b"], [unsentNonce + 1, "runner-a"]])
     }), 120_000)
+
+  it.live("a submission another signer reserved and never sent (it died) is this write when asked again: its bytes, no second one", () =>
+    Effect.gen(function*() {
+      // The fleet's chaos test: a runner died between reserving its submission and journaling it; the runner that
+      // took its transaction over submitted again at a new nonce, the dead one's bytes were sent by a gap fill, and
+      // the chain mined both (the second reverted): two paid submissions of one chunk.
+      const devnet = yield* freshDevnet()
+      const ledger = yield* ledgerService()
+      const dead = yield* signerOf(devnet, ledger, "runner-a/boot-1")
+      const id = yield* dead.identity
+      const [round] = yield* dead.rounds
+      const claim = yield* dead.claimChunk(round!.roundId)
+      const gradientHash = `0x${"cd".repeat(32)}`
+      const cid = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
+      const solution = yield* solveReference({ ...id, roundId: round!.roundId, chunkId: claim.chunkId, gradientHash, cid, difficulty: round!.difficulty })
+      const submission = new Submission({ roundId: round!.roundId, chunkId: claim.chunkId, cid, gradientHash, powNonce: solution.nonce })
+      yield* Effect.flip(dead.submitGradient(submission, () => Effect.fail(new ResourceError({ message: "killed" }))))
+      const reservedAt = yield* chainNonce(devnet)
+      const reserved = (yield* ledger.get(id.miner, 31337, reservedAt))!
+      const taker = yield* signerOf(devnet, ledger, "runner-b/boot-1")
+      const journaled: Array<string> = []
+      const receipt = yield* taker.submitGradient(submission, (signed) => Effect.sync(() => void journaled.push(signed.hash)))
+      assert.deepStrictEqual(journaled, [reserved.transactionHash], "the intent journaled is the reserved transaction")
+      assert.strictEqual(receipt.txHash.toLowerCase(), reserved.transactionHash.toLowerCase())
+      assert.strictEqual(yield* chainNonce(devnet), reservedAt + 1, "one transaction, not two")
+      assert.deepStrictEqual((yield* ledger.list(id.miner, 31337, { fromNonce: reservedAt })).map((r) => r.nonce), [reservedAt])
+      // A claim is not named by its arguments: the next one is a transaction of its own.
+      const next = yield* taker.claimChunk(round!.roundId)
+      assert.notStrictEqual(next.chunkId, claim.chunkId)
+    }), 120_000)
 })

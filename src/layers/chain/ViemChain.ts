@@ -237,12 +237,12 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
       submission.cid,
       submission.gradientHash,
       submission.powNonce
-    ], beforeBroadcast)
+    ], beforeBroadcast, true)
     return receiptOf(receipt)
   })
 
   const completeChunk = Effect.fn("Chain.completeChunk")(function*(roundId: bigint, chunkId: number) {
-    yield* writer.write("completeChunk", [roundId, chunkId])
+    yield* writer.write("completeChunk", [roundId, chunkId], undefined, true)
     return true
   })
 

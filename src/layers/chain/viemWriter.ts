@@ -5,6 +5,7 @@ import {
   encodeFunctionData,
   type Hex,
   keccak256,
+  parseTransaction,
   type PrivateKeyAccount,
   type PublicClient,
   type TransactionReceipt,
@@ -35,8 +36,13 @@ export interface WriterOptions {
   readonly nonces?: { readonly ledger: NonceLedger["Service"]; readonly holder: string } | undefined
 }
 
-/** Signing again after the ledger said another holder took the nonce: a few races, not a second live signer. */
-const maxNonceRaces = 5
+/**
+ * Signing again after the ledger said another holder took the nonce. Two signers writing at once race for the same
+ * next nonce every time (the winner goes on to the next one at once, where the loser looks next): the loser waits a
+ * random moment first, growing with each loss, so the winner's next reservation is usually in the ledger by then.
+ */
+const maxNonceRaces = 10
+const raceBackoff = (race: number) => Duration.millis(Math.random() * Math.min(100, 5 * 2 ** race))
 
 /** The quick receipt looks: 0, 5, 10, 20, 40 and 80 ms (see `deliver`). */
 const quickLooks = [0, 5, 5, 10, 20, 40]
@@ -229,12 +235,48 @@ export const makeViemWriter = (options: WriterOptions) => {
     ).pipe(Effect.tap(() => Effect.sync(() => unsent.set(signed.nonce, signed.hash))))
   }
 
+  /**
+   * A transaction of the account with these very call data, reserved in the ledger at a nonce not mined yet and not
+   * ours to replace: another signer's (a runner that died, this runner's previous boot) that the node has or will be
+   * given by the next gap fill. For a call its arguments name (a submission), that is this write already.
+   */
+  const reservedSameCall = Effect.fnUntraced(function*(data: Hex) {
+    const fence = options.nonces
+    if (fence === undefined) return undefined
+    const latest = yield* nonceAt("latest")
+    const rows = yield* fence.ledger.list(account.address, chain.id, { fromNonce: latest, limit: 256 })
+    for (const row of rows) {
+      if (unsent.has(row.nonce)) continue
+      const parsed = yield* Effect.try({
+        try: () => parseTransaction(row.signedBytes as Hex),
+        catch: () => undefined
+      }).pipe(Effect.orElseSucceed(() => undefined))
+      if (parsed?.to?.toLowerCase() === registry.toLowerCase() && parsed.data?.toLowerCase() === data.toLowerCase()) {
+        return new SignedTransaction({ hash: row.transactionHash, raw: row.signedBytes, nonce: row.nonce })
+      }
+    }
+    return undefined
+  })
+
   const signAndSend = Effect.fnUntraced(function*(
     functionName: string,
     data: Hex,
     gas: bigint | undefined,
-    beforeBroadcast: ((signed: SignedTransaction) => Effect.Effect<void, MiningError>) | undefined
+    beforeBroadcast: ((signed: SignedTransaction) => Effect.Effect<void, MiningError>) | undefined,
+    idempotent: boolean
   ) {
+    const already = idempotent ? yield* reservedSameCall(data) : undefined
+    if (already !== undefined) {
+      // Signed before by another signer of the account and reserved: the caller's intent is those bytes, sent as
+      // they are. Signing again would put a second, reverting transaction of the same call on chain.
+      yield* Effect.logWarning(
+        `${functionName}: the account's transaction ${already.hash} at nonce ${already.nonce} is this very call, ` +
+          `signed before by another signer: sending it rather than a second one`
+      )
+      yield* Effect.uninterruptible(beforeBroadcast === undefined ? Effect.void : beforeBroadcast(already))
+      yield* send(already).pipe(Effect.retry({ schedule: Schedule.exponential("20 millis", 3), times: 2, while: isRetryable }), Effect.ignore)
+      return already
+    }
     let signed: SignedTransaction | undefined
     for (let race = 0; signed === undefined; race++) {
       const nonce = nextNonce ?? (yield* freshNonce)
@@ -262,6 +304,7 @@ export const makeViemWriter = (options: WriterOptions) => {
       // nonce of ours it took over is not ours to fill any more (else every later write would pick it first again).
       unsent.delete(candidate.nonce)
       nextNonce = undefined
+      if (race + 1 < maxNonceRaces) yield* Effect.sleep(raceBackoff(race))
       if (race + 1 >= maxNonceRaces) {
         return yield* new RetryableError({
           message: `${functionName}: ${maxNonceRaces} nonces in a row were taken by another signer of ${account.address} (last: ${taken.message})`,
@@ -291,13 +334,15 @@ export const makeViemWriter = (options: WriterOptions) => {
   const write = Effect.fnUntraced(function*(
     functionName: string,
     args: ReadonlyArray<unknown>,
-    beforeBroadcast?: (signed: SignedTransaction) => Effect.Effect<void, MiningError>
+    beforeBroadcast?: (signed: SignedTransaction) => Effect.Effect<void, MiningError>,
+    /** The arguments name the transaction (a submission, a completion; not a claim): see `reservedSameCall`. */
+    idempotent = false
   ) {
     const call = { address: registry, abi, functionName, args, account } as never
     const simulated = yield* read(`simulating ${functionName}`, () => client.simulateContract(call))
     const data = encodeFunctionData({ abi, functionName, args } as never)
     const gas = (simulated as { request: { gas?: bigint } }).request.gas
-    const signed = yield* signAndSend(functionName, data, gas, beforeBroadcast)
+    const signed = yield* signAndSend(functionName, data, gas, beforeBroadcast, idempotent)
     const receipt = yield* deliver(functionName, signed)
     if (receipt.status !== "success") {
       // Mined but reverted (state changed between simulation and inclusion): replay it to learn why.
