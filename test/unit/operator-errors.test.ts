@@ -3,12 +3,14 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
-import { HttpRequestError, InsufficientFundsError, TransactionExecutionError } from "viem"
+import { BaseError, encodeErrorResult, HttpRequestError, InsufficientFundsError, TransactionExecutionError } from "viem"
 import { privateKeyToAccount } from "viem/accounts"
 import { bar, clearLine, makeProgress } from "../../src/cli/progress.ts"
 import { listFooter } from "../../src/cli/statusRender.ts"
 import { classify } from "../../src/domain/classify.ts"
 import { exposedApiWarning, isLoopbackHost, resolveLogFile } from "../../src/domain/minerSettings.ts"
+import type { ChainRevertError } from "../../src/domain/errors.ts"
+import { miningRegistryAbi } from "../../src/layers/chain/MiningRegistryArtifact.ts"
 import { fromViemError, htmlPageExcerpt } from "../../src/layers/chain/viemErrors.ts"
 import { explainPathError, pathProblem } from "../../src/layers/pathAccess.ts"
 import { FileLogger } from "../../src/layers/telemetry/FileLogger.ts"
@@ -197,3 +199,20 @@ describe("settings", () => {
     assert.match(hint!, /^hint: keep --stats-host 127\.0\.0\.1/)
   })
 })
+
+describe("a registry revert met while preparing a transaction (a gas estimate)", () => {
+  it("is decoded with the registry's ABI: NoFreeChunk reads as such (another runner took the last chunk)", () => {
+    // What viem raises when estimating the gas of a claim reverts: the custom error's raw data in the cause chain.
+    const data = encodeErrorResult({ abi: miningRegistryAbi, errorName: "NoFreeChunk", args: [3n] })
+    const rpcError = Object.assign(new Error("execution reverted"), { data })
+    const error = new BaseError("Execution reverted with reason: custom error 0x79028b7f", { cause: rpcError })
+    const translated = fromViemError(error, "preparing claimChunk")
+    assert.strictEqual(translated._tag, "ChainRevertError")
+    assert.strictEqual((translated as ChainRevertError).errorName, "NoFreeChunk")
+    assert.deepStrictEqual((translated as ChainRevertError).args, ["3"])
+    // Data that is no registry error stays what it was.
+    const other = new BaseError("Execution reverted", { cause: Object.assign(new Error("x"), { data: "0xdeadbeef00" }) })
+    assert.notStrictEqual(fromViemError(other, "preparing claimChunk")._tag, "ChainRevertError")
+  })
+})
+

@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import { BaseError, ContractFunctionRevertedError, type HttpRequestError } from "viem"
+import { BaseError, ContractFunctionRevertedError, decodeErrorResult, type Hex, type HttpRequestError } from "viem"
 import { classify } from "../../domain/classify.ts"
 import {
   AuthenticationError,
@@ -11,6 +11,7 @@ import {
   ValidationError
 } from "../../domain/errors.ts"
 import { redactUrl, redactUrlsIn } from "../../domain/redaction.ts"
+import { miningRegistryAbi } from "./MiningRegistryArtifact.ts"
 
 const stringify = (value: unknown): string => (typeof value === "bigint" ? value.toString() : String(value))
 
@@ -18,7 +19,7 @@ const stringify = (value: unknown): string => (typeof value === "bigint" ? value
 export const decodeRevert = (error: unknown): ChainRevertError | undefined => {
   if (!(error instanceof BaseError)) return undefined
   const reverted = error.walk((e) => e instanceof ContractFunctionRevertedError)
-  if (!(reverted instanceof ContractFunctionRevertedError)) return undefined
+  if (!(reverted instanceof ContractFunctionRevertedError)) return decodeRawRevert(error)
   const errorName = reverted.data?.errorName ?? (reverted.reason !== undefined ? "Error" : "UnknownRevert")
   const args = (reverted.data?.args ?? (reverted.reason !== undefined ? [reverted.reason] : [])).map(stringify)
   return new ChainRevertError({
@@ -27,6 +28,33 @@ export const decodeRevert = (error: unknown): ChainRevertError | undefined => {
     args,
     ...(reverted.signature !== undefined ? { cause: `selector ${reverted.signature}` } : {})
   })
+}
+
+/**
+ * A revert met outside a contract call viem knows the ABI of — a gas estimate while preparing a transaction (the
+ * chain moved since the simulation: another runner of the fleet took the last free chunk) — carries only the raw
+ * error data: decoded with the registry's ABI, so "NoFreeChunk" reads as such rather than as an unknown failure.
+ */
+const decodeRawRevert = (error: BaseError): ChainRevertError | undefined => {
+  let data: Hex | undefined
+  error.walk((e) => {
+    const candidate = (e as { readonly data?: unknown }).data
+    if (typeof candidate === "string" && /^0x[0-9a-fA-F]{8,}$/.test(candidate)) data = candidate as Hex
+    return data !== undefined
+  })
+  if (data === undefined) return undefined
+  try {
+    const decoded = decodeErrorResult({ abi: miningRegistryAbi, data })
+    const args = (decoded.args ?? []).map(stringify)
+    return new ChainRevertError({
+      message: `MiningRegistry reverted with ${decoded.errorName}(${args.join(", ")})`,
+      errorName: decoded.errorName,
+      args,
+      cause: `selector ${data.slice(0, 10)}`
+    })
+  } catch {
+    return undefined
+  }
 }
 
 /**
