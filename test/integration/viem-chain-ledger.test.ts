@@ -91,8 +91,11 @@ describe("ViemChain with the account's nonce ledger, against a real anvil", () =
       const client = createPublicClient({ transport: http(devnet.rpcUrl) })
       const dead = yield* Effect.promise(() => client.getTransactionReceipt({ hash: keccak256(raw) }))
       assert.strictEqual(dead.status, "success")
+      // The dead signer's row was taken over (its very bytes, now held by the sender) before they were sent.
       const rows = yield* ledger.list(account.address, 31337, { fromNonce: start })
-      assert.deepStrictEqual(rows.map((r) => [r.nonce, r.holder]), [[start, "dead"], [start + 1, "alive"]])
+      assert.deepStrictEqual(rows.map((r) => [r.nonce, r.holder]), [[start, "alive"], [start + 1, "alive"]])
+      assert.strictEqual(rows[0]!.transactionHash, keccak256(raw))
+      assert.deepStrictEqual(rows[0]!.replacedHashes, [keccak256(raw)])
     }), 120_000)
 
   it.live("bytes of ours never sent and taken over by another holder are theirs: the next write signs past them and they are sent", () =>
@@ -120,8 +123,11 @@ describe("ViemChain with the account's nonce ledger, against a real anvil", () =
       // Its claim went to the next nonce; the node got the taken-over bytes to fill the one below.
       assert.strictEqual(yield* chainNonce(devnet), unsentNonce + 2)
       assert.isTrue(Option.isSome(yield* chain.getSubmission(round!.roundId, claim.chunkId)))
+      // Filling the gap, runner-a took the row back with runner-b's very bytes (its own once): the same hash throughout.
       const rows = yield* ledger.list(id.miner, 31337, { fromNonce: unsentNonce })
-      assert.deepStrictEqual(rows.map((r) => [r.nonce, r.holder]), [[unsentNonce, "runner-b"], [unsentNonce + 1, "runner-a"]])
+      assert.deepStrictEqual(rows.map((r) => [r.nonce, r.holder]), [[unsentNonce, "runner-a"], [unsentNonce + 1, "runner-a"]])
+      assert.strictEqual(rows[0]!.transactionHash, row.transactionHash)
+      assert.deepStrictEqual(rows[0]!.replacedHashes, [row.transactionHash, row.transactionHash])
     }), 120_000)
 
   it.live("a submission another signer reserved and never sent (it died) is this write when asked again: its bytes, no second one", () =>

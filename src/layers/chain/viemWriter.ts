@@ -375,7 +375,20 @@ export const makeViemWriter = (options: WriterOptions) => {
     const fence = options.nonces
     const row = fence === undefined ? undefined : yield* fence.ledger.get(account.address, chain.id, n)
     if (row !== undefined && !unsent.has(n)) {
-      return yield* send(new SignedTransaction({ hash: row.transactionHash, raw: row.signedBytes, nonce: n }))
+      // Another holder's bytes: taken over (same bytes, this holder) before they are sent, so that holder, believing
+      // them unsent (its intent failed, its send was refused, it was stopped), cannot replace what a node may now
+      // hold — its compare-and-set fails and it moves on. Whatever holds the row after that is what is sent.
+      const sending = row.holder === fence!.holder ? row : yield* fence!.ledger.replace(
+        account.address,
+        chain.id,
+        n,
+        { transactionHash: row.transactionHash, holder: row.holder },
+        { transactionHash: row.transactionHash, signedBytes: row.signedBytes, holder: fence!.holder }
+      ).pipe(
+        Effect.as(row),
+        Effect.catchTag("NonceTaken", () => fence!.ledger.get(account.address, chain.id, n).pipe(Effect.map((now) => now ?? row)))
+      )
+      return yield* send(new SignedTransaction({ hash: sending.transactionHash, raw: sending.signedBytes, nonce: n }))
     }
     const request = yield* read(`preparing a filler at nonce ${n}`, () =>
       wallet.prepareTransactionRequest({ account, chain, to: account.address, value: 0n, nonce: n, gas: 21_000n } as never))
