@@ -1,17 +1,8 @@
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { devnetRoundPlan } from "../../src/app/devnetRoundPlan.ts"
-import { startDevnet } from "../../src/layers/chain/devnet/Devnet.ts"
-import { PgNonceLedger } from "../../src/layers/chain/PgNonceLedger.ts"
-import { PgJournal } from "../../src/layers/journal/PgJournal.ts"
-import { Journal } from "../../src/services/Journal.ts"
-import { NonceLedger } from "../../src/services/NonceLedger.ts"
-import { audit, committedInLog, logLines, readChain, readKuboPins, readMinedCalls, spawnCli, waitFor } from "../support/audit.ts"
-import { startJsIpfs } from "../support/jsipfs.ts"
-import { findPostgres, type PostgresServer, serverForTests } from "../support/postgres.ts"
+import { committedInLog, waitFor } from "../support/audit.ts"
+import { fleetFixture, logMessagesOf, runTimeoutMs, summaryOf } from "../support/fleet.ts"
+import { findPostgres, serverForTests } from "../support/postgres.ts"
 
 /**
  * Issue 18, first step of the fleet: two runner processes of one account (the real CLI, `mine` with
@@ -26,68 +17,6 @@ const postgres = findPostgres()
 if ("skip" in postgres) console.warn(`fleet tests skipped: ${postgres.skip}`)
 
 const perRunner = 12
-const runTimeoutMs = 180_000
-
-
-/** A devnet, a Kubo-RPC store and a fresh fleet database, for one test; `runner` spawns `mine` as a fleet runner. */
-const fleetFixture = (server: () => PostgresServer) => Effect.gen(function*() {
-  const dir = mkdtempSync(join(tmpdir(), "r3mes-fleet-"))
-  yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
-  const databaseUrl = yield* Effect.promise(() => server().freshDatabase())
-  const devnet = yield* startDevnet({ dataDir: join(dir, "devnet"), difficulty: 16, roundPlan: devnetRoundPlan(16) })
-  const ipfs = yield* startJsIpfs
-  const account = devnet.accounts[1]!
-  const runner = (name: string, iterations: number) => {
-    const dataDir = join(dir, name)
-    mkdirSync(dataDir, { recursive: true })
-    const logFile = join(dataDir, "miner.log")
-    const spawned = spawnCli(
-      [
-        "mine", "--rpc-url", devnet.rpcUrl, "--registry", devnet.registry, "--ipfs", ipfs.url,
-        "--iterations", String(iterations), "--json", "--data-dir", dataDir, "--stats-port", "0",
-        "--log-file", logFile, "--difficulty", "16"
-      ],
-      {
-        env: { R3MES_PRIVATE_KEY: account.privateKey, R3MES_FLEET_DATABASE_URL: databaseUrl, R3MES_FLEET_RUNNER: name },
-        timeoutMs: runTimeoutMs
-      }
-    )
-    return { ...spawned, logFile }
-  }
-
-  /** The chain, the store, the journal and the ledger after the runners stopped: issue 11's audit and the fleet's. */
-  const audited = Effect.gen(function*() {
-    const { claims, submissions } = yield* readChain(devnet.rpcUrl, devnet.registry, account.address)
-    const calls = yield* readMinedCalls(devnet.rpcUrl, devnet.registry, account.address)
-    const records = yield* Effect.gen(function*() {
-      return yield* (yield* Journal).list({ limit: 1_000_000 })
-    }).pipe(Effect.provide(PgJournal.layer({ url: databaseUrl })), Effect.scoped)
-    const pins = yield* readKuboPins(ipfs.url)
-    const verdict = audit({ miner: account.address, claims, submissions, records, pins, calls })
-    console.log(`fleet: ${JSON.stringify(verdict.figures)}${verdict.notes.map((n) => `\n  note: ${n}`).join("")}`)
-    assert.deepStrictEqual(verdict.problems, [])
-
-    // One account, two signers, one ledger: the nonces reserved are 0..n-1 with no gap, and what each holds is what
-    // the chain mined there (no reservation lost, none held by two transactions).
-    const ledger = yield* Effect.gen(function*() {
-      return yield* (yield* NonceLedger).list(account.address, 31337, { limit: 100_000 })
-    }).pipe(Effect.provide(PgNonceLedger.layer({ url: databaseUrl })), Effect.scoped)
-    assert.deepStrictEqual(ledger.map((e) => e.nonce), ledger.map((_, i) => i), "reserved nonces 0..n-1")
-    const minedAt = new Map(calls.map((c) => [c.nonce, c.txHash.toLowerCase()]))
-    assert.strictEqual(minedAt.size, ledger.length, "every reserved nonce mined")
-    for (const e of ledger) assert.strictEqual(minedAt.get(e.nonce), e.transactionHash, `nonce ${e.nonce}`)
-    assert.deepStrictEqual(records.filter((r) => r.owner !== "runner-1" && r.owner !== "runner-2"), [])
-    return { verdict, records, ledger }
-  })
-  return { runner, audited }
-})
-
-const logLinesOf = (file: string): Array<string> => logLines(file).map((l) => String(l["message"]))
-
-const summaryOf = (exited: { readonly code: number | null; readonly stdout: string; readonly stderr: string }, who: string) => {
-  assert.strictEqual(exited.code, 0, `${who}: ${exited.stderr.slice(-3000)}`)
-  return JSON.parse(exited.stdout) as { committed: number; transactions: number; recovery: { recovered: number } }
-}
 
 describe.skipIf("skip" in postgres)("a fleet of two runners on one account", () => {
   const server = serverForTests(postgres)
@@ -135,7 +64,7 @@ describe.skipIf("skip" in postgres)("a fleet of two runners on one account", () 
       yield* Effect.promise(() => gone.exited)
       const otherExit = yield* Effect.promise(() => other.exited)
       assert.strictEqual(summaryOf(otherExit, "runner-2").committed, 40)
-      const took = logLinesOf(other.logFile).filter((m) => /fleet runner runner-1 is gone/.test(m))
+      const took = logMessagesOf(other.logFile).filter((m) => /fleet runner runner-1 is gone/.test(m))
       const { records, verdict } = yield* fleet.audited
       console.log(`runner-2: ${took.join(" | ") || "took nothing over"}`)
       // Killed with up to ten transactions in flight: there was work to take.
