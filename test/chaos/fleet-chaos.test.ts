@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { mulberry32 } from "../support/faultProxy.ts"
 import { fleetFixture, logMessagesOf, summaryOf } from "../support/fleet.ts"
 import { findPostgres, serverForTests } from "../support/postgres.ts"
 
@@ -22,17 +23,8 @@ if ("skip" in postgres) console.warn(`fleet chaos test skipped: ${postgres.skip}
 const target = 60
 const seed = Number.parseInt(process.env["FLEET_SEED"] ?? "18", 10)
 
-/** A small deterministic generator (mulberry32): the same seed strikes at the same moments. */
-const random = (() => {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-})()
+/** The same seed strikes at the same moments. */
+const random = mulberry32(seed)
 
 describe.skipIf("skip" in postgres)("fleet chaos: three runners of one account, killed, stopped and restarted", () => {
   const server = serverForTests(postgres)
