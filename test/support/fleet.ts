@@ -55,13 +55,16 @@ export const fleetFixture = (server: () => PostgresServer) => Effect.gen(functio
     return { ...spawned, logFile }
   }
 
+  /** Every record of the fleet's journal, now. */
+  const journalRecords = Effect.gen(function*() {
+    return yield* (yield* Journal).list({ limit: 1_000_000 })
+  }).pipe(Effect.provide(PgJournal.layer({ url: databaseUrl })), Effect.scoped)
+
   /** The chain, the store, the journal and the ledger after the runners stopped: issue 11's audit and the fleet's. */
   const audited = Effect.gen(function*() {
     const { claims, submissions } = yield* readChain(devnet.rpcUrl, devnet.registry, account.address)
     const calls = yield* readMinedCalls(devnet.rpcUrl, devnet.registry, account.address)
-    const records = yield* Effect.gen(function*() {
-      return yield* (yield* Journal).list({ limit: 1_000_000 })
-    }).pipe(Effect.provide(PgJournal.layer({ url: databaseUrl })), Effect.scoped)
+    const records = yield* journalRecords
     const pins = yield* readKuboPins(ipfs.url)
     const verdict = audit({ miner: account.address, claims, submissions, records, pins, calls })
     console.log(`fleet: ${JSON.stringify(verdict.figures)}${verdict.notes.map((n) => `\n  note: ${n}`).join("")}`)
@@ -98,7 +101,7 @@ export const fleetFixture = (server: () => PostgresServer) => Effect.gen(functio
   const submittedOnChain = readChain(devnet.rpcUrl, devnet.registry, account.address).pipe(
     Effect.map(({ submissions }) => submissions.filter((x) => x.miner.toLowerCase() === account.address.toLowerCase()).length)
   )
-  return { runner, audited, submittedOnChain }
+  return { runner, audited, submittedOnChain, journalRecords }
 })
 
 /** The messages of a runner's JSON log. */
