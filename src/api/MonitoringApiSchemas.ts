@@ -87,6 +87,8 @@ export const Stats = Schema.Struct({
   verifier: Schema.optionalKey(JsonObject),
   /** Where the process runs the round coordinator (the embedded devnet's): learning rounds, test accuracy per round. */
   network: Schema.optionalKey(JsonObject),
+  /** Where the process is a fleet runner: every runner of the fleet's journal, whether it runs, its transactions by state. */
+  fleet: Schema.optionalKey(JsonObject),
   miner: Schema.StructWithRest(
     Schema.Struct({ version: Schema.String, started_at: Schema.String, uptime_seconds: Schema.Number }),
     [JsonObject]

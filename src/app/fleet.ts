@@ -93,3 +93,18 @@ export const fleetChainLayer = (endpoint: ChainEndpoint, fleet: Fleet): Layer.La
 /** Who runs in the fleet, and the takeover of a gone runner's work (services/FleetRecovery.ts). */
 export const fleetRosterLayer = (fleet: Fleet): Layer.Layer<FleetRoster, MiningError> =>
   PgFleetRoster.layer({ url: fleet.databaseUrl, self: fleet.runner })
+
+/**
+ * /stats's `fleet` section, from any runner: this runner's name, and every runner of the fleet's journal — whether a
+ * process runs it, its transactions by state — with the fleet's totals by state.
+ */
+export const fleetSection = (roster: FleetRoster["Service"]): Effect.Effect<object> =>
+  roster.census.pipe(
+    Effect.map((runners) => {
+      const totals: Record<string, number> = {}
+      for (const r of runners) for (const [state, n] of Object.entries(r.transactions)) totals[state] = (totals[state] ?? 0) + n
+      return { runner: roster.self, runners, totals }
+    }),
+    // The fleet's database unreachable: /stats still answers, saying so.
+    Effect.catch((error) => Effect.succeed({ runner: roster.self, error: error.message }))
+  )

@@ -13,12 +13,13 @@ import { deviceSection, sharedDeviceSelection } from "../layers/onnx/devices.ts"
 import { Readiness } from "../layers/http/Readiness.ts"
 import { MiningCoordinator, type RecoverySummary } from "../services/MiningCoordinator.ts"
 import { watchFleet } from "../services/FleetRecovery.ts"
+import { FleetRoster } from "../services/FleetRoster.ts"
 import { type LoopSummary, MiningLoop, noTransactions } from "../services/MiningLoop.ts"
 import type { LatestRound, RoundCoordinator } from "../services/RoundCoordinator.ts"
 import { crashPointsFromEnv, withCrashPoints } from "../testing/CrashPoints.ts"
 import { gradientStoreLayer, journalLayer, productionAdapters } from "./adapters.ts"
 import { chainEndpoint } from "./chainEndpoint.ts"
-import { checkFleetConfig, fleetChainLayer, fleetJournalLayer, fleetOf, fleetRosterLayer } from "./fleet.ts"
+import { checkFleetConfig, fleetChainLayer, fleetJournalLayer, fleetOf, fleetRosterLayer, fleetSection } from "./fleet.ts"
 import { devnetRoundPlan } from "./devnetRoundPlan.ts"
 import { type EmbeddedVerifier, startEmbeddedVerifier, type TransactionVerdict } from "./embeddedVerifier.ts"
 import { makeLearningPlan, networkSection, startRoundCoordinator } from "./learningRounds.ts"
@@ -148,7 +149,9 @@ const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMiner
   const rounds = endpoint.embedded === undefined || learning === undefined
     ? undefined
     : yield* startRoundCoordinator(config, endpoint.embedded, store, learning)
+  const roster = fleet === undefined ? undefined : yield* Layer.build(fleetRosterLayer(fleet))
   const app = MonitoringApi.layer({
+    fleet: roster === undefined ? undefined : fleetSection(Context.get(roster, FleetRoster)),
     verifier: embedded === undefined
       ? undefined
       : { snapshot: embedded.verifier.snapshot, metricRegistry: embedded.verifier.metricRegistry, verdictOf: embedded.verdictOf },
@@ -167,7 +170,6 @@ const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMiner
     )
   }).pipe(Layer.provide(Layer.succeedContext(miner)))
   const context = Context.merge(miner, yield* Layer.build(app))
-  const roster = fleet === undefined ? undefined : yield* Layer.build(fleetRosterLayer(fleet))
 
   return yield* Effect.gen(function*() {
     const coordinator = yield* MiningCoordinator

@@ -6,7 +6,7 @@ import { Journal } from "../services/Journal.ts"
 import { type FaultPlan, makeFaultInjector } from "./Faults.ts"
 import { InMemoryJournal } from "./InMemoryJournal.ts"
 
-export type FleetRosterMethod = "gone" | "takeOver"
+export type FleetRosterMethod = "gone" | "takeOver" | "census"
 
 export interface TestFleetRosterOptions {
   /** This runner's name (the in-memory journal's owner, for what it starts). */
@@ -70,7 +70,18 @@ export class TestFleetRoster extends Context.Service<TestFleetRoster, {
           })
         )
 
-      const port = FleetRoster.of({ self: options.self, gone, takeOver })
+      const census = faults.wrap("census", Effect.map(records.all, (all) => {
+        const byRunner = new Map<string, Record<string, number>>([[options.self, {}]])
+        for (const r of all) {
+          if (r.owner === null) continue
+          const counts = byRunner.get(r.owner) ?? {}
+          byRunner.set(r.owner, { ...counts, [r.state]: (counts[r.state] ?? 0) + 1 })
+        }
+        return [...byRunner].sort(([a], [b]) => a.localeCompare(b))
+          .map(([runner, transactions]) => ({ runner, running: running.has(runner), transactions }))
+      }))
+
+      const port = FleetRoster.of({ self: options.self, gone, takeOver, census })
       const control = TestFleetRoster.of({
         setRunning: (runner, on) => Effect.sync(() => void (on ? running.add(runner) : running.delete(runner))),
         setFaults: faults.set

@@ -73,6 +73,24 @@ export const fleetRosterContract = <R>(
       })
     ))
 
+  register("census: every runner with transactions, and this one, by name: whether it runs, its transactions by state", () =>
+    inFleet((fleet) =>
+      Effect.gen(function*() {
+        const roster = yield* FleetRoster
+        assert.deepStrictEqual(yield* roster.census, [{ runner: "runner-a", running: true, transactions: {} }])
+        yield* left("runner-a", "tx-a1", "committed", 0)
+        yield* left("runner-a", "tx-a2", "committed", 1)
+        yield* left("runner-b", "tx-b", "training", 2)
+        yield* left("runner-c", "tx-c", "failed", 3)
+        yield* fleet.running("runner-c")
+        assert.deepStrictEqual(yield* roster.census, [
+          { runner: "runner-a", running: true, transactions: { committed: 2 } },
+          { runner: "runner-b", running: false, transactions: { training: 1 } },
+          { runner: "runner-c", running: true, transactions: { failed: 1 } }
+        ])
+      })
+    ))
+
   register("takeOver of a running runner takes nothing; of this runner is refused", () =>
     inFleet((fleet) =>
       Effect.gen(function*() {

@@ -1,6 +1,10 @@
 import { testTask } from "../../src/testing/TestTaskSource.ts"
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Layer, Logger, Metric, Option, Redacted } from "effect"
+import { Context, Duration, Effect, Exit, Layer, Logger, Metric, Option, Redacted } from "effect"
+import { fleetSection } from "../../src/app/fleet.ts"
+import { FleetRoster } from "../../src/services/FleetRoster.ts"
+import { InMemoryJournal } from "../../src/testing/InMemoryJournal.ts"
+import { TestFleetRoster } from "../../src/testing/TestFleetRoster.ts"
 import { NetworkError } from "../../src/domain/errors.ts"
 import type { MinerConfig } from "../../src/domain/MinerConfig.ts"
 import { MonitoringApi, type MonitoringApiOptions, prometheusContentType } from "../../src/layers/http/MonitoringApi.ts"
@@ -503,6 +507,21 @@ describe("MonitoringApi", () => {
       assert.strictEqual((yield* call("/transactions?limit=50")).json.count, 0)
       assert.notProperty((yield* call("/stats")).json, "network")
     }).pipe(Effect.provide(api())))
+
+  it.live("a fleet runner's /stats has the fleet's section, from the roster", () =>
+    Effect.gen(function*() {
+      const stats = (yield* call("/stats")).json
+      assert.deepStrictEqual(stats.fleet, {
+        runner: "runner-a",
+        runners: [{ runner: "runner-a", running: true, transactions: {} }],
+        totals: {}
+      })
+    }).pipe(Effect.provide(Layer.unwrap(Effect.gen(function*() {
+      const roster = yield* Layer.build(
+        TestFleetRoster.layer({ self: "runner-a" }).pipe(Layer.provideMerge(InMemoryJournal.layer({ owner: "runner-a" })))
+      )
+      return api({ api: { fleet: fleetSection(Context.get(roster, FleetRoster)) } })
+    })))))
 
   it.live("a port in use fails the layer with a ResourceError and a hint", () =>
     Effect.gen(function*() {

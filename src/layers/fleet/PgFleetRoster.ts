@@ -1,7 +1,7 @@
 import { Clock, Effect, Layer } from "effect"
 import type { SqlClient } from "effect/sql"
 import { type MiningError, ValidationError } from "../../domain/errors.ts"
-import { FleetRoster } from "../../services/FleetRoster.ts"
+import { FleetRoster, type RunnerCensus } from "../../services/FleetRoster.ts"
 import { pgError, type PgTarget } from "../postgres/pgErrors.ts"
 import { migrate } from "../postgres/pgMigrations.ts"
 import { openPgPool, type PgPoolOptions } from "../postgres/pgPool.ts"
@@ -72,7 +72,23 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, target
     }))
   })
 
-  return FleetRoster.of({ self, gone, takeOver })
+  const census = Effect.gen(function*() {
+    const rows = yield* run(
+      "counting the runners' transactions",
+      sql.unsafe<{ readonly owner: string; readonly state: string; readonly count: string }>(
+        "SELECT owner, state, count(*)::text AS count FROM r3mes_transactions WHERE owner IS NOT NULL GROUP BY owner, state"
+      )
+    )
+    const byRunner = new Map<string, Record<string, number>>([[self, {}]])
+    for (const row of rows) byRunner.set(row.owner, { ...byRunner.get(row.owner), [row.state]: Number(row.count) })
+    const runners: Array<RunnerCensus> = []
+    for (const [runner, transactions] of [...byRunner].sort(([a], [b]) => a.localeCompare(b))) {
+      runners.push({ runner, running: runner === self || !(yield* isGone(runner)), transactions })
+    }
+    return runners
+  }).pipe(Effect.withSpan("PgFleetRoster.census"))
+
+  return FleetRoster.of({ self, gone, takeOver, census })
 })
 
 export const PgFleetRoster = {

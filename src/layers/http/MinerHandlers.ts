@@ -40,7 +40,8 @@ export const minerHandlers = (server: MonitoringServer) =>
               uptime_seconds: yield* server.uptimeSeconds
             },
             ...(verifier === undefined ? {} : { verifier: asJson(yield* verifier.snapshot) }),
-            ...(server.options.network === undefined ? {} : { network: asJson(yield* server.options.network) })
+            ...(server.options.network === undefined ? {} : { network: asJson(yield* server.options.network) }),
+            ...(server.options.fleet === undefined ? {} : { fleet: asJson(yield* server.options.fleet) })
           }
         }),
         transaction: Effect.fn("MonitoringApi.transaction")(function*({ params, query }) {

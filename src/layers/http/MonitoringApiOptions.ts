@@ -40,6 +40,8 @@ export interface MonitoringApiOptions {
    * `network` section (rounds finalized here, the newest finalized on chain).
    */
   readonly network?: Effect.Effect<object> | undefined
+  /** Where the process is a fleet runner: /stats's `fleet` section (every runner, by state; see app/fleet.ts). */
+  readonly fleet?: Effect.Effect<object> | undefined
 }
 
 /** A part of the process the miner depends on, as /health and /ready show it. */
