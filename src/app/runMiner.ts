@@ -12,7 +12,7 @@ import { MonitoringApi } from "../layers/http/MonitoringApi.ts"
 import { deviceSection, sharedDeviceSelection } from "../layers/onnx/devices.ts"
 import { Readiness } from "../layers/http/Readiness.ts"
 import { MiningCoordinator, type RecoverySummary } from "../services/MiningCoordinator.ts"
-import { watchFleet } from "../services/FleetRecovery.ts"
+import { takeOverGoneRunners, watchFleet } from "../services/FleetRecovery.ts"
 import { FleetRoster } from "../services/FleetRoster.ts"
 import { type LoopSummary, MiningLoop, noTransactions } from "../services/MiningLoop.ts"
 import type { LatestRound, RoundCoordinator } from "../services/RoundCoordinator.ts"
@@ -183,8 +183,14 @@ const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMiner
       orphanGrace: "0 seconds",
       releaseUnknownPins: embeddedStore && embedded === undefined && rounds === undefined
     })
-    // A fleet runner takes over the work of runners that are gone, now and every few seconds while it runs.
-    if (roster !== undefined) yield* Effect.forkScoped(watchFleet().pipe(Effect.provide(roster)))
+    // A fleet runner takes over the work of runners that are gone: before its own new work, then every few seconds.
+    if (roster !== undefined) {
+      yield* takeOverGoneRunners().pipe(
+        Effect.catch((error) => Effect.logWarning(`looking for gone fleet runners: ${error.message}`)),
+        Effect.provide(roster)
+      )
+      yield* Effect.forkScoped(watchFleet().pipe(Effect.provide(roster)))
+    }
     yield* readiness.markReady
     const exposed = exposedApiWarning(config.statsHost, api.url)
     if (exposed !== undefined) yield* Effect.logWarning(exposed)
