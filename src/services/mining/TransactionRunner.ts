@@ -189,7 +189,8 @@ export const makeTransactionRunner = (deps: MiningDeps & {
           yield* keep
           return yield* handOver(tx)
         }
-        if (tx.signed === undefined) {
+        // Past the commit point: journaled signed, or (recovered at task_complete) with the chain's receipt in hand.
+        if (tx.signed === undefined && tx.receipt === undefined) {
           yield* compensate(first)
           return yield* finish(tx, { _tag: "Failed", failure: failureOf(first.cause, tx) })
         }
@@ -207,7 +208,7 @@ export const makeTransactionRunner = (deps: MiningDeps & {
           yield* keep
           return yield* handOver(tx)
         }
-        if (tx.signed === undefined) {
+        if (tx.signed === undefined && tx.receipt === undefined) {
           yield* compensate(second)
           return yield* finish(tx, { _tag: "Failed", failure: failureOf(second.cause) })
         }
