@@ -1,4 +1,4 @@
-import { Context, Deferred, Duration, Effect, Layer, Option, Redacted } from "effect"
+import { Context, Deferred, Duration, Effect, Fiber, Layer, Option, Redacted } from "effect"
 import type { Hex } from "viem"
 import { privateKeyToAccount } from "viem/accounts"
 import packageJson from "../../package.json" with { type: "json" }
@@ -12,7 +12,7 @@ import { MonitoringApi } from "../layers/http/MonitoringApi.ts"
 import { deviceSection, sharedDeviceSelection } from "../layers/onnx/devices.ts"
 import { Readiness } from "../layers/http/Readiness.ts"
 import { MiningCoordinator, type RecoverySummary } from "../services/MiningCoordinator.ts"
-import { takeOverGoneRunners, watchFleet } from "../services/FleetRecovery.ts"
+import { lookForGoneRunners, watchFleet } from "../services/FleetRecovery.ts"
 import { FleetRoster } from "../services/FleetRoster.ts"
 import { type LoopSummary, MiningLoop, noTransactions } from "../services/MiningLoop.ts"
 import type { LatestRound, RoundCoordinator } from "../services/RoundCoordinator.ts"
@@ -79,7 +79,25 @@ interface Started {
   readonly devnetFailure: Effect.Effect<never, MiningError> | undefined
   readonly recovery: RecoverySummary
   readonly readiness: Readiness["Service"]
+  /** A fleet runner's watch for gone runners (watchFleet): stopped with the loop, a takeover under way finished. */
+  readonly fleetWatch: FleetWatch | undefined
 }
+
+interface FleetWatch {
+  readonly stop: Deferred.Deferred<void>
+  readonly fiber: Fiber.Fiber<void>
+}
+
+/**
+ * Ends a fleet runner's watch once its loop is over: a takeover under way gets the stop grace to finish what it took
+ * (the runner may be the fleet's last); an abort, or the grace running out, interrupts it and leaves those
+ * transactions to the next runner that looks, as a crash would.
+ */
+const endFleetWatch = (watch: FleetWatch, abort: Effect.Effect<void>, grace: Duration.Duration) =>
+  Deferred.succeed(watch.stop, undefined).pipe(
+    Effect.andThen(Effect.raceFirst(Fiber.await(watch.fiber), Effect.raceFirst(abort, Effect.sleep(grace)))),
+    Effect.andThen(Fiber.interrupt(watch.fiber))
+  )
 
 const stoppedBeforeStart: MinerRun = {
   summary: noTransactions,
@@ -184,12 +202,12 @@ const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMiner
       releaseUnknownPins: embeddedStore && embedded === undefined && rounds === undefined
     })
     // A fleet runner takes over the work of runners that are gone: before its own new work, then every few seconds.
+    let fleetWatch: FleetWatch | undefined
     if (roster !== undefined) {
-      yield* takeOverGoneRunners().pipe(
-        Effect.catch((error) => Effect.logWarning(`looking for gone fleet runners: ${error.message}`)),
-        Effect.provide(roster)
-      )
-      yield* Effect.forkScoped(watchFleet().pipe(Effect.provide(roster)))
+      yield* lookForGoneRunners.pipe(Effect.provide(roster))
+      const stop = yield* Deferred.make<void>()
+      const fiber = yield* Effect.forkScoped(watchFleet({ stop: Deferred.await(stop) }).pipe(Effect.provide(roster)))
+      fleetWatch = { stop, fiber }
     }
     yield* readiness.markReady
     const exposed = exposedApiWarning(config.statsHost, api.url)
@@ -203,7 +221,15 @@ const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMiner
       })
     }
     if (embedded !== undefined) yield* embedded.follow
-    return { context, embedded, rounds, devnetFailure: endpoint.embedded?.failure, recovery, readiness } satisfies Started
+    return {
+      context,
+      embedded,
+      rounds,
+      devnetFailure: endpoint.embedded?.failure,
+      recovery,
+      readiness,
+      fleetWatch
+    } satisfies Started
   }).pipe(Effect.provide(context))
 })
 
@@ -225,7 +251,10 @@ export const runMiner: (config: MinerConfig, options: RunMinerOptions) => Effect
         Effect.as(Deferred.await(stop), Option.none<Started>())
       )
       if (Option.isNone(started)) return stoppedBeforeStart
-      const { context, devnetFailure, embedded, readiness, recovery, rounds } = started.value
+      const { context, devnetFailure, embedded, fleetWatch, readiness, recovery, rounds } = started.value
+      // A stop signal ends the fleet watch too: no takeover starts while the runner winds down.
+      if (fleetWatch !== undefined) yield* Effect.forkScoped(Deferred.await(stop).pipe(Effect.andThen(Deferred.succeed(fleetWatch.stop, undefined))))
+      const stopGrace = Duration.min(config.transactionTimeout, Duration.seconds(30))
 
       return yield* Effect.gen(function*() {
         const coordinator = yield* MiningCoordinator
@@ -242,13 +271,14 @@ export const runMiner: (config: MinerConfig, options: RunMinerOptions) => Effect
           stop: Deferred.await(stop),
           // A stop must end: past the grace, what is still in flight is stopped (compensated before its commit
           // point, left to recovery after it).
-          stopGrace: Duration.min(config.transactionTimeout, Duration.seconds(30)),
+          stopGrace,
           abort: Deferred.await(abort),
           onFinished: options.onFinished
         })
         // An embedded devnet that cannot be restarted stops the miner with its cause (exit 1): the transactions in
         // flight are interrupted — compensated before their commit point, left to recovery past it.
         const summary = yield* (devnetFailure === undefined ? mining : Effect.raceFirst(mining, devnetFailure))
+        if (fleetWatch !== undefined) yield* endFleetWatch(fleetWatch, Deferred.await(abort), stopGrace)
         const interrupted = yield* Deferred.isDone(stop)
         // A run of N transactions ends with their verdicts: the verifier judges what is left (a stopped one does not wait).
         if (embedded !== undefined && !interrupted) yield* embedded.finish("30 seconds")

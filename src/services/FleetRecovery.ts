@@ -1,4 +1,4 @@
-import { Duration, Effect, Schedule } from "effect"
+import { Duration, Effect } from "effect"
 import { FleetRoster } from "./FleetRoster.ts"
 import { MiningCoordinator } from "./MiningCoordinator.ts"
 
@@ -25,9 +25,27 @@ export const takeOverGoneRunners = Effect.fn("FleetRecovery.takeOverGoneRunners"
   return taken
 })
 
-/** Looks for gone runners every `interval`, for as long as it runs; a failed look is logged and tried again. */
-export const watchFleet = (interval: Duration.Input = "5 seconds") =>
-  takeOverGoneRunners().pipe(
-    Effect.catch((error) => Effect.logWarning(`looking for gone fleet runners: ${error.message}`)),
-    Effect.repeat(Schedule.spaced(Duration.fromInputUnsafe(interval)))
-  )
+/** One look for gone runners; a failed look is logged (the next one tries again). */
+export const lookForGoneRunners = takeOverGoneRunners().pipe(
+  Effect.catch((error) => Effect.logWarning(`looking for gone fleet runners: ${error.message}`))
+)
+
+export interface FleetWatchOptions {
+  /** Ends the watch: no new look starts after it, and a takeover under way is finished first. */
+  readonly stop: Effect.Effect<void>
+  /** How long between looks (default 5 s); the first look is one interval after the start. */
+  readonly interval?: Duration.Input | undefined
+}
+
+/**
+ * Looks for gone runners every `interval` until `stop`; a failed look is logged and tried again. A look is never cut
+ * short by `stop`: the transactions it took are this runner's, and a runner that exits with them half-recovered
+ * leaves them to whichever runner looks next — none, when it was the last. The caller bounds the wait (its stop
+ * grace) and interrupts the watch past it (then they are left to the next look, as a crash would leave them).
+ */
+export const watchFleet = (options: FleetWatchOptions) =>
+  Effect.gen(function*() {
+    const interval = Duration.fromInputUnsafe(options.interval ?? "5 seconds")
+    const stopped = options.stop.pipe(Effect.as(true))
+    while (!(yield* Effect.raceFirst(Effect.sleep(interval).pipe(Effect.as(false)), stopped))) yield* lookForGoneRunners
+  })

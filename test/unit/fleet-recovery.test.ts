@@ -1,8 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Deferred, Effect, Fiber, Layer } from "effect"
+import { TestClock } from "effect/testing"
 import { PIN_INTENT } from "../../src/domain/intents.ts"
 import { newRecord, type TransactionRecord } from "../../src/domain/TransactionRecord.ts"
-import { takeOverGoneRunners } from "../../src/services/FleetRecovery.ts"
+import { takeOverGoneRunners, watchFleet } from "../../src/services/FleetRecovery.ts"
 import { GradientStore } from "../../src/services/GradientStore.ts"
 import { Journal } from "../../src/services/Journal.ts"
 import { TestChain } from "../../src/testing/TestChain.ts"
@@ -56,4 +57,32 @@ describe("fleet recovery: a gone runner's work is taken over and finished (issue
       yield* (yield* TestFleetRoster).setRunning("runner-b", false)
       assert.strictEqual(yield* takeOverGoneRunners(), 1)
     }).pipe(Effect.provide(runnerA(["runner-b"]))))
+
+  it.effect("a runner stopping finishes the takeover under way: it may be the fleet's last runner", () =>
+    Effect.gen(function*() {
+      const left = yield* pinnedBy("runner-b", 6)
+      // The submission of the taken transaction takes a while.
+      yield* (yield* TestChain).setFaults({ submitGradient: { latency: "10 seconds" } })
+      const stop = yield* Deferred.make<void>()
+      const watch = yield* Effect.forkChild(watchFleet({ stop: Deferred.await(stop), interval: "5 seconds" }))
+      yield* TestClock.adjust("5 seconds")
+      const journal = yield* Journal
+      assert.strictEqual((yield* journal.get(left.transaction_id))!.owner, "runner-a", "taken at the first look")
+      yield* Deferred.succeed(stop, undefined)
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.join(watch)
+      assert.strictEqual((yield* journal.get(left.transaction_id))!.state, "committed")
+      assert.strictEqual((yield* (yield* TestChain).submissions).length, 1)
+    }).pipe(Effect.provide(runnerA())))
+
+  it.effect("a watch stopped before its first look takes nothing", () =>
+    Effect.gen(function*() {
+      const left = yield* pinnedBy("runner-b", 7)
+      const stop = yield* Deferred.make<void>()
+      const watch = yield* Effect.forkChild(watchFleet({ stop: Deferred.await(stop), interval: "5 seconds" }))
+      yield* TestClock.adjust("1 second")
+      yield* Deferred.succeed(stop, undefined)
+      yield* Fiber.join(watch)
+      assert.deepStrictEqual(yield* (yield* Journal).get(left.transaction_id), left)
+    }).pipe(Effect.provide(runnerA())))
 })
