@@ -1,6 +1,6 @@
 import { existsSync, statSync } from "node:fs"
 import { NodeHttpClient } from "@effect/platform-node"
-import { Cause, Console, Duration, Effect, Exit, Option } from "effect"
+import { Cause, Console, Duration, Effect, Exit, Option, Redacted } from "effect"
 import { HttpClientError } from "effect/http"
 import { HttpApiClient } from "effect/http-api"
 import {
@@ -16,7 +16,9 @@ import { MonitoringApiSpec } from "../api/MonitoringApiSpec.ts"
 import { journalLayer, journalPath } from "../app/adapters.ts"
 import { classify } from "../domain/classify.ts"
 import { type MiningError, ResourceError } from "../domain/errors.ts"
+import { PgJournal } from "../layers/journal/PgJournal.ts"
 import { minerSettings } from "../domain/MinerConfigSchema.ts"
+import { redactUrl } from "../domain/redaction.ts"
 import { Journal } from "../services/Journal.ts"
 import { CliExit, ExitCode } from "./exit.ts"
 import { loadSettings, type SettingFlagValues, settingFlags } from "./settingsFlags.ts"
@@ -28,18 +30,30 @@ import { loadSettings, type SettingFlagValues, settingFlags } from "./settingsFl
  */
 
 /** --stats-host / --stats-port (where a running miner answers) and --data-dir (its journal, when none does). */
-export const monitorFlags = settingFlags([minerSettings.statsHost, minerSettings.statsPort, minerSettings.dataDir])
+export const monitorFlags = settingFlags([
+  minerSettings.statsHost,
+  minerSettings.statsPort,
+  minerSettings.dataDir,
+  minerSettings.fleetDatabaseUrl
+])
 
 export interface MonitorTarget {
   readonly host: string
   readonly port: number
   readonly dataDir: string
+  /** A fleet runner's journal is the fleet's, in Postgres (R3MES_FLEET_DATABASE_URL), not the data dir's. */
+  readonly fleetDatabaseUrl: Option.Option<Redacted.Redacted<string>>
 }
 
 /** Reads --stats-host, --stats-port and --data-dir (flags over env over defaults), validated as for `mine`. */
 export const loadMonitorTarget = Effect.fnUntraced(function*(values: SettingFlagValues) {
   const { config } = yield* loadSettings(values)
-  return { host: config.statsHost, port: config.statsPort, dataDir: config.dataDir } satisfies MonitorTarget
+  return {
+    host: config.statsHost,
+    port: config.statsPort,
+    dataDir: config.dataDir,
+    fleetDatabaseUrl: config.fleetDatabaseUrl
+  } satisfies MonitorTarget
 })
 
 /** A miner that is up answers in milliseconds; waiting longer only delays the fallback to the journal. */
@@ -126,6 +140,13 @@ const accessProblem = (path: string): unknown => {
   }
 }
 
+/** Where the journal a command reads is: the fleet's (its URL without the password), or the data dir's file. */
+const journalWhere = (target: MonitorTarget): string =>
+  Option.match(target.fleetDatabaseUrl, {
+    onSome: (url) => `of the fleet at ${redactUrl(Redacted.value(url))}`,
+    onNone: () => journalPath(target.dataDir)
+  })
+
 /**
  * Runs `read` on the data dir's journal, opened read-only and without the data dir's lock, so it works while a
  * miner runs there. A journal that does not exist is not created: a status query on the wrong directory must not
@@ -136,6 +157,10 @@ export const readJournal = <A>(
   why: string,
   read: (journal: Journal["Service"]) => Effect.Effect<A, MiningError>
 ): Effect.Effect<A, MiningError> => {
+  if (Option.isSome(target.fleetDatabaseUrl)) {
+    // The whole fleet's journal, every runner's records (read only: no owner).
+    return Journal.use(read).pipe(Effect.provide(PgJournal.layer({ url: target.fleetDatabaseUrl.value })))
+  }
   const path = journalPath(target.dataDir)
   const unreadable = accessProblem(path)
   if (unreadable !== undefined) {
@@ -175,7 +200,7 @@ export const askMinerOrJournal = Effect.fnUntraced(function*<A, E>(
     return yield* new CliExit({ code: ExitCode.failure })
   }
   const value = yield* readJournal(target, answer.why, request.fromJournal)
-  const source: Source = { _tag: "journal", path: journalPath(target.dataDir), why: answer.why }
+  const source: Source = { _tag: "journal", path: journalWhere(target), why: answer.why }
   return { source, value }
 })
 

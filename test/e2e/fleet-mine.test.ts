@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { committedInLog, waitFor } from "../support/audit.ts"
+import { committedInLog, spawnCli, waitFor } from "../support/audit.ts"
 import { fleetFixture, logMessagesOf, runTimeoutMs, summaryOf } from "../support/fleet.ts"
 import { findPostgres, serverForTests } from "../support/postgres.ts"
 
@@ -32,6 +32,20 @@ describe.skipIf("skip" in postgres)("a fleet of two runners on one account", () 
       assert.strictEqual(committedBy("runner-1"), perRunner)
       assert.strictEqual(committedBy("runner-2"), perRunner)
       assert.sameMembers([...new Set(ledger.map((e) => e.holder.split("/")[0]))], ["runner-1", "runner-2"])
+
+      // `status` where no runner answers reads the fleet's journal: every runner's records, the password nowhere.
+      const status = yield* Effect.promise(() =>
+        spawnCli(["status", "--json", "--limit", "100", "--stats-port", "9"], {
+          env: { R3MES_FLEET_DATABASE_URL: fleet.databaseUrl },
+          timeoutMs: 30_000
+        }).exited
+      )
+      assert.strictEqual(status.code, 0, status.stderr)
+      const listed = (JSON.parse(status.stdout) as { transactions: Array<{ owner: string }> }).transactions
+      assert.strictEqual(listed.length, 2 * perRunner)
+      assert.sameMembers([...new Set(listed.map((t) => t.owner))], ["runner-1", "runner-2"])
+      assert.match(status.stderr, /read the journal of the fleet at postgres:\/\/127\.0\.0\.1:\d+\/<redacted>/)
+      assert.notInclude(status.stderr + status.stdout, new URL(fleet.databaseUrl).password)
     }).pipe(Effect.scoped), runTimeoutMs + 60_000)
 
   it.live("a runner SIGKILLed mid-run and started again under its name recovers its own; the other goes on", () =>

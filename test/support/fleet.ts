@@ -101,7 +101,7 @@ export const fleetFixture = (server: () => PostgresServer) => Effect.gen(functio
   const submittedOnChain = readChain(devnet.rpcUrl, devnet.registry, account.address).pipe(
     Effect.map(({ submissions }) => submissions.filter((x) => x.miner.toLowerCase() === account.address.toLowerCase()).length)
   )
-  return { runner, audited, submittedOnChain, journalRecords }
+  return { runner, audited, submittedOnChain, journalRecords, databaseUrl }
 })
 
 /** The messages of a runner's JSON log. */
