@@ -7,6 +7,7 @@ import { Submission } from "../../src/domain/mining.ts"
 import { solveReference } from "../../src/domain/pow.ts"
 import type { RunningDevnet } from "../../src/layers/chain/devnet/Devnet.ts"
 import { make as makeViemChain } from "../../src/layers/chain/ViemChain.ts"
+import type { Chain } from "../../src/services/Chain.ts"
 import { NonceLedger } from "../../src/services/NonceLedger.ts"
 import { InMemoryNonceLedger, makeNonceLedgerStore } from "../../src/testing/InMemoryNonceLedger.ts"
 import { freshDevnet } from "../support/anvil.ts"
@@ -19,6 +20,29 @@ import { freshDevnet } from "../support/anvil.ts"
 
 const ledgerService = (store = makeNonceLedgerStore()) =>
   Layer.build(InMemoryNonceLedger.layer({ store })).pipe(Effect.map((c) => Context.get(c, NonceLedger)))
+
+/** A ledger and its fault control: a ledger that is down (the fleet's Postgres) when a test says so. */
+const ledgerWithFaults = () =>
+  Layer.build(InMemoryNonceLedger.layer()).pipe(
+    Effect.map((c) => ({ ledger: Context.get(c, NonceLedger), control: Context.get(c, InMemoryNonceLedger) }))
+  )
+const down = new ResourceError({ message: "the fleet's database is down", resource: "journal" })
+/** An intent that fails while the ledger is down too (the one Postgres holds both): the reservation stays. */
+const failsWithLedgerDown = (control: InMemoryNonceLedger["Service"], message: string) => () =>
+  control.setFaults({ replace: { alwaysFail: down }, get: { alwaysFail: down } }).pipe(
+    Effect.andThen(Effect.fail(new ResourceError({ message })))
+  )
+
+/** A submission of the chunk just claimed, with a made-up gradient (the chain cannot tell). */
+const submissionFor = Effect.fnUntraced(function*(chain: Chain["Service"], byte: string) {
+  const id = yield* chain.identity
+  const [round] = yield* chain.rounds
+  const claim = yield* chain.claimChunk(round!.roundId)
+  const gradientHash = `0x${byte.repeat(32)}`
+  const cid = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
+  const solution = yield* solveReference({ ...id, roundId: round!.roundId, chunkId: claim.chunkId, gradientHash, cid, difficulty: round!.difficulty })
+  return { id, round: round!, claim, submission: new Submission({ roundId: round!.roundId, chunkId: claim.chunkId, cid, gradientHash, powNonce: solution.nonce }) }
+})
 
 const signerOf = (devnet: RunningDevnet, ledger: NonceLedger["Service"], holder: string) =>
   makeViemChain({
@@ -101,18 +125,14 @@ describe("ViemChain with the account's nonce ledger, against a real anvil", () =
   it.live("bytes of ours never sent and taken over by another holder are theirs: the next write signs past them and they are sent", () =>
     Effect.gen(function*() {
       const devnet = yield* freshDevnet()
-      const ledger = yield* ledgerService()
+      const { control, ledger } = yield* ledgerWithFaults()
       const chain = yield* signerOf(devnet, ledger, "runner-a")
-      const id = yield* chain.identity
-      const [round] = yield* chain.rounds
-      const claim = yield* chain.claimChunk(round!.roundId)
-      const gradientHash = `0x${"ab".repeat(32)}`
-      const cid = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
-      const solution = yield* solveReference({ ...id, roundId: round!.roundId, chunkId: claim.chunkId, gradientHash, cid, difficulty: round!.difficulty })
-      const submission = new Submission({ roundId: round!.roundId, chunkId: claim.chunkId, cid, gradientHash, powNonce: solution.nonce })
-      // Signed and reserved, then the intent could not be journaled: never sent, the nonce is still runner-a's.
-      const failed = yield* Effect.flip(chain.submitGradient(submission, () => Effect.fail(new ResourceError({ message: "journal full" }))))
-      assert.strictEqual(failed._tag, "ResourceError")
+      const { claim, id, round, submission } = yield* submissionFor(chain, "ab")
+      // Signed and reserved, then the intent could not be journaled, the ledger down as well: never sent, and the
+      // reservation could not be filled with a no-op: the nonce is still runner-a's.
+      const failed = yield* Effect.flip(chain.submitGradient(submission, failsWithLedgerDown(control, "journal full")))
+      assert.strictEqual(failed.message, "journal full")
+      yield* control.setFaults({})
       const unsentNonce = yield* chainNonce(devnet)
       const row = (yield* ledger.get(id.miner, 31337, unsentNonce))!
       assert.strictEqual(row.holder, "runner-a")
@@ -136,16 +156,12 @@ describe("ViemChain with the account's nonce ledger, against a real anvil", () =
       // took its transaction over submitted again at a new nonce, the dead one's bytes were sent by a gap fill, and
       // the chain mined both (the second reverted): two paid submissions of one chunk.
       const devnet = yield* freshDevnet()
-      const ledger = yield* ledgerService()
+      const { control, ledger } = yield* ledgerWithFaults()
       const dead = yield* signerOf(devnet, ledger, "runner-a/boot-1")
-      const id = yield* dead.identity
-      const [round] = yield* dead.rounds
-      const claim = yield* dead.claimChunk(round!.roundId)
-      const gradientHash = `0x${"cd".repeat(32)}`
-      const cid = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
-      const solution = yield* solveReference({ ...id, roundId: round!.roundId, chunkId: claim.chunkId, gradientHash, cid, difficulty: round!.difficulty })
-      const submission = new Submission({ roundId: round!.roundId, chunkId: claim.chunkId, cid, gradientHash, powNonce: solution.nonce })
-      yield* Effect.flip(dead.submitGradient(submission, () => Effect.fail(new ResourceError({ message: "killed" }))))
+      const { claim, id, round, submission } = yield* submissionFor(dead, "cd")
+      // It "dies" with the reservation in place: its intent and the no-op over it both fail, and it never writes again.
+      yield* Effect.flip(dead.submitGradient(submission, failsWithLedgerDown(control, "killed")))
+      yield* control.setFaults({})
       const reservedAt = yield* chainNonce(devnet)
       const reserved = (yield* ledger.get(id.miner, 31337, reservedAt))!
       const taker = yield* signerOf(devnet, ledger, "runner-b/boot-1")
@@ -158,5 +174,54 @@ describe("ViemChain with the account's nonce ledger, against a real anvil", () =
       // A claim is not named by its arguments: the next one is a transaction of its own.
       const next = yield* taker.claimChunk(round!.roundId)
       assert.notStrictEqual(next.chunkId, claim.chunkId)
+    }), 120_000)
+
+  it.live("an intent that fails leaves no bytes a gap fill could send: the nonce is filled with a no-op, the submission never lands", () =>
+    Effect.gen(function*() {
+      // The fleet's hole before: a runner reserved its submission, its journal intent failed (a Postgres blip), it
+      // rolled back and unpinned — and another runner's gap fill sent the reserved bytes: a submission whose
+      // gradient nobody pins.
+      const devnet = yield* freshDevnet()
+      const ledger = yield* ledgerService()
+      const chain = yield* signerOf(devnet, ledger, "runner-a")
+      const { claim, id, round, submission } = yield* submissionFor(chain, "ef")
+      const at = yield* chainNonce(devnet)
+      const failed = yield* Effect.flip(chain.submitGradient(submission, () => Effect.fail(new ResourceError({ message: "journal blip" }))))
+      assert.strictEqual(failed.message, "journal blip", "the intent's failure is the caller's to undo")
+      assert.strictEqual(yield* chainNonce(devnet), at + 1, "the nonce is used, by a no-op")
+      const row = (yield* ledger.get(id.miner, 31337, at))!
+      const client = createPublicClient({ transport: http(devnet.rpcUrl) })
+      const mined = yield* Effect.promise(() => client.getTransaction({ hash: row.transactionHash as `0x${string}` }))
+      assert.strictEqual(mined.to?.toLowerCase(), id.miner.toLowerCase(), "the ledger holds the no-op, mined there")
+      assert.isTrue(Option.isNone(yield* chain.getSubmission(round.roundId, claim.chunkId)))
+      // Another signer filling gaps finds nothing of it to send; the transaction can be done again, once.
+      const other = yield* signerOf(devnet, ledger, "runner-b")
+      const receipt = yield* other.submitGradient(submission)
+      assert.strictEqual(receipt.alreadySubmitted, false)
+      assert.strictEqual(yield* chainNonce(devnet), at + 2)
+    }), 120_000)
+
+  it.live("an intent that fails after another signer took the reserved bytes over: they will be sent, so the intent is journaled again and the write goes on", () =>
+    Effect.gen(function*() {
+      const devnet = yield* freshDevnet()
+      const ledger = yield* ledgerService()
+      const chain = yield* signerOf(devnet, ledger, "runner-a")
+      const { claim, id, round, submission } = yield* submissionFor(chain, "12")
+      const intents: Array<string> = []
+      let first = true
+      const receipt = yield* chain.submitGradient(submission, (signed) =>
+        Effect.gen(function*() {
+          intents.push(signed.hash)
+          if (!first) return
+          first = false
+          // Meanwhile runner-b, filling a gap, took the row over to send it.
+          const row = (yield* ledger.get(id.miner, 31337, signed.nonce))!
+          yield* ledger.replace(id.miner, 31337, signed.nonce, { transactionHash: row.transactionHash, holder: row.holder }, { ...row, holder: "runner-b" }).pipe(Effect.orDie)
+          return yield* new ResourceError({ message: "journal blip" })
+        }))
+      assert.strictEqual(intents.length, 2)
+      assert.strictEqual(intents[0], intents[1], "the same transaction journaled again")
+      assert.strictEqual(receipt.txHash.toLowerCase(), intents[0]!.toLowerCase())
+      assert.isTrue(Option.isSome(yield* chain.getSubmission(round.roundId, claim.chunkId)))
     }), 120_000)
 })

@@ -258,6 +258,41 @@ export const makeViemWriter = (options: WriterOptions) => {
     return undefined
   })
 
+  /**
+   * A reservation whose intent (`beforeBroadcast`) failed: its transaction is about to be undone (its gradient
+   * unpinned), but its bytes sit in the ledger, and any signer of the account filling a gap would send them — a
+   * submission on chain whose transaction was rolled back. So the nonce is filled at once with a no-op (fillNonce,
+   * as for bytes of ours the node never got), and the intent's failure goes back to the caller. When another signer
+   * took the row over first, the bytes are the account's and will be sent: the intent is journaled again and the
+   * write goes on. Without a ledger nobody else sends them: the next write signs over them. When the ledger cannot be
+   * reached either (the fleet's Postgres down), the row stays; this writer's next write replaces it.
+   */
+  const unreserve = Effect.fnUntraced(function*(
+    candidate: SignedTransaction,
+    beforeBroadcast: (signed: SignedTransaction) => Effect.Effect<void, MiningError>,
+    failure: MiningError
+  ): Effect.fn.Return<void, MiningError> {
+    const fence = options.nonces
+    if (fence === undefined) return yield* failure
+    const filled = yield* Effect.result(
+      fillNonce(candidate.nonce).pipe(
+        Effect.andThen(fence.ledger.get(account.address, chain.id, candidate.nonce)),
+        Effect.retry({ schedule: Schedule.exponential("100 millis", 2), times: 4, while: isRetryable })
+      )
+    )
+    if (filled._tag === "Failure") {
+      yield* Effect.logWarning(
+        `nonce ${candidate.nonce}: the intent of ${candidate.hash} failed (${failure.message}) and its reservation ` +
+          `could not be filled with a no-op (${filled.failure.message}); the next write of this signer replaces it`
+      )
+      return yield* failure
+    }
+    nextNonce = undefined
+    if (filled.success?.transactionHash.toLowerCase() !== candidate.hash.toLowerCase()) return yield* failure
+    unsent.delete(candidate.nonce)
+    yield* beforeBroadcast(candidate)
+  })
+
   const signAndSend = Effect.fnUntraced(function*(
     functionName: string,
     data: Hex,
@@ -290,7 +325,11 @@ export const makeViemWriter = (options: WriterOptions) => {
       // it may be re-sent by recovery; sent, the node may have it even when its answer is lost.
       const taken = yield* Effect.uninterruptible(
         reserve(candidate).pipe(
-          Effect.andThen(beforeBroadcast === undefined ? Effect.void : beforeBroadcast(candidate)),
+          Effect.andThen(
+            beforeBroadcast === undefined
+              ? Effect.void
+              : beforeBroadcast(candidate).pipe(Effect.catch((failure) => unreserve(candidate, beforeBroadcast, failure)))
+          ),
           Effect.andThen(Effect.sync(() => (nextNonce = nonce + 1))),
           Effect.as(undefined),
           Effect.catchTag("NonceTaken", (e) => Effect.succeed(e))
