@@ -6,7 +6,13 @@ import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Logger, Metric } from "effect"
 import puppeteer, { type Browser, type Page } from "puppeteer-core"
+import { fleetSection } from "../../src/app/fleet.ts"
+import { newRecord } from "../../src/domain/TransactionRecord.ts"
+import type { TransactionState } from "../../src/domain/TransactionState.ts"
 import { MonitoringApi } from "../../src/layers/http/MonitoringApi.ts"
+import { FleetRoster } from "../../src/services/FleetRoster.ts"
+import { Journal } from "../../src/services/Journal.ts"
+import { TestFleetRoster } from "../../src/testing/TestFleetRoster.ts"
 import { type Spawned, spawnCli, statsUrlInLog, waitFor } from "../support/audit.ts"
 import { harness } from "../support/harness.ts"
 
@@ -260,5 +266,73 @@ describe.skipIf(browserPath === undefined)("dashboard in a real browser", () => 
         Layer.provideMerge(Layer.sync(Metric.MetricRegistry, () => new Map())),
         Layer.provideMerge(Logger.layer([]))
       ))
+    ), 60_000)
+
+  it.live("a fleet runner: the fleet's runners, running or gone, with their transactions, as /stats says", () =>
+    Effect.gen(function*() {
+      const journal = yield* Journal
+      const record = (owner: string, chunkId: number, state: TransactionState) => {
+        const r = newRecord({ transactionId: `tx-1-${chunkId}-${owner}`, key: `k:1:${chunkId}`, roundId: 1n, chunkId, nowMs: 0, owner })
+        return journal.save({ ...r, state }, { at: r.created_at, state, event: "test", detail: "" })
+      }
+      for (const [owner, chunk, state] of [
+        ["runner-a", 1, "committed"], ["runner-a", 2, "committed"], ["runner-a", 3, "training"],
+        ["runner-b", 4, "committed"], ["runner-b", 5, "blockchain_submit"], ["runner-b", 6, "rolled_back"]
+      ] as const) yield* record(owner, chunk, state)
+      const { url } = yield* MonitoringApi
+      const browser = yield* Effect.acquireRelease(Effect.promise(launch), (b) => Effect.promise(() => b.close()))
+      const { page, problems } = yield* Effect.promise(() => openPage(browser))
+      yield* Effect.promise(() => page.goto(`${url}/`, { waitUntil: "load" }))
+      yield* Effect.promise(() =>
+        page.waitForFunction(() => (globalThis as any).__dashboard.polls >= 2, { timeout: 15_000, polling: 100 })
+      )
+      const shown = yield* Effect.promise(() =>
+        page.evaluate(() => {
+          const { document } = globalThis as any
+          const text = (name: string) => document.querySelector(`[data-field="${name}"]`)?.textContent ?? ""
+          return {
+            hidden: document.getElementById("fleet").hidden,
+            self: text("fleet_self"),
+            running: text("fleet_running"),
+            committed: text("fleet_committed"),
+            unfinished: text("fleet_unfinished"),
+            undone: text("fleet_undone"),
+            rows: [...document.querySelectorAll("#fleet-table tbody tr")].map((tr: any) =>
+              [...tr.querySelectorAll("td")].map((td: any) => td.textContent ?? "")
+            )
+          }
+        })
+      )
+      const stats = yield* Effect.promise(() =>
+        fetch(`${url}/stats`).then((r) => r.json()) as Promise<{ fleet: { runners: Array<{ runner: string; running: boolean }> } }>
+      )
+      assert.deepStrictEqual(stats.fleet.runners.map((r) => [r.runner, r.running]), [["runner-a", true], ["runner-b", false]])
+      assert.deepStrictEqual(shown, {
+        hidden: false,
+        self: "runner-a",
+        running: "1 of 2",
+        committed: "3",
+        unfinished: "2",
+        undone: "1",
+        rows: [
+          ["runner-a (this one)", "running", "2", "1", "0", "0"],
+          ["runner-b", "gone", "1", "1", "1", "0"]
+        ]
+      })
+      mkdirSync(artifacts, { recursive: true })
+      yield* Effect.promise(() => page.screenshot({ path: join(artifacts, "dashboard-fleet.png"), fullPage: true }))
+      assert.deepStrictEqual(problems, [])
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(
+        Layer.unwrap(Effect.gen(function*() {
+          return MonitoringApi.layer({ port: 0, fleet: fleetSection(yield* FleetRoster) })
+        })).pipe(
+          Layer.provideMerge(TestFleetRoster.layer({ self: "runner-a" })),
+          Layer.provideMerge(harness({ journal: { owner: "runner-a" } })),
+          Layer.provideMerge(Layer.sync(Metric.MetricRegistry, () => new Map())),
+          Layer.provideMerge(Logger.layer([]))
+        )
+      )
     ), 60_000)
 })

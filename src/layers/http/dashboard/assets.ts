@@ -34,6 +34,7 @@ export const loadDashboardFiles = (): DashboardFiles => {
       ["charts.js", { contentType: javascript, body: own("./charts.js") }],
       ["render.js", { contentType: javascript, body: own("./render.js") }],
       ["network.js", { contentType: javascript, body: own("./network.js") }],
+      ["fleet.js", { contentType: javascript, body: own("./fleet.js") }],
       ["dashboard.js", { contentType: javascript, body: own("./dashboard.js") }],
       ["dashboard.css", { contentType: css, body: own("./dashboard.css") }]
     ])

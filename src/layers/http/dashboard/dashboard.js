@@ -143,6 +143,7 @@
       if (list !== null) state.transactions = list.transactions || [];
       remember(stats);
       network.draw(stats);
+      window.FleetView.draw(stats);
       show("miner", stats.atomic_coordinator !== undefined);
       drawMiner(stats);
       await fetchVerdicts(stats).catch(() => {});
