@@ -204,7 +204,7 @@ const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMiner
     // A fleet runner takes over the work of runners that are gone: before its own new work, then every few seconds.
     let fleetWatch: FleetWatch | undefined
     if (roster !== undefined) {
-      yield* lookForGoneRunners.pipe(Effect.provide(roster))
+      yield* lookForGoneRunners().pipe(Effect.provide(roster))
       const stop = yield* Deferred.make<void>()
       const fiber = yield* Effect.forkScoped(watchFleet({ stop: Deferred.await(stop) }).pipe(Effect.provide(roster)))
       fleetWatch = { stop, fiber }

@@ -23,4 +23,20 @@ describe.skipIf("skip" in postgres)("a fleet runner's name (issue 18)", () => {
       yield* Scope.close(first, Exit.void)
       yield* holdRunnerName({ url, runner: "gpu-1" }).pipe(Effect.scoped)
     }))
+
+  it.live("kept across a restart of the database: taken again on a new session, so a second process is still refused", () =>
+    Effect.gen(function*() {
+      const url = yield* Effect.promise(() => server().freshDatabase())
+      const first = yield* Scope.make()
+      yield* holdRunnerName({ url, runner: "gpu-1", checkInterval: "200 millis" }).pipe(Scope.provide(first))
+      // Every session ends with the server; the name is free until the keeper takes it again.
+      yield* Effect.promise(() => server().stop())
+      yield* Effect.sleep("1 second")
+      yield* Effect.promise(() => server().start())
+      yield* Effect.sleep("1500 millis")
+      const refused = yield* Effect.flip(holdRunnerName({ url, runner: "gpu-1" }).pipe(Effect.scoped))
+      assert.strictEqual(refused._tag, "ResourceError", "the name is held again after the restart")
+      yield* Scope.close(first, Exit.void)
+      yield* holdRunnerName({ url, runner: "gpu-1" }).pipe(Effect.scoped)
+    }).pipe(Effect.ensuring(Effect.promise(() => server().start()))), 60_000)
 })

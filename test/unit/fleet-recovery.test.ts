@@ -65,9 +65,11 @@ describe("fleet recovery: a gone runner's work is taken over and finished (issue
       yield* (yield* TestChain).setFaults({ submitGradient: { latency: "10 seconds" } })
       const stop = yield* Deferred.make<void>()
       const watch = yield* Effect.forkChild(watchFleet({ stop: Deferred.await(stop), interval: "5 seconds" }))
-      yield* TestClock.adjust("5 seconds")
       const journal = yield* Journal
-      assert.strictEqual((yield* journal.get(left.transaction_id))!.owner, "runner-a", "taken at the first look")
+      yield* TestClock.adjust("5 seconds")
+      assert.strictEqual((yield* journal.get(left.transaction_id))!.owner, "runner-b", "gone at one look: not yet taken")
+      yield* TestClock.adjust("5 seconds")
+      assert.strictEqual((yield* journal.get(left.transaction_id))!.owner, "runner-a", "gone at two looks in a row: taken")
       yield* Deferred.succeed(stop, undefined)
       yield* TestClock.adjust("10 seconds")
       yield* Fiber.join(watch)
@@ -85,4 +87,23 @@ describe("fleet recovery: a gone runner's work is taken over and finished (issue
       yield* Fiber.join(watch)
       assert.deepStrictEqual(yield* (yield* Journal).get(left.transaction_id), left)
     }).pipe(Effect.provide(runnerA())))
+
+  it.effect("a runner without its name at one look and with it again at the next keeps its work (its database session dropped)", () =>
+    Effect.gen(function*() {
+      const left = yield* pinnedBy("runner-b", 8)
+      const roster = yield* TestFleetRoster
+      const stop = yield* Deferred.make<void>()
+      const watch = yield* Effect.forkChild(watchFleet({ stop: Deferred.await(stop), interval: "5 seconds" }))
+      yield* roster.setRunning("runner-b", false)
+      yield* TestClock.adjust("5 seconds")
+      yield* roster.setRunning("runner-b", true)
+      yield* TestClock.adjust("5 seconds")
+      yield* roster.setRunning("runner-b", false)
+      yield* TestClock.adjust("5 seconds")
+      assert.strictEqual((yield* (yield* Journal).get(left.transaction_id))!.owner, "runner-b", "never gone twice in a row")
+      yield* TestClock.adjust("5 seconds")
+      assert.strictEqual((yield* (yield* Journal).get(left.transaction_id))!.owner, "runner-a")
+      yield* Deferred.succeed(stop, undefined)
+      yield* Fiber.join(watch)
+    }).pipe(Effect.provide(runnerA(["runner-b"]))))
 })

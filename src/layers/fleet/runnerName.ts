@@ -1,4 +1,4 @@
-import { Effect, Exit, type Redacted, Scope } from "effect"
+import { Cause, type Duration, Effect, Exit, type Redacted, Scope } from "effect"
 import type { SqlClient } from "effect/sql"
 import { type MiningError, ResourceError } from "../../domain/errors.ts"
 import { pgError, type PgTarget } from "../postgres/pgErrors.ts"
@@ -11,15 +11,18 @@ import { openPgPool } from "../postgres/pgPool.ts"
  */
 const lockKey = (runner: string) => `r3mes-fleet-runner:${runner}`
 
-/**
- * Takes `runner`'s name on a connection of its own, kept until the scope closes (then the pool closes, and the
- * session with it). False when another session holds it.
- */
-export const tryRunnerName = Effect.fnUntraced(function*(
+/** A name taken on a session: whether it is held, and a check that the session holding it is still there. */
+interface TakenName {
+  readonly held: boolean
+  /** Fails when the session is gone (the database restarted, the connection dropped) or does not answer in time. */
+  readonly alive: Effect.Effect<void, unknown>
+}
+
+const takeRunnerName = Effect.fnUntraced(function*(
   sql: SqlClient.SqlClient,
   target: PgTarget,
   runner: string
-): Effect.fn.Return<boolean, MiningError, Scope.Scope> {
+): Effect.fn.Return<TakenName, MiningError, Scope.Scope> {
   const connection = yield* sql.reserve.pipe(
     Effect.mapError((e) => pgError(e, "reserving a connection", target, "runner name"))
   )
@@ -30,35 +33,100 @@ export const tryRunnerName = Effect.fnUntraced(function*(
   ).pipe(Effect.mapError((e) => pgError(e, `taking the name ${runner}`, target, "runner name")))
   const held = (rows[0] as { readonly held?: unknown } | undefined)?.held === true
   if (held) {
-    // Returned to the pool, a session would keep the lock: release it first.
+    // Returned to the pool, a session would keep the lock: release it first (a session that is gone holds nothing,
+    // and one that does not answer must not hold the runner's stop).
     yield* Effect.addFinalizer(() =>
       connection.executeUnprepared("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [lockKey(runner)], undefined)
-        .pipe(Effect.ignore)
+        .pipe(Effect.timeout("2 seconds"), Effect.ignore)
     )
   }
-  return held
+  const alive = connection.executeUnprepared("SELECT 1", [], undefined).pipe(
+    Effect.timeout("5 seconds"),
+    Effect.asVoid
+  )
+  return { held, alive }
+})
+
+/**
+ * Takes `runner`'s name on a connection of its own, kept until the scope closes (then the pool closes, and the
+ * session with it). False when another session holds it.
+ */
+export const tryRunnerName = (
+  sql: SqlClient.SqlClient,
+  target: PgTarget,
+  runner: string
+): Effect.Effect<boolean, MiningError, Scope.Scope> => Effect.map(takeRunnerName(sql, target, runner), (t) => t.held)
+
+/**
+ * Keeps a held name: its session is checked every `interval`, and when it is gone (the database restarted, the
+ * connection dropped) the name is taken again on a new one. Without this the name would stay free while the runner
+ * runs — the other runners would find it gone and take its work over and over, and a second process could start
+ * under it. A name another session holds meanwhile (a runner taking this one's work over while the database was
+ * back before this check, or a second process started under the name) is tried again, with a warning each time.
+ */
+const keepRunnerName = Effect.fnUntraced(function*(
+  sql: SqlClient.SqlClient,
+  target: PgTarget,
+  runner: string,
+  /** The session holding the name now; its scope is closed by the caller's scope (so also if this never ran). */
+  held: { scope: Scope.Closeable; alive: Effect.Effect<void, unknown> },
+  interval: Duration.Input
+) {
+  while (true) {
+    yield* Effect.sleep(interval)
+    const lost = yield* held.alive.pipe(Effect.as(undefined), Effect.catchCause((cause) => Effect.succeed(cause)))
+    if (lost === undefined) continue
+    yield* Scope.close(held.scope, Exit.void)
+    yield* Effect.logWarning(
+      `fleet runner ${runner}: the database session holding its name ended (${Cause.pretty(lost).split("\n")[0]}); ` +
+        "taking the name again"
+    )
+    for (let attempt = 1;; attempt++) {
+      const scope = yield* Scope.make()
+      held.scope = scope
+      const taken = yield* Effect.result(takeRunnerName(sql, target, runner).pipe(Scope.provide(scope)))
+      if (taken._tag === "Success" && taken.success.held) {
+        held.alive = taken.success.alive
+        yield* Effect.logInfo(`fleet runner ${runner} holds its name again`)
+        break
+      }
+      yield* Scope.close(scope, Exit.void)
+      if (taken._tag === "Success" && attempt % 5 === 0) {
+        yield* Effect.logWarning(
+          `fleet runner ${runner}: another session holds its name (a runner taking its work over, or a second ` +
+            "process under this name); trying again"
+        )
+      }
+      yield* Effect.sleep(interval)
+    }
+  }
 })
 
 /**
  * Holds a fleet runner's name for the scope: two processes under one name would each take the other's unfinished
  * transactions for their own (recovery resumes a runner's own), so the second is refused at start. A few tries
- * first: a runner taking this name's work over holds it for a moment.
+ * first: a runner taking this name's work over holds it for a moment. Held, the name is kept across a lost session
+ * (keepRunnerName).
  */
 export const holdRunnerName = Effect.fn("holdRunnerName")(function*(options: {
   readonly url: Redacted.Redacted<string> | string
   readonly runner: string
+  /** How often the session holding the name is checked (default 1 s). */
+  readonly checkInterval?: Duration.Input | undefined
 }) {
   const { sql, target } = yield* openPgPool({ url: options.url, maxConnections: 1 }, "runner name")
   for (let attempt = 0; attempt < 7; attempt++) {
     if (attempt > 0) yield* Effect.sleep("500 millis")
     const scope = yield* Scope.make()
-    const held = yield* tryRunnerName(sql, target, options.runner).pipe(
+    const taken = yield* takeRunnerName(sql, target, options.runner).pipe(
       Scope.provide(scope),
       Effect.onError(() => Scope.close(scope, Exit.void))
     )
-    if (held) {
-      // Kept until the runner's scope closes.
-      yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
+    if (taken.held) {
+      // Kept until the runner's scope closes: the keeper is stopped first, then whichever session holds the name.
+      const held = { scope, alive: taken.alive }
+      yield* Effect.addFinalizer(() => Scope.close(held.scope, Exit.void))
+      yield* Effect.forkScoped(keepRunnerName(sql, target, options.runner, held, options.checkInterval ?? "1 second"))
       return
     }
     yield* Scope.close(scope, Exit.void)
