@@ -1,9 +1,10 @@
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer, Redacted } from "effect"
+import { Cause, Context, Effect, Exit, Layer, Redacted } from "effect"
 import { isRetryable, type MiningError } from "../../src/domain/errors.ts"
 import type { TransactionRecord } from "../../src/domain/TransactionRecord.ts"
 import { PgJournal } from "../../src/layers/journal/PgJournal.ts"
+import { lostConnectionAsFailure, pgError, type PgTarget, pgTarget } from "../../src/layers/postgres/pgErrors.ts"
 import { PG_SCHEMA_VERSION } from "../../src/layers/postgres/pgMigrations.ts"
 import { isTakenOver, isUnfinishedKeyTaken, Journal } from "../../src/services/Journal.ts"
 import { contractEvent, contractRecord, journalContract } from "../support/journalContract.ts"
@@ -203,6 +204,19 @@ describe.skipIf("skip" in postgres)("PgJournal", () => {
       assert.strictEqual(error._tag, "ValidationError")
       assert.include(error.hint ?? "", "createdb no_such_db")
       assertNoPassword(error)
+    }))
+
+  it.live("a connection lost inside a transaction is a failure, not a defect (the ROLLBACK fails with it)", () =>
+    Effect.gen(function*() {
+      const url = yield* freshUrl
+      // The session ends itself in the middle of a transaction: the statement fails, then so does the ROLLBACK.
+      const lost = (sql: PgClient.PgClient) => sql.withTransaction(sql`SELECT pg_terminate_backend(pg_backend_pid())`)
+      const raw = yield* withSql(url, (sql) => Effect.exit(lost(sql)))
+      assert.isTrue(Exit.isFailure(raw) && Cause.hasDies(raw.cause), "@effect/sql makes it a defect")
+      const mapped = yield* withSql(url, (sql) => Effect.exit(lostConnectionAsFailure(lost(sql))))
+      assert.isTrue(Exit.isFailure(mapped) && !Cause.hasDies(mapped.cause) && Cause.hasFails(mapped.cause))
+      const error = pgError(Cause.squash((mapped as Exit.Failure<unknown, unknown>).cause), "saving", pgTarget(url, "R3MES_FLEET_DATABASE_URL") as PgTarget)
+      assert.isTrue(isRetryable(error), `${error._tag}: ${error.message}`)
     }))
 
   it.live("Postgres stopped mid-use: a retryable NetworkError with a hint and no password; back when it is", () =>

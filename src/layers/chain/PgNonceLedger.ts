@@ -10,7 +10,7 @@ import {
   type NonceReservation,
   nonceTaken
 } from "../../services/NonceLedger.ts"
-import { pgError, type PgTarget, unknownTarget } from "../postgres/pgErrors.ts"
+import { lostConnectionAsFailure, pgError, type PgTarget, unknownTarget } from "../postgres/pgErrors.ts"
 import { openPgPool, type PgPoolOptions } from "../postgres/pgPool.ts"
 import { migrate } from "../postgres/pgMigrations.ts"
 
@@ -48,7 +48,7 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, target
   yield* migrate(sql).pipe(Effect.mapError((e) => pgError(e, "opening (creating its table if needed)", target, "nonce ledger")))
 
   const run = <A>(context: string, effect: Effect.Effect<A, unknown>): Effect.Effect<A, MiningError> =>
-    Effect.mapError(effect, (e) => pgError(e, context, target, "nonce ledger"))
+    Effect.mapError(lostConnectionAsFailure(effect), (e) => pgError(e, context, target, "nonce ledger"))
 
   // Numbers as text: bigint columns would come back as strings or lose digits, depending on the driver's parsers.
   // Big integers as text (exact in JS); sorting must name the table's column, not these text aliases (10 < 2 as text).

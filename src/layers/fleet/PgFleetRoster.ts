@@ -2,7 +2,7 @@ import { Clock, Effect, Layer } from "effect"
 import type { SqlClient } from "effect/sql"
 import { type MiningError, ValidationError } from "../../domain/errors.ts"
 import { FleetRoster, type RunnerCensus } from "../../services/FleetRoster.ts"
-import { pgError, type PgTarget } from "../postgres/pgErrors.ts"
+import { lostConnectionAsFailure, pgError, type PgTarget } from "../postgres/pgErrors.ts"
 import { migrate } from "../postgres/pgMigrations.ts"
 import { openPgPool, type PgPoolOptions } from "../postgres/pgPool.ts"
 import { tryRunnerName } from "./runnerName.ts"
@@ -24,7 +24,7 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, target
   yield* migrate(sql).pipe(Effect.mapError((e) => pgError(e, "opening (creating its tables if needed)", target, "fleet roster")))
 
   const run = <A>(context: string, effect: Effect.Effect<A, unknown>): Effect.Effect<A, MiningError> =>
-    Effect.mapError(effect, (e) => pgError(e, context, target, "fleet roster"))
+    Effect.mapError(lostConnectionAsFailure(effect), (e) => pgError(e, context, target, "fleet roster"))
 
   /** Whether no process runs `runner` now: its name's lock can be taken (and is let go at once). */
   const isGone = (runner: string) => Effect.scoped(tryRunnerName(sql, target, runner))

@@ -4,7 +4,7 @@ import { type MiningError, ValidationError } from "../../domain/errors.ts"
 import { TransactionRecord } from "../../domain/TransactionRecord.ts"
 import type { TransactionState } from "../../domain/TransactionState.ts"
 import { Journal, type JournalEvent, takenOver, type TransactionQuery, unfinishedKeyTaken } from "../../services/Journal.ts"
-import { pgError, type PgTarget, unknownTarget } from "../postgres/pgErrors.ts"
+import { lostConnectionAsFailure, pgError, type PgTarget, unknownTarget } from "../postgres/pgErrors.ts"
 import { openPgPool, type PgPoolOptions } from "../postgres/pgPool.ts"
 import { migrate } from "../postgres/pgMigrations.ts"
 
@@ -50,7 +50,7 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, target
   yield* migrate(sql).pipe(Effect.mapError((e) => pgError(e, "opening (creating its tables if needed)", target)))
 
   const run = <A>(context: string, effect: Effect.Effect<A, unknown>): Effect.Effect<A, MiningError> =>
-    Effect.mapError(effect, (e) => pgError(e, context, target))
+    Effect.mapError(lostConnectionAsFailure(effect), (e) => pgError(e, context, target))
 
   const parse = (row: RecordRow, context: string): Effect.Effect<TransactionRecord, MiningError> =>
     Effect.try({

@@ -1,4 +1,4 @@
-import { Predicate } from "effect"
+import { Effect, Predicate } from "effect"
 import { SqlError } from "effect/sql"
 import { classify } from "../../domain/classify.ts"
 import {
@@ -174,3 +174,15 @@ export const pgError = (e: unknown, context: string, target: PgTarget, component
   const code = Predicate.isObject(foreign) ? (foreign as { code?: unknown }).code : undefined
   return classify({ message: cause, code }, where)
 }
+
+/**
+ * @effect/sql turns a ROLLBACK that fails (the connection lost in the middle of a transaction: the server restarted)
+ * into a defect, which takes precedence over the error that caused the rollback. It is the lost connection, a
+ * failure like any other here: retryable, with the adapter's hint, instead of a defect that ends the transaction
+ * as if the code were wrong.
+ */
+export const lostConnectionAsFailure = <A, E, R>(
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | SqlError.SqlError, R> =>
+  Effect.catchDefect(effect, (defect) => (SqlError.isSqlError(defect) ? Effect.fail(defect) : Effect.die(defect)))
+
