@@ -536,4 +536,19 @@ describe("MiningCoordinator", () => {
       assert.strictEqual(yield* store.calls("add"), 0)
       assert.deepStrictEqual(yield* store.pinned, [])
     }).pipe(Effect.provide(harness())))
+
+  it.effect("a journal unreachable for a moment at a transaction's last word: written once it is back, not left unfinished", () =>
+    Effect.gen(function*() {
+      const journal = yield* InMemoryJournal
+      const first = yield* mineWithTime(task(0))
+      assert.strictEqual(first.state, "committed")
+      const saves = yield* journal.calls("save")
+      // The next transaction's last save (its end) fails three times: the database restarting.
+      yield* journal.setFaults({ save: { failWhen: (i) => (i >= saves - 1 && i < saves + 2 ? network : undefined) } })
+      const second = yield* mineWithTime(task(1))
+      assert.strictEqual(second.state, "committed")
+      const journaled = (yield* (yield* Journal).get(second.transaction_id))!
+      assert.strictEqual(journaled.state, "committed", "the end is in the journal")
+      assert.strictEqual(yield* journal.calls("save"), 2 * saves + 3)
+    }).pipe(Effect.provide(harness())))
 })

@@ -1,5 +1,5 @@
-import { Cause, Clock, Deferred, Duration, Effect, Exit, Option, Scope } from "effect"
-import { type ErrorCategory, errorCategory, type MiningError, TimeoutError } from "../../domain/errors.ts"
+import { Cause, Clock, Deferred, Duration, Effect, Exit, Option, Schedule, Scope } from "effect"
+import { type ErrorCategory, errorCategory, isRetryable, type MiningError, TimeoutError } from "../../domain/errors.ts"
 import type { TransactionRecord } from "../../domain/TransactionRecord.ts"
 import type { Step, TransactionState } from "../../domain/TransactionState.ts"
 import { isTakenOver } from "../Journal.ts"
@@ -130,8 +130,21 @@ export const makeTransactionRunner = (deps: MiningDeps & {
       compensationsDone: compensations.filter((a) => a.status === "done").length,
       compensationsFailed: compensations.filter((a) => a.status === "failed").length
     })
-    yield* records.save(tx, "state_changed", `${from} → ${final}`)
+    yield* saveEnd(records.save(tx, "state_changed", `${from} → ${final}`))
   })
+
+  /**
+   * The last word of a transaction, tried again while the journal is unreachable (a database restarting, for a
+   * minute at most): unwritten, the record stays unfinished in the journal until a recovery — the next start, or in
+   * a fleet another runner once this one is gone — although this runner knows how it ended. The first try is made
+   * whatever happens (an interrupted transaction journals its end too); the next ones are interruptible: a stop
+   * meanwhile leaves it to that recovery, as a failure does.
+   */
+  const saveEnd = (save: Effect.Effect<void, MiningError>) =>
+    save.pipe(Effect.catchIf(isRetryable, () =>
+      Effect.interruptible(
+        save.pipe(Effect.delay("1 second"), Effect.retry({ schedule: Schedule.spaced("1 second"), times: 59, while: isRetryable }))
+      )))
 
   /** Records the end and forgets the transaction: a journal that cannot take the last word is logged, not fatal. */
   const finish = (tx: InFlight, outcome: Outcome): Effect.Effect<TransactionRecord> =>
