@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { committedInLog, spawnCli, waitFor } from "../support/audit.ts"
+import { committedInLog, logLines, spawnCli, waitFor } from "../support/audit.ts"
 import { fleetFixture, logMessagesOf, runTimeoutMs, summaryOf } from "../support/fleet.ts"
 import { findPostgres, serverForTests } from "../support/postgres.ts"
 
@@ -91,4 +91,38 @@ describe.skipIf("skip" in postgres)("a fleet of two runners on one account", () 
       // Whatever runner-1 left unfinished is runner-2's now, and finished.
       assert.deepStrictEqual(records.filter((r) => r.owner === "runner-1" && !["committed", "failed", "rolled_back"].includes(r.state)), [])
     }).pipe(Effect.scoped), runTimeoutMs + 60_000)
+
+  it.live("the fleet's Postgres restarted mid-run: both runners wait for it, take their names again and finish; nobody's work taken", () =>
+    Effect.gen(function*() {
+      const fleet = yield* fleetFixture(server)
+      const names = ["runner-1", "runner-2"]
+      // Long enough that both still mine when the database goes away.
+      const runners = names.map((name) => fleet.runner(name, 40))
+      const exitedAt = new Map<string, number>()
+      runners.forEach((r, i) => void r.exited.then(() => exitedAt.set(names[i]!, Date.now())))
+      yield* Effect.promise(() =>
+        waitFor(() => runners.every((r) => committedInLog(r.logFile) >= 3), 120_000, "both runners' third commit")
+      )
+      assert.isTrue(runners.every((r) => r.running()), "both still mining")
+      yield* Effect.promise(() => server().stop())
+      yield* Effect.sleep("4 seconds")
+      yield* Effect.promise(() => server().start())
+      const exits = yield* Effect.promise(() => Promise.all(runners.map((r) => r.exited)))
+      for (const [i, exited] of exits.entries()) summaryOf(exited, `runner-${i + 1}`)
+      const { verdict } = yield* fleet.audited
+      assert.strictEqual(verdict.figures.nonTerminal, 0)
+      // Each lost its name's session with the server and took the name again: neither's work was taken while it ran.
+      // (A runner that exits with a transaction whose end it could not journal during the outage leaves it to the
+      // other: taken once it is gone.)
+      assert.deepStrictEqual(
+        runners.map((r) => logMessagesOf(r.logFile).some((line) => /holds its name again/.test(line))),
+        [true, true]
+      )
+      const takeovers = runners.flatMap((r) => logLines(r.logFile)).flatMap((l) => {
+        const gone = /^fleet runner (\S+) is gone/.exec(String(l["message"]))
+        return gone === null ? [] : [{ runner: gone[1]!, at: Date.parse(String(l["timestamp"])) }]
+      })
+      console.log(`taken over: ${JSON.stringify(takeovers)}`)
+      for (const t of takeovers) assert.isAtLeast(t.at, exitedAt.get(t.runner)! - 1_000, `${t.runner} taken over while it ran`)
+    }).pipe(Effect.scoped, Effect.ensuring(Effect.promise(() => server().start()))), runTimeoutMs + 60_000)
 })
