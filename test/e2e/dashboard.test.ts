@@ -123,6 +123,18 @@ const openPage = async (browser: Browser) => {
 const percent = (accuracy: number) => `${(accuracy * 100).toFixed(2)} %`
 const integer = (shown: string) => Number(shown.replaceAll(",", ""))
 
+/** The monitoring API of this process's layers in a browser, drawn twice (for tests on the test ports). */
+const dashboardOfThisProcess = Effect.gen(function*() {
+  const { url } = yield* MonitoringApi
+  const browser = yield* Effect.acquireRelease(Effect.promise(launch), (b) => Effect.promise(() => b.close()))
+  const { page, problems } = yield* Effect.promise(() => openPage(browser))
+  yield* Effect.promise(() => page.goto(`${url}/`, { waitUntil: "load" }))
+  yield* Effect.promise(() =>
+    page.waitForFunction(() => (globalThis as any).__dashboard.polls >= 2, { timeout: 15_000, polling: 100 })
+  )
+  return { page, problems, url }
+})
+
 describe.skipIf(browserPath === undefined)("dashboard in a real browser", () => {
   it("a running miner's dashboard: no console error, every chart drawn, numbers equal to /stats, fits a phone", async () => {
     const dir = mkdtempSync(join(tmpdir(), "r3mes-dashboard-"))
@@ -232,13 +244,7 @@ describe.skipIf(browserPath === undefined)("dashboard in a real browser", () => 
 
   it.live("a miner with no transaction, no verifier and no network: the page draws without an error", () =>
     Effect.gen(function*() {
-      const { url } = yield* MonitoringApi
-      const browser = yield* Effect.acquireRelease(Effect.promise(launch), (b) => Effect.promise(() => b.close()))
-      const { page, problems } = yield* Effect.promise(() => openPage(browser))
-      yield* Effect.promise(() => page.goto(`${url}/`, { waitUntil: "load" }))
-      yield* Effect.promise(() =>
-        page.waitForFunction(() => (globalThis as any).__dashboard.polls >= 2, { timeout: 15_000, polling: 100 })
-      )
+      const { page, problems } = yield* dashboardOfThisProcess
       const shown = yield* Effect.promise(() =>
         page.evaluate(() => {
           const { document } = globalThis as any
@@ -279,13 +285,7 @@ describe.skipIf(browserPath === undefined)("dashboard in a real browser", () => 
         ["runner-a", 1, "committed"], ["runner-a", 2, "committed"], ["runner-a", 3, "training"],
         ["runner-b", 4, "committed"], ["runner-b", 5, "blockchain_submit"], ["runner-b", 6, "rolled_back"]
       ] as const) yield* record(owner, chunk, state)
-      const { url } = yield* MonitoringApi
-      const browser = yield* Effect.acquireRelease(Effect.promise(launch), (b) => Effect.promise(() => b.close()))
-      const { page, problems } = yield* Effect.promise(() => openPage(browser))
-      yield* Effect.promise(() => page.goto(`${url}/`, { waitUntil: "load" }))
-      yield* Effect.promise(() =>
-        page.waitForFunction(() => (globalThis as any).__dashboard.polls >= 2, { timeout: 15_000, polling: 100 })
-      )
+      const { page, problems, url } = yield* dashboardOfThisProcess
       const shown = yield* Effect.promise(() =>
         page.evaluate(() => {
           const { document } = globalThis as any
