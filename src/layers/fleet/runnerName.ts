@@ -62,7 +62,8 @@ export const tryRunnerName = (
  * connection dropped) the name is taken again on a new one. Without this the name would stay free while the runner
  * runs — the other runners would find it gone and take its work over and over, and a second process could start
  * under it. A name another session holds meanwhile (a runner taking this one's work over while the database was
- * back before this check, or a second process started under the name) is tried again, with a warning each time.
+ * back before this check, or a second process started under the name) is tried again every `interval`, with a
+ * warning every fifth try.
  */
 const keepRunnerName = Effect.fnUntraced(function*(
   sql: SqlClient.SqlClient,
