@@ -33,11 +33,12 @@ const takeRunnerName = Effect.fnUntraced(function*(
   ).pipe(Effect.mapError((e) => pgError(e, `taking the name ${runner}`, target, "runner name")))
   const held = (rows[0] as { readonly held?: unknown } | undefined)?.held === true
   if (held) {
-    // Returned to the pool, a session would keep the lock: release it first (a session that is gone holds nothing,
-    // and one that does not answer must not hold the runner's stop).
+    // Returned to the pool, a session would keep the lock: release it first. Never cut short by a timeout: an unlock
+    // interrupted on a slow machine would hand the pool a connection holding another runner's name, and that runner
+    // could not start again (a session that is gone fails the unlock at once).
     yield* Effect.addFinalizer(() =>
       connection.executeUnprepared("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [lockKey(runner)], undefined)
-        .pipe(Effect.timeout("2 seconds"), Effect.ignore)
+        .pipe(Effect.ignore)
     )
   }
   const alive = connection.executeUnprepared("SELECT 1", [], undefined).pipe(
