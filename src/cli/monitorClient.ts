@@ -158,8 +158,8 @@ export const readJournal = <A>(
   read: (journal: Journal["Service"]) => Effect.Effect<A, MiningError>
 ): Effect.Effect<A, MiningError> => {
   if (Option.isSome(target.fleetDatabaseUrl)) {
-    // The whole fleet's journal, every runner's records (read only: no owner).
-    return Journal.use(read).pipe(Effect.provide(PgJournal.layer({ url: target.fleetDatabaseUrl.value })))
+    // The whole fleet's journal, every runner's records, read only: nothing is created in a mistyped database.
+    return Journal.use(read).pipe(Effect.provide(PgJournal.layerReadOnly({ url: target.fleetDatabaseUrl.value, maxConnections: 2 })))
   }
   const path = journalPath(target.dataDir)
   const unreadable = accessProblem(path)

@@ -131,8 +131,8 @@ export const statsCommand = Command.make(
   Command.withDescription(
     "Show the miner's statistics: transactions by state, success / failure / rollback rates, errors by category, " +
       "latency percentiles per step, transactions per minute, retries. Asks the running miner's monitoring API " +
-      "(GET /stats on --stats-host:--stats-port); when none answers within 2 s, computes them from the journal in " +
-      "--data-dir (never creating it). Exit codes: 0 shown, 1 no miner and no journal, 2 invalid usage."
+      "(GET /stats on --stats-host:--stats-port); when none answers within 2 s, computes them from the journal, never creating it: a fleet's in " +
+      "Postgres with --fleet-database-url (R3MES_FLEET_DATABASE_URL), else the one in --data-dir. Exit codes: 0 shown, 1 no miner and no journal, 2 invalid usage."
   ),
   Command.withExamples([
     { command: "r3mes-miner stats", description: "The running miner's statistics, else the journal's" },

@@ -168,7 +168,9 @@ export const statusCommand = Command.make(
   Command.withDescription(
     "Show transactions: without TX_ID the latest ones (newest first), with TX_ID one transaction's record and its " +
       "full history, from before a restart too. Asks the running miner's monitoring API (--stats-host, " +
-      "--stats-port); when none answers within 2 s, reads the journal in --data-dir instead (never creating it). " +
+      "--stats-port); when none answers within 2 s, reads the journal instead, never creating it: a fleet's in " +
+      "Postgres (every runner's records) with --fleet-database-url (R3MES_FLEET_DATABASE_URL), else the one in " +
+      "--data-dir. " +
       "Exit codes: 0 shown, 1 unknown TX_ID or no journal, 2 invalid usage."
   ),
   Command.withExamples([

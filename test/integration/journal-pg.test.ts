@@ -185,6 +185,43 @@ describe.skipIf("skip" in postgres)("PgJournal", () => {
       assert.include(error.hint ?? "", "upgrade r3mes-miner")
     }))
 
+  it.live("read only (status, stats): a database without the journal is refused and left empty; a journal is read, never written", () =>
+    Effect.gen(function*() {
+      const openReader = (url: string) =>
+        Layer.build(PgJournal.layerReadOnly({ url })).pipe(Effect.map((c) => Context.get(c, Journal)))
+      const tables = (url: string) =>
+        withSql(url, (sql) => sql<{ name: string }>`SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public'`)
+      // A mistyped but existing database: nothing is created there.
+      const empty = yield* freshUrl
+      const missing = yield* Effect.flip(Effect.scoped(openReader(empty)))
+      assert.strictEqual(missing._tag, "ResourceError", missing.message)
+      assert.include(missing.message, "no fleet journal in the database postgres://r3mes@127.0.0.1")
+      assert.include(missing.hint ?? "", "R3MES_FLEET_DATABASE_URL")
+      assertNoPassword(missing)
+      assert.deepStrictEqual(yield* tables(empty), [])
+      // The fleet's journal: read like the runner's own; a write is refused by the server itself.
+      const url = yield* freshUrl
+      const runner = yield* openJournal(url)
+      const r = contractRecord("tx-a")
+      yield* runner.save(r, contractEvent(r, "created"))
+      const reader = yield* openReader(url)
+      assert.deepStrictEqual(yield* reader.get("tx-a"), r)
+      assert.deepStrictEqual((yield* reader.list({})).map((x) => x.transaction_id), ["tx-a"])
+      const moved = { ...r, state: "training" as const }
+      const refused = yield* Effect.flip(reader.save(moved, contractEvent(moved)))
+      assert.include(refused.message + String(refused.cause ?? ""), "read-only")
+      assert.deepStrictEqual(yield* runner.get("tx-a"), r)
+      // Another schema version: refused with the way out, the database untouched.
+      yield* withSql(url, (sql) => sql`UPDATE r3mes_journal_schema SET version = ${PG_SCHEMA_VERSION - 1}`)
+      const older = yield* Effect.flip(Effect.scoped(openReader(url)))
+      assert.strictEqual(older._tag, "ValidationError")
+      assert.include(older.hint ?? "", "migrates the journal")
+      assert.strictEqual(
+        (yield* withSql(url, (sql) => sql<{ version: number }>`SELECT version FROM r3mes_journal_schema`))[0]?.version,
+        PG_SCHEMA_VERSION - 1
+      )
+    }))
+
   it.live("a wrong password is an AuthenticationError naming the setting, without either password", () =>
     Effect.gen(function*() {
       const url = new URL(yield* freshUrl)

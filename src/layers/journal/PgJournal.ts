@@ -6,12 +6,15 @@ import type { TransactionState } from "../../domain/TransactionState.ts"
 import { Journal, type JournalEvent, takenOver, type TransactionQuery, unfinishedKeyTaken } from "../../services/Journal.ts"
 import { lostConnectionAsFailure, pgError, type PgTarget, unknownTarget } from "../postgres/pgErrors.ts"
 import { openPgPool, type PgPoolOptions } from "../postgres/pgPool.ts"
-import { migrate } from "../postgres/pgMigrations.ts"
+import { checkSchema, migrate } from "../postgres/pgMigrations.ts"
 
 export interface PgJournalOptions extends PgPoolOptions {
   /** The fleet runner this journal writes for (see Journal's `owner`). */
   readonly owner?: string | undefined
 }
+
+/** How `make` opens the tables: migrating them (a runner), or only checking their version (a reader). */
+type Opening = "migrate" | "read only"
 
 const decodeRecord = Schema.decodeUnknownSync(TransactionRecord)
 
@@ -46,8 +49,19 @@ interface EventRow {
  * The Journal port on a migrated Postgres database reached through `sql`. Every runner of a fleet builds one on the
  * same database: they share the records, and Postgres orders their writes.
  */
-export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, target: PgTarget, owner?: string) {
-  yield* migrate(sql).pipe(Effect.mapError((e) => pgError(e, "opening (creating its tables if needed)", target)))
+export const make = Effect.fnUntraced(function*(
+  sql: SqlClient.SqlClient,
+  target: PgTarget,
+  owner?: string,
+  opening: Opening = "migrate"
+) {
+  if (opening === "migrate") {
+    yield* migrate(sql).pipe(Effect.mapError((e) => pgError(e, "opening (creating its tables if needed)", target)))
+  } else {
+    yield* checkSchema(sql, target.display).pipe(
+      Effect.mapError((e) => e._tag === "SqlError" ? pgError(e, "opening (read only)", target) : e)
+    )
+  }
 
   const run = <A>(context: string, effect: Effect.Effect<A, unknown>): Effect.Effect<A, MiningError> =>
     Effect.mapError(lostConnectionAsFailure(effect), (e) => pgError(e, context, target))
@@ -163,8 +177,11 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, target
 })
 
 /** Its own pool on `options.url`, closed with the layer's scope. */
-const fromUrl = (options: PgJournalOptions) =>
-  Effect.flatMap(openPgPool(options, "journal"), ({ sql, target }) => make(sql, target, options.owner))
+const fromUrl = (options: PgJournalOptions, opening: Opening = "migrate") =>
+  Effect.flatMap(
+    openPgPool({ ...options, readOnly: opening === "read only" }, "journal"),
+    ({ sql, target }) => make(sql, target, options.owner, opening)
+  )
 
 export const PgJournal = {
   /**
@@ -174,6 +191,13 @@ export const PgJournal = {
    * unreachable is a NetworkError naming `R3MES_FLEET_DATABASE_URL`; its password never shows.
    */
   layer: (options: PgJournalOptions): Layer.Layer<Journal, MiningError> => Layer.effect(Journal, fromUrl(options)),
+  /**
+   * The fleet's journal for a tool that only reads it (status, stats): nothing created or migrated, every session
+   * read only (the server refuses writes). A database without the journal's tables is a ResourceError whose hint
+   * names R3MES_FLEET_DATABASE_URL; a journal of another schema version, a ValidationError.
+   */
+  layerReadOnly: (options: Omit<PgJournalOptions, "owner">): Layer.Layer<Journal, MiningError> =>
+    Layer.effect(Journal, fromUrl(options, "read only")),
   /**
    * The same on a SqlClient built elsewhere (one pool shared with the cluster's storage). That client should set
    * `synchronous_commit = on` if its server's default is off: `save` relies on it for durability.

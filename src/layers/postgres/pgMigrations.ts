@@ -1,6 +1,6 @@
 import { Effect } from "effect"
 import type { SqlClient } from "effect/sql"
-import { ValidationError } from "../../domain/errors.ts"
+import { ResourceError, ValidationError } from "../../domain/errors.ts"
 
 /**
  * The journal's tables on Postgres, one migration per version (`r3mes_journal_schema.version` counts those
@@ -105,4 +105,33 @@ export const migrate = Effect.fn("PgJournal.migrate")(function*(sql: SqlClient.S
     }
     return PG_SCHEMA_VERSION
   }))
+})
+
+/**
+ * The journal's schema version in a database that is only read (status, stats): never creates or migrates anything,
+ * so a query against a mistyped database leaves it as it was. No journal there, or one of another version than this
+ * miner reads, is refused with a hint.
+ */
+export const checkSchema = Effect.fn("PgJournal.checkSchema")(function*(sql: SqlClient.SqlClient, where: string) {
+  const tables = yield* sql<{ readonly found: string | null }>`SELECT to_regclass('r3mes_journal_schema')::text AS found`
+  if (tables[0]?.found == null) {
+    return yield* new ResourceError({
+      message: `no fleet journal in the database ${where} (no r3mes_journal_schema table)`,
+      resource: "journal",
+      hint: "check R3MES_FLEET_DATABASE_URL (--fleet-database-url): it must be the database the fleet's runners use; " +
+        "a runner creates the journal's tables at its first start"
+    })
+  }
+  const rows = yield* sql<{ readonly version: number }>`SELECT version FROM r3mes_journal_schema`
+  const version = rows[0]?.version ?? 0
+  if (version !== PG_SCHEMA_VERSION) {
+    return yield* new ValidationError({
+      message: `journal: the fleet database ${where} has journal schema version ${version}; this miner reads ` +
+        `version ${PG_SCHEMA_VERSION}`,
+      hint: version > PG_SCHEMA_VERSION
+        ? "upgrade r3mes-miner here (every runner and tool of a fleet runs the same version)"
+        : "start a runner of this version once (it migrates the journal), or use the r3mes-miner the fleet runs"
+    })
+  }
+  return version
 })

@@ -14,6 +14,11 @@ export interface PgPoolOptions {
   readonly maxConnections?: number | undefined
   /** Connecting and authenticating, per connection. Default 5 seconds (@effect/sql-pg's). */
   readonly connectTimeout?: Duration.Input | undefined
+  /**
+   * Every session read only (`default_transaction_read_only`): the server itself refuses any write, so a tool that
+   * only reads (status, stats) cannot change a database it was pointed at by mistake.
+   */
+  readonly readOnly?: boolean | undefined
 }
 
 /**
@@ -33,7 +38,9 @@ export const openPgPool = Effect.fnUntraced(function*(
     maxConnections: options.maxConnections,
     connectTimeout: options.connectTimeout,
     applicationName: `r3mes-miner ${component}`,
-    startupParameters: { synchronous_commit: "on" }
+    startupParameters: options.readOnly === true
+      ? { synchronous_commit: "on", default_transaction_read_only: "on" }
+      : { synchronous_commit: "on" }
   }).pipe(
     Effect.provideService(Reactivity.Reactivity, yield* Reactivity.make),
     Effect.mapError((e) => pgError(e, "opening its connection pool", target, component))
