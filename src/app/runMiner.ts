@@ -39,6 +39,8 @@ export interface RunMinerOptions {
   readonly onFinished?: (record: TransactionRecord) => Effect.Effect<void>
   /** Called when a shutdown signal arrives and in-flight transactions are being finished. */
   readonly onStopping?: (inFlight: number) => Effect.Effect<void>
+  /** Called once on a second stop signal (an abort: what is in flight is interrupted at once). */
+  readonly onAborting?: () => Effect.Effect<void>
   /** On the embedded devnet: called with each verdict of the devnet's verifier on one of this miner's transactions. */
   readonly onVerdict?: (verdict: TransactionVerdict) => Effect.Effect<void>
   /**
@@ -240,6 +242,13 @@ const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMiner
  * transactions finish (their state is journaled at every step either way); a second one interrupts them, which runs
  * their compensations before their commit point and leaves them to recovery past it.
  */
+/**
+ * How long a stop waits for the transactions in flight (and, in a fleet, for a takeover under way) before it
+ * interrupts them: the transaction timeout, at most 30 s.
+ */
+export const stopGraceOf = (config: Pick<MinerConfig, "transactionTimeout">): Duration.Duration =>
+  Duration.min(config.transactionTimeout, Duration.seconds(30))
+
 export const runMiner: (config: MinerConfig, options: RunMinerOptions) => Effect.Effect<MinerRun, MiningError> = Effect
   .fn("runMiner")(
     function*(config: MinerConfig, options: RunMinerOptions) {
@@ -254,7 +263,8 @@ export const runMiner: (config: MinerConfig, options: RunMinerOptions) => Effect
       const { context, devnetFailure, embedded, fleetWatch, readiness, recovery, rounds } = started.value
       // A stop signal ends the fleet watch too: no takeover starts while the runner winds down.
       if (fleetWatch !== undefined) yield* Effect.forkScoped(Deferred.await(stop).pipe(Effect.andThen(Deferred.succeed(fleetWatch.stop, undefined))))
-      const stopGrace = Duration.min(config.transactionTimeout, Duration.seconds(30))
+      const stopGrace = stopGraceOf(config)
+      if (options.onAborting !== undefined) yield* Effect.forkScoped(Deferred.await(abort).pipe(Effect.andThen(options.onAborting())))
 
       return yield* Effect.gen(function*() {
         const coordinator = yield* MiningCoordinator

@@ -1,12 +1,13 @@
-import { Console, Effect, Option } from "effect"
+import { Console, Duration, Effect, Option } from "effect"
 import { observabilityLayer } from "../app/observability.ts"
 import { runCliEffect } from "./errors.ts"
 import { makeProgress, summaryJson, summaryTable } from "./progress.ts"
-import { runMiner } from "../app/runMiner.ts"
+import { runMiner, stopGraceOf } from "../app/runMiner.ts"
 import { Command, Flag } from "effect/cli"
 import { configToJson, settingsTable, showSetting } from "../domain/MinerConfigSchema.ts"
 import { exposedApiWarning } from "../domain/minerSettings.ts"
 import { CliExit, ExitCode } from "./exit.ts"
+import { armStopWatchdog } from "./stopWatchdog.ts"
 import { type LoadedSettings, loadSettings, settingFlags } from "./settingsFlags.ts"
 
 const iterations = Flag.Int("iterations").pipe(
@@ -69,7 +70,18 @@ export const mineCommand = Command.make(
           ),
         onFinished: progress.onFinished,
         onVerdict: progress.onVerdict,
-        onStopping: progress.stopping
+        // A stop waits up to the grace for the transactions in flight, then as long again for a fleet takeover
+        // under way; past that and 30 s more, or 15 s after a second signal, something does not answer.
+        onStopping: (inFlight) =>
+          Effect.andThen(
+            armStopWatchdog({
+              after: Duration.sum(Duration.times(stopGraceOf(config), 2), Duration.seconds(30)),
+              what: "stop signal",
+              logFile: config.logFile
+            }),
+            progress.stopping(inFlight)
+          ),
+        onAborting: () => armStopWatchdog({ after: Duration.seconds(15), what: "second signal", logFile: config.logFile })
       }).pipe(Effect.provide(observabilityLayer(config, {
         console: "stderr",
         consoleLevel: input.json ? "Error" : "Warn",

@@ -125,4 +125,52 @@ describe.skipIf("skip" in postgres)("a fleet of two runners on one account", () 
       console.log(`taken over: ${JSON.stringify(takeovers)}`)
       for (const t of takeovers) assert.isAtLeast(t.at, exitedAt.get(t.runner)! - 1_000, `${t.runner} taken over while it ran`)
     }).pipe(Effect.scoped, Effect.ensuring(Effect.promise(() => server().start()))), runTimeoutMs + 60_000)
+  it.live("the fleet's Postgres frozen mid-run (SIGSTOP, 15 s): both runners wait, go on when it thaws and finish; nobody's work taken", () =>
+    Effect.gen(function*() {
+      const fleet = yield* fleetFixture(server)
+      const names = ["runner-1", "runner-2"]
+      const runners = names.map((name) => fleet.runner(name, 40))
+      const exitedAt = new Map<string, number>()
+      runners.forEach((r, i) => void r.exited.then(() => exitedAt.set(names[i]!, Date.now())))
+      yield* Effect.promise(() =>
+        waitFor(() => runners.every((r) => committedInLog(r.logFile) >= 3), 120_000, "both runners' third commit")
+      )
+      assert.isTrue(runners.every((r) => r.running()), "both still mining")
+      // Hung, not gone: every open connection stays open and nothing answers.
+      server().freeze()
+      yield* Effect.sleep("15 seconds").pipe(Effect.ensuring(Effect.sync(() => server().thaw())))
+      const exits = yield* Effect.promise(() => Promise.all(runners.map((r) => r.exited)))
+      for (const [i, exited] of exits.entries()) summaryOf(exited, `runner-${i + 1}`)
+      const { verdict } = yield* fleet.audited
+      assert.strictEqual(verdict.figures.nonTerminal, 0)
+      const takeovers = runners.flatMap((r) => logLines(r.logFile)).flatMap((l) => {
+        const gone = /^fleet runner (\S+) is gone/.exec(String(l["message"]))
+        return gone === null ? [] : [{ runner: gone[1]!, at: Date.parse(String(l["timestamp"])) }]
+      })
+      console.log(`taken over: ${JSON.stringify(takeovers)}`)
+      for (const t of takeovers) assert.isAtLeast(t.at, exitedAt.get(t.runner)! - 1_000, `${t.runner} taken over while it ran`)
+    }).pipe(Effect.scoped, Effect.ensuring(Effect.sync(() => server().thaw()))), runTimeoutMs + 60_000)
+  it.live("Ctrl-C while the fleet's Postgres is frozen: the runner exits as a crash would, saying why; restarted once it thaws, it recovers", () =>
+    Effect.gen(function*() {
+      const fleet = yield* fleetFixture(server)
+      const first = fleet.runner("runner-1", 1_000)
+      yield* Effect.promise(() => waitFor(() => committedInLog(first.logFile) >= 3, 120_000, "runner-1's third commit"))
+      server().freeze()
+      yield* Effect.sleep("2 seconds")
+      const signalled = Date.now()
+      first.signal("SIGINT")
+      const stopped = yield* Effect.promise(() => first.exited).pipe(Effect.ensuring(Effect.sync(() => server().thaw())))
+      const took = Date.now() - signalled
+      console.log(`stopped ${took} ms after SIGINT, code ${stopped.code}; stderr tail: ${stopped.stderr.slice(-600)}`)
+      // Its transactions wait for the journal, which never answers: past twice the stop grace (30 s) and 30 s more,
+      // the runner gives up on a clean stop (without this it waited until the database came back, forever).
+      assert.strictEqual(stopped.code, 1)
+      assert.match(stopped.stderr, /did not stop within 90 s of the stop signal: .*exiting as a crash would\nhint: the next start recovers/)
+      assert.isTrue(logMessagesOf(first.logFile).some((m) => m.startsWith("did not stop within 90 s")))
+      assert.isBelow(took, 100_000)
+      const again = fleet.runner("runner-1", 2)
+      summaryOf(yield* Effect.promise(() => again.exited), "runner-1, restarted")
+      const { verdict } = yield* fleet.audited
+      assert.strictEqual(verdict.figures.nonTerminal, 0)
+    }).pipe(Effect.scoped, Effect.ensuring(Effect.sync(() => server().thaw()))), runTimeoutMs + 60_000)
 })

@@ -39,6 +39,12 @@ export interface PostgresServer {
   /** Starts it again on the same data and port, after `stop`. */
   readonly start: () => Promise<void>
   readonly running: () => boolean
+  /**
+   * Freezes the server and every backend (SIGSTOP to the postmaster and its children): connections stay open and
+   * nothing answers, as with a hung host. `thaw` (SIGCONT) lets it go on where it was.
+   */
+  readonly freeze: () => void
+  readonly thaw: () => void
   /** Stops it and deletes its temp dir. */
   readonly close: () => Promise<void>
 }
@@ -260,9 +266,33 @@ export const startPostgres = async (binaries: PostgresBinaries): Promise<Postgre
       child = await spawnServer(binaries, dir, port)
     },
     running,
+    freeze: () => signalFamily(child, "SIGSTOP"),
+    thaw: () => signalFamily(child, "SIGCONT"),
     close: async () => {
       await stop()
       rmSync(dir, { recursive: true, force: true })
+    }
+  }
+}
+
+/** The server process and its children (the backends, checkpointer, autovacuum…), found in /proc. */
+const signalFamily = (child: ChildProcess | undefined, signal: NodeJS.Signals): void => {
+  const pid = child?.pid
+  if (pid === undefined) return
+  const children = readdirSync("/proc").filter((name) => /^\d+$/.test(name)).flatMap((name) => {
+    try {
+      // Field 4 of /proc/PID/stat is the parent pid (after the command name in parentheses, which may hold spaces).
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8")
+      return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === pid ? [Number(name)] : []
+    } catch {
+      return []
+    }
+  })
+  for (const p of [pid, ...children]) {
+    try {
+      process.kill(p, signal)
+    } catch {
+      // Gone meanwhile: nothing to freeze or thaw.
     }
   }
 }
