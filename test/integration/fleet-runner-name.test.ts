@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
-import { holdRunnerName } from "../../src/layers/fleet/runnerName.ts"
-import { findPostgres, serverForTests } from "../support/postgres.ts"
+import { holdRunnerName, runnerNameHeld } from "../../src/layers/fleet/runnerName.ts"
+import { findPostgres, serverForTests, withSql } from "../support/postgres.ts"
 
 const postgres = findPostgres()
 if ("skip" in postgres) console.warn(`fleet runner name tests skipped: ${postgres.skip}`)
@@ -39,4 +39,26 @@ describe.skipIf("skip" in postgres)("a fleet runner's name (issue 18)", () => {
       yield* Scope.close(first, Exit.void)
       yield* holdRunnerName({ url, runner: "gpu-1" }).pipe(Effect.scoped)
     }).pipe(Effect.ensuring(Effect.promise(() => server().start()))), 60_000)
+
+  it.live("looked at without taking it: held names are seen (both halves of the lock key), free ones not, nor another database's", () =>
+    Effect.gen(function*() {
+      const url = yield* Effect.promise(() => server().freshDatabase())
+      const elsewhere = yield* Effect.promise(() => server().freshDatabase())
+      // Thirty names: their 64-bit keys' halves cover both signs.
+      const names = Array.from({ length: 30 }, (_, i) => `gpu-${i}`)
+      const held = names.filter((_, i) => i % 3 !== 0)
+      const holding = yield* Scope.make()
+      for (const runner of held) yield* holdRunnerName({ url, runner }).pipe(Scope.provide(holding))
+      const seen = (at: string) =>
+        withSql(at, (sql) => Effect.forEach(names, (runner) => runnerNameHeld(sql, runner))).pipe(
+          Effect.map((flags) => names.filter((_, i) => flags[i]))
+        )
+      assert.deepStrictEqual(yield* seen(url), held)
+      assert.deepStrictEqual(yield* seen(elsewhere), [])
+      // Looking took nothing: each name can still be held by nobody else, and is free once let go.
+      const refused = yield* Effect.flip(holdRunnerName({ url, runner: held[0]! }).pipe(Effect.scoped))
+      assert.strictEqual(refused._tag, "ResourceError")
+      yield* Scope.close(holding, Exit.void)
+      assert.deepStrictEqual(yield* seen(url), [])
+    }), 60_000)
 })

@@ -5,7 +5,7 @@ import { FleetRoster, type RunnerCensus } from "../../services/FleetRoster.ts"
 import { lostConnectionAsFailure, pgError, type PgTarget } from "../postgres/pgErrors.ts"
 import { migrate } from "../postgres/pgMigrations.ts"
 import { openPgPool, type PgPoolOptions } from "../postgres/pgPool.ts"
-import { tryRunnerName } from "./runnerName.ts"
+import { runnerNameHeld, tryRunnerName } from "./runnerName.ts"
 
 export interface PgFleetRosterOptions extends PgPoolOptions {
   /** This runner's name. */
@@ -26,8 +26,9 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, target
   const run = <A>(context: string, effect: Effect.Effect<A, unknown>): Effect.Effect<A, MiningError> =>
     Effect.mapError(lostConnectionAsFailure(effect), (e) => pgError(e, context, target, "fleet roster"))
 
-  /** Whether no process runs `runner` now: its name's lock can be taken (and is let go at once). */
-  const isGone = (runner: string) => Effect.scoped(tryRunnerName(sql, target, runner))
+  /** Whether no process runs `runner` now: no session holds its name (looked at, not taken). */
+  const isGone = (runner: string) =>
+    run(`looking whether runner ${runner} runs`, runnerNameHeld(sql, runner)).pipe(Effect.map((held) => !held))
 
   const gone = Effect.gen(function*() {
     const owners = yield* run(

@@ -49,6 +49,23 @@ const takeRunnerName = Effect.fnUntraced(function*(
 })
 
 /**
+ * Whether a session holds `runner`'s name now, read from `pg_locks` without taking it: a look at the fleet (the
+ * watch's, /stats's, `journal check`'s) never holds a name, so a runner (re)starting at that moment is not refused,
+ * and it works on a read-only session. An advisory lock on a bigint key shows as classid (high half), objid (low
+ * half) and objsubid 1, in the database it was taken in.
+ */
+export const runnerNameHeld = (sql: SqlClient.SqlClient, runner: string): Effect.Effect<boolean, unknown> =>
+  sql.unsafe<{ readonly held: boolean }>(
+    `SELECT EXISTS (
+       SELECT 1 FROM pg_locks
+       WHERE locktype = 'advisory' AND granted AND objsubid = 1
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+         AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0)
+     ) AS held`,
+    [lockKey(runner)]
+  ).pipe(Effect.map((rows) => rows[0]?.held === true))
+
+/**
  * Takes `runner`'s name on a connection of its own, kept until the scope closes (then the pool closes, and the
  * session with it). False when another session holds it.
  */
