@@ -10,6 +10,7 @@ import { SqliteJournal } from "../layers/journal/SqliteJournal.ts"
 import { rebuildJournal, type RebuildSummary } from "../services/JournalRebuild.ts"
 import { minerSettings } from "../domain/MinerConfigSchema.ts"
 import { checkJournal, type JournalCheck } from "../layers/journal/checkJournal.ts"
+import { checkPgJournal, type FleetJournalCheck } from "../layers/journal/checkPgJournal.ts"
 import type { LockState } from "../layers/journal/dataDirLock.ts"
 import { logToStderr, runCliEffect } from "./errors.ts"
 import { CliExit, ExitCode } from "./exit.ts"
@@ -69,19 +70,77 @@ export const renderCheck = (check: JournalCheck): string => {
   return lines.join("\n")
 }
 
+/** `journal check` of a fleet's journal (R3MES_FLEET_DATABASE_URL), as text. */
+export const renderFleetCheck = (check: FleetJournalCheck): string => {
+  const count = (counts: Readonly<Record<string, number>>) => {
+    const states = Object.entries(counts).filter(([, n]) => n > 0).map(([state, n]) => `${state} ${n}`)
+    return states.length === 0 ? "" : `: ${states.join(", ")}`
+  }
+  const rows: Array<[string, string]> = [
+    ["journal", `the fleet's, at ${check.database}`],
+    [
+      "status",
+      check.status === "ok"
+        ? `ok (every record read back, ${check.check_ms} ms)`
+        : check.problems.length === 1
+        ? "corrupted: 1 record that does not read back"
+        : `corrupted: ${check.problems.length} records that do not read back`
+    ],
+    ["schema", `version ${check.schema_version}`],
+    ["records", `${check.records.total}${count(check.records.by_state)}`],
+    [
+      "runners",
+      check.runners.length === 0
+        ? "none yet"
+        : check.runners.map((r) => `${r.runner} (${r.running ? "running" : "gone"})${count(r.transactions)}`).join("\n")
+    ],
+    [
+      "nonces",
+      check.nonces.length === 0
+        ? "none reserved yet"
+        : check.nonces.map((n) =>
+          `${n.account} on chain ${n.chain_id}: ${n.reserved} reserved, ${n.first}..${n.next - 1}` +
+          (n.missing.length === 0 ? ", none missing" : `, missing ${n.missing.join(", ")}`)
+        ).join("\n")
+    ],
+    ["meta", Object.keys(check.meta).length === 0 ? "none" : Object.entries(check.meta).map(([k, v]) => `${k} = ${v}`).join("\n")]
+  ]
+  const width = Math.max(...rows.map(([name]) => name.length))
+  const pad = " ".repeat(width + 2)
+  const lines = rows.map(([name, value]) => `${name.padEnd(width)}  ${value.split("\n").join(`\n${pad}`)}`)
+  if (check.notes.length > 0) lines.push("", "notes:", ...check.notes.map((note) => `  ${note}`))
+  if (check.problems.length > 0) lines.push("", "problems:", ...check.problems.map((problem) => `  ${problem}`))
+  return lines.join("\n")
+}
+
 const json = Flag.Boolean("json").pipe(
   Flag.withDescription(
     "Print the report as JSON: {path, status: \"ok\" | \"corrupted\", problems, hint, check_ms, schema_version, " +
-      "records: {total, by_state}, meta, lock: {held, pid, started_at}}."
+      "records: {total, by_state}, meta, lock: {held, pid, started_at}}; of a fleet's journal: {database, status, " +
+      "problems, hint, check_ms, schema_version, records, meta, runners: [{runner, running, transactions}], " +
+      "nonces: [{chain_id, account, reserved, first, next, missing}], notes}."
   ),
   Flag.withDefault(false)
 )
 
+/** --data-dir and --fleet-database-url: the journal `journal check` looks at. */
+const checkFlags = settingFlags([minerSettings.dataDir, minerSettings.fleetDatabaseUrl])
+
 const checkCommand = Command.make(
   "check",
-  { settings: dataDirFlags, json },
+  { settings: checkFlags, json },
   Effect.fnUntraced(function*(input) {
-    const dataDir = yield* loadDataDir(input.settings)
+    const settings = yield* loadSomeSettings([minerSettings.dataDir, minerSettings.fleetDatabaseUrl], input.settings, process.env)
+    if (Option.isSome(settings.fleetDatabaseUrl)) {
+      const fleet = yield* runCliEffect(checkPgJournal(settings.fleetDatabaseUrl.value))
+      yield* input.json ? printJson(fleet) : Console.log(renderFleetCheck(fleet))
+      if (fleet.status === "corrupted") {
+        yield* Console.error(`r3mes-miner: the fleet's journal at ${fleet.database} has records that do not read back\nhint: ${fleet.hint}`)
+        return yield* new CliExit({ code: ExitCode.failure })
+      }
+      return
+    }
+    const dataDir = settings.dataDir
     const check = yield* runCliEffect(checkJournal(journalPath(dataDir)))
     yield* input.json ? printJson(check) : Console.log(renderCheck(check))
     if (check.status === "corrupted") {
@@ -92,13 +151,19 @@ const checkCommand = Command.make(
 ).pipe(
   Command.withDescription(
     "Check the journal in --data-dir: SQLite's integrity check over the whole file, the number of records per " +
-      "state, the journal's meta entries, and whether a miner holds the data dir now (its pid). Read-only: safe " +
-      "while a miner runs, and never creates a journal. Exit codes: 0 ok, 1 corrupted or unreadable (the hint " +
+      "state, the journal's meta entries, and whether a miner holds the data dir now (its pid). With " +
+      "--fleet-database-url (R3MES_FLEET_DATABASE_URL), the fleet's journal in Postgres instead: every record read " +
+      "back and compared with its row, records per state and per runner (running or gone), the nonce ledger and its " +
+      "gaps. Read-only: safe while a miner runs, and never creates a journal. Exit codes: 0 ok, 1 corrupted or unreadable (the hint " +
       "says what to do), 2 invalid usage."
   ),
   Command.withExamples([
     { command: "r3mes-miner journal check", description: "Check ./.r3mes/journal.sqlite" },
-    { command: "r3mes-miner journal check --data-dir /srv/miner --json", description: "The report as JSON" }
+    { command: "r3mes-miner journal check --data-dir /srv/miner --json", description: "The report as JSON" },
+    {
+      command: "R3MES_FLEET_DATABASE_URL=postgres://… r3mes-miner journal check",
+      description: "Check the fleet's journal in Postgres"
+    }
   ])
 )
 

@@ -2,7 +2,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { committedInLog, logLines, spawnCli, waitFor } from "../support/audit.ts"
 import { fleetFixture, logMessagesOf, runTimeoutMs, summaryOf } from "../support/fleet.ts"
-import { findPostgres, serverForTests } from "../support/postgres.ts"
+import type { FleetJournalCheck } from "../../src/layers/journal/checkPgJournal.ts"
+import { findPostgres, serverForTests, withSql } from "../support/postgres.ts"
 
 /**
  * Issue 18, first step of the fleet: two runner processes of one account (the real CLI, `mine` with
@@ -46,6 +47,32 @@ describe.skipIf("skip" in postgres)("a fleet of two runners on one account", () 
       assert.sameMembers([...new Set(listed.map((t) => t.owner))], ["runner-1", "runner-2"])
       assert.match(status.stderr, /read the journal of the fleet at postgres:\/\/127\.0\.0\.1:\d+\/<redacted>/)
       assert.notInclude(status.stderr + status.stdout, new URL(fleet.databaseUrl).password)
+
+      // `journal check` of the fleet's journal: every record reads back, both runners gone now, the ledger whole.
+      const check = (...extra: Array<string>) =>
+        Effect.promise(() =>
+          spawnCli(["journal", "check", ...extra], { env: { R3MES_FLEET_DATABASE_URL: fleet.databaseUrl }, timeoutMs: 30_000 }).exited
+        )
+      const checked = yield* check("--json")
+      assert.strictEqual(checked.code, 0, checked.stderr)
+      const report = JSON.parse(checked.stdout) as FleetJournalCheck
+      assert.strictEqual(report.status, "ok")
+      assert.strictEqual(report.records.by_state["committed"], 2 * perRunner)
+      assert.deepStrictEqual(
+        report.runners.map((r) => [r.runner, r.running, r.transactions["committed"]]),
+        [["runner-1", false, perRunner], ["runner-2", false, perRunner]]
+      )
+      assert.deepStrictEqual(report.nonces.map((n) => [n.reserved, n.first, n.next, n.missing]), [[ledger.length, 0, ledger.length, []]])
+      assert.deepStrictEqual(report.notes, [])
+      assert.match(report.database, /^postgres:\/\/r3mes@127\.0\.0\.1:\d+\/\S+$/)
+      // A record damaged in the database: reported by id, exit 1 with a hint; nothing written by the check.
+      const damaged = records[0]!.transaction_id
+      yield* withSql(fleet.databaseUrl, (sql) => sql`UPDATE r3mes_transactions SET state = 'training' WHERE transaction_id = ${damaged}`)
+      const corrupted = yield* check()
+      assert.strictEqual(corrupted.code, 1)
+      assert.include(corrupted.stdout, `${damaged}: its columns (state training, owner ${records[0]!.owner}) disagree with its record (state committed)`)
+      assert.match(corrupted.stderr, /^r3mes-miner: the fleet's journal at postgres:\/\/r3mes@.* has records that do not read back\nhint: /m)
+      assert.notInclude(corrupted.stdout + corrupted.stderr, new URL(fleet.databaseUrl).password)
     }).pipe(Effect.scoped), runTimeoutMs + 60_000)
 
   it.live("a runner SIGKILLed mid-run and started again under its name recovers its own; the other goes on", () =>
