@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import { holdRunnerName, runnerNameHeld } from "../../src/layers/fleet/runnerName.ts"
 import { findPostgres, serverForTests, withSql } from "../support/postgres.ts"
+import { startTcpProxy } from "../support/tcpProxy.ts"
 
 const postgres = findPostgres()
 if ("skip" in postgres) console.warn(`fleet runner name tests skipped: ${postgres.skip}`)
@@ -61,4 +62,26 @@ describe.skipIf("skip" in postgres)("a fleet runner's name (issue 18)", () => {
       yield* Scope.close(holding, Exit.void)
       assert.deepStrictEqual(yield* seen(url), [])
     }), 60_000)
+
+  it.live("a runner whose machine vanished (no FIN: power or network lost): the server ends its session, the name is free", () =>
+    Effect.gen(function*() {
+      const url = yield* Effect.promise(() => server().freshDatabase())
+      const proxy = yield* Effect.acquireRelease(Effect.promise(() => startTcpProxy(server().port)), (p) => Effect.promise(() => p.close()))
+      const held = withSql(url, (sql) => runnerNameHeld(sql, "gpu-1"))
+      const runner = yield* Scope.make()
+      yield* holdRunnerName({ url: proxy.via(url), runner: "gpu-1", sessionTimeout: "2 seconds", checkInterval: "200 millis" })
+        .pipe(Scope.provide(runner))
+      // Kept alive past the timeout by the keeper's checks.
+      yield* Effect.sleep("3 seconds")
+      assert.isTrue(yield* held, "held while its runner is there")
+      proxy.vanish()
+      const vanishedAt = Date.now()
+      while ((yield* held) && Date.now() - vanishedAt < 15_000) yield* Effect.sleep("200 millis")
+      const freedAfter = Date.now() - vanishedAt
+      console.log(`the name was free ${freedAfter} ms after its machine vanished (session timeout 2 s)`)
+      // Without the session's idle timeout the server would keep it for hours (TCP keepalive's defaults).
+      assert.isBelow(freedAfter, 15_000, "the name is free again")
+      yield* holdRunnerName({ url, runner: "gpu-1" }).pipe(Effect.scoped)
+      yield* Scope.close(runner, Exit.void)
+    }).pipe(Effect.scoped), 60_000)
 })

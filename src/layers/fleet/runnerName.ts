@@ -1,4 +1,4 @@
-import { Cause, type Duration, Effect, Exit, type Redacted, Scope } from "effect"
+import { Cause, Duration, Effect, Exit, type Redacted, Scope } from "effect"
 import type { SqlClient } from "effect/sql"
 import { type MiningError, ResourceError } from "../../domain/errors.ts"
 import { pgError, type PgTarget } from "../postgres/pgErrors.ts"
@@ -18,13 +18,35 @@ interface TakenName {
   readonly alive: Effect.Effect<void, unknown>
 }
 
+/**
+ * How long the server keeps the session of a held name once nothing comes from it (`idle_session_timeout`,
+ * Postgres 14+): the keeper's check every second keeps it alive, and when its runner's machine is gone without
+ * closing the connection (power lost, network cut) the server ends the session after this, and the name is free. Left
+ * to TCP, the server would hold such a session — and so the name and the runner's work — for two hours or more (the
+ * kernel's keepalive defaults). Effect's cluster bounds its shard-lock sessions the same way.
+ */
+const defaultSessionTimeout = Duration.seconds(15)
+
 const takeRunnerName = Effect.fnUntraced(function*(
   sql: SqlClient.SqlClient,
   target: PgTarget,
-  runner: string
+  runner: string,
+  sessionTimeout: Duration.Duration = defaultSessionTimeout
 ): Effect.fn.Return<TakenName, MiningError, Scope.Scope> {
   const connection = yield* sql.reserve.pipe(
     Effect.mapError((e) => pgError(e, "reserving a connection", target, "runner name"))
+  )
+  // Returned to the pool, a session would keep the lock: release it first. Registered before the lock is even asked
+  // for (an unlock of a lock not held changes nothing), so an interruption right after the server granted it cannot
+  // hand the pool a connection holding the name: that runner could not start again. Never cut short by a timeout for
+  // the same reason (a session that is gone fails the unlock at once).
+  yield* Effect.addFinalizer(() =>
+    connection.executeUnprepared("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [lockKey(runner)], undefined)
+      .pipe(
+        // Back in the pool, an idle session must not be ended under it by the server.
+        Effect.andThen(connection.executeUnprepared("SELECT set_config('idle_session_timeout', '0', false)", [], undefined)),
+        Effect.ignore
+      )
   )
   const rows = yield* connection.executeUnprepared(
     "SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS held",
@@ -33,13 +55,12 @@ const takeRunnerName = Effect.fnUntraced(function*(
   ).pipe(Effect.mapError((e) => pgError(e, `taking the name ${runner}`, target, "runner name")))
   const held = (rows[0] as { readonly held?: unknown } | undefined)?.held === true
   if (held) {
-    // Returned to the pool, a session would keep the lock: release it first. Never cut short by a timeout: an unlock
-    // interrupted on a slow machine would hand the pool a connection holding another runner's name, and that runner
-    // could not start again (a session that is gone fails the unlock at once).
-    yield* Effect.addFinalizer(() =>
-      connection.executeUnprepared("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [lockKey(runner)], undefined)
-        .pipe(Effect.ignore)
-    )
+    // Older servers lack the setting: the name is held all the same, only a vanished machine keeps it longer.
+    yield* connection.executeUnprepared(
+      "SELECT set_config('idle_session_timeout', $1, false)",
+      [`${Math.max(1, Math.round(Duration.toMillis(sessionTimeout)))}ms`],
+      undefined
+    ).pipe(Effect.ignore)
   }
   const alive = connection.executeUnprepared("SELECT 1", [], undefined).pipe(
     Effect.timeout("5 seconds"),
@@ -89,7 +110,8 @@ const keepRunnerName = Effect.fnUntraced(function*(
   runner: string,
   /** The session holding the name now; its scope is closed by the caller's scope (so also if this never ran). */
   held: { scope: Scope.Closeable; alive: Effect.Effect<void, unknown> },
-  interval: Duration.Input
+  interval: Duration.Input,
+  sessionTimeout: Duration.Duration
 ) {
   while (true) {
     yield* Effect.sleep(interval)
@@ -103,7 +125,7 @@ const keepRunnerName = Effect.fnUntraced(function*(
     for (let attempt = 1;; attempt++) {
       const scope = yield* Scope.make()
       held.scope = scope
-      const taken = yield* Effect.result(takeRunnerName(sql, target, runner).pipe(Scope.provide(scope)))
+      const taken = yield* Effect.result(takeRunnerName(sql, target, runner, sessionTimeout).pipe(Scope.provide(scope)))
       if (taken._tag === "Success" && taken.success.held) {
         held.alive = taken.success.alive
         yield* Effect.logInfo(`fleet runner ${runner} holds its name again`)
@@ -130,14 +152,17 @@ const keepRunnerName = Effect.fnUntraced(function*(
 export const holdRunnerName = Effect.fn("holdRunnerName")(function*(options: {
   readonly url: Redacted.Redacted<string> | string
   readonly runner: string
-  /** How often the session holding the name is checked (default 1 s). */
+  /** How often the session holding the name is checked (default 1 s); well under `sessionTimeout`. */
   readonly checkInterval?: Duration.Input | undefined
+  /** How long the server keeps the name's session once its runner went silent (default 15 s). */
+  readonly sessionTimeout?: Duration.Input | undefined
 }) {
+  const sessionTimeout = Duration.fromInputUnsafe(options.sessionTimeout ?? defaultSessionTimeout)
   const { sql, target } = yield* openPgPool({ url: options.url, maxConnections: 1 }, "runner name")
   for (let attempt = 0; attempt < 7; attempt++) {
     if (attempt > 0) yield* Effect.sleep("500 millis")
     const scope = yield* Scope.make()
-    const taken = yield* takeRunnerName(sql, target, options.runner).pipe(
+    const taken = yield* takeRunnerName(sql, target, options.runner, sessionTimeout).pipe(
       Scope.provide(scope),
       Effect.onError(() => Scope.close(scope, Exit.void))
     )
@@ -145,7 +170,7 @@ export const holdRunnerName = Effect.fn("holdRunnerName")(function*(options: {
       // Kept until the runner's scope closes: the keeper is stopped first, then whichever session holds the name.
       const held = { scope, alive: taken.alive }
       yield* Effect.addFinalizer(() => Scope.close(held.scope, Exit.void))
-      yield* Effect.forkScoped(keepRunnerName(sql, target, options.runner, held, options.checkInterval ?? "1 second"))
+      yield* Effect.forkScoped(keepRunnerName(sql, target, options.runner, held, options.checkInterval ?? "1 second", sessionTimeout))
       return
     }
     yield* Scope.close(scope, Exit.void)
