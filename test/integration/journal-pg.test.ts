@@ -1,11 +1,13 @@
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Effect, Exit, Layer, Redacted } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Layer, Redacted } from "effect"
 import { isRetryable, type MiningError } from "../../src/domain/errors.ts"
 import type { TransactionRecord } from "../../src/domain/TransactionRecord.ts"
 import { PgJournal } from "../../src/layers/journal/PgJournal.ts"
 import { lostConnectionAsFailure, pgError, type PgTarget, pgTarget } from "../../src/layers/postgres/pgErrors.ts"
 import { PG_SCHEMA_VERSION } from "../../src/layers/postgres/pgMigrations.ts"
+import { openPgPool } from "../../src/layers/postgres/pgPool.ts"
+import { startTcpProxy } from "../support/tcpProxy.ts"
 import { isTakenOver, isUnfinishedKeyTaken, Journal } from "../../src/services/Journal.ts"
 import { contractEvent, contractRecord, journalContract } from "../support/journalContract.ts"
 import { assertNoPassword as assertPasswordHidden, findPostgres, type PostgresServer, serverForTests, withSql } from "../support/postgres.ts"
@@ -221,6 +223,33 @@ describe.skipIf("skip" in postgres)("PgJournal", () => {
         PG_SCHEMA_VERSION - 1
       )
     }))
+
+  it.live("a client that vanished inside a transaction (no FIN) does not keep its row locks: the server ends the session", () =>
+    Effect.gen(function*() {
+      const url = yield* freshUrl
+      const journal = yield* openJournal(url)
+      const r = contractRecord("tx-a")
+      yield* journal.save(r, contractEvent(r, "created"))
+      const proxy = yield* Effect.acquireRelease(Effect.promise(() => startTcpProxy(running().port)), (p) => Effect.promise(() => p.close()))
+      const { sql } = yield* openPgPool({ url: proxy.via(url), idleInTransactionTimeout: "2 seconds", maxConnections: 1 }, "journal")
+      // A runner's transaction holding the record's row, when its machine goes away.
+      const locked = yield* Deferred.make<void>()
+      yield* Effect.forkScoped(Effect.ignore(sql.withTransaction(
+        sql`SELECT 1 FROM r3mes_transactions WHERE transaction_id = 'tx-a' FOR UPDATE`.pipe(
+          Effect.andThen(Deferred.succeed(locked, undefined)),
+          Effect.andThen(Effect.never)
+        )
+      )))
+      yield* Deferred.await(locked)
+      proxy.vanish()
+      const started = Date.now()
+      // Another runner writing that row waits for the lock; without the timeout it would wait for hours.
+      const moved = { ...r, state: "training" as const }
+      yield* journal.save(moved, contractEvent(moved)).pipe(Effect.timeout("12 seconds"))
+      const waited = Date.now() - started
+      console.log(`the row was free ${waited} ms after its client vanished (idle-in-transaction timeout 2 s)`)
+      assert.deepStrictEqual(yield* journal.get("tx-a"), moved)
+    }).pipe(Effect.scoped), 60_000)
 
   it.live("a wrong password is an AuthenticationError naming the setting, without either password", () =>
     Effect.gen(function*() {

@@ -1,5 +1,5 @@
 import { PgClient } from "@effect/sql-pg"
-import { type Duration, Effect, Redacted, type Scope } from "effect"
+import { Duration, Effect, Redacted, type Scope } from "effect"
 import { Reactivity } from "effect/reactivity"
 import { type MiningError, ValidationError } from "../../domain/errors.ts"
 import { fleetDatabaseSetting, pgError, type PgTarget, pgTarget } from "./pgErrors.ts"
@@ -19,7 +19,19 @@ export interface PgPoolOptions {
    * only reads (status, stats) cannot change a database it was pointed at by mistake.
    */
   readonly readOnly?: boolean | undefined
+  /**
+   * How long the server lets a session sit idle inside a transaction before ending it (default 15 s; ours last
+   * milliseconds): a runner whose machine vanished mid-transaction would otherwise keep its row locks — and block a
+   * takeover of its records — until TCP gave up, hours later.
+   */
+  readonly idleInTransactionTimeout?: Duration.Input | undefined
 }
+
+/**
+ * The server probes a silent client after 30 s, every 10 s, three times: a vanished machine's sessions (and
+ * connection slots) are gone in about a minute instead of the kernel's two hours.
+ */
+const keepalives = { tcp_keepalives_idle: "30", tcp_keepalives_interval: "10", tcp_keepalives_count: "3" }
 
 /**
  * A pool of its own for `component` (the journal, the nonce ledger), closed with the scope. Every commit waits for
@@ -38,9 +50,14 @@ export const openPgPool = Effect.fnUntraced(function*(
     maxConnections: options.maxConnections,
     connectTimeout: options.connectTimeout,
     applicationName: `r3mes-miner ${component}`,
-    startupParameters: options.readOnly === true
-      ? { synchronous_commit: "on", default_transaction_read_only: "on" }
-      : { synchronous_commit: "on" }
+    startupParameters: {
+      synchronous_commit: "on",
+      idle_in_transaction_session_timeout: `${
+        Math.max(1, Math.round(Duration.toMillis(Duration.fromInputUnsafe(options.idleInTransactionTimeout ?? "15 seconds"))))
+      }ms`,
+      ...keepalives,
+      ...(options.readOnly === true ? { default_transaction_read_only: "on" } : {})
+    }
   }).pipe(
     Effect.provideService(Reactivity.Reactivity, yield* Reactivity.make),
     Effect.mapError((e) => pgError(e, "opening its connection pool", target, component))
