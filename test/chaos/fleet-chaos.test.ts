@@ -87,7 +87,7 @@ describe.skipIf("skip" in postgres)("fleet chaos: three runners of one account, 
       for (const runner of running.values()) runner.signal("SIGTERM")
       for (const [name, runner] of running) {
         const exited = yield* Effect.promise(() => runner.exited)
-        assert.strictEqual(exited.code, 0, `${name} stopped: ${exited.stderr.slice(-2000)}`)
+        assert.strictEqual(exited.code, 0, `${name} stopped: ${exited.stderr.slice(-2000)}\n  ${events.join("\n  ")}`)
       }
       say(`stopped at ${yield* Effect.promise(submitted)} submissions`)
       const tookOver = ["runner-1", "runner-3"].flatMap((name) =>

@@ -19,6 +19,8 @@ describe.skipIf("skip" in postgres)("a fleet runner's name (issue 18)", () => {
       assert.strictEqual(refused._tag, "ResourceError")
       assert.include(refused.hint ?? "", "R3MES_FLEET_RUNNER")
       assert.notInclude(refused.message, server().password)
+      // Which process holds it, from where: an operator finds the other machine.
+      assert.match(refused.message, new RegExp(`held by "r3mes-miner runner name gpu-1 pid ${process.pid}" from 127\\.0\\.0\\.1/32, server pid \\d+, session since `))
       // Another name is another runner.
       yield* holdRunnerName({ url, runner: "gpu-2" }).pipe(Effect.scoped)
       yield* Scope.close(first, Exit.void)

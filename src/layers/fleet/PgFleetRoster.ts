@@ -98,7 +98,7 @@ export const PgFleetRoster = {
     Layer.effect(
       FleetRoster,
       Effect.flatMap(
-        openPgPool({ ...options, maxConnections: options.maxConnections ?? 3 }, "fleet roster"),
+        openPgPool({ ...options, maxConnections: options.maxConnections ?? 3 }, `fleet roster ${options.self}`),
         ({ sql, target }) => make(sql, target, options.self)
       )
     )

@@ -86,6 +86,23 @@ export const runnerNameHeld = (sql: SqlClient.SqlClient, runner: string): Effect
     [lockKey(runner)]
   ).pipe(Effect.map((rows) => rows[0]?.held === true))
 
+/** The sessions holding `runner`'s name, as pg_stat_activity shows them: which process, from where, since when. */
+const nameHolders = (sql: SqlClient.SqlClient, runner: string): Effect.Effect<string, unknown> =>
+  sql.unsafe<{ readonly pid: number; readonly who: string | null; readonly address: string | null; readonly since: string | null }>(
+    `SELECT a.pid, a.application_name AS who, a.client_addr::text AS address, a.backend_start::text AS since
+     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+       AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($1, 0)`,
+    [lockKey(runner)]
+  ).pipe(Effect.map((rows) =>
+    rows.length === 0
+      ? "free again now"
+      : "held by " + rows.map((r) =>
+        `"${r.who ?? "?"}" from ${r.address ?? "a local socket"}, server pid ${r.pid}, session since ${r.since ?? "?"}`
+      ).join("; ")
+  ))
+
 /**
  * Takes `runner`'s name on a connection of its own, kept until the scope closes (then the pool closes, and the
  * session with it). False when another session holds it.
@@ -158,7 +175,7 @@ export const holdRunnerName = Effect.fn("holdRunnerName")(function*(options: {
   readonly sessionTimeout?: Duration.Input | undefined
 }) {
   const sessionTimeout = Duration.fromInputUnsafe(options.sessionTimeout ?? defaultSessionTimeout)
-  const { sql, target } = yield* openPgPool({ url: options.url, maxConnections: 1 }, "runner name")
+  const { sql, target } = yield* openPgPool({ url: options.url, maxConnections: 1 }, `runner name ${options.runner}`)
   for (let attempt = 0; attempt < 7; attempt++) {
     if (attempt > 0) yield* Effect.sleep("500 millis")
     const scope = yield* Scope.make()
@@ -175,8 +192,10 @@ export const holdRunnerName = Effect.fn("holdRunnerName")(function*(options: {
     }
     yield* Scope.close(scope, Exit.void)
   }
+  const holders = yield* nameHolders(sql, options.runner).pipe(Effect.orElseSucceed(() => "unknown (could not be read)"))
   return yield* new ResourceError({
-    message: `fleet runner ${options.runner} is running already: another process holds its name in the fleet's database`,
+    message: `fleet runner ${options.runner} is running already: another process holds its name in the fleet's ` +
+      `database (${holders})`,
     resource: "fleet runner name",
     hint: "give each runner a name of its own (R3MES_FLEET_RUNNER or --fleet-runner); two on one machine need one each"
   })

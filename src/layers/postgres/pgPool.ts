@@ -49,7 +49,9 @@ export const openPgPool = Effect.fnUntraced(function*(
     url,
     maxConnections: options.maxConnections,
     connectTimeout: options.connectTimeout,
-    applicationName: `r3mes-miner ${component}`,
+    // Who holds a session, as pg_stat_activity shows it (Postgres keeps 63 bytes): the refusal of a runner's name
+    // names the process holding it.
+    applicationName: `r3mes-miner ${component} pid ${process.pid}`,
     startupParameters: {
       synchronous_commit: "on",
       idle_in_transaction_session_timeout: `${
