@@ -4,6 +4,7 @@ import { committedInLog, logLines, spawnCli, waitFor } from "../support/audit.ts
 import { fleetFixture, logMessagesOf, runTimeoutMs, summaryOf } from "../support/fleet.ts"
 import type { FleetJournalCheck } from "../../src/layers/journal/checkPgJournal.ts"
 import { findPostgres, serverForTests, withSql } from "../support/postgres.ts"
+import { startTcpProxy } from "../support/tcpProxy.ts"
 
 /**
  * Issue 18, first step of the fleet: two runner processes of one account (the real CLI, `mine` with
@@ -200,4 +201,27 @@ describe.skipIf("skip" in postgres)("a fleet of two runners on one account", () 
       const { verdict } = yield* fleet.audited
       assert.strictEqual(verdict.figures.nonTerminal, 0)
     }).pipe(Effect.scoped, Effect.ensuring(Effect.sync(() => server().thaw()))), runTimeoutMs + 60_000)
+  it.live("a runner's machine gone without a word (power lost: its connections silent, never closed): the other takes its work over", () =>
+    Effect.gen(function*() {
+      const fleet = yield* fleetFixture(server)
+      const proxy = yield* Effect.acquireRelease(Effect.promise(() => startTcpProxy(server().port)), (p) => Effect.promise(() => p.close()))
+      const lost = fleet.runner("runner-1", 1_000, runTimeoutMs, { databaseUrl: proxy.via(fleet.databaseUrl) })
+      const other = fleet.runner("runner-2", 1_000)
+      yield* Effect.promise(() => waitFor(() => committedInLog(lost.logFile) >= 3, 120_000, "runner-1's third commit"))
+      // The server sees nothing: no FIN, no RST, on any of runner-1's sessions.
+      proxy.vanish()
+      lost.signal("SIGKILL")
+      yield* Effect.promise(() => lost.exited)
+      const vanishedAt = Date.now()
+      // Its name's session ends after 15 s of silence; two looks 5 s apart later, runner-2 takes its work over.
+      yield* Effect.promise(() =>
+        waitFor(() => logMessagesOf(other.logFile).some((m) => /fleet runner runner-1 is gone/.test(m)), 90_000, "runner-2 taking runner-1's work over")
+      )
+      console.log(`runner-1's work taken over ${Date.now() - vanishedAt} ms after its machine vanished`)
+      other.signal("SIGTERM")
+      summaryOf(yield* Effect.promise(() => other.exited), "runner-2")
+      const { records, verdict } = yield* fleet.audited
+      assert.strictEqual(verdict.figures.nonTerminal, 0)
+      assert.deepStrictEqual(records.filter((r) => r.owner === "runner-1" && !["committed", "failed", "rolled_back"].includes(r.state)), [])
+    }).pipe(Effect.scoped), runTimeoutMs + 60_000)
 })

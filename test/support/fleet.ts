@@ -36,7 +36,8 @@ export const fleetFixture = (server: () => PostgresServer) => Effect.gen(functio
   const ipfs = yield* startJsIpfs
   const account = devnet.accounts[1]!
   const runners = new Set<string>()
-  const runner = (name: string, iterations: number, timeoutMs = runTimeoutMs) => {
+  /** `databaseUrl`: where this runner reaches the fleet's database (a proxy in front of it), default the database. */
+  const runner = (name: string, iterations: number, timeoutMs = runTimeoutMs, options: { readonly databaseUrl?: string } = {}) => {
     runners.add(name)
     const dataDir = join(dir, name)
     mkdirSync(dataDir, { recursive: true })
@@ -48,7 +49,11 @@ export const fleetFixture = (server: () => PostgresServer) => Effect.gen(functio
         "--log-file", logFile, "--difficulty", "16"
       ],
       {
-        env: { R3MES_PRIVATE_KEY: account.privateKey, R3MES_FLEET_DATABASE_URL: databaseUrl, R3MES_FLEET_RUNNER: name },
+        env: {
+          R3MES_PRIVATE_KEY: account.privateKey,
+          R3MES_FLEET_DATABASE_URL: options.databaseUrl ?? databaseUrl,
+          R3MES_FLEET_RUNNER: name
+        },
         timeoutMs
       }
     )
