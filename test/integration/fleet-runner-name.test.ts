@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Scope } from "effect"
-import { holdRunnerName, runnerNameHeld } from "../../src/layers/fleet/runnerName.ts"
+import { Deferred, Effect, Exit, Scope } from "effect"
+import { holdNameForTakeover, holdRunnerName, runnerNameHeld } from "../../src/layers/fleet/runnerName.ts"
+import { unknownTarget } from "../../src/layers/postgres/pgErrors.ts"
 import { findPostgres, serverForTests, withSql } from "../support/postgres.ts"
 import { startTcpProxy } from "../support/tcpProxy.ts"
 
@@ -84,6 +85,32 @@ describe.skipIf("skip" in postgres)("a fleet runner's name (issue 18)", () => {
       // Without the session's idle timeout the server would keep it for hours (TCP keepalive's defaults).
       assert.isBelow(freedAfter, 15_000, "the name is free again")
       yield* holdRunnerName({ url, runner: "gpu-1" }).pipe(Effect.scoped)
+      yield* Scope.close(runner, Exit.void)
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("a runner starting while another takes its work over waits for the takeover (not refused), then holds its name", () =>
+    Effect.gen(function*() {
+      const url = yield* Effect.promise(() => server().freshDatabase())
+      // The taker holds the gone runner's name (shared) for 5 s: longer than the 3 s of quick tries.
+      const taking = yield* Deferred.make<void>()
+      yield* Effect.forkScoped(withSql(url, (sql) =>
+        Effect.scoped(Effect.gen(function*() {
+          assert.isTrue(yield* holdNameForTakeover(sql, unknownTarget(), "gpu-1"))
+          yield* Deferred.succeed(taking, undefined)
+          yield* Effect.sleep("5 seconds")
+        }))
+      ))
+      yield* Deferred.await(taking)
+      // A takeover is not the runner running.
+      assert.isFalse(yield* withSql(url, (sql) => runnerNameHeld(sql, "gpu-1")))
+      const started = Date.now()
+      const runner = yield* Scope.make()
+      yield* holdRunnerName({ url, runner: "gpu-1" }).pipe(Scope.provide(runner))
+      const waited = Date.now() - started
+      assert.isAtLeast(waited, 4_000, "it waited for the takeover")
+      assert.isTrue(yield* withSql(url, (sql) => runnerNameHeld(sql, "gpu-1")))
+      // A taker finds it running now: nothing to take.
+      assert.isFalse(yield* withSql(url, (sql) => Effect.scoped(holdNameForTakeover(sql, unknownTarget(), "gpu-1"))))
       yield* Scope.close(runner, Exit.void)
     }).pipe(Effect.scoped), 60_000)
 })

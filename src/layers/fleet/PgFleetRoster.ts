@@ -5,7 +5,7 @@ import { FleetRoster, type RunnerCensus } from "../../services/FleetRoster.ts"
 import { lostConnectionAsFailure, pgError, type PgTarget } from "../postgres/pgErrors.ts"
 import { migrate } from "../postgres/pgMigrations.ts"
 import { openPgPool, type PgPoolOptions } from "../postgres/pgPool.ts"
-import { runnerNameHeld, tryRunnerName } from "./runnerName.ts"
+import { holdNameForTakeover, runnerNameHeld } from "./runnerName.ts"
 
 export interface PgFleetRosterOptions extends PgPoolOptions {
   /** This runner's name. */
@@ -67,7 +67,7 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, target
     }
     return yield* Effect.scoped(Effect.gen(function*() {
       // Held while the records move: another taker, or the runner starting again, waits or finds them moved.
-      if (!(yield* tryRunnerName(sql, target, runner))) return []
+      if (!(yield* holdNameForTakeover(sql, target, runner))) return []
       const at = new Date(yield* Clock.currentTimeMillis).toISOString()
       return yield* run(`taking over the transactions of runner ${runner}`, moveRecords(runner, at))
     }))

@@ -1,14 +1,19 @@
-import { Cause, Duration, Effect, Exit, type Redacted, Scope } from "effect"
+import { Cause, Clock, Duration, Effect, Exit, type Redacted, Scope } from "effect"
 import type { SqlClient } from "effect/sql"
 import { type MiningError, ResourceError } from "../../domain/errors.ts"
 import { pgError, type PgTarget } from "../postgres/pgErrors.ts"
 import { openPgPool } from "../postgres/pgPool.ts"
 
 /**
- * A fleet runner's name is a Postgres session lock (an advisory lock keyed by the name): held by the process running
- * it, for as long as its session lives, and taken for a moment by a runner taking a gone runner's work over. The
- * lock goes with the session, so a runner killed outright frees its name at once (a stopped one keeps it).
+ * A fleet runner's name is a Postgres session lock (an advisory lock keyed by the name): held exclusively by the
+ * process running it, for as long as its session lives, and in shared mode for a moment by a runner taking a gone
+ * runner's work over (so a runner starting meanwhile can tell a takeover, which it waits for, from a second process
+ * under its name, which refuses it). The lock goes with the session, so a runner killed outright frees its name at
+ * once (a stopped one keeps it until the session's idle timeout).
  */
+type Hold = "runner" | "takeover"
+const lockFunction = { runner: "pg_try_advisory_lock", takeover: "pg_try_advisory_lock_shared" } as const
+const unlockFunction = { runner: "pg_advisory_unlock", takeover: "pg_advisory_unlock_shared" } as const
 const lockKey = (runner: string) => `r3mes-fleet-runner:${runner}`
 
 /** A name taken on a session: whether it is held, and a check that the session holding it is still there. */
@@ -31,6 +36,7 @@ const takeRunnerName = Effect.fnUntraced(function*(
   sql: SqlClient.SqlClient,
   target: PgTarget,
   runner: string,
+  hold: Hold,
   sessionTimeout: Duration.Duration = defaultSessionTimeout
 ): Effect.fn.Return<TakenName, MiningError, Scope.Scope> {
   const connection = yield* sql.reserve.pipe(
@@ -41,7 +47,7 @@ const takeRunnerName = Effect.fnUntraced(function*(
   // hand the pool a connection holding the name: that runner could not start again. Never cut short by a timeout for
   // the same reason (a session that is gone fails the unlock at once).
   yield* Effect.addFinalizer(() =>
-    connection.executeUnprepared("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [lockKey(runner)], undefined)
+    connection.executeUnprepared(`SELECT ${unlockFunction[hold]}(hashtextextended($1, 0))`, [lockKey(runner)], undefined)
       .pipe(
         // Back in the pool, an idle session must not be ended under it by the server.
         Effect.andThen(connection.executeUnprepared("SELECT set_config('idle_session_timeout', '0', false)", [], undefined)),
@@ -49,7 +55,7 @@ const takeRunnerName = Effect.fnUntraced(function*(
       )
   )
   const rows = yield* connection.executeUnprepared(
-    "SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS held",
+    `SELECT ${lockFunction[hold]}(hashtextextended($1, 0)) AS held`,
     [lockKey(runner)],
     undefined
   ).pipe(Effect.mapError((e) => pgError(e, `taking the name ${runner}`, target, "runner name")))
@@ -77,41 +83,56 @@ const takeRunnerName = Effect.fnUntraced(function*(
  */
 export const runnerNameHeld = (sql: SqlClient.SqlClient, runner: string): Effect.Effect<boolean, unknown> =>
   sql.unsafe<{ readonly held: boolean }>(
+    // Exclusive only: a taker's shared hold is not the runner running.
     `SELECT EXISTS (
        SELECT 1 FROM pg_locks
-       WHERE locktype = 'advisory' AND granted AND objsubid = 1
+       WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND mode = 'ExclusiveLock'
          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
          AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0)
      ) AS held`,
     [lockKey(runner)]
   ).pipe(Effect.map((rows) => rows[0]?.held === true))
 
+interface NameHolders {
+  /** Only takers hold it (shared): it is free once they moved the records. */
+  readonly takeover: boolean
+  readonly description: string
+}
+
 /** The sessions holding `runner`'s name, as pg_stat_activity shows them: which process, from where, since when. */
-const nameHolders = (sql: SqlClient.SqlClient, runner: string): Effect.Effect<string, unknown> =>
-  sql.unsafe<{ readonly pid: number; readonly who: string | null; readonly address: string | null; readonly since: string | null }>(
-    `SELECT a.pid, a.application_name AS who, a.client_addr::text AS address, a.backend_start::text AS since
+const nameHolders = (sql: SqlClient.SqlClient, runner: string): Effect.Effect<NameHolders, unknown> =>
+  sql.unsafe<{
+    readonly pid: number
+    readonly mode: string
+    readonly who: string | null
+    readonly address: string | null
+    readonly since: string | null
+  }>(
+    `SELECT a.pid, l.mode, a.application_name AS who, a.client_addr::text AS address, a.backend_start::text AS since
      FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
        AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($1, 0)`,
     [lockKey(runner)]
-  ).pipe(Effect.map((rows) =>
-    rows.length === 0
+  ).pipe(Effect.map((rows) => ({
+    takeover: rows.length > 0 && rows.every((r) => r.mode === "ShareLock"),
+    description: rows.length === 0
       ? "free again now"
       : "held by " + rows.map((r) =>
-        `"${r.who ?? "?"}" from ${r.address ?? "a local socket"}, server pid ${r.pid}, session since ${r.since ?? "?"}`
+        `"${r.who ?? "?"}" from ${r.address ?? "a local socket"}${r.mode === "ShareLock" ? " (taking its work over)" : ""}, ` +
+        `server pid ${r.pid}, session since ${r.since ?? "?"}`
       ).join("; ")
-  ))
+  })))
 
 /**
- * Takes `runner`'s name on a connection of its own, kept until the scope closes (then the pool closes, and the
- * session with it). False when another session holds it.
+ * Holds a gone runner's name for a takeover (shared: other takers may too, the records move once), on a connection
+ * of its own kept until the scope closes. False when the runner runs (or starts) again.
  */
-export const tryRunnerName = (
+export const holdNameForTakeover = (
   sql: SqlClient.SqlClient,
   target: PgTarget,
   runner: string
-): Effect.Effect<boolean, MiningError, Scope.Scope> => Effect.map(takeRunnerName(sql, target, runner), (t) => t.held)
+): Effect.Effect<boolean, MiningError, Scope.Scope> => Effect.map(takeRunnerName(sql, target, runner, "takeover"), (t) => t.held)
 
 /**
  * Keeps a held name: its session is checked every `interval`, and when it is gone (the database restarted, the
@@ -142,7 +163,7 @@ const keepRunnerName = Effect.fnUntraced(function*(
     for (let attempt = 1;; attempt++) {
       const scope = yield* Scope.make()
       held.scope = scope
-      const taken = yield* Effect.result(takeRunnerName(sql, target, runner, sessionTimeout).pipe(Scope.provide(scope)))
+      const taken = yield* Effect.result(takeRunnerName(sql, target, runner, "runner", sessionTimeout).pipe(Scope.provide(scope)))
       if (taken._tag === "Success" && taken.success.held) {
         held.alive = taken.success.alive
         yield* Effect.logInfo(`fleet runner ${runner} holds its name again`)
@@ -160,11 +181,15 @@ const keepRunnerName = Effect.fnUntraced(function*(
   }
 })
 
+/** How long a starting runner waits for another runner to finish taking its work over. */
+const takeoverPatience = Duration.seconds(60)
+
 /**
  * Holds a fleet runner's name for the scope: two processes under one name would each take the other's unfinished
- * transactions for their own (recovery resumes a runner's own), so the second is refused at start. A few tries
- * first: a runner taking this name's work over holds it for a moment. Held, the name is kept across a lost session
- * (keepRunnerName).
+ * transactions for their own (recovery resumes a runner's own), so the second is refused at start, after a few tries
+ * over 3 s (a process that just died leaves its session a moment). A runner taking this name's work over holds it
+ * meanwhile (shared): that is waited for, up to a minute (a taker frozen mid-takeover loses its session after the
+ * idle timeout). Held, the name is kept across a lost session (keepRunnerName).
  */
 export const holdRunnerName = Effect.fn("holdRunnerName")(function*(options: {
   readonly url: Redacted.Redacted<string> | string
@@ -176,10 +201,12 @@ export const holdRunnerName = Effect.fn("holdRunnerName")(function*(options: {
 }) {
   const sessionTimeout = Duration.fromInputUnsafe(options.sessionTimeout ?? defaultSessionTimeout)
   const { sql, target } = yield* openPgPool({ url: options.url, maxConnections: 1 }, `runner name ${options.runner}`)
-  for (let attempt = 0; attempt < 7; attempt++) {
+  const started = yield* Clock.currentTimeMillis
+  let waitingForTakeover = false
+  for (let attempt = 0;; attempt++) {
     if (attempt > 0) yield* Effect.sleep("500 millis")
     const scope = yield* Scope.make()
-    const taken = yield* takeRunnerName(sql, target, options.runner, sessionTimeout).pipe(
+    const taken = yield* takeRunnerName(sql, target, options.runner, "runner", sessionTimeout).pipe(
       Scope.provide(scope),
       Effect.onError(() => Scope.close(scope, Exit.void))
     )
@@ -191,12 +218,28 @@ export const holdRunnerName = Effect.fn("holdRunnerName")(function*(options: {
       return
     }
     yield* Scope.close(scope, Exit.void)
+    if (attempt < 6) continue
+    const holders = yield* nameHolders(sql, options.runner).pipe(
+      Effect.orElseSucceed((): NameHolders => ({ takeover: false, description: "unknown (could not be read)" }))
+    )
+    if (holders.takeover && (yield* Clock.currentTimeMillis) - started < Duration.toMillis(takeoverPatience)) {
+      if (!waitingForTakeover) {
+        yield* Effect.logInfo(
+          `fleet runner ${options.runner}: another runner is taking its unfinished work over (${holders.description}); ` +
+            "waiting for it, then starting"
+        )
+      }
+      waitingForTakeover = true
+      continue
+    }
+    return yield* refused(options.runner, holders.description)
   }
-  const holders = yield* nameHolders(sql, options.runner).pipe(Effect.orElseSucceed(() => "unknown (could not be read)"))
-  return yield* new ResourceError({
-    message: `fleet runner ${options.runner} is running already: another process holds its name in the fleet's ` +
+})
+
+const refused = (runner: string, holders: string) =>
+  new ResourceError({
+    message: `fleet runner ${runner} is running already: another process holds its name in the fleet's ` +
       `database (${holders})`,
     resource: "fleet runner name",
     hint: "give each runner a name of its own (R3MES_FLEET_RUNNER or --fleet-runner); two on one machine need one each"
   })
-})
