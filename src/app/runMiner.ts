@@ -12,6 +12,7 @@ import { MonitoringApi } from "../layers/http/MonitoringApi.ts"
 import { deviceSection, sharedDeviceSelection } from "../layers/onnx/devices.ts"
 import { Readiness } from "../layers/http/Readiness.ts"
 import { MiningCoordinator, type RecoverySummary } from "../services/MiningCoordinator.ts"
+import { ChainTaskSource } from "../layers/chain/ChainTaskSource.ts"
 import { lookForGoneRunners, watchFleet } from "../services/FleetRecovery.ts"
 import { FleetRoster } from "../services/FleetRoster.ts"
 import { type LoopSummary, MiningLoop, noTransactions } from "../services/MiningLoop.ts"
@@ -150,7 +151,12 @@ const start = Effect.fnUntraced(function*(config: MinerConfig, options: RunMiner
   // Built here, not inside the miner, so the embedded verifier reads the content the miner pins.
   const store = yield* Layer.build(gradientStoreLayer(config))
   const ownAdapters = productionAdapters(config, endpoint, Layer.succeedContext(journal), Layer.succeedContext(store))
-  const adapters = fleet === undefined ? ownAdapters : { ...ownAdapters, chain: fleetChainLayer(endpoint, fleet) }
+  const adapters = fleet === undefined ? ownAdapters : {
+    ...ownAdapters,
+    chain: fleetChainLayer(endpoint, fleet),
+    // A runner that died between a claim and its journal record leaves a claim of the account nobody works on.
+    taskSource: ChainTaskSource.layer({ ownClaimsWhileFree: true })
+  }
   const chosen = options.adapters === undefined ? adapters : options.adapters(adapters)
   const miner = yield* Layer.build(
     minerLayer(config, crashPoints === undefined ? chosen : withCrashPoints(chosen, crashPoints))

@@ -214,8 +214,8 @@ describe.skipIf("skip" in postgres)("a fleet of two runners on one account", () 
       other.signal("SIGTERM")
       summaryOf(yield* Effect.promise(() => other.exited), "runner-2")
       // A claim runner-1 sent as its database went away has no record: nobody's to take over. The account's claims
-      // with no submission are looked for at a runner's first claim (the next runner to start takes them up; running
-      // ones look when no chunk is free).
+      // nobody works on are looked for every 30 s, and at a runner's first claim: the next runner to start takes up
+      // what runner-2 stopped before its next look.
       summaryOf(yield* Effect.promise(() => fleet.runner("runner-3", 3).exited), "runner-3")
       const { records, verdict } = yield* fleet.audited
       assert.strictEqual(verdict.figures.nonTerminal, 0)

@@ -9,6 +9,13 @@ export interface ChainTaskSourceOptions {
   readonly pollInterval?: Duration.Input
   /** The shortest time between two looks for claims of ours nobody works on. Default 30 s. */
   readonly ownClaimsInterval?: Duration.Input
+  /**
+   * Look for them every `ownClaimsInterval` even while chunks are free (default: only at the first claim, after a
+   * failed one, and while none is free). For a fleet: another runner of the account that died between a claim and
+   * its journal record leaves a claim no journal knows, and no takeover finds; without this it waits until the round
+   * fills up or its lease runs out.
+   */
+  readonly ownClaimsWhileFree?: boolean | undefined
 }
 
 /** A task handed back is worked on again only with at least this much of its lease left (seconds). */
@@ -72,7 +79,8 @@ export const make = Effect.fnUntraced(function*(options: ChainTaskSourceOptions 
   const ownClaim = Effect.gen(function*() {
     if (found.length === 0) {
       const now = yield* Clock.currentTimeMillis
-      const due = lookForOwnClaims && now - lastLook >= Duration.toMillis(ownClaimsInterval)
+      const due = (lookForOwnClaims || options.ownClaimsWhileFree === true) &&
+        now - lastLook >= Duration.toMillis(ownClaimsInterval)
       if (!claimFailed && !due) return Option.none<Task>()
       claimFailed = false
       lookForOwnClaims = false
