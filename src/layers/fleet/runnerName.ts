@@ -84,20 +84,22 @@ const takeRunnerName = Effect.fnUntraced(function*(
 export const runnerNameHeld = (sql: SqlClient.SqlClient, runner: string): Effect.Effect<boolean, unknown> =>
   sql.unsafe<{ readonly held: boolean }>(
     // Exclusive only: a taker's shared hold is not the runner running.
-    `SELECT EXISTS (
-       SELECT 1 FROM pg_locks
-       WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND mode = 'ExclusiveLock'
-         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-         AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0)
-     ) AS held`,
+    `SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE ${nameLockIn} AND l.mode = 'ExclusiveLock') AS held`,
     [lockKey(runner)]
   ).pipe(Effect.map((rows) => rows[0]?.held === true))
 
 interface NameHolders {
-  /** Only takers hold it (shared): it is free once they moved the records. */
-  readonly takeover: boolean
+  /** A process runs under the name (an exclusive hold). */
+  readonly running: boolean
+  /** Runners taking the name's work over (shared holds): it is free once they moved the records. */
+  readonly takers: number
   readonly description: string
 }
+
+/** The advisory lock of the name in $1, in `pg_locks` (aliased `l`), granted in this database. */
+const nameLockIn = `l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($1, 0)`
 
 /** The sessions holding `runner`'s name, as pg_stat_activity shows them: which process, from where, since when. */
 const nameHolders = (sql: SqlClient.SqlClient, runner: string): Effect.Effect<NameHolders, unknown> =>
@@ -110,12 +112,11 @@ const nameHolders = (sql: SqlClient.SqlClient, runner: string): Effect.Effect<Na
   }>(
     `SELECT a.pid, l.mode, a.application_name AS who, a.client_addr::text AS address, a.backend_start::text AS since
      FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-       AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($1, 0)`,
+     WHERE ${nameLockIn}`,
     [lockKey(runner)]
   ).pipe(Effect.map((rows) => ({
-    takeover: rows.length > 0 && rows.every((r) => r.mode === "ShareLock"),
+    running: rows.some((r) => r.mode !== "ShareLock"),
+    takers: rows.filter((r) => r.mode === "ShareLock").length,
     description: rows.length === 0
       ? "free again now"
       : "held by " + rows.map((r) =>
@@ -220,16 +221,17 @@ export const holdRunnerName = Effect.fn("holdRunnerName")(function*(options: {
     yield* Scope.close(scope, Exit.void)
     if (attempt < 6) continue
     const holders = yield* nameHolders(sql, options.runner).pipe(
-      Effect.orElseSucceed((): NameHolders => ({ takeover: false, description: "unknown (could not be read)" }))
+      Effect.orElseSucceed((): NameHolders => ({ running: true, takers: 0, description: "unknown (could not be read)" }))
     )
-    if (holders.takeover && (yield* Clock.currentTimeMillis) - started < Duration.toMillis(takeoverPatience)) {
-      if (!waitingForTakeover) {
+    // Held by takers only, or free again by now (the holder just let go): tried again, within the patience.
+    if (!holders.running && (yield* Clock.currentTimeMillis) - started < Duration.toMillis(takeoverPatience)) {
+      if (!waitingForTakeover && holders.takers > 0) {
         yield* Effect.logInfo(
           `fleet runner ${options.runner}: another runner is taking its unfinished work over (${holders.description}); ` +
             "waiting for it, then starting"
         )
+        waitingForTakeover = true
       }
-      waitingForTakeover = true
       continue
     }
     return yield* refused(options.runner, holders.description)
