@@ -255,6 +255,23 @@ describe("the journal is a cache of the chain", () => {
       assert.isFalse(after.task_completed)
     }).pipe(Effect.provide(harness())))
 
+  it.effect("a chain that kept the checkpoint and the submission but lost the completion: the record stops claiming it", () =>
+    Effect.gen(function*() {
+      const chain = yield* TestChain
+      const coordinator = yield* MiningCoordinator
+      yield* coordinator.auditChain // its checkpoint: a block before the submission, which the chain keeps
+      yield* TestClock.adjust("2 seconds")
+      const record = yield* coordinator.mine(testTask(0))
+      yield* (yield* Chain).completeChunk(1n, 0)
+      // The chain loses its last block alone (the completion's): nothing of what the audit knew is gone.
+      yield* chain.rewindTo(BigInt(record.block_number!))
+      const audit = yield* coordinator.auditChain
+      assert.deepStrictEqual(audit.lost, [])
+      const after = (yield* (yield* Journal).get(record.transaction_id))!
+      assert.strictEqual(after.state, "committed")
+      assert.isFalse(after.task_completed)
+    }).pipe(Effect.provide(harness())))
+
   it.effect("a claim of a chunk the journal says committed, which the chain lost, is mined again (no false ✓)", () =>
     Effect.gen(function*() {
       const chain = yield* TestChain

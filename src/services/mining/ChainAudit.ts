@@ -238,15 +238,17 @@ export const makeChainAudit = (deps: MiningDeps & {
       }
     }
 
-    // The chain lost blocks: a chunk's completion comes after its submission, and may be lost with the tail alone —
-    // also the completion of an older record, completed late (by a recovery) after the record that vouches for its
-    // submission: every record updated since that one is looked at too.
+    // A chunk's completion comes in a later block than its submission, and may be lost with a chain's last seconds
+    // alone: every record whose submission was checked here has its completion looked at too (a chain that kept the
+    // checkpoint and every submission since may still have lost their completions: CI's chaos run, a devnet killed
+    // right after a recovery completed two chunks). Once the chain lost blocks, so has every record completed late
+    // (by a recovery) after the record that vouches for its submission.
+    const looked = new Set<string>()
+    for (const record of held) {
+      looked.add(record.transaction_id)
+      yield* completionHeld(record)
+    }
     if (lost.length > 0 || (checkpoint !== undefined && !checkpointHolds)) {
-      const looked = new Set<string>()
-      for (const record of held) {
-        looked.add(record.transaction_id)
-        yield* completionHeld(record)
-      }
       if (vouching !== undefined) {
         const since = new Date(Date.parse(vouching.updated_at) - 1_000).toISOString()
         const completedSince = ours(prefix, yield* journal.list({ state: "committed", updatedAfter: since }))
