@@ -14,26 +14,13 @@ import { checkPgJournal, type FleetJournalCheck } from "../layers/journal/checkP
 import type { LockState } from "../layers/journal/dataDirLock.ts"
 import { logToStderr, runCliEffect } from "./errors.ts"
 import { CliExit, ExitCode } from "./exit.ts"
-import { loadSettings, loadSomeSettings, type SettingFlagValues, settingFlags } from "./settingsFlags.ts"
+import { loadSettings, loadSomeSettings, settingFlags } from "./settingsFlags.ts"
 import { printJson } from "./monitorClient.ts"
 
 /**
  * `r3mes-miner journal …`: the operator's tools for the journal in a data dir. Each subcommand is a
  * `Command.make` below, listed in `journalCommand`'s subcommands.
  */
-
-// ---------------------------------------------------------------------------------------------------------------
-// Shared by the subcommands.
-
-/** --data-dir (env R3MES_DATA_DIR, default ./.r3mes), as for `mine`. */
-export const dataDirFlags = settingFlags([minerSettings.dataDir])
-
-/**
- * The data dir from the flag over the environment. Only this setting is read, so an unrelated invalid setting in
- * the environment does not stop a look at the journal. An invalid one prints a line + hint and exits 2.
- */
-export const loadDataDir = (values: SettingFlagValues, env: Readonly<Record<string, string | undefined>> = process.env) =>
-  Effect.map(loadSomeSettings([minerSettings.dataDir], values, env), (settings) => settings.dataDir)
 
 // ---------------------------------------------------------------------------------------------------------------
 // journal check
@@ -123,7 +110,10 @@ const json = Flag.Boolean("json").pipe(
   Flag.withDefault(false)
 )
 
-/** --data-dir and --fleet-database-url: the journal `journal check` looks at. */
+/**
+ * --data-dir and --fleet-database-url: the journal `journal check` looks at. Only these settings are read, so an
+ * unrelated invalid setting in the environment does not stop a look at the journal.
+ */
 const checkFlags = settingFlags([minerSettings.dataDir, minerSettings.fleetDatabaseUrl])
 
 const checkCommand = Command.make(
