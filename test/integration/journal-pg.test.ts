@@ -251,6 +251,20 @@ describe.skipIf("skip" in postgres)("PgJournal", () => {
       assert.deepStrictEqual(yield* journal.get("tx-a"), moved)
     }).pipe(Effect.scoped), 60_000)
 
+  it.live("a runner frozen inside a transaction past the timeout: the session is ended, and that is a retryable error", () =>
+    Effect.gen(function*() {
+      const url = yield* freshUrl
+      const { sql, target } = yield* openPgPool({ url, idleInTransactionTimeout: "1 second", maxConnections: 1 }, "journal")
+      const failed = yield* Effect.flip(lostConnectionAsFailure(sql.withTransaction(
+        sql`SELECT 1`.pipe(Effect.andThen(Effect.sleep("2 seconds")), Effect.andThen(sql`SELECT 2`))
+      )))
+      const error = pgError(failed, "saving tx-a", target)
+      assert.strictEqual(error._tag, "NetworkError", error.message)
+      assert.isTrue(isRetryable(error))
+      // The pool goes on with a new session.
+      assert.deepStrictEqual(yield* sql<{ n: number }>`SELECT 3 AS n`.pipe(Effect.orDie), [{ n: 3 }])
+    }).pipe(Effect.scoped), 30_000)
+
   it.live("a wrong password is an AuthenticationError naming the setting, without either password", () =>
     Effect.gen(function*() {
       const url = new URL(yield* freshUrl)

@@ -148,8 +148,9 @@ export const pgError = (e: unknown, context: string, target: PgTarget, component
     case "StatementTimeoutError":
       return new TimeoutError({ message, cause })
   }
-  // Shutting down, starting up, crash recovery, or a connection dropped mid-statement: it comes back.
-  if (state !== undefined && (state.startsWith("08") || state.startsWith("57P"))) return unreachable
+  // Shutting down, starting up, crash recovery, or a connection dropped mid-statement: it comes back. So does a
+  // session the server ended for sitting idle in a transaction (25P03: this process was frozen past the timeout).
+  if (state !== undefined && (state.startsWith("08") || state.startsWith("57P") || state === "25P03")) return unreachable
   switch (state) {
     case "3D000":
       return new ValidationError({
