@@ -23,6 +23,8 @@ import { makeViemWriter, receiptOf, type WriterOptions } from "./viemWriter.ts"
 export interface ViemChainOptions extends ViemEndpointOptions {
   /** The account's nonce ledger, when other processes sign for the same account (viemWriter.ts `nonces`). */
   readonly nonces?: WriterOptions["nonces"]
+  /** The account's signer elsewhere (viemWriter.ts `remote`): this chain's writes are signed there. */
+  readonly remote?: WriterOptions["remote"]
 }
 
 /**
@@ -30,7 +32,13 @@ export interface ViemChainOptions extends ViemEndpointOptions {
  * writer per account (viemWriter.ts), reverts decoded into ChainRevertErrors (viemErrors.ts). It decides nothing
  * about mining transactions: what a revert or a dropped transaction means is the core's call.
  */
-export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
+export const make = (options: ViemChainOptions) => makeWithSigner(options).pipe(Effect.map(({ port }) => port))
+
+/**
+ * The Chain port and its writer's signing side (`RemoteSigner`), which a fleet's account signer entity serves to the
+ * other runners (layers/fleet/accountSigner.ts).
+ */
+export const makeWithSigner = Effect.fnUntraced(function*(options: ViemChainOptions) {
   const receiptTimeout = Duration.fromInputUnsafe(options.receiptTimeout ?? "60 seconds")
   const pollingInterval = Duration.fromInputUnsafe(options.pollingInterval ?? "250 millis")
 
@@ -56,7 +64,8 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
     abi: miningRegistryAbi,
     receiptTimeout,
     pollingInterval,
-    nonces: options.nonces
+    nonces: options.nonces,
+    remote: options.remote
   })
 
   const read = <F extends string>(functionName: F, args: ReadonlyArray<unknown> = []) =>
@@ -328,7 +337,7 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
 
   const verification = makeViemVerification({ read, events, writer, account, submissionOf })
 
-  return Chain.of({
+  const port = Chain.of({
     identity: Effect.succeed(identity),
     fingerprint,
     rounds,
@@ -347,6 +356,7 @@ export const make = Effect.fnUntraced(function*(options: ViemChainOptions) {
     blockHash,
     now
   })
+  return { port, signer: writer.signer }
 })
 
 export const ViemChain = {

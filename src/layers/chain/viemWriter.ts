@@ -34,6 +34,47 @@ export interface WriterOptions {
    * over. `holder` names this writer (runner and boot) in the ledger.
    */
   readonly nonces?: { readonly ledger: NonceLedger["Service"]; readonly holder: string } | undefined
+  /**
+   * The account's signer elsewhere (a fleet on Effect's cluster: layers/fleet/accountSigner.ts): this writer then
+   * signs nothing itself. It asks the signer for the signed bytes of each call (reserved in the ledger and lent to
+   * it), journals its intent, and broadcasts them; gap fills go to the signer too. Requires `nonces`' ledger to be
+   * the signer's (the same Postgres).
+   */
+  readonly remote?: RemoteSigner | undefined
+}
+
+/** A call of the registry to sign: what the signer needs (the caller simulated it and estimated its gas). */
+export interface CallToSign {
+  readonly functionName: string
+  readonly data: Hex
+  readonly gas: bigint | undefined
+  /** The arguments name the transaction (a submission, a completion; not a claim): see `reservedSameCall`. */
+  readonly idempotent: boolean
+}
+
+/** Bytes signed for a caller: reserved in the ledger at their nonce, theirs to journal and broadcast. */
+export interface LentTransaction {
+  readonly signed: SignedTransaction
+  /**
+   * The account's transaction reserved before for this very call (another signer's, a caller that died): the caller
+   * journals and sends it as it is, and never gives it back.
+   */
+  readonly reservedBefore: boolean
+}
+
+/**
+ * The account's signer, as the writers of a fleet reach it (its serving side is `ViemWriter["signer"]`). The rules of
+ * a lend: the caller journals its intent with the lent bytes, then broadcasts them; an intent that failed is given
+ * back at once (`release`); bytes a node refused outright are reported (`refused`). A caller silent for
+ * `lendPatienceMs` (it died, it froze) loses the lend: its bytes are the account's from then on, sent by the next gap
+ * fill (the caller may have journaled them), and a late `release` answers "kept".
+ */
+export interface RemoteSigner {
+  readonly lend: (call: CallToSign) => Effect.Effect<LentTransaction, MiningError>
+  /** "undone": the nonce now carries a no-op, the bytes are never sent; "kept": they are the account's, go on. */
+  readonly release: (signed: SignedTransaction) => Effect.Effect<"undone" | "kept", MiningError>
+  readonly refused: (signed: SignedTransaction) => Effect.Effect<void, MiningError>
+  readonly fillGapBelow: (nonce: number) => Effect.Effect<void, MiningError>
 }
 
 /**
@@ -50,6 +91,11 @@ const quickLooks = [0, 5, 5, 10, 20, 40]
 const gapPatienceMs = 1_500
 /** Re-sent while waiting: the node may never have received the bytes (a request lost on the way). */
 const resendEveryMs = 1_000
+/**
+ * How long bytes lent to a caller wait for it before a gap fill sends them: its intent is one journal write
+ * (milliseconds), and every later transaction of the account waits behind a lent nonce the node lacks.
+ */
+export const lendPatienceMs = 5_000
 
 /** A node's answer to bytes it already has, or to a nonce already mined: not a failure of the send. */
 const alreadyThere = (error: unknown): boolean => {
@@ -175,7 +221,9 @@ export const makeViemWriter = (options: WriterOptions) => {
         gapSince ??= now
         if (now - gapSince > gapPatienceMs && options.nonces !== undefined) {
           // With a ledger every nonce below ours is reserved by someone: the node gets those bytes (or fillers).
-          yield* Semaphore.withPermit(permit)(fillGapBelow(signed.nonce)).pipe(Effect.ignore)
+          yield* (options.remote === undefined
+            ? Semaphore.withPermit(permit)(fillGapBelow(signed.nonce))
+            : options.remote.fillGapBelow(signed.nonce)).pipe(Effect.ignore)
           gapSince = undefined
         } else if (now - gapSince > gapPatienceMs) {
           // The node has nothing at some nonce below ours (it lost transactions, e.g. a devnet restarted from an
@@ -204,13 +252,14 @@ export const makeViemWriter = (options: WriterOptions) => {
       }))
     )
 
-  /** Signs with the account's next nonce, hands it to `beforeBroadcast`, and sends it (under the nonce permit). */
   /**
    * Nonces this writer reserved in the ledger and never handed to a node (their `beforeBroadcast` failed, or the
    * node refused them outright), with the hash reserved: the next transaction at that nonce replaces the row
    * (compare-and-set on hash and holder) instead of losing to its own reservation.
    */
   const unsent = new Map<number, string>()
+  /** Nonces whose bytes this writer, as the account's signer, lent to a caller: hash, and until when (`lendPatienceMs`). */
+  const lent = new Map<number, { readonly hash: string; readonly until: number }>()
 
   /** The nonce to sign at when this writer has none in hand: the chain's, or past every reserved one. */
   const freshNonce = Effect.gen(function*() {
@@ -293,6 +342,127 @@ export const makeViemWriter = (options: WriterOptions) => {
     yield* beforeBroadcast(candidate)
   })
 
+  /**
+   * Signs the call at the account's next free nonce and reserves it (with a ledger), then `afterReserve` under the
+   * same uninterruptible step; a nonce another holder took is signed over at a later one. Under the nonce permit.
+   */
+  const signAndReserve = Effect.fnUntraced(function*(
+    functionName: string,
+    data: Hex,
+    gas: bigint | undefined,
+    afterReserve: (candidate: SignedTransaction) => Effect.Effect<void, MiningError>
+  ) {
+    for (let race = 0;; race++) {
+      const nonce = nextNonce ?? (yield* freshNonce)
+      const request = yield* read(`preparing ${functionName}`, () =>
+        wallet.prepareTransactionRequest({ account, chain, to: registry, data, nonce, gas } as never))
+      // Signed with the local key: the wallet action would first ask the node for its chain id (one more round trip
+      // per write) to compare it with the one this client was built for.
+      const raw = yield* rpc(`signing ${functionName}`, () => signLocally(request))
+      const candidate = new SignedTransaction({ hash: keccak256(raw), raw, nonce })
+      // From here the nonce belongs to this transaction: reserved, it is the account's whoever sends it; journaled,
+      // it may be re-sent by recovery; sent, the node may have it even when its answer is lost.
+      const taken = yield* Effect.uninterruptible(
+        reserve(candidate).pipe(
+          Effect.andThen(afterReserve(candidate)),
+          Effect.andThen(Effect.sync(() => (nextNonce = nonce + 1))),
+          Effect.as(undefined),
+          Effect.catchTag("NonceTaken", (e) => Effect.succeed(e))
+        )
+      )
+      if (taken === undefined) return candidate
+      // Another signer of the account holds that nonce: its bytes are the account's, ours are never broadcast. A
+      // nonce of ours it took over is not ours to fill any more (else every later write would pick it first again).
+      unsent.delete(candidate.nonce)
+      nextNonce = undefined
+      if (race + 1 >= maxNonceRaces) {
+        return yield* new RetryableError({
+          message: `${functionName}: ${maxNonceRaces} nonces in a row were taken by another signer of ${account.address} (last: ${taken.message})`,
+          hint: "two processes sign for this account: run one signer per account (the fleet's) or give each miner its own key"
+        })
+      }
+      yield* Effect.sleep(raceBackoff(race))
+    }
+  })
+
+  /** Bytes refused outright by the node (e.g. insufficient funds): it holds nothing at their nonce. */
+  const refusedByNode = (signed: SignedTransaction) =>
+    Effect.sync(() => {
+      lent.delete(signed.nonce)
+      if (nextNonce === signed.nonce + 1) nextNonce = signed.nonce
+      if (options.nonces !== undefined) unsent.set(signed.nonce, signed.hash)
+    })
+
+  /**
+   * The writer's side as the account's signer for other writers (`RemoteSigner`), under the same nonce permit as its
+   * own writes: a lend is a reservation whose intent is the caller's; a release is `unreserve` without the intent.
+   */
+  const signer: RemoteSigner = {
+    lend: Effect.fnUntraced(function*(call: CallToSign) {
+      const already = call.idempotent ? yield* reservedSameCall(call.data) : undefined
+      if (already !== undefined) {
+        yield* Effect.logWarning(
+          `${call.functionName}: the account's transaction ${already.hash} at nonce ${already.nonce} is this very ` +
+            `call, signed before: lending it rather than signing a second one`
+        )
+        return { signed: already, reservedBefore: true }
+      }
+      const signed = yield* signAndReserve(call.functionName, call.data, call.gas, (candidate) =>
+        Clock.currentTimeMillis.pipe(Effect.map((now) => {
+          unsent.delete(candidate.nonce)
+          lent.set(candidate.nonce, { hash: candidate.hash, until: now + lendPatienceMs })
+        })))
+      return { signed, reservedBefore: false }
+    }, Semaphore.withPermit(permit)),
+    release: Effect.fnUntraced(function*(signed: SignedTransaction) {
+      const lend = lent.get(signed.nonce)
+      // Past its patience the lend is over: a gap fill may have sent the bytes, so they are the account's.
+      if (lend === undefined || lend.hash.toLowerCase() !== signed.hash.toLowerCase()) return "kept" as const
+      lent.delete(signed.nonce)
+      unsent.set(signed.nonce, signed.hash)
+      const filled = yield* fillNonce(signed.nonce).pipe(
+        Effect.andThen(options.nonces === undefined ? Effect.succeed(undefined) : options.nonces.ledger.get(account.address, chain.id, signed.nonce)),
+        Effect.retry({ schedule: Schedule.exponential("100 millis", 2), times: 4, while: isRetryable })
+      )
+      nextNonce = undefined
+      if (filled !== undefined && filled.transactionHash.toLowerCase() === signed.hash.toLowerCase()) {
+        unsent.delete(signed.nonce)
+        return "kept" as const
+      }
+      return "undone" as const
+    }, Semaphore.withPermit(permit)),
+    refused: (signed) => Semaphore.withPermit(permit)(refusedByNode(signed)),
+    fillGapBelow: (nonce) => Semaphore.withPermit(permit)(fillGapBelow(nonce))
+  }
+
+  /**
+   * A write whose bytes the account's signer elsewhere signs (`options.remote`): lent, the intent journaled here, an
+   * intent that failed given back (and journaled again if the signer says the bytes are the account's by now).
+   */
+  const signRemotely = Effect.fnUntraced(function*(
+    remote: RemoteSigner,
+    call: CallToSign,
+    beforeBroadcast: ((signed: SignedTransaction) => Effect.Effect<void, MiningError>) | undefined
+  ) {
+    const intent = beforeBroadcast ?? (() => Effect.void)
+    const { reservedBefore, signed } = yield* remote.lend(call)
+    const journaled = yield* Effect.result(intent(signed))
+    if (journaled._tag === "Failure") {
+      if (reservedBefore) return yield* journaled.failure
+      const released = yield* Effect.result(remote.release(signed))
+      if (released._tag === "Failure") {
+        yield* Effect.logWarning(
+          `nonce ${signed.nonce}: the intent of ${signed.hash} failed (${journaled.failure.message}) and the signer ` +
+            `could not be told (${released.failure.message}); it sends the bytes once their lend ends`
+        )
+        return yield* journaled.failure
+      }
+      if (released.success === "undone") return yield* journaled.failure
+      yield* intent(signed)
+    }
+    return signed
+  })
+
   const signAndSend = Effect.fnUntraced(function*(
     functionName: string,
     data: Hex,
@@ -312,59 +482,48 @@ export const makeViemWriter = (options: WriterOptions) => {
       yield* send(already).pipe(Effect.retry({ schedule: Schedule.exponential("20 millis", 3), times: 2, while: isRetryable }), Effect.ignore)
       return already
     }
-    let signed: SignedTransaction | undefined
-    for (let race = 0; signed === undefined; race++) {
-      const nonce = nextNonce ?? (yield* freshNonce)
-      const request = yield* read(`preparing ${functionName}`, () =>
-        wallet.prepareTransactionRequest({ account, chain, to: registry, data, nonce, gas } as never))
-      // Signed with the local key: the wallet action would first ask the node for its chain id (one more round trip
-      // per write) to compare it with the one this client was built for.
-      const raw = yield* rpc(`signing ${functionName}`, () => signLocally(request))
-      const candidate = new SignedTransaction({ hash: keccak256(raw), raw, nonce })
-      // From here the nonce belongs to this transaction: reserved, it is the account's whoever sends it; journaled,
-      // it may be re-sent by recovery; sent, the node may have it even when its answer is lost.
-      const taken = yield* Effect.uninterruptible(
-        reserve(candidate).pipe(
-          Effect.andThen(
-            beforeBroadcast === undefined
-              ? Effect.void
-              : beforeBroadcast(candidate).pipe(Effect.catch((failure) => unreserve(candidate, beforeBroadcast, failure)))
-          ),
-          Effect.andThen(Effect.sync(() => (nextNonce = nonce + 1))),
-          Effect.as(undefined),
-          Effect.catchTag("NonceTaken", (e) => Effect.succeed(e))
-        )
-      )
-      if (taken === undefined) {
-        signed = candidate
-        break
-      }
-      // Another signer of the account holds that nonce: its bytes are the account's, ours are never broadcast. A
-      // nonce of ours it took over is not ours to fill any more (else every later write would pick it first again).
-      unsent.delete(candidate.nonce)
-      nextNonce = undefined
-      if (race + 1 < maxNonceRaces) yield* Effect.sleep(raceBackoff(race))
-      if (race + 1 >= maxNonceRaces) {
-        return yield* new RetryableError({
-          message: `${functionName}: ${maxNonceRaces} nonces in a row were taken by another signer of ${account.address} (last: ${taken.message})`,
-          hint: "two processes sign for this account: run one signer per account (the fleet's) or give each miner its own key"
-        })
-      }
-    }
-    const nonce = signed.nonce
-    unsent.delete(nonce)
+    const signed = yield* signAndReserve(functionName, data, gas, (candidate) =>
+      beforeBroadcast === undefined
+        ? Effect.void
+        : beforeBroadcast(candidate).pipe(Effect.catch((failure) => unreserve(candidate, beforeBroadcast, failure))))
+    unsent.delete(signed.nonce)
+    return yield* sendSigned(signed, refusedByNode)
+  }, Semaphore.withPermit(permit))
+
+  /**
+   * The first broadcast of signed bytes, retried briefly. Refused outright by the node (e.g. insufficient funds): it
+   * holds nothing at this nonce, `refused` is told; a journaled transaction is then the chain's to judge (pending
+   * while its nonce is free, dropped once reused).
+   */
+  const sendSigned = Effect.fnUntraced(function*(
+    signed: SignedTransaction,
+    refused: (signed: SignedTransaction) => Effect.Effect<void, MiningError>
+  ) {
     const sent = yield* Effect.result(send(signed).pipe(
       Effect.retry({ schedule: Schedule.exponential("20 millis", 3), times: 2, while: isRetryable })
     ))
     if (sent._tag === "Failure" && !isRetryable(sent.failure)) {
-      // Refused outright by the node (e.g. insufficient funds): it holds nothing at this nonce. A journaled
-      // transaction is then the chain's to judge (pending while its nonce is free, dropped once reused).
-      if (nextNonce === nonce + 1) nextNonce = nonce
-      if (options.nonces !== undefined) unsent.set(nonce, signed.hash)
+      yield* refused(signed).pipe(Effect.ignore)
       return yield* sent.failure
     }
     return signed
-  }, Semaphore.withPermit(permit))
+  })
+
+  /** Signs (here or at the account's signer), runs the intent, broadcasts. */
+  const signIntendAndSend = (
+    functionName: string,
+    data: Hex,
+    gas: bigint | undefined,
+    beforeBroadcast: ((signed: SignedTransaction) => Effect.Effect<void, MiningError>) | undefined,
+    idempotent: boolean
+  ) => {
+    const remote = options.remote
+    if (remote === undefined) return signAndSend(functionName, data, gas, beforeBroadcast, idempotent)
+    // Uninterruptible from the lend to the intent's outcome: a lent nonce is either journaled or given back.
+    return Effect.uninterruptible(signRemotely(remote, { functionName, data, gas, idempotent }, beforeBroadcast)).pipe(
+      Effect.flatMap((signed) => sendSigned(signed, remote.refused))
+    )
+  }
 
   /**
    * Simulates, signs, runs `beforeBroadcast` (the caller's intent), broadcasts and returns the receipt. A mined
@@ -381,7 +540,7 @@ export const makeViemWriter = (options: WriterOptions) => {
     const simulated = yield* read(`simulating ${functionName}`, () => client.simulateContract(call))
     const data = encodeFunctionData({ abi, functionName, args } as never)
     const gas = (simulated as { request: { gas?: bigint } }).request.gas
-    const signed = yield* signAndSend(functionName, data, gas, beforeBroadcast, idempotent)
+    const signed = yield* signIntendAndSend(functionName, data, gas, beforeBroadcast, idempotent)
     const receipt = yield* deliver(functionName, signed)
     if (receipt.status !== "success") {
       // Mined but reverted (state changed between simulation and inclusion): replay it to learn why.
@@ -411,6 +570,12 @@ export const makeViemWriter = (options: WriterOptions) => {
    * filler; a nonce nobody reserved gets the filler, reserved first.
    */
   const fillNonce = Effect.fnUntraced(function*(n: number) {
+    const lend = lent.get(n)
+    if (lend !== undefined) {
+      // Its caller is journaling its intent, or giving the nonce back: wait for it, unless it has gone silent.
+      if ((yield* Clock.currentTimeMillis) < lend.until) return
+      lent.delete(n)
+    }
     const fence = options.nonces
     const row = fence === undefined ? undefined : yield* fence.ledger.get(account.address, chain.id, n)
     if (row !== undefined && !unsent.has(n)) {
@@ -466,7 +631,7 @@ export const makeViemWriter = (options: WriterOptions) => {
    * failed, or a process before this one signed them): once the node may hold them, the next write reads the nonce
    * from the node again, or it would sign over theirs, be told "nonce too low", and fail as dropped.
    */
-  const rebroadcast = Effect.fnUntraced(function*(signed: SignedTransaction) {
+  const rebroadcastHere = Effect.fnUntraced(function*(signed: SignedTransaction) {
     yield* send(signed).pipe(
       Effect.ensuring(Effect.sync(() => {
         if (nextNonce !== undefined && signed.nonce >= nextNonce) nextNonce = undefined
@@ -475,5 +640,10 @@ export const makeViemWriter = (options: WriterOptions) => {
     yield* fillGapBelow(signed.nonce)
   }, Semaphore.withPermit(permit))
 
-  return { write, transactionStatus, rebroadcast }
+  const rebroadcast = (signed: SignedTransaction) =>
+    options.remote === undefined
+      ? rebroadcastHere(signed)
+      : send(signed).pipe(Effect.andThen(options.remote.fillGapBelow(signed.nonce)))
+
+  return { write, transactionStatus, rebroadcast, signer }
 }
