@@ -1,12 +1,24 @@
 import { hostname } from "node:os"
-import { Effect, Layer, Option, type Redacted } from "effect"
+import { Context, type Duration, Effect, Layer, Option, Redacted } from "effect"
+import { SqlClient } from "effect/sql"
+import type { Hex } from "viem"
+import { privateKeyToAccount } from "viem/accounts"
 import { type MiningError, ValidationError } from "../domain/errors.ts"
 import type { MinerConfig } from "../domain/MinerConfig.ts"
 import { resolveFleetRunner } from "../domain/minerSettings.ts"
 import { PgNonceLedger } from "../layers/chain/PgNonceLedger.ts"
-import { make as makeViemChain } from "../layers/chain/ViemChain.ts"
+import { make as makeViemChain, makeWithSigner } from "../layers/chain/ViemChain.ts"
+import {
+  accountSignerEntityLayer,
+  accountSignerId,
+  LocalAccountSigner,
+  remoteAccountSigner,
+  signerShardGroup
+} from "../layers/fleet/accountSigner.ts"
+import { clusterRunnerLayer, parseRunnerAddress } from "../layers/fleet/clusterRunner.ts"
 import { PgFleetRoster } from "../layers/fleet/PgFleetRoster.ts"
 import { holdRunnerName } from "../layers/fleet/runnerName.ts"
+import { openPgPool } from "../layers/postgres/pgPool.ts"
 import { acquireDataDirLock } from "../layers/journal/dataDirLock.ts"
 import { PgJournal } from "../layers/journal/PgJournal.ts"
 import { Chain } from "../services/Chain.ts"
@@ -26,13 +38,40 @@ export interface Fleet {
   readonly databaseUrl: Redacted.Redacted<string>
   /** This runner's name: the owner of its transactions, the same after a restart. */
   readonly runner: string
+  /**
+   * The runners as Effect's cluster (R3MES_FLEET_ADDRESS), the account's signer an entity on one of them; none: each
+   * runner signs for itself through the nonce ledger.
+   */
+  readonly cluster?: FleetCluster | undefined
+}
+
+export interface FleetCluster {
+  /** host:port where the other runners reach this one. */
+  readonly address: string
+  /** Whether this runner may host the account's signer (R3MES_FLEET_SIGNERS). */
+  readonly maySign: boolean
+  /** How long a silent runner keeps the signer (R3MES_FLEET_LEASE). */
+  readonly lease: Duration.Duration
 }
 
 /** The fleet this runner belongs to, when R3MES_FLEET_DATABASE_URL is set. */
-export const fleetOf = (config: Pick<MinerConfig, "fleetDatabaseUrl" | "fleetRunner">): Fleet | undefined =>
+export const fleetOf = (
+  config: Pick<MinerConfig, "fleetDatabaseUrl" | "fleetRunner" | "fleetAddress" | "fleetSigners" | "fleetLease">
+): Fleet | undefined =>
   Option.match(config.fleetDatabaseUrl, {
     onNone: () => undefined,
-    onSome: (databaseUrl) => ({ databaseUrl, runner: resolveFleetRunner(config.fleetRunner, hostname()) })
+    onSome: (databaseUrl) => {
+      const runner = resolveFleetRunner(config.fleetRunner, hostname())
+      const cluster = Option.match(config.fleetAddress, {
+        onNone: () => undefined,
+        onSome: (address): FleetCluster => ({
+          address,
+          maySign: config.fleetSigners.length === 0 || config.fleetSigners.includes(runner),
+          lease: config.fleetLease
+        })
+      })
+      return { databaseUrl, runner, cluster }
+    }
   })
 
 /**
@@ -77,18 +116,68 @@ export const fleetJournalLayer = (config: Pick<MinerConfig, "dataDir">, fleet: F
  * another holder's, sent with their bytes (their intent may be journaled), never signed over.
  */
 export const fleetChainLayer = (endpoint: ChainEndpoint, fleet: Fleet): Layer.Layer<Chain, MiningError> =>
-  Layer.effect(
-    Chain,
-    Effect.gen(function*() {
+  (fleet.cluster === undefined
+    ? Layer.effect(
+      Chain,
+      Effect.gen(function*() {
+        const ledger = yield* NonceLedger
+        return yield* makeViemChain({
+          rpcUrl: endpoint.rpcUrl,
+          registry: endpoint.registry,
+          privateKey: endpoint.privateKey,
+          nonces: { ledger, holder: ledgerHolder(fleet) }
+        })
+      })
+    )
+    : clusterChainLayer(endpoint, fleet, fleet.cluster)).pipe(
+      Layer.provide(PgNonceLedger.layer({ url: fleet.databaseUrl, maxConnections: 4 }))
+    )
+
+const ledgerHolder = (fleet: Fleet) => `${fleet.runner}/${crypto.randomUUID().slice(0, 8)}`
+
+/**
+ * The chain of a runner of the fleet's cluster: this runner joins Effect's cluster on the fleet's Postgres (listening
+ * on its R3MES_FLEET_ADDRESS), hosts the account's signer entity when the cluster gives it the signer's shard (and
+ * R3MES_FLEET_SIGNERS allows it), and has every write signed by that entity, wherever it lives. The entity signs with
+ * the writer of the runner it lives on, through the nonce ledger, which stays the fence.
+ */
+const clusterChainLayer = (
+  endpoint: ChainEndpoint,
+  fleet: Fleet,
+  cluster: FleetCluster
+): Layer.Layer<Chain, MiningError, NonceLedger> =>
+  Layer.unwrap(Effect.gen(function*() {
+    const runnerAddress = parseRunnerAddress(cluster.address, "R3MES_FLEET_ADDRESS")
+    if (runnerAddress instanceof ValidationError) return yield* runnerAddress
+    const id = accountSignerId(privateKeyToAccount(Redacted.value(endpoint.privateKey) as Hex).address, endpoint.registry)
+    const chainAndSigner = Layer.effectContext(Effect.gen(function*() {
       const ledger = yield* NonceLedger
-      return yield* makeViemChain({
+      const remote = yield* remoteAccountSigner(id)
+      const { port, signer } = yield* makeWithSigner({
         rpcUrl: endpoint.rpcUrl,
         registry: endpoint.registry,
         privateKey: endpoint.privateKey,
-        nonces: { ledger, holder: `${fleet.runner}/${crypto.randomUUID().slice(0, 8)}` }
+        nonces: { ledger, holder: ledgerHolder(fleet) },
+        remote
       })
-    })
-  ).pipe(Layer.provide(PgNonceLedger.layer({ url: fleet.databaseUrl, maxConnections: 4 })))
+      return Context.make(Chain, port).pipe(Context.add(LocalAccountSigner, { id, signer }))
+    }))
+    // The cluster's own pool: one connection stays reserved for its shard locks, the rest carry its runner registry.
+    const clusterPool = Layer.effectContext(
+      openPgPool({ url: fleet.databaseUrl, maxConnections: 6 }, `cluster ${fleet.runner}`).pipe(
+        Effect.map(({ sql }) => Context.make(SqlClient.SqlClient, sql))
+      )
+    )
+    const runner = clusterRunnerLayer({
+      runnerAddress,
+      shardLockExpiration: cluster.lease,
+      shardGroups: {
+        available: ["default", signerShardGroup],
+        assigned: cluster.maySign ? ["default", signerShardGroup] : ["default"]
+      }
+    }).pipe(Layer.provide(clusterPool))
+    return accountSignerEntityLayer.pipe(Layer.provideMerge(chainAndSigner), Layer.provide(runner))
+  }))
 
 /** Who runs in the fleet, and the takeover of a gone runner's work (services/FleetRecovery.ts). */
 export const fleetRosterLayer = (fleet: Fleet): Layer.Layer<FleetRoster, MiningError> =>

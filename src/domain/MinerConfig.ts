@@ -59,6 +59,15 @@ export interface MinerConfig {
    * machine's hostname, which the domain cannot read: `resolveFleetRunner(config.fleetRunner, os.hostname())`.
    */
   readonly fleetRunner: Option.Option<string>
+  /**
+   * Where the other runners reach this one (host:port), as a runner of Effect's cluster hosting the account's signer
+   * entity. None: every runner signs through the nonce ledger itself.
+   */
+  readonly fleetAddress: Option.Option<string>
+  /** Runner names that may host the account's signer; empty: every runner. */
+  readonly fleetSigners: ReadonlyArray<string>
+  /** How long a silent runner keeps the signer (its cluster shards) before another takes it. */
+  readonly fleetLease: Duration.Duration
 }
 
 export const maxGradientBytes = (config: Pick<MinerConfig, "maxGradientSizeMb">): number =>

@@ -184,6 +184,58 @@ export const fleetRunnerFromHostname = (hostname: string): string => {
 export const resolveFleetRunner = (fleetRunner: Option.Option<string>, hostname: string): string =>
   Option.getOrElse(fleetRunner, () => fleetRunnerFromHostname(hostname))
 
+/** R3MES_FLEET_ADDRESS: host:port, an IPv6 host in brackets (what clusterRunner.ts `parseRunnerAddress` reads). */
+const fleetAddressPattern = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(?:6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]\d{4}|[1-9]\d{0,3})$/
+
+const fleetSignersSpec: Spec = {
+  env: "R3MES_FLEET_SIGNERS",
+  flag: "fleet-signers",
+  metavar: "NAMES",
+  description: "Runners that may host the account's signer (with R3MES_FLEET_ADDRESS): the signer moves only among " +
+    "these. Give every runner the same list",
+  expected: `comma-separated runner names, each ${fleetRunnerExpected}`,
+  defaultText: "every runner"
+}
+
+const runnerNames = (raw: string): ReadonlyArray<string> => [
+  ...new Set(raw.split(",").map((entry) => entry.trim()).filter((entry) => entry !== ""))
+]
+
+/** Names the first entry that is not a runner name, and why. */
+const fleetSignersCodec = Schema.String.check(Schema.makeFilter((input: string) => {
+  for (const name of runnerNames(input)) {
+    const bad = Schema.decodeUnknownExit(fleetRunnerCodec)(name)
+    if (bad._tag === "Failure") {
+      return new SchemaIssue.InvalidValue({
+        expected: `${fleetSignersSpec.expected}; ${JSON.stringify(name)} is not one`,
+        hint: "write the names as each runner's R3MES_FLEET_RUNNER, separated by commas, as in gpu-1,gpu-2"
+      }, input, { reportInput: true })
+    }
+  }
+  return undefined
+}))
+
+/** R3MES_FLEET_SIGNERS: a list, decoded like R3MES_IPFS_PEERS; every entry is a runner name. */
+const fleetSigners: Setting<"fleetSigners"> = {
+  ...fleetSignersSpec,
+  key: "fleetSigners",
+  unit: undefined,
+  secret: false,
+  shown: undefined,
+  config: Config.String(fleetSignersSpec.env).pipe(
+    Config.mapEffect((raw) =>
+      Schema.decodeUnknownEffect(fleetSignersCodec)(raw.trim()).pipe(
+        Effect.map(runnerNames),
+        Effect.mapError((error) =>
+          invalid(fleetSignersSpec.env, new SchemaIssue.Encoding(fleetSignersCodec.ast, error.issue, raw, { reportInput: true }))
+        )
+      )
+    ),
+    Config.withDefault<ReadonlyArray<string>>([])
+  ),
+  toJson: (value) => (value.length === 0 ? null : value.join(","))
+}
+
 /**
  * The table of the miner's settings (DESIGN.md "Configuration"). Order = the order of DESIGN.md, of `--help`, of the
  * printed configuration and of the README. Add a setting here and loading, flags, messages and the README follow.
@@ -428,7 +480,30 @@ export const minerSettings: { readonly [K in keyof MinerConfig]: Setting<K> } = 
       "two share a machine). Only meaningful with R3MES_FLEET_DATABASE_URL",
     expected: fleetRunnerExpected,
     defaultText: `this machine's hostname (other characters as -, cut to ${runnerNameLength})`
-  }, fleetRunnerCodec)
+  }, fleetRunnerCodec),
+  fleetAddress: optionalText("fleetAddress", {
+    env: "R3MES_FLEET_ADDRESS",
+    flag: "fleet-address",
+    metavar: "HOST:PORT",
+    description: "Where the fleet's other runners reach this one (it listens on that port): the runners then form " +
+      "Effect's cluster on the fleet's Postgres, and the account's signer runs on one of them and signs every " +
+      "runner's transactions; unset: this runner signs for itself through the nonce ledger (the ledger still fences " +
+      "it from the signer, but the two race for nonces: set it on every runner or on none). Only meaningful with " +
+      "R3MES_FLEET_DATABASE_URL",
+    expected: "host:port, like 10.0.0.5:34431 ([::1]:34431 for IPv6)",
+    defaultText: "none (each runner signs for itself)"
+  }, Schema.String.check(Schema.isPattern(fleetAddressPattern, { expected: "host:port, like 10.0.0.5:34431" }))),
+  fleetSigners,
+  fleetLease: seconds("fleetLease", {
+    env: "R3MES_FLEET_LEASE",
+    flag: "fleet-lease",
+    metavar: "SECONDS",
+    description: "How long a runner that stopped answering keeps the account's signer before another runner of " +
+      "R3MES_FLEET_SIGNERS takes it over (with R3MES_FLEET_ADDRESS): the fleet's writes wait that long after the " +
+      "signer's runner dies. Give every runner the same",
+    expected: "a number of seconds greater than 0",
+    defaultText: "35"
+  }, 35)
 }
 
 /** The settings in table order. */

@@ -41,6 +41,9 @@ export const testMinerConfig = (overrides: Partial<MinerConfig> = {}): MinerConf
     adminToken: Option.none(),
     fleetDatabaseUrl: Option.none(),
     fleetRunner: Option.none(),
+    fleetAddress: Option.none(),
+    fleetSigners: [],
+    fleetLease: Duration.seconds(35),
     logFile: join(dataDir, "miner.log"),
     ...overrides,
     dataDir

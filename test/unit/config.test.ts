@@ -87,7 +87,10 @@ describe("the settings table", () => {
         ["R3MES_VERIFY_TOLERANCE", "--verify-tolerance"],
         ["R3MES_VERIFY_WINDOW", "--verify-window"],
         ["R3MES_FLEET_DATABASE_URL", "--fleet-database-url"],
-        ["R3MES_FLEET_RUNNER", "--fleet-runner"]
+        ["R3MES_FLEET_RUNNER", "--fleet-runner"],
+        ["R3MES_FLEET_ADDRESS", "--fleet-address"],
+        ["R3MES_FLEET_SIGNERS", "--fleet-signers"],
+        ["R3MES_FLEET_LEASE", "--fleet-lease"]
       ]
     )
     assert.deepStrictEqual(
@@ -123,7 +126,8 @@ describe("minerConfig", () => {
         retryInitialDelay: Duration.toSeconds(config.retryInitialDelay),
         retryMaxDelay: Duration.toSeconds(config.retryMaxDelay),
         circuitBreakerReset: Duration.toSeconds(config.circuitBreakerReset),
-        verifyWindow: Duration.toSeconds(config.verifyWindow)
+        verifyWindow: Duration.toSeconds(config.verifyWindow),
+        fleetLease: Duration.toSeconds(config.fleetLease)
       },
       {
         transactionTimeout: 300,
@@ -153,7 +157,10 @@ describe("minerConfig", () => {
         verifyTolerance: defaultVerifyTolerance,
         verifyWindow: 120,
         fleetDatabaseUrl: Option.none(),
-        fleetRunner: Option.none()
+        fleetRunner: Option.none(),
+        fleetAddress: Option.none(),
+        fleetSigners: [],
+        fleetLease: 35
       }
     )
   })
@@ -260,7 +267,9 @@ describe("minerConfig", () => {
         "POSTGRES://127.0.0.1",
         "postgres://r3mes:p%2Fss@[::1]:5432/r3mes?sslmode=require"
       ], ["db.example:5432/r3mes", "postgres:r3mes", "http://db.example/r3mes", "postgres://r3mes:p/ss@db/r3mes", "-7.5"]],
-      ["R3MES_FLEET_RUNNER", ["a", "gpu-2.eu-west", "runner_7:a", "x".repeat(64)], ["two words", "ümlaut", "a/b", "x".repeat(65)]]
+      ["R3MES_FLEET_RUNNER", ["a", "gpu-2.eu-west", "runner_7:a", "x".repeat(64)], ["two words", "ümlaut", "a/b", "x".repeat(65)]],
+      ["R3MES_FLEET_ADDRESS", ["10.0.0.5:34431", "gpu-1.lan:1", "[::1]:65535", "[fe80::1]:80"], ["10.0.0.5", "10.0.0.5:0", "host:65536", ":80", "a b:80", "::1:80"]],
+      ["R3MES_FLEET_SIGNERS", ["gpu-1", "gpu-1, gpu-2", "gpu-1,,gpu-2,"], ["gpu 1", "gpu-1,a/b", "x".repeat(65)]]
     ]
     for (const [env, accepted, rejected] of cases) {
       it(env, () => {
@@ -383,7 +392,8 @@ describe("config error messages", () => {
       R3MES_STATS_HOST: "a b",
       R3MES_ADMIN_TOKEN: "a b",
       R3MES_LOG_FILE: " ",
-      R3MES_FLEET_RUNNER: "a b"
+      R3MES_FLEET_RUNNER: "a b",
+      R3MES_FLEET_SIGNERS: "a b"
     }
     for (const setting of settingsTable) {
       const value = invalidValue[setting.env] ?? "-7.5"

@@ -67,6 +67,11 @@ export interface ClusterRunnerOptions {
   readonly runnerHealthCheckInterval?: Duration.Input | undefined
   /** Table prefix (`<prefix>_runners`, `<prefix>_locks`, `<prefix>_messages`…). Default `cluster`. */
   readonly tablePrefix?: string | undefined
+  /**
+   * Every shard group of the fleet (the same on every runner), and those whose shards this runner takes. Default:
+   * `["default"]` both.
+   */
+  readonly shardGroups?: { readonly available: ReadonlyArray<string>; readonly assigned: ReadonlyArray<string> } | undefined
 }
 
 /** `host:port` (an IPv6 host in brackets) as a RunnerAddress, or why not, naming `setting`. */
@@ -93,7 +98,9 @@ const shardingConfig = (options: ClusterRunnerOptions) =>
       shardLockRefreshInterval: options.shardLockRefreshInterval,
       refreshAssignmentsInterval: options.refreshAssignmentsInterval,
       entityMessagePollInterval: options.entityMessagePollInterval,
-      runnerHealthCheckInterval: options.runnerHealthCheckInterval
+      runnerHealthCheckInterval: options.runnerHealthCheckInterval,
+      availableShardGroups: options.shardGroups?.available,
+      assignedShardGroups: options.shardGroups?.assigned
     })
   })
 
