@@ -26,18 +26,35 @@ const seed = Number.parseInt(process.env["FLEET_SEED"] ?? "18", 10)
 /** The same seed strikes at the same moments. */
 const random = mulberry32(seed)
 
+/** The running runner whose log says the account's signer lives there now (cluster mode). */
+const signerHost = (running: ReadonlyMap<string, { readonly logFile: string; readonly running: () => boolean }>) =>
+  [...running.entries()].find(([, r]) => {
+    if (!r.running()) return false
+    const said = logMessagesOf(r.logFile).filter((m) => /^the account's signer \S+ (runs on|left) this runner$/.test(m))
+    return said.at(-1)?.includes("runs on") === true
+  })?.[0]
+
+const names = ["runner-1", "runner-2", "runner-3"]
+
 describe.skipIf("skip" in postgres)("fleet chaos: three runners of one account, killed, stopped and restarted", () => {
   const server = serverForTests(postgres)
 
-  it.live(`seed ${seed}: ${target} submissions; every chunk once, every submission pinned and committed once, nonces contiguous`, () =>
+  /**
+   * `cluster`: the runners form Effect's cluster and sign through the account's signer entity (lease 6 s), and the
+   * strikes follow the signer: the runner hosting it is SIGKILLed (and started again), then the runner hosting it
+   * next is SIGSTOPped for 8 s (past the lease: the signer moves, and the frozen runner's entity may still run a
+   * moment when it resumes), then the remaining one is SIGKILLed for good. Without: every runner signs through the
+   * ledger, and the strikes hit runner-1, runner-3 and runner-2.
+   */
+  const chaos = (cluster: boolean) =>
     Effect.gen(function*() {
-      const fleet = yield* fleetFixture(server)
+      const fleet = yield* fleetFixture(server, cluster ? { cluster: { lease: 6 } } : {})
       const started = Date.now()
       const events: Array<string> = []
       const say = (what: string) => events.push(`${((Date.now() - started) / 1000).toFixed(1)} s: ${what}`)
       const running = new Map<string, ReturnType<typeof fleet.runner>>()
       const start = (name: string) => running.set(name, fleet.runner(name, 100_000, 300_000))
-      for (const name of ["runner-1", "runner-2", "runner-3"]) start(name)
+      for (const name of names) start(name)
 
       const submitted = () => Effect.runPromise(fleet.submittedOnChain)
       // The strikes' clock starts with the fleet's first submission: all three runners up and mining.
@@ -49,30 +66,41 @@ describe.skipIf("skip" in postgres)("fleet chaos: three runners of one account, 
       /** Sleeps until `seconds` (plus up to 3 s drawn from the seed) after the first submission. */
       const at = (seconds: number) =>
         Effect.suspend(() => Effect.sleep(Math.max(0, mining + (seconds + random() * 3) * 1_000 - Date.now())))
+      const host = (fallback: string, except: ReadonlyArray<string>) => {
+        const now = cluster ? signerHost(running) : undefined
+        return now !== undefined && !except.includes(now) ? now : fallback
+      }
+      const hosting = (name: string) => (cluster && signerHost(running) === name ? " (hosting the signer)" : "")
 
       // 1. A runner killed outright, started again under its name after a moment.
       yield* at(2)
-      running.get("runner-1")!.signal("SIGKILL")
-      yield* Effect.promise(() => running.get("runner-1")!.exited)
-      say(`runner-1 SIGKILLed at ${yield* Effect.promise(submitted)} submissions`)
+      const killed = host("runner-1", [])
+      const killedNote = hosting(killed)
+      running.get(killed)!.signal("SIGKILL")
+      yield* Effect.promise(() => running.get(killed)!.exited)
+      say(`${killed}${killedNote} SIGKILLed at ${yield* Effect.promise(submitted)} submissions`)
       yield* Effect.sleep(`${Math.floor(500 + random() * 2_000)} millis`)
-      start("runner-1")
-      say("runner-1 started again")
+      start(killed)
+      say(`${killed} started again`)
 
       // 2. A runner stopped for 8 s (its session and name stay), then continued.
       yield* at(9)
-      running.get("runner-3")!.signal("SIGSTOP")
-      say(`runner-3 SIGSTOPped at ${yield* Effect.promise(submitted)} submissions`)
+      const stopped = host(killed === "runner-3" ? "runner-2" : "runner-3", [killed])
+      const stoppedNote = hosting(stopped)
+      running.get(stopped)!.signal("SIGSTOP")
+      say(`${stopped}${stoppedNote} SIGSTOPped at ${yield* Effect.promise(submitted)} submissions`)
       yield* Effect.sleep("8 seconds")
-      running.get("runner-3")!.signal("SIGCONT")
-      say("runner-3 continued")
+      running.get(stopped)!.signal("SIGCONT")
+      say(`${stopped} continued`)
 
       // 3. A runner killed for good: the others take its unfinished work over.
       yield* at(21)
-      running.get("runner-2")!.signal("SIGKILL")
-      yield* Effect.promise(() => running.get("runner-2")!.exited)
-      running.delete("runner-2")
-      say(`runner-2 SIGKILLed for good at ${yield* Effect.promise(submitted)} submissions`)
+      const gone = names.find((n) => n !== killed && n !== stopped)!
+      const goneNote = hosting(gone)
+      running.get(gone)!.signal("SIGKILL")
+      yield* Effect.promise(() => running.get(gone)!.exited)
+      running.delete(gone)
+      say(`${gone}${goneNote} SIGKILLed for good at ${yield* Effect.promise(submitted)} submissions`)
 
       // Long enough for the takeover (every 5 s), and at least the target.
       yield* at(32)
@@ -90,24 +118,38 @@ describe.skipIf("skip" in postgres)("fleet chaos: three runners of one account, 
         assert.strictEqual(exited.code, 0, `${name} stopped: ${exited.stderr.slice(-2000)}\n  ${events.join("\n  ")}`)
       }
       say(`stopped at ${yield* Effect.promise(submitted)} submissions`)
-      const tookOver = ["runner-1", "runner-3"].flatMap((name) =>
-        logMessagesOf(running.get(name)!.logFile).filter((m) => /fleet runner runner-2 is gone/.test(m))
-      )
-      // Whatever runner-2 had unfinished when it was killed (nothing, if it was waiting for a round) is the others'
+      const goneAt = new RegExp(`fleet runner ${gone} is gone`)
+      const tookOver = [killed, stopped].flatMap((name) => logMessagesOf(running.get(name)!.logFile).filter((m) => goneAt.test(m)))
+      // Whatever the runner killed for good had unfinished (nothing, if it was waiting for a round) is the others'
       // now: none of it is left for its name's last run.
-      const leftToRunner2 = (yield* fleet.journalRecords).filter((r) =>
-        r.owner === "runner-2" && !["committed", "failed", "rolled_back"].includes(r.state)
+      const leftToGone = (yield* fleet.journalRecords).filter((r) =>
+        r.owner === gone && !["committed", "failed", "rolled_back"].includes(r.state)
       )
-      assert.deepStrictEqual(leftToRunner2.map((r) => `${r.transaction_id} ${r.state}`), [], "taken over while the others ran")
+      assert.deepStrictEqual(leftToGone.map((r) => `${r.transaction_id} ${r.state}`), [], "taken over while the others ran")
       assert.isAtMost(tookOver.length, 1, "taken over once")
 
-      // Each name once more, briefly: its recovery finishes what a stop left (runner-2's was taken over already).
-      for (const name of ["runner-1", "runner-2", "runner-3"]) {
+      // Each name once more, briefly: its recovery finishes what a stop left (the gone one's was taken over already).
+      for (const name of names) {
         summaryOf(yield* Effect.promise(() => fleet.runner(name, 1).exited), `${name}'s last run`)
       }
       const { verdict } = yield* fleet.audited
-      console.log([`fleet chaos, seed ${seed}:`, ...events, `taken over: ${tookOver.join(" | ") || "nothing"}`].join("\n  "))
+      console.log(
+        [`fleet chaos${cluster ? " (cluster)" : ""}, seed ${seed}:`, ...events, `taken over: ${tookOver.join(" | ") || "nothing"}`]
+          .join("\n  ")
+      )
       assert.isAtLeast(verdict.figures.committedOnChain, target)
       assert.strictEqual(verdict.figures.nonTerminal, 0)
-    }).pipe(Effect.scoped), 600_000)
+    }).pipe(Effect.scoped)
+
+  it.live(
+    `seed ${seed}: ${target} submissions; every chunk once, every submission pinned and committed once, nonces contiguous`,
+    () => chaos(false),
+    600_000
+  )
+
+  it.live(
+    `on Effect's cluster, seed ${seed}: the signer's runner killed, the next one frozen past the lease, another killed; the same audit`,
+    () => chaos(true),
+    600_000
+  )
 })

@@ -11,6 +11,7 @@ import { PgJournal } from "../../src/layers/journal/PgJournal.ts"
 import { Journal } from "../../src/services/Journal.ts"
 import { NonceLedger } from "../../src/services/NonceLedger.ts"
 import { audit, logLines, readChain, readKuboPins, readMinedCalls, spawnCli } from "./audit.ts"
+import { freePort } from "./children.ts"
 import { startJsIpfs } from "./jsipfs.ts"
 import type { PostgresServer } from "./postgres.ts"
 
@@ -23,7 +24,15 @@ import type { PostgresServer } from "./postgres.ts"
 export const runTimeoutMs = 180_000
 
 /** A devnet, a Kubo-RPC store and a fresh fleet database, for one test; `runner` spawns `mine` as a fleet runner. */
-export const fleetFixture = (server: () => PostgresServer) => Effect.gen(function*() {
+/**
+ * `cluster`: the runners form Effect's cluster (R3MES_FLEET_ADDRESS, a port of their own each, kept across restarts)
+ * and sign through the account's signer entity, with a lease of `lease` seconds (short: tests kill its runner).
+ */
+export interface FleetFixtureOptions {
+  readonly cluster?: { readonly lease: number } | undefined
+}
+
+export const fleetFixture = (server: () => PostgresServer, fixture: FleetFixtureOptions = {}) => Effect.gen(function*() {
   const dir = mkdtempSync(join(tmpdir(), "r3mes-fleet-"))
   // KEEP_DIR=1 keeps the runners' data dirs (logs) and the devnet for inspection.
   if (process.env["KEEP_DIR"] === undefined) {
@@ -36,9 +45,21 @@ export const fleetFixture = (server: () => PostgresServer) => Effect.gen(functio
   const ipfs = yield* startJsIpfs
   const account = devnet.accounts[1]!
   const runners = new Set<string>()
+  // A port per runner name, kept across its restarts, from a few free ones found now.
+  const freePorts: Array<number> = []
+  for (let i = 0; fixture.cluster !== undefined && i < 6; i++) freePorts.push(yield* Effect.promise(freePort))
+  const ports = new Map<string, number>()
+  const clusterEnv = (name: string): Record<string, string> => {
+    if (fixture.cluster === undefined) return {}
+    const port = ports.get(name) ?? freePorts.shift()
+    if (port === undefined) throw new Error("fleetFixture: more cluster runners than ports found")
+    ports.set(name, port)
+    return { R3MES_FLEET_ADDRESS: `127.0.0.1:${port}`, R3MES_FLEET_LEASE: String(fixture.cluster.lease) }
+  }
   /** `databaseUrl`: where this runner reaches the fleet's database (a proxy in front of it), default the database. */
   const runner = (name: string, iterations: number, timeoutMs = runTimeoutMs, options: { readonly databaseUrl?: string } = {}) => {
     runners.add(name)
+    const cluster = clusterEnv(name)
     const dataDir = join(dir, name)
     mkdirSync(dataDir, { recursive: true })
     const logFile = join(dataDir, "miner.log")
@@ -52,7 +73,8 @@ export const fleetFixture = (server: () => PostgresServer) => Effect.gen(functio
         env: {
           R3MES_PRIVATE_KEY: account.privateKey,
           R3MES_FLEET_DATABASE_URL: options.databaseUrl ?? databaseUrl,
-          R3MES_FLEET_RUNNER: name
+          R3MES_FLEET_RUNNER: name,
+          ...cluster
         },
         timeoutMs
       }

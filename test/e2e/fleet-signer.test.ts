@@ -1,0 +1,99 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { committedInLog, waitFor } from "../support/audit.ts"
+import { fleetFixture, logMessagesOf, runTimeoutMs, summaryOf } from "../support/fleet.ts"
+import { findPostgres, serverForTests } from "../support/postgres.ts"
+
+/**
+ * Issue 18, the fleet on Effect's cluster (R3MES_FLEET_ADDRESS): runner processes of one account (the real CLI) form
+ * a cluster on the fleet's Postgres, and the account's signer is an entity on one of them that signs every runner's
+ * transactions through the nonce ledger. Audited like fleet-mine.test.ts (chain, store, journal, ledger).
+ */
+
+const postgres = findPostgres()
+if ("skip" in postgres) console.warn(`fleet signer tests skipped: ${postgres.skip}`)
+
+const perRunner = 10
+/** Seconds a silent runner keeps the signer: short, since the second test kills its runner. */
+const lease = 6
+
+const signerMessage = /^the account's signer \S+ runs on this runner$/
+const hostsSigner = (logFile: string) => logMessagesOf(logFile).some((m) => signerMessage.test(m))
+const holdersOf = (ledger: ReadonlyArray<{ readonly holder: string }>) => [...new Set(ledger.map((e) => e.holder.split("/")[0]))]
+
+describe.skipIf("skip" in postgres)("a fleet on Effect's cluster: one signer entity for the account", () => {
+  const server = serverForTests(postgres)
+
+  it.live("two runners mine at once, every transaction signed by the one runner that hosts the signer", () =>
+    Effect.gen(function*() {
+      const fleet = yield* fleetFixture(server, { cluster: { lease } })
+      const runners = ["runner-1", "runner-2"].map((name) => fleet.runner(name, perRunner))
+      const exits = yield* Effect.promise(() => Promise.all(runners.map((r) => r.exited)))
+      for (const [i, exited] of exits.entries()) assert.strictEqual(summaryOf(exited, `runner-${i + 1}`).committed, perRunner)
+      const { ledger, records, verdict } = yield* fleet.audited
+      assert.strictEqual(verdict.figures.committedOnChain, 2 * perRunner)
+      assert.strictEqual(records.filter((r) => r.state === "committed" && r.owner === "runner-2").length, perRunner)
+      const hosts = runners.filter((r) => hostsSigner(r.logFile))
+      assert.isAtLeast(hosts.length, 1, "a runner logged that it hosts the signer")
+      // Both runners' transactions, one signer: the ledger's rows are all the hosting runner's (the signer may move
+      // once, when its runner stops first and the other still writes).
+      const holders = holdersOf(ledger)
+      const first = ledger[0]!.holder.split("/")[0]!
+      assert.isTrue(hostsSigner(runners[Number(first.slice(-1)) - 1]!.logFile), `${first} signed and hosted the signer`)
+      assert.isAtMost(holders.length, 2, `ledger holders ${holders.join(", ")}`)
+      const moves = ledger.filter((e, i) => i > 0 && e.holder !== ledger[i - 1]!.holder).length
+      assert.isAtMost(moves, 1, "the signer stays where it is while its runner runs")
+    }).pipe(Effect.scoped), runTimeoutMs + 60_000)
+
+  it.live("the signer's runner SIGKILLed mid-run: the signer moves to the other runner, which goes on; nothing lost", () =>
+    Effect.gen(function*() {
+      const fleet = yield* fleetFixture(server, { cluster: { lease } })
+      const runners = new Map(["runner-1", "runner-2"].map((name) => [name, fleet.runner(name, perRunner)]))
+      // Whichever hosts the signer, once both committed a few.
+      yield* Effect.promise(() =>
+        waitFor(
+          () => [...runners.values()].every((r) => committedInLog(r.logFile) >= 3) && [...runners.values()].some((r) => hostsSigner(r.logFile)),
+          120_000,
+          "both runners' third commit, a signer"
+        )
+      )
+      const host = [...runners.entries()].find(([, r]) => hostsSigner(r.logFile))![0]
+      runners.get(host)!.signal("SIGKILL")
+      const other = [...runners.keys()].find((n) => n !== host)!
+      const exited = yield* Effect.promise(() => runners.get(other)!.exited)
+      assert.strictEqual(summaryOf(exited, other).committed, perRunner)
+      assert.isTrue(hostsSigner(runners.get(other)!.logFile), `${other} took the signer over`)
+      // The killed runner started again under its name recovers what it had in flight; then the audit.
+      const again = yield* Effect.promise(() => fleet.runner(host, 1).exited)
+      summaryOf(again, `${host} restarted`)
+      const { verdict } = yield* fleet.audited
+      assert.isAtLeast(verdict.figures.committedOnChain, perRunner + 1)
+    }).pipe(Effect.scoped), runTimeoutMs + 120_000)
+
+  it.live("the signer's runner frozen past the lease: the signer moves, the frozen one resumes; no nonce twice or skipped", () =>
+    Effect.gen(function*() {
+      const fleet = yield* fleetFixture(server, { cluster: { lease } })
+      const runners = new Map(["runner-1", "runner-2"].map((name) => [name, fleet.runner(name, 2 * perRunner)]))
+      yield* Effect.promise(() =>
+        waitFor(
+          () => [...runners.values()].every((r) => committedInLog(r.logFile) >= 3) && [...runners.values()].some((r) => hostsSigner(r.logFile)),
+          120_000,
+          "both runners' third commit, a signer"
+        )
+      )
+      const host = [...runners.entries()].find(([, r]) => hostsSigner(r.logFile))![0]
+      const other = [...runners.keys()].find((n) => n !== host)!
+      // Frozen with lends and reservations under way: its entity, its sessions and its shard locks stay, silent.
+      runners.get(host)!.signal("SIGSTOP")
+      yield* Effect.promise(() => waitFor(() => hostsSigner(runners.get(other)!.logFile), 60_000, `${other} to host the signer`))
+      yield* Effect.sleep("2 seconds")
+      runners.get(host)!.signal("SIGCONT")
+      const exits = yield* Effect.promise(() => Promise.all([...runners.values()].map((r) => r.exited)))
+      // A write waiting for the signer's new home may open a breaker, and a transaction fail there (rolled back).
+      for (const [i, exited] of exits.entries()) summaryOf(exited, `runner-${i + 1}`)
+      const { ledger, verdict } = yield* fleet.audited
+      assert.strictEqual(verdict.figures.nonTerminal, 0)
+      assert.isAtLeast(verdict.figures.committedOnChain, 3 * perRunner)
+      assert.sameMembers(holdersOf(ledger), ["runner-1", "runner-2"], "both signed: before and after the move")
+    }).pipe(Effect.scoped), runTimeoutMs + 120_000)
+})
