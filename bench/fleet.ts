@@ -6,11 +6,14 @@
  *    Kubo-RPC store (js-ipfs) and one Postgres — a fresh devnet and database for each count. Committed transactions
  *    per minute are counted from the fleet's journal over `--window` seconds, once every runner has committed
  *    `--warmup` transactions.
+ *    The runners form Effect's cluster (R3MES_FLEET_ADDRESS) and sign through the account's signer entity, unless
+ *    `--ledger` (each runner signs for itself through the nonce ledger).
  * 2. **The signer's capacity**: what one account sustains on the chain alone — this process claims, submits and
  *    completes chunks (the three registry writes of a mining transaction) through the fleet's signing path (viem,
- *    every nonce reserved in the Postgres nonce ledger), with no training and a trivial proof of work: once as one
- *    signer, once as as many signers as the most runners measured (each runner of a fleet signs; they race for
- *    nonces), each with `--concurrency` transactions in flight. Transactions per second, and per minute to compare.
+ *    every nonce reserved in the Postgres nonce ledger), with no training and a trivial proof of work, each writer
+ *    with `--concurrency` transactions in flight, side by side: one signer alone; as many signers as the most runners
+ *    measured, racing for nonces (the `--ledger` fleet); and as many cluster runners writing through the one signer
+ *    entity among them (the cluster fleet). Transactions per second, and per minute to compare.
  *
  * Capacity ÷ one runner's rate is how many runners of this training time one account carries before the chain side
  * is the bottleneck. Writes bench/results/fleet.json. Figures, not assertions: tests never time.
@@ -29,6 +32,7 @@ import { parseArgs } from "node:util"
 import { Context, Duration, Effect, Layer, Redacted } from "effect"
 import { devnetRoundPlan } from "../src/app/devnetRoundPlan.ts"
 import { fleetChainLayer } from "../src/app/fleet.ts"
+import { isRetryable } from "../src/domain/errors.ts"
 import { PowInput, Submission } from "../src/domain/mining.ts"
 import { startDevnet } from "../src/layers/chain/devnet/Devnet.ts"
 import { computeCid } from "../src/layers/ipfs/importOptions.ts"
@@ -36,6 +40,7 @@ import { FastPowSolver } from "../src/layers/pow/WorkerPowSolver.ts"
 import { sha256Hex } from "../src/layers/sha256Hex.ts"
 import { Chain } from "../src/services/Chain.ts"
 import { PowSolver } from "../src/services/PowSolver.ts"
+import { freePort } from "../test/support/children.ts"
 import { startJsIpfs } from "../test/support/jsipfs.ts"
 import { findPostgres, type PostgresServer, startPostgres, withSql } from "../test/support/postgres.ts"
 
@@ -48,7 +53,8 @@ const { values: args } = parseArgs({
     difficulty: { type: "string", default: "16" },
     concurrency: { type: "string", default: "10" },
     "capacity-transactions": { type: "string", default: "200" },
-    keep: { type: "boolean", default: false }
+    keep: { type: "boolean", default: false },
+    ledger: { type: "boolean", default: false }
   }
 })
 const trainingMs = Number(args["training-ms"])
@@ -59,6 +65,7 @@ const difficulty = Number(args.difficulty)
 const concurrency = Number(args.concurrency)
 const capacityTransactions = Number(args["capacity-transactions"])
 const maxRunners = Math.max(...runnerCounts)
+const onCluster = !args.ledger
 
 const postgres = findPostgres()
 if ("skip" in postgres) {
@@ -109,7 +116,9 @@ const measureRunners = (server: PostgresServer, ipfsUrl: string, count: number) 
     const devnet = yield* startDevnet({ dataDir: join(here, "devnet"), difficulty, roundPlan: devnetRoundPlan(difficulty) })
     const url = yield* Effect.promise(() => server.freshDatabase())
     const names = Array.from({ length: count }, (_, i) => `runner-${i + 1}`)
-    const children = names.map((name) => {
+    const ports: Array<number> = []
+    for (const _ of names) ports.push(yield* Effect.promise(freePort))
+    const children = names.map((name, i) => {
       const dataDir = join(here, name)
       mkdirSync(dataDir, { recursive: true })
       const child = spawn(process.execPath, [join(import.meta.dirname, "fleetRunner.ts"), "--training-ms", String(trainingMs)], {
@@ -125,7 +134,8 @@ const measureRunners = (server: PostgresServer, ipfsUrl: string, count: number) 
           R3MES_DATA_DIR: dataDir,
           R3MES_LOG_FILE: join(dataDir, "miner.log"),
           R3MES_STATS_PORT: "0",
-          R3MES_POW_DIFFICULTY: String(difficulty)
+          R3MES_POW_DIFFICULTY: String(difficulty),
+          ...(onCluster ? { R3MES_FLEET_ADDRESS: `127.0.0.1:${ports[i]}` } : {})
         },
         stdio: ["ignore", "pipe", "pipe"]
       })
@@ -164,14 +174,16 @@ const round1 = (x: number) => Math.round(x * 10) / 10
 
 /**
  * The chain side alone, through the fleet's signing path: `capacityTransactions` chunks claimed, submitted and
- * completed by `signers` holders of the account's nonce ledger (as many runners sign in a fleet: they race for
- * nonces), `concurrency` at a time each, on a fresh devnet at difficulty 1 (the proof of work is not the signer's).
- * The holders share this process's one thread, so the figure is a floor of what separate machines would sign.
+ * completed by `signers` writers of the account, `concurrency` at a time each, on a fresh devnet at difficulty 1 (the
+ * proof of work is not the signer's). Without `cluster` each writer signs through the nonce ledger (they race for
+ * nonces); with it the writers are cluster runners (in this process, on their own ports) and the account's signer
+ * entity on one of them signs for all. The writers share this process's one thread, so the figure is a floor of what
+ * separate machines would sign.
  */
-const measureSigner = (server: PostgresServer, signers: number) =>
+const measureSigner = (server: PostgresServer, signers: number, cluster: boolean) =>
   Effect.scoped(Effect.gen(function*() {
     const devnet = yield* startDevnet({
-      dataDir: join(dir, `signer-${signers}`, "devnet"),
+      dataDir: join(dir, `signer-${signers}${cluster ? "-cluster" : ""}`, "devnet"),
       difficulty: 1,
       roundPlan: devnetRoundPlan(1)
     })
@@ -185,7 +197,12 @@ const measureSigner = (server: PostgresServer, signers: number) =>
     const pow = Context.get(yield* Layer.build(FastPowSolver.layer()), PowSolver)
     const chains: Array<Chain["Service"]> = []
     for (let i = 1; i <= signers; i++) {
-      const layer = fleetChainLayer(endpoint, { databaseUrl: Redacted.make(url), runner: `signer-${i}` })
+      const address = cluster ? `127.0.0.1:${yield* Effect.promise(freePort)}` : undefined
+      const layer = fleetChainLayer(endpoint, {
+        databaseUrl: Redacted.make(url),
+        runner: `signer-${i}`,
+        cluster: address === undefined ? undefined : { address, maySign: true, lease: Duration.seconds(35) }
+      })
       chains.push(Context.get(yield* Layer.build(layer), Chain))
     }
     const id = yield* chains[0]!.identity
@@ -217,7 +234,10 @@ const measureSigner = (server: PostgresServer, signers: number) =>
         )
         yield* chain.submitGradient(new Submission({ roundId, chunkId: claim.chunkId, cid, gradientHash, powNonce: nonce }))
         yield* chain.completeChunk(roundId, claim.chunkId)
-      })
+      }).pipe(
+        // As a miner's retries would: signers racing for nonces may lose ten in a row (a retryable error).
+        Effect.retry({ while: (e) => isRetryable(e), times: 5 })
+      )
     // One each first, off the clock: viem's and the ledger's first calls.
     yield* Effect.forEach(chains, (chain, i) => one(chain, -1 - i), { discard: true })
     const each = Math.ceil(capacityTransactions / signers)
@@ -234,9 +254,10 @@ const measureSigner = (server: PostgresServer, signers: number) =>
     const seconds = (performance.now() - from) / 1000
     const done = each * signers
     const perSecond = done / seconds
-    log(`  ${signers} signer(s): ${done} transactions (${3 * done} writes) in ${seconds.toFixed(1)} s`)
+    log(`  ${signers} ${cluster ? "cluster runner(s), one signer entity" : "signer(s)"}: ${done} transactions (${3 * done} writes) in ${seconds.toFixed(1)} s`)
     return {
       signers,
+      cluster,
       in_flight_each: concurrency,
       transactions_per_second: round1(perSecond),
       writes_per_second: round1(3 * perSecond),
@@ -250,23 +271,31 @@ const main = Effect.scoped(Effect.gen(function*() {
     (s) => Effect.promise(() => s.close())
   )
   const ipfs = yield* startJsIpfs.pipe(Effect.orDie)
-  log(`bench:fleet: simulated GPU training ${trainingMs} ms per chunk; runners ${runnerCounts.join(", ")}; ${cpus().length} cores`)
+  log(
+    `bench:fleet: simulated GPU training ${trainingMs} ms per chunk; runners ${runnerCounts.join(", ")}` +
+      `${onCluster ? " on Effect's cluster" : ", each signing through the ledger"}; ${cpus().length} cores`
+  )
   const runners: Array<RunnersFigure> = []
   for (const count of runnerCounts) runners.push(yield* measureRunners(server, ipfs.url, count))
   log("  signer capacity: claim + submit + complete, through the nonce ledger")
-  const signers = [yield* measureSigner(server, 1), yield* measureSigner(server, maxRunners)]
+  const signers = [
+    yield* measureSigner(server, 1, false),
+    yield* measureSigner(server, maxRunners, false),
+    yield* measureSigner(server, maxRunners, true)
+  ]
   return { runners, signers }
 }))
 
 const { runners, signers } = await Effect.runPromise(main)
-// The account's capacity with as many signers as the most runners measured: what that fleet's chain side sustains.
-const signer = signers[signers.length - 1]!
+// The account's capacity with as many writers as the most runners measured, signing as the measured fleet does.
+const signer = signers.find((c) => c.signers === maxRunners && c.cluster === onCluster)!
 const single = runners.find((r) => r.runners === 1)
 const carried = single === undefined || single.committed_per_minute === 0
   ? null
   : Math.floor(signer.committed_per_minute / single.committed_per_minute)
 const results = {
   training_ms: trainingMs,
+  cluster: onCluster,
   difficulty,
   window_seconds: windowSeconds,
   cores: cpus().length,
@@ -280,7 +309,10 @@ const results = {
 mkdirSync(join(import.meta.dirname, "results"), { recursive: true })
 writeFileSync(join(import.meta.dirname, "results", "fleet.json"), `${JSON.stringify(results, null, 2)}\n`)
 
-console.log(`\nfleet of one account, simulated GPU training ${trainingMs} ms per chunk (${cpus().length} cores)`)
+console.log(
+  `\nfleet of one account${onCluster ? " on Effect's cluster" : ""}, simulated GPU training ${trainingMs} ms per chunk ` +
+    `(${cpus().length} cores)`
+)
 console.log("runners  committed/min  per runner          ×1 runner")
 for (const r of results.runners) {
   console.log(
@@ -291,13 +323,14 @@ for (const r of results.runners) {
 }
 for (const c of signers) {
   console.log(
-    `signer capacity, ${c.signers} signer(s) of ${c.in_flight_each} in flight: ${c.transactions_per_second} ` +
+    `signer capacity, ${c.signers} ${c.cluster ? "cluster runners through one signer entity" : c.signers === 1 ? "signer alone" : "signers racing"}, ` +
+      `${c.in_flight_each} in flight each: ${c.transactions_per_second} ` +
       `transactions/s (${c.writes_per_second} writes/s, ${c.committed_per_minute}/min)`
   )
 }
 if (carried !== null) {
   console.log(
-    `one account carries about ${carried} runners of this training time before its ${signer.signers} signers are the bottleneck`
+    `one account carries about ${carried} runners of this training time before signing is the bottleneck`
   )
 }
 if (args.keep) console.log(`kept ${dir}`)
