@@ -2,15 +2,13 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Option, Redacted } from "effect"
 import { createPublicClient, http } from "viem"
 import { ResourceError, RetryableError } from "../../src/domain/errors.ts"
-import { Submission } from "../../src/domain/mining.ts"
-import { solveReference } from "../../src/domain/pow.ts"
 import type { RunningDevnet } from "../../src/layers/chain/devnet/Devnet.ts"
 import { make as makeViemChain, makeWithSigner } from "../../src/layers/chain/ViemChain.ts"
-import { lendPatienceMs, type RemoteSigner } from "../../src/layers/chain/viemWriter.ts"
-import type { Chain } from "../../src/services/Chain.ts"
+import { type AccountSigning, lendPatienceMs } from "../../src/services/AccountSigning.ts"
 import { NonceLedger } from "../../src/services/NonceLedger.ts"
 import { InMemoryNonceLedger } from "../../src/testing/InMemoryNonceLedger.ts"
 import { freshDevnet } from "../support/anvil.ts"
+import { chainNonce, submissionFor, tenClaimsAtOnce } from "../support/chainWrites.ts"
 
 /**
  * The account's signer serving other writers (issue 18, the fleet on Effect's cluster): the writer of the runner that
@@ -29,31 +27,12 @@ const endpoint = (devnet: RunningDevnet) => ({
 })
 
 /** The host's signing side, and callers whose every write it signs. */
-const fleetOf = Effect.fnUntraced(function*(devnet: RunningDevnet, reach: (host: RemoteSigner) => RemoteSigner = (h) => h) {
+const fleetOf = Effect.fnUntraced(function*(devnet: RunningDevnet, reach: (host: AccountSigning) => AccountSigning = (h) => h) {
   const ledger = yield* ledgerService()
   const host = yield* makeWithSigner({ ...endpoint(devnet), nonces: { ledger, holder: "runner-a/host" } })
   const remote = reach(host.signer)
   const caller = (name: string) => makeViemChain({ ...endpoint(devnet), nonces: { ledger, holder: `${name}/boot` }, remote })
   return { ledger, signer: host.signer, caller }
-})
-
-const chainNonce = (devnet: RunningDevnet) =>
-  Effect.promise(() =>
-    createPublicClient({ transport: http(devnet.rpcUrl) }).getTransactionCount({
-      address: devnet.accounts[1]!.address as `0x${string}`,
-      blockTag: "latest"
-    })
-  )
-
-/** A submission of the chunk just claimed, with a made-up gradient (the chain cannot tell). */
-const submissionFor = Effect.fnUntraced(function*(chain: Chain["Service"], byte: string) {
-  const id = yield* chain.identity
-  const [round] = yield* chain.rounds
-  const claim = yield* chain.claimChunk(round!.roundId)
-  const gradientHash = `0x${byte.repeat(32)}`
-  const cid = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
-  const solution = yield* solveReference({ ...id, roundId: round!.roundId, chunkId: claim.chunkId, gradientHash, cid, difficulty: round!.difficulty })
-  return { id, round: round!, claim, submission: new Submission({ roundId: round!.roundId, chunkId: claim.chunkId, cid, gradientHash, powNonce: solution.nonce }) }
 })
 
 describe("ViemChain signing through the account's signer, against a real anvil", () => {
@@ -62,16 +41,7 @@ describe("ViemChain signing through the account's signer, against a real anvil",
       const devnet = yield* freshDevnet()
       const { caller, ledger } = yield* fleetOf(devnet)
       const [b, c] = [yield* caller("runner-b"), yield* caller("runner-c")]
-      const [round] = yield* b.rounds
-      const start = yield* chainNonce(devnet)
-      const claims = yield* Effect.all(
-        [b, c].flatMap((chain) => Array.from({ length: 5 }, () => chain.claimChunk(round!.roundId))),
-        { concurrency: "unbounded" }
-      )
-      assert.strictEqual(new Set(claims.map((x) => x.chunkId)).size, 10)
-      assert.strictEqual(yield* chainNonce(devnet), start + 10)
-      const rows = yield* ledger.list(devnet.accounts[1]!.address, 31337, { fromNonce: start })
-      assert.deepStrictEqual(rows.map((r) => r.nonce), Array.from({ length: 10 }, (_, i) => start + i))
+      const rows = yield* tenClaimsAtOnce(devnet, ledger, [b, c])
       assert.deepStrictEqual([...new Set(rows.map((r) => r.holder))], ["runner-a/host"], "one signer, no race")
     }), 120_000)
 

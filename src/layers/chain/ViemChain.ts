@@ -35,7 +35,7 @@ export interface ViemChainOptions extends ViemEndpointOptions {
 export const make = (options: ViemChainOptions) => makeWithSigner(options).pipe(Effect.map(({ port }) => port))
 
 /**
- * The Chain port and its writer's signing side (`RemoteSigner`), which a fleet's account signer entity serves to the
+ * The Chain port and its writer's signing side (`AccountSigning`), which a fleet's account signer entity serves to the
  * other runners (layers/fleet/accountSigner.ts).
  */
 export const makeWithSigner = Effect.fnUntraced(function*(options: ViemChainOptions) {

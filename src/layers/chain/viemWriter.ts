@@ -13,6 +13,7 @@ import {
 } from "viem"
 import { isRetryable, type MiningError, RetryableError, TimeoutError, ValidationError } from "../../domain/errors.ts"
 import { SignedTransaction, SubmissionReceipt, type TransactionStatus } from "../../domain/mining.ts"
+import { type AccountSigning, type CallToSign, lendPatienceMs } from "../../services/AccountSigning.ts"
 import type { NonceLedger } from "../../services/NonceLedger.ts"
 import { fromViemError } from "./viemErrors.ts"
 import { read, rpc } from "./viemRpc.ts"
@@ -40,41 +41,7 @@ export interface WriterOptions {
    * it), journals its intent, and broadcasts them; gap fills go to the signer too. Requires `nonces`' ledger to be
    * the signer's (the same Postgres).
    */
-  readonly remote?: RemoteSigner | undefined
-}
-
-/** A call of the registry to sign: what the signer needs (the caller simulated it and estimated its gas). */
-export interface CallToSign {
-  readonly functionName: string
-  readonly data: Hex
-  readonly gas: bigint | undefined
-  /** The arguments name the transaction (a submission, a completion; not a claim): see `reservedSameCall`. */
-  readonly idempotent: boolean
-}
-
-/** Bytes signed for a caller: reserved in the ledger at their nonce, theirs to journal and broadcast. */
-export interface LentTransaction {
-  readonly signed: SignedTransaction
-  /**
-   * The account's transaction reserved before for this very call (another signer's, a caller that died): the caller
-   * journals and sends it as it is, and never gives it back.
-   */
-  readonly reservedBefore: boolean
-}
-
-/**
- * The account's signer, as the writers of a fleet reach it (its serving side is `ViemWriter["signer"]`). The rules of
- * a lend: the caller journals its intent with the lent bytes, then broadcasts them; an intent that failed is given
- * back at once (`release`); bytes a node refused outright are reported (`refused`). A caller silent for
- * `lendPatienceMs` (it died, it froze) loses the lend: its bytes are the account's from then on, sent by the next gap
- * fill (the caller may have journaled them), and a late `release` answers "kept".
- */
-export interface RemoteSigner {
-  readonly lend: (call: CallToSign) => Effect.Effect<LentTransaction, MiningError>
-  /** "undone": the nonce now carries a no-op, the bytes are never sent; "kept": they are the account's, go on. */
-  readonly release: (signed: SignedTransaction) => Effect.Effect<"undone" | "kept", MiningError>
-  readonly refused: (signed: SignedTransaction) => Effect.Effect<void, MiningError>
-  readonly fillGapBelow: (nonce: number) => Effect.Effect<void, MiningError>
+  readonly remote?: AccountSigning | undefined
 }
 
 /**
@@ -91,11 +58,6 @@ const quickLooks = [0, 5, 5, 10, 20, 40]
 const gapPatienceMs = 1_500
 /** Re-sent while waiting: the node may never have received the bytes (a request lost on the way). */
 const resendEveryMs = 1_000
-/**
- * How long bytes lent to a caller wait for it before a gap fill sends them: its intent is one journal write
- * (milliseconds), and every later transaction of the account waits behind a lent nonce the node lacks.
- */
-export const lendPatienceMs = 5_000
 
 /** A node's answer to bytes it already has, or to a nonce already mined: not a failure of the send. */
 const alreadyThere = (error: unknown): boolean => {
@@ -394,10 +356,10 @@ export const makeViemWriter = (options: WriterOptions) => {
     })
 
   /**
-   * The writer's side as the account's signer for other writers (`RemoteSigner`), under the same nonce permit as its
+   * The writer's side as the account's signer for other writers (`AccountSigning`), under the same nonce permit as its
    * own writes: a lend is a reservation whose intent is the caller's; a release is `unreserve` without the intent.
    */
-  const signer: RemoteSigner = {
+  const signer: AccountSigning = {
     lend: Effect.fnUntraced(function*(call: CallToSign) {
       const already = call.idempotent ? yield* reservedSameCall(call.data) : undefined
       if (already !== undefined) {
@@ -440,7 +402,7 @@ export const makeViemWriter = (options: WriterOptions) => {
    * intent that failed given back (and journaled again if the signer says the bytes are the account's by now).
    */
   const signRemotely = Effect.fnUntraced(function*(
-    remote: RemoteSigner,
+    remote: AccountSigning,
     call: CallToSign,
     beforeBroadcast: ((signed: SignedTransaction) => Effect.Effect<void, MiningError>) | undefined
   ) {

@@ -4,14 +4,14 @@ import { Rpc } from "effect/rpc"
 import type { Hex } from "viem"
 import { isMiningError, MiningError, RetryableError, ValidationError } from "../../domain/errors.ts"
 import { SignedTransaction } from "../../domain/mining.ts"
-import type { CallToSign, RemoteSigner } from "../chain/viemWriter.ts"
+import type { AccountSigning, CallToSign } from "../../services/AccountSigning.ts"
 
 /**
  * The account's signer on Effect's cluster (DESIGN.md "Fleet"): one entity per account, in the `signer` shard group,
  * so it lives on exactly one of the runners that may sign (R3MES_FLEET_SIGNERS) and moves to another when that runner
  * dies. Every runner's writer asks it for the bytes of its calls; it signs them at the account's next nonce with its
  * runner's key and reserves them in the nonce ledger — the fence for the moments a lease puts the entity on two
- * runners — and lends them to the caller, who journals and broadcasts them (viemWriter.ts `RemoteSigner` has the
+ * runners — and lends them to the caller, who journals and broadcasts them (viemWriter.ts `AccountSigning` has the
  * rules). Its state (the next nonce, lent nonces) is a cache of the ledger: a new home starts from the ledger.
  *
  * Messages are volatile (not persisted): a lost one is a failed write that the transaction's retries repeat, and a
@@ -57,7 +57,7 @@ export const accountSignerId = (account: string, registry: string): string =>
 /** This runner's signing side (its writer's `signer`), for the account this runner's key signs for. */
 export class LocalAccountSigner extends Context.Service<LocalAccountSigner, {
   readonly id: string
-  readonly signer: RemoteSigner
+  readonly signer: AccountSigning
 }>()("r3mes/layers/fleet/LocalAccountSigner") {}
 
 /**
@@ -107,9 +107,22 @@ export const signerAnswerTimeout = Duration.seconds(15)
  * The account's signer as this runner's writer reaches it (through the cluster, wherever the entity lives). Failures
  * of the cluster itself (the entity between homes, a runner unreachable) are retryable errors.
  */
-export const remoteAccountSigner = Effect.fnUntraced(function*(id: string, timeout: Duration.Duration = signerAnswerTimeout) {
-  const clientFor = yield* AccountSigner.client
-  const client = clientFor(id)
+export const remoteAccountSigner = (id: string, timeout: Duration.Duration = signerAnswerTimeout) =>
+  AccountSigner.client.pipe(Effect.map((clientFor) => accountSigningThrough(clientFor(id), timeout)))
+
+/** What a writer needs of an entity client: the four messages, whatever else they may fail with. */
+export interface SignerClient {
+  readonly Lend: (payload: typeof Call.Type) => Effect.Effect<{ readonly signed: SignedTransaction; readonly reservedBefore: boolean }, unknown>
+  readonly Release: (payload: { readonly signed: SignedTransaction }) => Effect.Effect<"undone" | "kept", unknown>
+  readonly Refused: (payload: { readonly signed: SignedTransaction }) => Effect.Effect<void, unknown>
+  readonly FillGapBelow: (payload: { readonly nonce: number }) => Effect.Effect<void, unknown>
+}
+
+/** The signer's messages as `AccountSigning`, through a client of the entity (the cluster's, or a test's). */
+export const accountSigningThrough = (
+  client: SignerClient,
+  timeout: Duration.Duration = signerAnswerTimeout
+): AccountSigning => {
   const reached = <A>(what: string, call: Effect.Effect<A, unknown>): Effect.Effect<A, MiningError> =>
     call.pipe(
       Effect.timeoutOrElse({
@@ -131,7 +144,7 @@ export const remoteAccountSigner = Effect.fnUntraced(function*(id: string, timeo
         })
       )
     )
-  const remote: RemoteSigner = {
+  const remote: AccountSigning = {
     lend: (call: CallToSign) =>
       reached(
         `a ${call.functionName}`,
@@ -147,7 +160,7 @@ export const remoteAccountSigner = Effect.fnUntraced(function*(id: string, timeo
     fillGapBelow: (nonce) => reached(`a gap fill below nonce ${nonce}`, client.FillGapBelow({ nonce }))
   }
   return remote
-})
+}
 
 /** The entity on this runner, serving `local`. */
 export const accountSignerLayer = (local: LocalAccountSigner["Service"]) =>
