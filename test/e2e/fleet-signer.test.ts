@@ -19,6 +19,15 @@ const lease = 6
 
 const signerMessage = /^the account's signer \S+ runs on this runner$/
 const hostsSigner = (logFile: string) => logMessagesOf(logFile).some((m) => signerMessage.test(m))
+/** The runner hosting the signer, once every runner committed three. */
+const hostOnceMining = (runners: ReadonlyMap<string, { readonly logFile: string }>) =>
+  Effect.promise(() =>
+    waitFor(
+      () => [...runners.values()].every((r) => committedInLog(r.logFile) >= 3) && [...runners.values()].some((r) => hostsSigner(r.logFile)),
+      120_000,
+      "every runner's third commit, a signer"
+    )
+  ).pipe(Effect.map(() => [...runners.entries()].find(([, r]) => hostsSigner(r.logFile))![0]))
 const holdersOf = (ledger: ReadonlyArray<{ readonly holder: string }>) => [...new Set(ledger.map((e) => e.holder.split("/")[0]))]
 
 describe.skipIf("skip" in postgres)("a fleet on Effect's cluster: one signer entity for the account", () => {
@@ -48,40 +57,28 @@ describe.skipIf("skip" in postgres)("a fleet on Effect's cluster: one signer ent
   it.live("the signer's runner SIGKILLed mid-run: the signer moves to the other runner, which goes on; nothing lost", () =>
     Effect.gen(function*() {
       const fleet = yield* fleetFixture(server, { cluster: { lease } })
-      const runners = new Map(["runner-1", "runner-2"].map((name) => [name, fleet.runner(name, perRunner)]))
-      // Whichever hosts the signer, once both committed a few.
-      yield* Effect.promise(() =>
-        waitFor(
-          () => [...runners.values()].every((r) => committedInLog(r.logFile) >= 3) && [...runners.values()].some((r) => hostsSigner(r.logFile)),
-          120_000,
-          "both runners' third commit, a signer"
-        )
-      )
-      const host = [...runners.entries()].find(([, r]) => hostsSigner(r.logFile))![0]
+      // Enough work that the one left must sign after the kill (the entity starts where its first message lands).
+      const runners = new Map(["runner-1", "runner-2"].map((name) => [name, fleet.runner(name, 3 * perRunner)]))
+      const host = yield* hostOnceMining(runners)
       runners.get(host)!.signal("SIGKILL")
       const other = [...runners.keys()].find((n) => n !== host)!
       const exited = yield* Effect.promise(() => runners.get(other)!.exited)
-      assert.strictEqual(summaryOf(exited, other).committed, perRunner)
+      // Its writes waited for the signer's new home: a breaker may have opened, and a transaction failed there.
+      assert.isAtLeast(summaryOf(exited, other).committed, 2 * perRunner)
       assert.isTrue(hostsSigner(runners.get(other)!.logFile), `${other} took the signer over`)
       // The killed runner started again under its name recovers what it had in flight; then the audit.
       const again = yield* Effect.promise(() => fleet.runner(host, 1).exited)
       summaryOf(again, `${host} restarted`)
       const { verdict } = yield* fleet.audited
-      assert.isAtLeast(verdict.figures.committedOnChain, perRunner + 1)
+      assert.strictEqual(verdict.figures.nonTerminal, 0)
+      assert.isAtLeast(verdict.figures.committedOnChain, 2 * perRunner + 3)
     }).pipe(Effect.scoped), runTimeoutMs + 120_000)
 
   it.live("the signer's runner frozen past the lease: the signer moves, the frozen one resumes; no nonce twice or skipped", () =>
     Effect.gen(function*() {
       const fleet = yield* fleetFixture(server, { cluster: { lease } })
       const runners = new Map(["runner-1", "runner-2"].map((name) => [name, fleet.runner(name, 2 * perRunner)]))
-      yield* Effect.promise(() =>
-        waitFor(
-          () => [...runners.values()].every((r) => committedInLog(r.logFile) >= 3) && [...runners.values()].some((r) => hostsSigner(r.logFile)),
-          120_000,
-          "both runners' third commit, a signer"
-        )
-      )
-      const host = [...runners.entries()].find(([, r]) => hostsSigner(r.logFile))![0]
+      const host = yield* hostOnceMining(runners)
       const other = [...runners.keys()].find((n) => n !== host)!
       // Frozen with lends and reservations under way: its entity, its sessions and its shard locks stay, silent.
       runners.get(host)!.signal("SIGSTOP")

@@ -3,14 +3,12 @@ import { Context, Effect, Layer, Option, Redacted } from "effect"
 import { createPublicClient, http, keccak256 } from "viem"
 import { privateKeyToAccount } from "viem/accounts"
 import { ResourceError } from "../../src/domain/errors.ts"
-import { Submission } from "../../src/domain/mining.ts"
-import { solveReference } from "../../src/domain/pow.ts"
 import type { RunningDevnet } from "../../src/layers/chain/devnet/Devnet.ts"
 import { make as makeViemChain } from "../../src/layers/chain/ViemChain.ts"
-import type { Chain } from "../../src/services/Chain.ts"
 import { NonceLedger } from "../../src/services/NonceLedger.ts"
 import { InMemoryNonceLedger, makeNonceLedgerStore } from "../../src/testing/InMemoryNonceLedger.ts"
 import { freshDevnet } from "../support/anvil.ts"
+import { chainNonce, submissionFor, tenClaimsAtOnce } from "../support/chainWrites.ts"
 
 /**
  * Two processes signing for one account (issue 18): with the account's nonce ledger, each signed transaction is
@@ -33,17 +31,6 @@ const failsWithLedgerDown = (control: InMemoryNonceLedger["Service"], message: s
     Effect.andThen(Effect.fail(new ResourceError({ message })))
   )
 
-/** A submission of the chunk just claimed, with a made-up gradient (the chain cannot tell). */
-const submissionFor = Effect.fnUntraced(function*(chain: Chain["Service"], byte: string) {
-  const id = yield* chain.identity
-  const [round] = yield* chain.rounds
-  const claim = yield* chain.claimChunk(round!.roundId)
-  const gradientHash = `0x${byte.repeat(32)}`
-  const cid = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
-  const solution = yield* solveReference({ ...id, roundId: round!.roundId, chunkId: claim.chunkId, gradientHash, cid, difficulty: round!.difficulty })
-  return { id, round: round!, claim, submission: new Submission({ roundId: round!.roundId, chunkId: claim.chunkId, cid, gradientHash, powNonce: solution.nonce }) }
-})
-
 const signerOf = (devnet: RunningDevnet, ledger: NonceLedger["Service"], holder: string) =>
   makeViemChain({
     rpcUrl: devnet.rpcUrl,
@@ -53,31 +40,14 @@ const signerOf = (devnet: RunningDevnet, ledger: NonceLedger["Service"], holder:
     nonces: { ledger, holder }
   })
 
-const chainNonce = (devnet: RunningDevnet) =>
-  Effect.promise(() =>
-    createPublicClient({ transport: http(devnet.rpcUrl) }).getTransactionCount({
-      address: devnet.accounts[1]!.address as `0x${string}`,
-      blockTag: "latest"
-    })
-  )
-
 describe("ViemChain with the account's nonce ledger, against a real anvil", () => {
   it.live("two signers of one account write at once: every write lands, one transaction per nonce, no gap", () =>
     Effect.gen(function*() {
       const devnet = yield* freshDevnet()
       const ledger = yield* ledgerService()
       const [a, b] = [yield* signerOf(devnet, ledger, "runner-a"), yield* signerOf(devnet, ledger, "runner-b")]
-      const [round] = yield* a.rounds
-      const start = yield* chainNonce(devnet)
       // Both start from the same chain nonce: without the ledger their first writes collide.
-      const claims = yield* Effect.all(
-        [a, b].flatMap((chain) => Array.from({ length: 5 }, () => chain.claimChunk(round!.roundId))),
-        { concurrency: "unbounded" }
-      )
-      assert.strictEqual(new Set(claims.map((c) => c.chunkId)).size, 10)
-      assert.strictEqual(yield* chainNonce(devnet), start + 10)
-      const rows = yield* ledger.list(devnet.accounts[1]!.address, 31337, { fromNonce: start })
-      assert.deepStrictEqual(rows.map((r) => r.nonce), Array.from({ length: 10 }, (_, i) => start + i))
+      const rows = yield* tenClaimsAtOnce(devnet, ledger, [a, b])
       assert.sameMembers([...new Set(rows.map((r) => r.holder))], ["runner-a", "runner-b"])
       // The ledger's bytes are what the chain mined at each nonce.
       const client = createPublicClient({ transport: http(devnet.rpcUrl) })
