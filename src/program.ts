@@ -2,7 +2,7 @@ import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Effect } from "effect"
 import { CliError, CliOutput, Command } from "effect/cli"
 import packageJson from "../package.json" with { type: "json" }
-import { CliExit, ExitCode } from "./cli/exit.ts"
+import { CliExit, endProcessOnceDone, ExitCode } from "./cli/exit.ts"
 import { devicesCommand } from "./cli/devices.ts"
 import { gradientCommand } from "./cli/gradient.ts"
 import { aggregateCommand, roundsCommand } from "./cli/rounds.ts"
@@ -48,4 +48,4 @@ export const main = Command.run(r3mesMiner, { version: packageJson.version }).pi
   Effect.provide(NodeServices.layer)
 )
 
-NodeRuntime.runMain(main)
+NodeRuntime.runMain(main, { teardown: endProcessOnceDone })
