@@ -1,5 +1,5 @@
 import { hostname } from "node:os"
-import { Context, type Duration, Effect, Layer, Option, Redacted } from "effect"
+import { Context, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import type { Hex } from "viem"
 import { privateKeyToAccount } from "viem/accounts"
@@ -15,7 +15,7 @@ import {
   remoteAccountSigner,
   signerShardGroup
 } from "../layers/fleet/accountSigner.ts"
-import { clusterRunnerLayer, parseRunnerAddress } from "../layers/fleet/clusterRunner.ts"
+import { boundedShutdown, clusterRunnerLayer, parseRunnerAddress } from "../layers/fleet/clusterRunner.ts"
 import { PgFleetRoster } from "../layers/fleet/PgFleetRoster.ts"
 import { holdRunnerName } from "../layers/fleet/runnerName.ts"
 import { openPgPool } from "../layers/postgres/pgPool.ts"
@@ -141,6 +141,9 @@ const ledgerHolder = (fleet: Fleet) => `${fleet.runner}/${crypto.randomUUID().sl
  * R3MES_FLEET_SIGNERS allows it), and has every write signed by that entity, wherever it lives. The entity signs with
  * the writer of the runner it lives on, through the nonce ledger, which stays the fence.
  */
+/** How long a runner's cluster part may take to close before the process goes on without it (`boundedShutdown`). */
+const clusterShutdownTimeout = Duration.seconds(15)
+
 const clusterChainLayer = (
   endpoint: ChainEndpoint,
   fleet: Fleet,
@@ -168,14 +171,17 @@ const clusterChainLayer = (
         Effect.map(({ sql }) => Context.make(SqlClient.SqlClient, sql))
       )
     )
-    const runner = clusterRunnerLayer({
-      runnerAddress,
-      shardLockExpiration: cluster.lease,
-      shardGroups: {
-        available: ["default", signerShardGroup],
-        assigned: cluster.maySign ? ["default", signerShardGroup] : ["default"]
-      }
-    }).pipe(Layer.provide(clusterPool))
+    const runner = boundedShutdown(
+      clusterRunnerLayer({
+        runnerAddress,
+        shardLockExpiration: cluster.lease,
+        shardGroups: {
+          available: ["default", signerShardGroup],
+          assigned: cluster.maySign ? ["default", signerShardGroup] : ["default"]
+        }
+      }).pipe(Layer.provide(clusterPool)),
+      clusterShutdownTimeout
+    )
     return accountSignerEntityLayer.pipe(Layer.provideMerge(chainAndSigner), Layer.provide(runner))
   }))
 

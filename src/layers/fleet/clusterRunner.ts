@@ -65,8 +65,6 @@ export interface ClusterRunnerOptions {
    * heartbeat expires). Default 1 min (the library's): the heartbeat expiration is the primary detector.
    */
   readonly runnerHealthCheckInterval?: Duration.Input | undefined
-  /** How long closing the runner may take before the process goes on without it (see `boundedShutdown`). Default 15 s. */
-  readonly shutdownTimeout?: Duration.Input | undefined
   /** Table prefix (`<prefix>_runners`, `<prefix>_locks`, `<prefix>_messages`…). Default `cluster`. */
   readonly tablePrefix?: string | undefined
   /**
@@ -137,15 +135,18 @@ export const clusterRunnerLayer = (
     Layer.provide(RpcSerialization.layerSchemaBinary()),
     Layer.catchCause(explain(options))
   )
-  return boundedShutdown(runner, Duration.fromInputUnsafe(options.shutdownTimeout ?? "15 seconds"))
+  return runner
 }
 
 /**
- * The runner's shutdown, bounded: measured in the fleet's tests under load, a runner that had been frozen past its
- * lease sometimes never finished closing its cluster scope (its runner-list loop still logging "No healthy runners
- * available" minutes later), so its process never exited. What a shutdown cut short leaves is what a crash leaves:
- * Postgres frees the session's shard locks when the process exits, its runner row ages out of the list, and the
- * signer entity it hosted (already stopped first) starts on another runner.
+ * A runner's shutdown, bounded; for `clusterRunnerLayer` with the pool it runs on (`Layer.provide` inside), since the
+ * runner's loops keep their connections while its close is stuck and the pool's close would wait for them. Seen in the
+ * fleet's tests: a runner frozen past its lease, then done, never finished closing, so its process never exited.
+ * Located with a finalizer probe: the close of the cluster's RPC server (the runner-to-runner socket) waited on the
+ * fibers of requests it was serving for the other runner, which interrupting did not end; meanwhile its loops went on
+ * logging "No healthy runners available". What a shutdown cut short leaves is what a crash leaves: the runner already unregistered (the
+ * entity's close does that first), Postgres frees its shard locks when the process exits, and the signer entity
+ * starts on another runner.
  */
 export const boundedShutdown = <A, E, R>(layer: Layer.Layer<A, E, R>, timeout: Duration.Duration): Layer.Layer<A, E, R> =>
   Layer.effectContext(Effect.gen(function*() {
