@@ -135,15 +135,15 @@ export const fleetChainLayer = (endpoint: ChainEndpoint, fleet: Fleet): Layer.La
 
 const ledgerHolder = (fleet: Fleet) => `${fleet.runner}/${crypto.randomUUID().slice(0, 8)}`
 
+/** How long a runner's cluster part may take to close before the process goes on without it (`boundedShutdown`). */
+const clusterShutdownTimeout = Duration.seconds(15)
+
 /**
  * The chain of a runner of the fleet's cluster: this runner joins Effect's cluster on the fleet's Postgres (listening
  * on its R3MES_FLEET_ADDRESS), hosts the account's signer entity when the cluster gives it the signer's shard (and
  * R3MES_FLEET_SIGNERS allows it), and has every write signed by that entity, wherever it lives. The entity signs with
  * the writer of the runner it lives on, through the nonce ledger, which stays the fence.
  */
-/** How long a runner's cluster part may take to close before the process goes on without it (`boundedShutdown`). */
-const clusterShutdownTimeout = Duration.seconds(15)
-
 const clusterChainLayer = (
   endpoint: ChainEndpoint,
   fleet: Fleet,

@@ -48,7 +48,7 @@ describe("the cluster runner's bounded shutdown", () => {
       // The pool's close waits for the runner's connections, which the stuck runner never gives back.
       const connectionsBack = yield* Deferred.make<void>()
       const pool = Layer.effectDiscard(Effect.addFinalizer(() => Deferred.await(connectionsBack)))
-      const runner = closing(Effect.never.pipe(Effect.ensuring(Deferred.succeed(connectionsBack, undefined)))).layer
+      const runner = closing(Effect.never).layer
       const both = yield* closeOf(boundedShutdown(runner.pipe(Layer.provide(pool)), Duration.millis(200)))
       assert.isTrue(Option.isSome(both), "runner and pool bounded together: the close ends")
       const runnerOnly = yield* closeOf(boundedShutdown(runner, Duration.millis(200)).pipe(Layer.provide(pool)))

@@ -144,9 +144,9 @@ export const clusterRunnerLayer = (
  * fleet's tests: a runner frozen past its lease, then done, never finished closing, so its process never exited.
  * Located with a finalizer probe: the close of the cluster's RPC server (the runner-to-runner socket) waited on the
  * fibers of requests it was serving for the other runner, which interrupting did not end; meanwhile its loops went on
- * logging "No healthy runners available". What a shutdown cut short leaves is what a crash leaves: the runner already unregistered (the
- * entity's close does that first), Postgres frees its shard locks when the process exits, and the signer entity
- * starts on another runner.
+ * logging "No healthy runners available". What a shutdown cut short leaves is what a crash leaves: the runner has
+ * already unregistered (the entity's close does that first), Postgres frees its shard locks when the process exits,
+ * and the signer entity starts on another runner.
  */
 export const boundedShutdown = <A, E, R>(layer: Layer.Layer<A, E, R>, timeout: Duration.Duration): Layer.Layer<A, E, R> =>
   Layer.effectContext(Effect.gen(function*() {
