@@ -196,8 +196,10 @@ describe("outerStep", () => {
     )
   })
 
-  it("is one float32 rounding from the final weights for any weights", () => {
-    const input = layout.chain((shapes) => fc.tuple(tensorsOf(shapes, anyFloat32), tensorsOf(shapes, anyFloat32)))
+  it("is one float32 rounding from the final weights for any weights below half the float32 maximum", () => {
+    // Below half the float32 maximum: final weights at the maximum itself round past it to ±Infinity (CI found
+    // w = −5.48e37, f = −3.4028235e38), a float32 overflow rather than a rounding.
+    const input = layout.chain((shapes) => fc.tuple(tensorsOf(shapes, belowHalfMax), tensorsOf(shapes, belowHalfMax)))
     fc.assert(
       fc.property(input, ([initial, final]) => {
         const gradient = withValues(initial, (w, t, i) => w - final[t]!.values[i]!)
